@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "ztrain",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ztrain", targets: ["ztrain"]),
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "RNN", targets: ["RNN"]),
+        .library(name: "Series", targets: ["Series"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Plot", targets: ["Plot"]),
+        .library(name: "Training", targets: ["Training"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
+    targets: [
+        // The C header of libzmq and nothing else (apt: libzmq3-dev).
+        .systemLibrary(
+            name: "CZeroMQ",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        // A small, safe Swift API over libzmq. No training concepts.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
+        .target(name: "RNN", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
+        // The sin/cos series, CSV loading, windows, splits, permutations, micro-batch arithmetic.
+        .target(name: "Series"),
+        // safetensors read/write, atomic files.
+        .target(name: "Checkpoint", dependencies: ["RNN"]),
+        // SVG line charts (loss curves, predictions). No training concepts.
+        .target(name: "Plot"),
+        // Trainers (in-process today; coordinator/worker later), metrics, outputs.
+        .target(
+            name: "Training",
+            dependencies: [
+                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The thin CLI.
+        .executableTarget(
+            name: "ztrain",
+            dependencies: [
+                "Training", "RNN", "Series", "Checkpoint", "Plot",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "RNNTests", dependencies: ["RNN"], exclude: ["Fixtures"]),
+        .testTarget(name: "SeriesTests", dependencies: ["Series"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
+        .testTarget(name: "PlotTests", dependencies: ["Plot"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint"]),
+        .testTarget(name: "ztrainTests", dependencies: ["ztrain"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

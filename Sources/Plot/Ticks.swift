@@ -1,0 +1,214 @@
+import Foundation
+
+/// An axis: its domain in data units and its labelled ("major") and unlabelled ("minor") ticks.
+package struct AxisScale: Sendable, Equatable {
+    /// Lower end of the domain (data units; positive for log axes).
+    package var lower: Double
+    /// Upper end of the domain (data units; `upper > lower`).
+    package var upper: Double
+    /// `true`: positions are proportional to `log10(value)`.
+    package var isLog: Bool
+    /// Labelled tick values, ascending, all inside `lower...upper`.
+    package var ticks: [Double]
+    /// Tick labels, one per entry of `ticks`.
+    package var labels: [String]
+    /// Unlabelled grid positions (log axes: 2×…9× each decade).
+    package var minorTicks: [Double]
+
+    /// Where `value` falls in the domain: 0 at `lower`, 1 at `upper` (not clamped).
+    package func fraction(_ value: Double) -> Double {
+        if isLog {
+            let l0 = Foundation.log10(lower), l1 = Foundation.log10(upper)
+            return (Foundation.log10(value) - l0) / (l1 - l0)
+        }
+        return (value - lower) / (upper - lower)
+    }
+}
+
+/// "Nice" tick generation (1, 2, 5 × 10^k) and compact tick labels.
+package enum Ticks {
+    /// Largest magnitude accepted; bigger inputs are clamped so arithmetic cannot overflow.
+    static let limit = 1e300
+
+    /// Exact-as-possible `10^e`.
+    package static func pow10(_ e: Int) -> Double {
+        if e >= 0 {
+            return e <= 22 ? exactPowers[e] : Foundation.pow(10.0, Double(e))
+        }
+        // 1 / 10^n is correctly rounded when 10^n is exact, so 0.1, 0.01 … come out as literals do.
+        return -e <= 22 ? 1.0 / exactPowers[-e] : Foundation.pow(10.0, Double(e))
+    }
+
+    private static let exactPowers: [Double] = {
+        var p: [Double] = [1]
+        for _ in 1...22 { p.append(p[p.count - 1] * 10) }
+        return p
+    }()
+
+    /// The smallest step `m × 10^e` with `m ∈ {1, 2, 5}` that is at least `rough`.
+    package static func niceStep(_ rough: Double) -> (mantissa: Double, exponent: Int) {
+        guard rough.isFinite, rough > 0 else { return (1, 0) }
+        var e = Int(Foundation.floor(Foundation.log10(rough)))
+        let f = rough / pow10(e)
+        let m: Double
+        if f <= 1 + 1e-9 {
+            m = 1
+        } else if f <= 2 + 1e-9 {
+            m = 2
+        } else if f <= 5 + 1e-9 {
+            m = 5
+        } else {
+            m = 1
+            e += 1
+        }
+        return (m, e)
+    }
+
+    /// A linear axis with about `targetCount` intervals.
+    ///
+    /// With `expand` the domain grows outward to the nearest ticks, so the ticks cover
+    /// `lower...upper`; without it the domain is exactly `lower...upper` and only ticks inside
+    /// are kept. A zero-width (or non-finite) range is widened instead of dividing by zero.
+    package static func linear(
+        lower: Double, upper: Double, targetCount: Int = 5, expand: Bool = true
+    ) -> AxisScale {
+        var lo = lower, hi = upper
+        if !lo.isFinite || !hi.isFinite {
+            (lo, hi) = (lo.isFinite ? lo : (hi.isFinite ? hi : 0), hi.isFinite ? hi : (lo.isFinite ? lo : 1))
+        }
+        lo = min(max(lo, -limit), limit)
+        hi = min(max(hi, -limit), limit)
+        if lo > hi { swap(&lo, &hi) }
+        let magnitude = max(abs(lo), abs(hi))
+        if hi - lo <= magnitude * 1e-12 {
+            let d = magnitude == 0 ? 1 : magnitude * 0.1
+            lo -= d
+            hi += d
+        }
+        let (m, e) = niceStep((hi - lo) / Double(max(2, targetCount)))
+        let step = m * pow10(e)
+        // k·m·10^e, computed as k·m / 10^-e for e < 0 so that 0.3 is 3/10 rather than 3·0.1.
+        func tick(_ k: Double) -> Double {
+            let v = e >= 0 ? k * m * pow10(e) : k * m / pow10(-e)
+            return v == 0 ? 0 : v
+        }
+        let kLo = expand ? Foundation.floor(lo / step + 1e-9) : Foundation.ceil(lo / step - 1e-9)
+        let kHi = expand ? Foundation.ceil(hi / step - 1e-9) : Foundation.floor(hi / step + 1e-9)
+        var ticks: [Double] = []
+        if kHi >= kLo, kHi - kLo <= 1000 {
+            ticks = stride(from: kLo, through: kHi, by: 1).map(tick)
+        }
+        if expand, let first = ticks.first, let last = ticks.last, last > first {
+            lo = first
+            hi = last
+        }
+        ticks = ticks.filter { $0 >= lo - step * 1e-6 && $0 <= hi + step * 1e-6 }
+        let scientific = e < -4 || max(abs(lo), abs(hi)) >= 1e6
+        let labels = ticks.map { format($0, stepExponent: e, scientific: scientific) }
+        return AxisScale(lower: lo, upper: hi, isLog: false, ticks: ticks, labels: labels, minorTicks: [])
+    }
+
+    /// A logarithmic axis with labels at decades (every n-th decade if there are more than
+    /// `maxMajorCount`; 2× and 5× as well when the range spans about one decade).
+    ///
+    /// With `expand` the domain grows to whole (labelled) decades. Non-positive or non-finite
+    /// bounds fall back to something sensible; equal bounds are widened by √10 each way.
+    package static func log(
+        lower: Double, upper: Double, maxMajorCount: Int = 6, expand: Bool = true
+    ) -> AxisScale {
+        var lo = lower, hi = upper
+        if !(lo.isFinite && lo > 0) && !(hi.isFinite && hi > 0) {
+            (lo, hi) = (0.1, 1)
+        } else if !(lo.isFinite && lo > 0) {
+            lo = hi / 1000
+        } else if !(hi.isFinite && hi > 0) {
+            hi = lo * 1000
+        }
+        lo = min(max(lo, 1 / limit), limit)
+        hi = min(max(hi, 1 / limit), limit)
+        if lo > hi { swap(&lo, &hi) }
+        if hi / lo < 1 + 1e-9 {
+            lo /= 10.0.squareRoot()
+            hi *= 10.0.squareRoot()
+        }
+        var e0 = Int(Foundation.floor(Foundation.log10(lo) + 1e-9))
+        var e1 = Int(Foundation.ceil(Foundation.log10(hi) - 1e-9))
+        if e1 <= e0 { e1 = e0 + 1 }
+        let decadeStep = max(1, Int((Double(e1 - e0) / Double(max(1, maxMajorCount - 1))).rounded(.up)))
+        if decadeStep > 1 {
+            e0 = Int(Foundation.floor(Double(e0) / Double(decadeStep))) * decadeStep
+            e1 = Int(Foundation.ceil(Double(e1) / Double(decadeStep))) * decadeStep
+        }
+        if expand {
+            lo = pow10(e0)
+            hi = pow10(e1)
+        }
+        let tolerance = 1e-9
+        func inside(_ v: Double) -> Bool { v >= lo * (1 - tolerance) && v <= hi * (1 + tolerance) }
+
+        // Candidate values as (mantissa, exponent) so labels can be built exactly.
+        var major: [(m: Int, e: Int)] = []
+        var minor: [(m: Int, e: Int)] = []
+        for e in e0...e1 {
+            let isMajorDecade = (e - e0) % decadeStep == 0
+            if inside(pow10(e)) {
+                if isMajorDecade { major.append((1, e)) } else { minor.append((1, e)) }
+            }
+            if decadeStep == 1, e < e1 {
+                for m in 2...9 where inside(Double(m) * pow10(e)) { minor.append((m, e)) }
+            }
+        }
+        if major.count < 3 && decadeStep == 1 {
+            // About one decade: label 2× and 5× too; if still too few, every mantissa.
+            let promote: Set<Int> = major.count + minor.filter { $0.m == 2 || $0.m == 5 }.count >= 2
+                ? [2, 5] : [2, 3, 4, 5, 6, 7, 8, 9]
+            major += minor.filter { promote.contains($0.m) }
+            minor.removeAll { promote.contains($0.m) }
+        }
+        func value(_ t: (m: Int, e: Int)) -> Double { Double(t.m) * pow10(t.e) }
+        major.sort { value($0) < value($1) }
+        return AxisScale(
+            lower: lo, upper: hi, isLog: true,
+            ticks: major.map(value), labels: major.map { logLabel(mantissa: $0.m, exponent: $0.e) },
+            minorTicks: minor.map(value))
+    }
+
+    /// Label for `m × 10^e` on a log axis: plain digits for 1 … 9000, otherwise `"1e-3"`, `"5e6"`.
+    package static func logLabel(mantissa m: Int, exponent e: Int) -> String {
+        if (0...3).contains(e) {
+            var v = m
+            for _ in 0..<e { v *= 10 }
+            return String(v)
+        }
+        return "\(m)e\(e)"
+    }
+
+    /// Compact label for a tick on a linear axis whose step is `m × 10^stepExponent`.
+    ///
+    /// Fixed-point with just enough decimals (`"0.001"`, `"2.5"`, `"250"`, trailing zeros
+    /// dropped) or, if `scientific`, mantissa/exponent form (`"1e-5"`, `"2.5e6"`).
+    package static func format(_ value: Double, stepExponent: Int, scientific: Bool) -> String {
+        if value == 0 || !value.isFinite { return value.isFinite ? "0" : String(value) }
+        if !scientific {
+            return trimmed(String(format: "%.\(max(0, -stepExponent))f", value))
+        }
+        var mag = Int(Foundation.floor(Foundation.log10(abs(value)) + 1e-9))
+        var mantissa = trimmed(String(format: "%.\(max(0, mag - stepExponent))f", value / pow10(mag)))
+        if let m = Double(mantissa), abs(m) >= 10 {
+            mag += 1
+            mantissa = trimmed(String(format: "%.\(max(0, mag - stepExponent))f", value / pow10(mag)))
+        }
+        return "\(mantissa)e\(mag)"
+    }
+
+    /// Drops trailing zeros after a decimal point, the point itself if bare, and a minus on zero.
+    static func trimmed(_ s: String) -> String {
+        var s = s
+        if s.contains(".") {
+            while s.hasSuffix("0") { s.removeLast() }
+            if s.hasSuffix(".") { s.removeLast() }
+        }
+        if s == "-0" { s = "0" }
+        return s
+    }
+}

@@ -1,0 +1,111 @@
+import RealModule
+
+/// Which update rule.
+public enum OptimizerKind: String, Sendable, Codable, CaseIterable {
+    case sgd
+    case adam
+}
+
+/// Hyper-parameters of an optimizer, with PyTorch's defaults.
+public struct OptimizerConfig: Sendable, Codable, Equatable {
+    public var kind: OptimizerKind
+    public var learningRate: Double
+    /// SGD only (PyTorch `momentum`, no dampening, no Nesterov).
+    public var momentum: Double
+    public var beta1: Double
+    public var beta2: Double
+    public var epsilon: Double
+
+    public init(
+        kind: OptimizerKind, learningRate: Double, momentum: Double = 0,
+        beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8
+    ) {
+        self.kind = kind
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+    }
+}
+
+/// An optimizer and its state, with PyTorch's exact update rules.
+///
+/// - SGD: `buf = g` on the first step, then `buf = momentum·buf + g`; `p -= lr·buf` (`p -= lr·g` without momentum).
+/// - Adam: `m = lerp(m, g, 1-β1)`, `v = β2·v + (1-β2)·g²`, `p -= (lr / (1-β1^t)) · m / (sqrt(v)/sqrt(1-β2^t) + ε)`,
+///   bias corrections computed in `Double` as PyTorch does in Python floats.
+public struct Optimizer<Scalar: RNNScalar>: Sendable {
+    public let config: OptimizerConfig
+    /// Steps taken so far (`t` of Adam's bias correction).
+    public private(set) var step: Int
+    /// SGD momentum buffer, or Adam's first moment.
+    public private(set) var m: [Scalar]
+    /// Adam's second moment (empty for SGD).
+    public private(set) var v: [Scalar]
+
+    public init(config: OptimizerConfig, parameterCount: Int) {
+        self.config = config
+        step = 0
+        let needsM = config.kind == .adam || config.momentum != 0
+        m = needsM ? [Scalar](repeating: 0, count: parameterCount) : []
+        v = config.kind == .adam ? [Scalar](repeating: 0, count: parameterCount) : []
+    }
+
+    /// Restores saved state (checkpoints).
+    public init(config: OptimizerConfig, step: Int, m: [Scalar], v: [Scalar]) {
+        self.config = config
+        self.step = step
+        self.m = m
+        self.v = v
+    }
+
+    /// Applies one update to `params` from the (already averaged and clipped) gradient `g`.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public mutating func update(_ params: UnsafeMutableBufferPointer<Scalar>, gradient g: UnsafeBufferPointer<Scalar>) {
+        precondition(params.count == g.count, "parameters and gradient differ in size")
+        step += 1
+        let lr = Scalar(config.learningRate)
+        switch config.kind {
+        case .sgd:
+            if config.momentum == 0 {
+                for i in params.indices { params[i] -= lr * g[i] }
+            } else {
+                let mu = Scalar(config.momentum)
+                let first = step == 1
+                m.withUnsafeMutableBufferPointer { buf in
+                    for i in params.indices {
+                        buf[i] = first ? g[i] : mu * buf[i] + g[i]
+                        params[i] -= lr * buf[i]
+                    }
+                }
+            }
+        case .adam:
+            let b1 = config.beta1, b2 = config.beta2
+            let bc1 = 1 - Double.pow(b1, step)
+            let bc2 = 1 - Double.pow(b2, step)
+            let stepSize = Scalar(config.learningRate / bc1)
+            let bc2Sqrt = Scalar(bc2.squareRoot())
+            let oneMinusB1 = Scalar(1 - b1), sb2 = Scalar(b2), oneMinusB2 = Scalar(1 - b2)
+            let eps = Scalar(config.epsilon)
+            m.withUnsafeMutableBufferPointer { mm in
+                v.withUnsafeMutableBufferPointer { vv in
+                    for i in params.indices {
+                        let gi = g[i]
+                        mm[i] += oneMinusB1 * (gi - mm[i])
+                        vv[i] = vv[i] * sb2 + oneMinusB2 * gi * gi
+                        let denom = vv[i].squareRoot() / bc2Sqrt + eps
+                        params[i] -= stepSize * (mm[i] / denom)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Array convenience for ``update(_:gradient:)``.
+    public mutating func update(_ params: inout [Scalar], gradient g: [Scalar]) {
+        g.withUnsafeBufferPointer { gp in
+            params.withUnsafeMutableBufferPointer { update($0, gradient: gp) }
+        }
+    }
+}

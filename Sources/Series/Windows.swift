@@ -1,0 +1,119 @@
+/// The window start indices of a series, split into a training and a validation part.
+///
+/// Window `w` covers points `w ..< w+T` and its target is point `w+T`, so a series of `N`
+/// points has `N - T` windows: `all == Array(0 ..< N-T)`.
+///
+/// With a validation fraction `f > 0` the *series* is cut in two: the first
+/// `nTrain = N - round(f * N)` points form the training part (rounding half to even, like
+/// Python's `round`). Windows lying entirely inside it (`w + T < nTrain`, target included) are
+/// training windows; windows starting at or after `nTrain` are validation windows; the `T`
+/// windows that straddle the cut are dropped, so no training window sees a validation point.
+/// With `f == 0` every window is a training window and `validation` is empty.
+public struct WindowSplit: Sendable, Equatable {
+    /// Start indices of the training windows, ascending.
+    public let train: [Int]
+    /// Start indices of the validation windows, ascending (empty when `f == 0`).
+    public let validation: [Int]
+    /// Every window start: `0 ..< N-T`.
+    public let all: [Int]
+    /// `nTrain`: how many leading points belong to the training part (`N` when `f == 0`).
+    public let trainPoints: Int
+
+    /// Cuts a series of `N` points into windows of `T` points and splits them.
+    ///
+    /// Throws when `T < 1`, when the series has no window (`N - T < 1`), when `f` is not in
+    /// `[0, 1)`, or when the split leaves no training window or (with `f > 0`) no validation window.
+    public static func make(pointCount N: Int, seqLen T: Int, validationFraction f: Double)
+        throws(SeriesError) -> WindowSplit
+    {
+        guard T >= 1 else {
+            throw .invalidArgument("--seq-len must be at least 1 (got \(T))")
+        }
+        guard N >= 0, N - T >= 1 else {
+            throw .invalidArgument(
+                "series of \(N) points is too short for windows of \(T) points; "
+                    + "it needs at least \(T + 1) points (a window plus its target)")
+        }
+        guard f.isFinite, f >= 0, f < 1 else {
+            throw .invalidArgument(
+                "--val-fraction must be at least 0 and less than 1 (got \(f))")
+        }
+        let windows = N - T
+        let validationPoints = Int((f * Double(N)).rounded(.toNearestOrEven))
+        let nTrain = N - validationPoints
+        let trainCount = max(0, min(windows, nTrain - T))
+        guard trainCount >= 1 else {
+            throw .invalidArgument(
+                "the training part (first \(nTrain) of \(N) points, validation fraction \(f)) "
+                    + "is too short for windows of \(T) points; "
+                    + "lower --val-fraction or --seq-len, or use a longer series")
+        }
+        let validation: [Int]
+        if f > 0 {
+            guard nTrain < windows else {
+                throw .invalidArgument(
+                    "the validation part (last \(validationPoints) of \(N) points, "
+                        + "validation fraction \(f)) holds no complete window of \(T) points "
+                        + "plus a target; it needs at least \(T + 1) points: "
+                        + "raise --val-fraction, lower --seq-len, or use --val-fraction 0")
+            }
+            validation = Array(nTrain..<windows)
+        } else {
+            validation = []
+        }
+        return WindowSplit(
+            train: Array(0..<trainCount), validation: validation, all: Array(0..<windows),
+            trainPoints: nTrain)
+    }
+}
+
+// MARK: - Step, micro-batch and shard arithmetic
+
+/// Optimizer steps in one epoch over `windows` training windows with batches of `batch`:
+/// `ceil(windows / batch)`; the last batch may be partial (like iterating a PyTorch
+/// `DataLoader` without `drop_last`).
+///
+/// Preconditions (the caller validates user input first): `windows >= 0`, `batch >= 1`.
+public func stepsPerEpoch(windows: Int, batch: Int) -> Int {
+    precondition(windows >= 0, "windows must be non-negative (got \(windows))")
+    precondition(batch >= 1, "batch must be at least 1 (got \(batch))")
+    return windows / batch + (windows % batch == 0 ? 0 : 1)
+}
+
+/// The positions in the epoch order that step `step` of an epoch trains on:
+/// `step*batch ..< min((step+1)*batch, windows)`.
+///
+/// Preconditions: `batch >= 1`, `0 <= step < stepsPerEpoch(windows:batch:)`.
+public func batchRange(step: Int, windows: Int, batch: Int) -> Range<Int> {
+    let steps = stepsPerEpoch(windows: windows, batch: batch)
+    precondition(step >= 0 && step < steps, "step \(step) out of range 0..<\(steps)")
+    let start = step * batch
+    return start..<min(start + batch, windows)
+}
+
+/// Cuts `count` items into consecutive runs of `size`; the last run may be shorter.
+/// `count == 0` gives no runs.
+///
+/// Preconditions: `count >= 0`, `size >= 1`.
+public func microBatches(count: Int, size: Int) -> [Range<Int>] {
+    precondition(count >= 0, "count must be non-negative (got \(count))")
+    precondition(size >= 1, "micro-batch size must be at least 1 (got \(size))")
+    return stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
+}
+
+/// Splits `items` into `workers` contiguous ranges, one per rank, in rank order.
+///
+/// Sizes differ by at most one and earlier ranks get the extra items; when there are more
+/// workers than items the later ranks get empty ranges (positioned at `items`).
+///
+/// Preconditions: `items >= 0`, `workers >= 1`.
+public func shard(items: Int, workers: Int) -> [Range<Int>] {
+    precondition(items >= 0, "items must be non-negative (got \(items))")
+    precondition(workers >= 1, "workers must be at least 1 (got \(workers))")
+    let base = items / workers
+    let extra = items % workers
+    return (0..<workers).map { r in
+        let start = r * base + min(r, extra)
+        return start..<(start + base + (r < extra ? 1 : 0))
+    }
+}
