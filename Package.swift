@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint"]),
-        .testTarget(name: "ztrainTests", dependencies: ["ztrain"]),
+        .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -64,11 +64,14 @@ package enum Ticks {
         return (m, e)
     }
 
-    /// A linear axis with about `targetCount` intervals.
+    /// A linear axis with about `targetCount` intervals (at most `targetCount + 2`).
     ///
     /// With `expand` the domain grows outward to the nearest ticks, so the ticks cover
-    /// `lower...upper`; without it the domain is exactly `lower...upper` and only ticks inside
-    /// are kept. A zero-width (or non-finite) range is widened instead of dividing by zero.
+    /// `lower...upper`; of the two nice steps around `range / targetCount`, the one wasting
+    /// less room is used (on a tie, the one giving about `targetCount + 1` ticks). Without
+    /// `expand` the domain is exactly `lower...upper` and the finer step is used if its ticks
+    /// inside number at most `targetCount + 3`. A zero-width (or non-finite) range is widened
+    /// instead of dividing by zero.
     package static func linear(
         lower: Double, upper: Double, targetCount: Int = 5, expand: Bool = true
     ) -> AxisScale {
@@ -79,33 +82,69 @@ package enum Ticks {
         lo = min(max(lo, -limit), limit)
         hi = min(max(hi, -limit), limit)
         if lo > hi { swap(&lo, &hi) }
-        let magnitude = max(abs(lo), abs(hi))
-        if hi - lo <= magnitude * 1e-12 {
-            let d = magnitude == 0 ? 1 : magnitude * 0.1
-            lo -= d
-            hi += d
+        (lo, hi) = widened(lo, hi)
+        let target = max(2, targetCount)
+        let coarse = niceStep((hi - lo) / Double(target))
+        let finer: (mantissa: Double, exponent: Int) =
+            switch coarse.mantissa {
+            case 1: (5, coarse.exponent - 1)
+            case 2: (1, coarse.exponent)
+            default: (2, coarse.exponent)
+            }
+        var best = ticks(lo, hi, step: coarse, expand: expand)
+        var stepExponent = coarse.exponent
+        let alternative = ticks(lo, hi, step: finer, expand: expand)
+        if alternative.count >= 2 && alternative.count <= target + 3 {
+            var useFiner = !expand
+            if expand, let a0 = alternative.first, let a1 = alternative.last,
+                let b0 = best.first, let b1 = best.last
+            {
+                // Less wasted room wins; on a tie, the tick count nearer `target + 1`.
+                let (finerRange, coarseRange) = (a1 - a0, b1 - b0)
+                let ideal = target + 1
+                useFiner = finerRange < coarseRange * (1 - 1e-9)
+                    || (finerRange <= coarseRange * (1 + 1e-9)
+                        && abs(alternative.count - ideal) < abs(best.count - ideal))
+            }
+            if useFiner {
+                best = alternative
+                stepExponent = finer.exponent
+            }
         }
-        let (m, e) = niceStep((hi - lo) / Double(max(2, targetCount)))
-        let step = m * pow10(e)
+        let step = best.count >= 2 ? (best[1] - best[0]) : 0
+        if expand, let first = best.first, let last = best.last, last > first {
+            lo = first
+            hi = last
+        }
+        best = best.filter { $0 >= lo - step * 1e-6 && $0 <= hi + step * 1e-6 }
+        let scientific = stepExponent < -4 || max(abs(lo), abs(hi)) >= 1e6
+        let labels = best.map { format($0, stepExponent: stepExponent, scientific: scientific) }
+        return AxisScale(lower: lo, upper: hi, isLog: false, ticks: best, labels: labels, minorTicks: [])
+    }
+
+    /// `lo...hi`, widened by 10 % of the magnitude (or ±1 around zero) if it has (almost) no width.
+    package static func widened(_ lo: Double, _ hi: Double) -> (Double, Double) {
+        let magnitude = max(abs(lo), abs(hi))
+        guard hi - lo <= magnitude * 1e-12 else { return (lo, hi) }
+        let d = magnitude == 0 ? 1 : magnitude * 0.1
+        return (lo - d, hi + d)
+    }
+
+    /// Multiples of `m × 10^e` covering (`expand`) or inside `lo...hi`.
+    static func ticks(
+        _ lo: Double, _ hi: Double, step: (mantissa: Double, exponent: Int), expand: Bool
+    ) -> [Double] {
+        let (m, e) = step
+        let size = m * pow10(e)
         // k·m·10^e, computed as k·m / 10^-e for e < 0 so that 0.3 is 3/10 rather than 3·0.1.
         func tick(_ k: Double) -> Double {
             let v = e >= 0 ? k * m * pow10(e) : k * m / pow10(-e)
             return v == 0 ? 0 : v
         }
-        let kLo = expand ? Foundation.floor(lo / step + 1e-9) : Foundation.ceil(lo / step - 1e-9)
-        let kHi = expand ? Foundation.ceil(hi / step - 1e-9) : Foundation.floor(hi / step + 1e-9)
-        var ticks: [Double] = []
-        if kHi >= kLo, kHi - kLo <= 1000 {
-            ticks = stride(from: kLo, through: kHi, by: 1).map(tick)
-        }
-        if expand, let first = ticks.first, let last = ticks.last, last > first {
-            lo = first
-            hi = last
-        }
-        ticks = ticks.filter { $0 >= lo - step * 1e-6 && $0 <= hi + step * 1e-6 }
-        let scientific = e < -4 || max(abs(lo), abs(hi)) >= 1e6
-        let labels = ticks.map { format($0, stepExponent: e, scientific: scientific) }
-        return AxisScale(lower: lo, upper: hi, isLog: false, ticks: ticks, labels: labels, minorTicks: [])
+        let kLo = expand ? Foundation.floor(lo / size + 1e-9) : Foundation.ceil(lo / size - 1e-9)
+        let kHi = expand ? Foundation.ceil(hi / size - 1e-9) : Foundation.floor(hi / size + 1e-9)
+        guard kHi >= kLo, kHi - kLo <= 1000 else { return [] }
+        return stride(from: kLo, through: kHi, by: 1).map(tick)
     }
 
     /// A logarithmic axis with labels at decades (every n-th decade if there are more than

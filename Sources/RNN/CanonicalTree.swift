@@ -152,3 +152,27 @@ public struct TreeReducer<Scalar: RNNScalar> {
         return slots[0]
     }
 }
+
+extension CanonicalTree {
+    /// Sums the leaves of one tree node in place, in the canonical order, leaving the node's sum in the
+    /// row of its first leaf.
+    ///
+    /// - Parameters:
+    ///   - rows: the leaf matrix `(M, width)`, row `i` holding leaf `i`.
+    ///   - block: a node of the tree over `leafCount` leaves (see ``isNode(_:leafCount:)``).
+    public static func reduceInPlace<S: RNNScalar>(
+        _ rows: UnsafeMutablePointer<S>, width: Int, block: Range<Int>, leafCount: Int
+    ) {
+        precondition(isNode(block, leafCount: leafCount), "\(block) is not a node of the tree over \(leafCount) leaves")
+        var s = 1
+        while s < block.count {
+            var lo = block.lowerBound
+            while lo + s < block.upperBound {
+                let left = rows + lo * width, right = rows + (lo + s) * width
+                for k in 0..<width { left[k] += right[k] }
+                lo += 2 * s
+            }
+            s *= 2
+        }
+    }
+}

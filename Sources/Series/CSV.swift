@@ -169,7 +169,7 @@ private func isBlank(_ line: ArraySlice<UInt8>) -> Bool { line.allSatisfy(isSpac
 private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: String)
     throws(SeriesError) -> [String]
 {
-    guard let text = String(validating: line, as: UTF8.self) else {
+    guard let text = strictUTF8(line) else {
         throw .csv(source: source, line: lineNumber, message: "line is not valid UTF-8 text; save the file as UTF-8")
     }
     let u = Array(text.utf8)
@@ -222,4 +222,11 @@ private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: Str
         if i == u.count { return fields }
         i += 1  // the comma
     }
+}
+
+/// `bytes` as a `String` if they are valid UTF-8, else nil. (Decoding repairs invalid sequences
+/// with U+FFFD, so a repaired result no longer matches the input bytes.)
+private func strictUTF8(_ bytes: ArraySlice<UInt8>) -> String? {
+    let s = String(decoding: bytes, as: UTF8.self)
+    return s.utf8.elementsEqual(bytes) ? s : nil
 }

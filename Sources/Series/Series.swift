@@ -84,8 +84,8 @@ public struct Series: Sendable, Equatable {
 
     /// The reference data set: point `i` is `[sin x_i, cos x_i]` with `x = linspace(from, to, points)`.
     ///
-    /// `x` follows `numpy.linspace` exactly: `step = (to - from) / (points - 1)`,
-    /// `x_i = Double(i) * step + from` in `Double`, and the last point is exactly `to`.
+    /// `x` follows `numpy.linspace` exactly (see ``linspace(from:to:points:)``): `x_i = i * step + from`
+    /// in `Double` with `step = (to - from) / (points - 1)`, and the last point is exactly `to`.
     /// `sin` and `cos` are evaluated in `Double` and rounded to `Float`. Names are `["sin", "cos"]`.
     ///
     /// Throws if `points < 2` (or absurdly large), if a bound is not finite, or if `from >= to`.
@@ -114,12 +114,24 @@ public struct Series: Sendable, Equatable {
         }
         var values = [Float]()
         values.reserveCapacity(points * 2)
-        for i in 0..<points {
-            let x = i == points - 1 ? to : Double(i) * step + from
+        for x in linspace(from: from, to: to, points: points) {
             values.append(Float(sin(x)))
             values.append(Float(cos(x)))
         }
         return Series(unchecked: ["sin", "cos"], values: values)
+    }
+
+    /// `numpy.linspace(from, to, points)` bit for bit: `step = (to - from) / (points - 1)`,
+    /// `x_i = Double(i) * step + from`, and the last value replaced by exactly `to`.
+    /// (Note: `i * step` rounds differently from `i * (to - from) / (points - 1)`.)
+    ///
+    /// Precondition: `points >= 2`. `sincos` validates user input before calling it.
+    public static func linspace(from: Double, to: Double, points: Int) -> [Double] {
+        precondition(points >= 2, "linspace needs at least 2 points (got \(points))")
+        let step = (to - from) / Double(points - 1)
+        var x = (0..<points).map { Double($0) * step + from }
+        x[points - 1] = to
+        return x
     }
 
     // MARK: - Fingerprint

@@ -1,0 +1,82 @@
+import Foundation
+import Logging
+
+/// Shows a run's progress: one live line on a terminal (epoch, loss, samples/s, ETA), plain log lines
+/// (one per epoch) otherwise.
+public final class ProgressReporter {
+    private let logger: Logger
+    private let live: Bool
+    private let totalEpochs: Int?
+    private let totalSteps: Int?
+    private let start = ContinuousClock.now
+    private var lastDraw = ContinuousClock.now - .seconds(1)
+    private var drawn = false
+    private var latestLoss = Double.nan
+
+    /// - Parameters:
+    ///   - live: draw a self-updating line on stderr (pass `isatty(2) != 0`).
+    public init(logger: Logger, live: Bool, totalEpochs: Int?, totalSteps: Int?) {
+        self.logger = logger
+        self.live = live
+        self.totalEpochs = totalEpochs
+        self.totalSteps = totalSteps
+    }
+
+    /// Whether stderr is a terminal (and TERM is not "dumb").
+    public static var stderrIsTerminal: Bool {
+        isatty(STDERR_FILENO) != 0 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+    }
+
+    public func handle(_ event: TrainingEvent) {
+        switch event {
+        case .step(let epoch, let step, let inEpoch, let perEpoch, _, let sps):
+            guard live else { return }
+            let now = ContinuousClock.now
+            guard now - lastDraw >= .milliseconds(100) else { return }
+            lastDraw = now
+            let done = fractionDone(epoch: epoch, step: step, inEpoch: inEpoch, perEpoch: perEpoch)
+            draw("epoch \(epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(step)  loss \(format(latestLoss))  \(formatRate(sps)) samples/s  ETA \(eta(done))")
+        case .epoch(let m):
+            latestLoss = m.loss
+            let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
+            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s  \(String(format: "%.2f", m.wallSeconds))s"
+            if live {
+                draw(line)
+            } else {
+                logger.info("\(line)")
+            }
+        }
+    }
+
+    /// Ends the live line so that later output starts on a fresh line.
+    public func finish() {
+        if live && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
+    }
+
+    private func draw(_ s: String) {
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(s)".utf8))
+        drawn = true
+    }
+
+    private func fractionDone(epoch: Int, step: Int, inEpoch: Int, perEpoch: Int) -> Double? {
+        var f: Double? = nil
+        if let e = totalEpochs { f = (Double(epoch - 1) + Double(inEpoch) / Double(perEpoch)) / Double(e) }
+        if let s = totalSteps { f = max(f ?? 0, Double(step) / Double(s)) }
+        return f
+    }
+
+    private func eta(_ done: Double?) -> String {
+        guard let d = done, d > 0 else { return "?" }
+        let elapsed = seconds(since: start)
+        return String(format: "%.1fs", elapsed * (1 - d) / d)
+    }
+}
+
+func format(_ x: Double) -> String { x.isNaN ? "-" : String(format: "%.4e", x) }
+
+func formatRate(_ x: Double) -> String {
+    if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
+    if x >= 1e3 { return String(format: "%.1fk", x / 1e3) }
+    return String(format: "%.0f", x)
+}

@@ -1,0 +1,113 @@
+import RNN
+import Series
+
+/// Where the series comes from.
+public enum DataSpec: Sendable, Codable, Equatable, CustomStringConvertible {
+    /// `[sin x, cos x]` for `x = linspace(from, to, points)`.
+    case sincos(points: Int, from: Double, to: Double)
+    /// A CSV file with a header row; `columns` nil means every column.
+    case csv(path: String, columns: [String]?)
+
+    public var description: String {
+        switch self {
+        case .sincos(let n, let a, let b): return "sincos(points: \(n), range: \(a)...\(b))"
+        case .csv(let path, let cols): return cols.map { "\(path) [\($0.joined(separator: ","))]" } ?? path
+        }
+    }
+
+    /// Loads the series this spec names.
+    public func load() throws(SeriesError) -> Series {
+        switch self {
+        case .sincos(let n, let a, let b): return try Series.sincos(points: n, from: a, to: b)
+        case .csv(let path, let cols): return try Series.csv(path: path, columns: cols)
+        }
+    }
+}
+
+/// Everything that defines a training run (and so its result, bit for bit).
+public struct TrainingConfig: Sendable, Codable, Equatable {
+    public var model: ModelConfig
+    public var optimizer: OptimizerConfig
+    public var data: DataSpec
+    /// Global batch: windows per optimizer step.
+    public var batch: Int
+    /// Windows per micro-batch, the leaf of the canonical reduction tree. Fixed for the run.
+    public var microBatch: Int
+    /// Stop after this many epochs (nil: no epoch limit).
+    public var epochs: Int?
+    /// Stop after this many optimizer steps (nil: no step limit).
+    public var steps: Int?
+    public var seed: UInt64
+    /// false: batches in window order from window 0 every epoch.
+    public var shuffle: Bool
+    /// Global L2 norm bound, as `torch.nn.utils.clip_grad_norm_` (nil: no clipping).
+    public var clipNorm: Double?
+    /// Stop once the MSE over all windows is below this, checked at the end of each epoch.
+    public var targetLoss: Double?
+    /// Fraction of the series, from its end, held out for validation.
+    public var validationFraction: Double
+
+    public init(
+        model: ModelConfig, optimizer: OptimizerConfig, data: DataSpec, batch: Int, microBatch: Int,
+        epochs: Int?, steps: Int?, seed: UInt64, shuffle: Bool, clipNorm: Double?, targetLoss: Double?,
+        validationFraction: Double
+    ) {
+        self.model = model
+        self.optimizer = optimizer
+        self.data = data
+        self.batch = batch
+        self.microBatch = microBatch
+        self.epochs = epochs
+        self.steps = steps
+        self.seed = seed
+        self.shuffle = shuffle
+        self.clipNorm = clipNorm
+        self.targetLoss = targetLoss
+        self.validationFraction = validationFraction
+    }
+
+    /// Checks every value a user can set; the message names the flag.
+    public func validate() throws(TrainingError) {
+        do { try model.validate() } catch { throw .invalidConfig(error.description) }
+        func positive(_ v: Int, _ flag: String) throws(TrainingError) {
+            guard v >= 1 else { throw .invalidConfig("\(flag) must be at least 1 (got \(v))") }
+        }
+        try positive(batch, "--batch")
+        try positive(microBatch, "--micro-batch")
+        if let e = epochs { try positive(e, "--epochs") }
+        if let s = steps { try positive(s, "--steps") }
+        guard optimizer.learningRate.isFinite && optimizer.learningRate > 0 else {
+            throw .invalidConfig("--lr must be a positive number (got \(optimizer.learningRate))")
+        }
+        guard optimizer.momentum.isFinite && optimizer.momentum >= 0 && optimizer.momentum < 1 else {
+            throw .invalidConfig("--momentum must be in [0, 1) (got \(optimizer.momentum))")
+        }
+        if let c = clipNorm, !(c.isFinite && c > 0) { throw .invalidConfig("--clip-norm must be a positive number (got \(c))") }
+        if let t = targetLoss, !(t.isFinite && t > 0) { throw .invalidConfig("--target-loss must be a positive number (got \(t))") }
+        guard validationFraction.isFinite && validationFraction >= 0 && validationFraction < 1 else {
+            throw .invalidConfig("--val-fraction must be in [0, 1) (got \(validationFraction))")
+        }
+        guard epochs != nil || steps != nil || targetLoss != nil else {
+            throw .invalidConfig("give --epochs, --steps or --target-loss, or the run never ends")
+        }
+    }
+}
+
+/// What can go wrong in a run, with what to do about it.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case invalidConfig(String)
+    case data(String)
+    case model(String)
+    case output(String)
+    case diverged(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfig(let m): return "invalid configuration: \(m)"
+        case .data(let m): return "data: \(m)"
+        case .model(let m): return "model: \(m)"
+        case .output(let m): return "output: \(m)"
+        case .diverged(let m): return "training diverged: \(m)"
+        }
+    }
+}

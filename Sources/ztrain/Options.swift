@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import RNN
+import Training
+
+/// Where the data comes from and how it is cut into windows.
+struct DataOptions: ParsableArguments {
+    @Option(help: "'sincos' for the reference series, or a CSV file with a header row.")
+    var data: String = "sincos"
+
+    @Option(help: "Points of the sincos series.")
+    var points: Int = 1000
+
+    @Option(help: "x range of the sincos series, as FROM:TO.")
+    var range: String = "0:100"
+
+    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all).")
+    var columns: String?
+
+    @Option(help: "Points per window; the target is the point after the window.")
+    var seqLen: Int = 4
+
+    @Option(help: "Fraction of the series, from its end, held out for validation.")
+    var valFraction: Double = 0
+
+    func spec() throws -> DataSpec {
+        if data == "sincos" {
+            guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
+            let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let a = Double(parts[0]), let b = Double(parts[1]), a.isFinite, b.isFinite, a < b else {
+                throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 (got '\(range)')")
+            }
+            return .sincos(points: points, from: a, to: b)
+        }
+        let cols = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        return .csv(path: data, columns: cols)
+    }
+}
+
+/// The model's shape.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Hidden units H.")
+    var hidden: Int = 32
+
+    @Option(help: "Cell: 'seed' (the reference: output from [h_{t-1}, x_t]) or 'elman' (output from h_t).")
+    var cell: Cell = .seed
+
+    @Option(help: "Hidden activation: tanh or relu.")
+    var activation: Activation = .tanh
+
+    @Option(help: "Loss: 'last' (MSE of the last step's output) or 'all' (every step).")
+    var loss: LossKind = .last
+}
+
+/// How to optimise.
+struct OptimOptions: ParsableArguments {
+    @Option(help: "Windows per optimizer step (global batch).")
+    var batch: Int = 32
+
+    @Option(help: "Windows per micro-batch: the unit of work and of the canonical reduction (default: min(8, batch)).")
+    var microBatch: Int?
+
+    @Option(help: "Stop after this many epochs (default 100 unless --steps is given).")
+    var epochs: Int?
+
+    @Option(help: "Stop after this many optimizer steps.")
+    var steps: Int?
+
+    @Option(help: "Learning rate.")
+    var lr: Double = 1e-2
+
+    @Option(help: "Optimizer: adam or sgd.")
+    var optimizer: OptimizerKind = .adam
+
+    @Option(help: "SGD momentum (PyTorch semantics).")
+    var momentum: Double = 0
+
+    @Option(help: "Clip the global gradient L2 norm to this (as torch.nn.utils.clip_grad_norm_).")
+    var clipNorm: Double?
+
+    @Option(help: "Stop once the MSE over all windows is below this (checked after each epoch).")
+    var targetLoss: Double?
+
+    @Option(help: "Seed for the initial weights and the epoch shuffles.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Batches in window order from window 0 every epoch (no shuffling).")
+    var noShuffle = false
+}
+
+extension Cell: ExpressibleByArgument {}
+extension Activation: ExpressibleByArgument {}
+extension LossKind: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+
+/// Builds the run's configuration from the flags; errors name the flag.
+func makeTrainingConfig(data: DataOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
+    func atLeast1(_ v: Int, _ flag: String) throws {
+        guard v >= 1 else { throw ValidationError("\(flag) must be at least 1 (got \(v))") }
+    }
+    try atLeast1(model.hidden, "--hidden")
+    try atLeast1(data.seqLen, "--seq-len")
+    try atLeast1(optim.batch, "--batch")
+    if let m = optim.microBatch { try atLeast1(m, "--micro-batch") }
+    if let e = optim.epochs { try atLeast1(e, "--epochs") }
+    if let s = optim.steps { try atLeast1(s, "--steps") }
+    let config = TrainingConfig(
+        model: ModelConfig(inputSize: channels, hiddenSize: model.hidden, outputSize: channels, seqLen: data.seqLen,
+                           cell: model.cell, activation: model.activation, loss: model.loss),
+        optimizer: OptimizerConfig(kind: optim.optimizer, learningRate: optim.lr, momentum: optim.momentum),
+        data: try data.spec(),
+        batch: optim.batch,
+        microBatch: optim.microBatch ?? min(8, optim.batch),
+        epochs: optim.epochs ?? (optim.steps == nil ? 100 : nil),
+        steps: optim.steps,
+        seed: optim.seed,
+        shuffle: !optim.noShuffle,
+        clipNorm: optim.clipNorm,
+        targetLoss: optim.targetLoss,
+        validationFraction: data.valFraction)
+    do {
+        try config.validate()
+    } catch {
+        throw ValidationError(error.description)
+    }
+    return config
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what ztrain needs from Debian if it is missing: libzmq3-dev (and pkg-config).
+# Safe to run any number of times; does nothing when everything is there.
+set -euo pipefail
+
+need=()
+if ! { pkg-config --exists libzmq 2>/dev/null || [ -e /usr/include/zmq.h ]; }; then need+=(libzmq3-dev); fi
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+  echo "ztrain needs: ${need[*]}. Install them (apt-get install ${need[*]}) or run this as root." >&2
+  exit 1
+fi
+echo "installing ${need[*]} with apt-get" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
