@@ -241,6 +241,8 @@ public final class RNNWorkspace<Scalar: RNNScalar> {
 
 extension RNNWorkspace {
     /// Loss sum and gradient sum of one batch, with arrays (tests and tools; the hot path uses the pointer API).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func lossAndGradient(
         params: [Scalar], series: [Scalar], windows: [Int]
     ) -> (lossSum: Scalar, gradient: [Scalar]) {
@@ -258,6 +260,8 @@ extension RNNWorkspace {
     }
 
     /// Loss sum over any number of windows, in chunks of `maxBatch` (no gradient).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func lossSum(params: [Scalar], series: [Scalar], windows: [Int]) -> Double {
         var total = 0.0
         params.withUnsafeBufferPointer { p in
@@ -278,6 +282,8 @@ extension RNNWorkspace {
 
     /// The last-step output for each window (its one-step-ahead prediction), `(count, O)` row-major.
     /// Every window needs its target point inside `series` (pad the series by one point to predict past its end).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func predictions(params: [Scalar], series: [Scalar], windows: [Int]) -> [Scalar] {
         let O = config.outputSize, T = config.seqLen
         var out = [Scalar]()
