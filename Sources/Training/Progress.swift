@@ -41,7 +41,8 @@ public final class ProgressReporter {
             let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
             let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s  \(String(format: "%.2f", m.wallSeconds))s"
             if live {
-                draw(line)
+                let done = totalEpochs.map { Double(m.epoch) / Double($0) }
+                draw(line + (done.map { $0 < 1 ? "  ETA \(eta($0))" : "" } ?? ""))
             } else {
                 logger.info("\(line)")
             }

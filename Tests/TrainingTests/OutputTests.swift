@@ -40,5 +40,7 @@ struct OutputTests {
         #expect(Array(f.rollout[0..<2]) == Array(f.oneStep[200..<202]))
         #expect(abs(f.oneStepMSE - r.finalLoss) < 1e-6)
         #expect(f.charts(series: series).count == 4)
+        let mean = f.oneStepMSEPerChannel.reduce(0, +) / 2
+        #expect(abs(mean - f.oneStepMSE) < 1e-12 && f.oneStepMSEPerChannel[0] != f.oneStepMSEPerChannel[1])
     }
 }
