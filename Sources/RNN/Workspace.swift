@@ -264,20 +264,25 @@ extension RNNWorkspace {
     @_specialize(exported: true, where Scalar == Double)
     public func lossSum(params: [Scalar], series: [Scalar], windows: [Int]) -> Double {
         var total = 0.0
+        forEachChunk(params: params, series: series, windows: windows) { loss, _ in total += Double(loss) }
+        return total
+    }
+
+    /// Runs `forward` over `windows` in chunks of at most `maxBatch`, calling `body(lossSum, chunkSize)`
+    /// after each (the chunk's outputs are readable through ``output(step:window:)`` inside `body`).
+    func forEachChunk(params: [Scalar], series: [Scalar], windows: [Int], _ body: (Scalar, Int) -> Void) {
         params.withUnsafeBufferPointer { p in
             series.withUnsafeBufferPointer { s in
                 windows.withUnsafeBufferPointer { w in
                     var i = 0
                     while i < w.count {
                         let n = min(maxBatch, w.count - i)
-                        let chunk = UnsafeBufferPointer(rebasing: w[i..<(i + n)])
-                        total += Double(forward(params: p, series: s, windows: chunk))
+                        body(forward(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[i..<(i + n)])), n)
                         i += n
                     }
                 }
             }
         }
-        return total
     }
 
     /// The last-step output for each window (its one-step-ahead prediction), `(count, O)` row-major.
@@ -288,18 +293,8 @@ extension RNNWorkspace {
         let O = config.outputSize, T = config.seqLen
         var out = [Scalar]()
         out.reserveCapacity(windows.count * O)
-        params.withUnsafeBufferPointer { p in
-            series.withUnsafeBufferPointer { s in
-                windows.withUnsafeBufferPointer { w in
-                    var i = 0
-                    while i < w.count {
-                        let n = min(maxBatch, w.count - i)
-                        _ = forward(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[i..<(i + n)]))
-                        for b in 0..<n { out.append(contentsOf: output(step: T - 1, window: b)) }
-                        i += n
-                    }
-                }
-            }
+        forEachChunk(params: params, series: series, windows: windows) { _, n in
+            for b in 0..<n { out.append(contentsOf: output(step: T - 1, window: b)) }
         }
         return out
     }

@@ -3,10 +3,10 @@ import Foundation
 import RNN
 import Training
 
-/// Where the data comes from and how it is cut into windows.
+/// Where the series comes from.
 struct DataOptions: ParsableArguments {
-    @Option(help: "'sincos' for the reference series, or a CSV file with a header row.")
-    var data: String = "sincos"
+    @Option(help: "'sincos' for the reference series, or a CSV file with a header row (default: sincos).")
+    var data: String?
 
     @Option(help: "Points of the sincos series.")
     var points: Int = 1000
@@ -17,13 +17,11 @@ struct DataOptions: ParsableArguments {
     @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all).")
     var columns: String?
 
-    @Option(help: "Points per window; the target is the point after the window.")
-    var seqLen: Int = 4
-
-    @Option(help: "Fraction of the series, from its end, held out for validation.")
-    var valFraction: Double = 0
+    /// Was the data named on the command line?
+    var isGiven: Bool { data != nil }
 
     func spec() throws -> DataSpec {
+        let data = self.data ?? "sincos"
         if data == "sincos" {
             guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
             let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -35,6 +33,15 @@ struct DataOptions: ParsableArguments {
         let cols = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         return .csv(path: data, columns: cols)
     }
+}
+
+/// How the series is cut into windows.
+struct WindowOptions: ParsableArguments {
+    @Option(help: "Points per window; the target is the point after the window.")
+    var seqLen: Int = 4
+
+    @Option(help: "Fraction of the series, from its end, held out for validation.")
+    var valFraction: Double = 0
 }
 
 /// The model's shape.
@@ -94,18 +101,18 @@ extension LossKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 
 /// Builds the run's configuration from the flags; errors name the flag.
-func makeTrainingConfig(data: DataOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
+func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
     func atLeast1(_ v: Int, _ flag: String) throws {
         guard v >= 1 else { throw ValidationError("\(flag) must be at least 1 (got \(v))") }
     }
     try atLeast1(model.hidden, "--hidden")
-    try atLeast1(data.seqLen, "--seq-len")
+    try atLeast1(windows.seqLen, "--seq-len")
     try atLeast1(optim.batch, "--batch")
     if let m = optim.microBatch { try atLeast1(m, "--micro-batch") }
     if let e = optim.epochs { try atLeast1(e, "--epochs") }
     if let s = optim.steps { try atLeast1(s, "--steps") }
     let config = TrainingConfig(
-        model: ModelConfig(inputSize: channels, hiddenSize: model.hidden, outputSize: channels, seqLen: data.seqLen,
+        model: ModelConfig(inputSize: channels, hiddenSize: model.hidden, outputSize: channels, seqLen: windows.seqLen,
                            cell: model.cell, activation: model.activation, loss: model.loss),
         optimizer: OptimizerConfig(kind: optim.optimizer, learningRate: optim.lr, momentum: optim.momentum),
         data: try data.spec(),
@@ -117,7 +124,7 @@ func makeTrainingConfig(data: DataOptions, model: ModelOptions, optim: OptimOpti
         shuffle: !optim.noShuffle,
         clipNorm: optim.clipNorm,
         targetLoss: optim.targetLoss,
-        validationFraction: data.valFraction)
+        validationFraction: windows.valFraction)
     do {
         try config.validate()
     } catch {

@@ -22,17 +22,7 @@ struct Predict: ParsableCommand {
     @Option(help: "The SVG file to write.")
     var out: String = "predictions.svg"
 
-    @Option(help: "Override the data: 'sincos' or a CSV file.")
-    var data: String?
-
-    @Option(help: "Points of the sincos series (with --data sincos).")
-    var points: Int = 1000
-
-    @Option(help: "x range of the sincos series, as FROM:TO.")
-    var range: String = "0:100"
-
-    @Option(help: "CSV columns to use (comma-separated names or indices).")
-    var columns: String?
+    @OptionGroup(title: "Data (default: the series the model was trained on)") var data: DataOptions
 
     @Option(help: "The rollout starts from the true window at this point index (default: the start of the validation part, else 0).")
     var rolloutFrom: Int?
@@ -53,17 +43,7 @@ struct Predict: ParsableCommand {
         let trained = loaded.metadata["training_config"].flatMap {
             try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8))
         }
-        let spec: DataSpec
-        if let d = data {
-            var opts = DataOptions()
-            opts.data = d
-            opts.points = points
-            opts.range = range
-            opts.columns = columns
-            spec = try opts.spec()
-        } else {
-            spec = trained?.data ?? .sincos(points: 1000, from: 0, to: 100)
-        }
+        let spec = data.isGiven ? try data.spec() : (trained?.data ?? .sincos(points: 1000, from: 0, to: 100))
         let series: Series
         do {
             series = try spec.load()

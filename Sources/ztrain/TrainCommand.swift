@@ -17,6 +17,7 @@ struct Train: ParsableCommand {
             """)
 
     @OptionGroup(title: "Data") var data: DataOptions
+    @OptionGroup(title: "Windows") var windows: WindowOptions
     @OptionGroup(title: "Model") var model: ModelOptions
     @OptionGroup(title: "Optimisation") var optim: OptimOptions
 
@@ -44,7 +45,7 @@ struct Train: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        let config = try makeTrainingConfig(data: data, model: model, optim: optim, channels: series.channels)
+        let config = try makeTrainingConfig(data: data, windows: windows, model: model, optim: optim, channels: series.channels)
 
         var initial: [Float]? = nil
         if let path = self.`init` {
