@@ -87,7 +87,10 @@ public final class InProcessTrainer {
             parameters = initializeParameters(config: config.model, using: &rng)
         }
         optimizer = Optimizer(config: config.optimizer, parameterCount: count)
-        engine = GradientEngine(config: config.model, microBatch: config.microBatch, threads: threads)
+        // A micro-batch never holds more windows than a step has, whatever --micro-batch says: the leaves
+        // are the same, and the workspaces stay as small as the data.
+        let stepWindows = min(config.batch, split.train.count)
+        engine = GradientEngine(config: config.model, microBatch: min(config.microBatch, stepWindows), threads: threads)
         evaluator = RNNWorkspace(config: config.model, maxBatch: 256)
     }
 

@@ -29,6 +29,15 @@ struct CLITests {
         try expectRefused(["train", "--val-fraction", "1"], saying: "--val-fraction")
         try expectRefused(["train", "--threads", "0"], saying: "--threads")
         try expectRefused(["predict"], saying: "--model")
+        try expectRefused(["train", "--hidden", "100000"], saying: "hidden size must be at most")
+    }
+
+    @Test func hugeSizesDoNotCrash() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let r = try runZtrain(["train", "--hidden", "4", "--batch", "1000000000", "--micro-batch", "1000000000",
+                               "--steps", "1", "--out", tmp.path("o"), "--quiet"])
+        #expect(r.exitedNormally && r.status == 0, "\(r.stderr)")
     }
 
     @Test func badCSVNamesFileLineAndColumn() throws {
