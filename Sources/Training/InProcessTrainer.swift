@@ -50,29 +50,86 @@ public struct TrainingResult: Sendable {
     public var optimizerStep: Int
 }
 
-/// Training in this process, with the same micro-batches and the same canonical reduction as the
-/// data-parallel coordinator, so both give the same bits.
+/// Training in this process, with the same micro-batches, the same canonical reduction and the same
+/// ``RunState`` as the data-parallel coordinator, so both give the same bits.
 public final class InProcessTrainer {
     public let config: TrainingConfig
     public let series: Series
     public let split: WindowSplit
     public let threads: Int
-    public private(set) var parameters: [Float]
-    private var optimizer: Optimizer<Float>
+    public private(set) var state: RunState
+    public var parameters: [Float] { state.parameters }
     private let engine: GradientEngine
-    private let evaluator: RNNWorkspace<Float>
+    private let evaluator: Evaluator
 
     /// - Parameters:
     ///   - initialParameters: start from these weights (`--init`); nil draws them from `config.seed`.
     public init(config: TrainingConfig, series: Series, initialParameters: [Float]? = nil, threads: Int = 1) throws(TrainingError) {
+        guard threads >= 1 else { throw .invalidConfig("--threads must be at least 1 (got \(threads))") }
+        let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
+        self.config = config
+        self.series = series
+        self.threads = threads
+        split = prepared.split
+        state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+        engine = GradientEngine(config: config.model, microBatch: prepared.microBatch, threads: threads)
+        evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
+    }
+
+    /// MSE of the current weights over the given windows.
+    public func meanLoss(windows: [Int]) -> Double { evaluator.meanLoss(parameters, windows: windows) }
+
+    /// Runs until the epoch or step limit, or the target loss.
+    ///
+    /// On a non-finite gradient it stops *before* applying it and throws ``TrainingError/diverged(_:)``;
+    /// ``parameters`` then holds the last good weights.
+    public func run(onEvent: (TrainingEvent) -> Void = { _ in }) throws(TrainingError) -> TrainingResult {
+        let start = ContinuousClock.now
+        var windows = [Int](repeating: 0, count: state.batch)
+        var metrics: [EpochMetrics] = []
+        var trainSeconds = 0.0, epochTrain = 0.0
+        let values = series.values
+        while let n = state.nextBatch(into: &windows) {
+            let t0 = ContinuousClock.now
+            let params = state.parameters
+            let root: [Float] = params.withUnsafeBufferPointer { p in
+                values.withUnsafeBufferPointer { s in
+                    windows.withUnsafeBufferPointer { w in
+                        Array(engine.computeAll(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n])))
+                    }
+                }
+            }
+            let loss = try root.withUnsafeBufferPointer { r throws(TrainingError) in try state.apply(root: r, windows: n) }
+            let dt = seconds(since: t0)
+            trainSeconds += dt
+            epochTrain += dt
+            onEvent(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
+                          loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0))
+            if state.epochEnded {
+                let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
+                state.closeEpoch(loss: m.loss)
+                metrics.append(m)
+                onEvent(.epoch(m))
+                epochTrain = 0
+            }
+        }
+        return evaluator.result(state: state, metrics: metrics, wallSeconds: seconds(since: start), trainSeconds: trainSeconds)
+    }
+}
+
+/// A validated configuration with its split, first weights and effective micro-batch.
+struct PreparedRun {
+    let split: WindowSplit
+    let parameters: [Float]
+    /// `--micro-batch`, but never more windows than a step has: the leaves are the same, and the
+    /// workspaces stay as small as the data.
+    let microBatch: Int
+
+    init(config: TrainingConfig, series: Series, initialParameters: [Float]?) throws(TrainingError) {
         try config.validate()
         guard series.channels == config.model.inputSize && series.channels == config.model.outputSize else {
             throw .data("the series has \(series.channels) channels but the model has \(config.model.inputSize) inputs and \(config.model.outputSize) outputs")
         }
-        guard threads >= 1 else { throw .invalidConfig("--threads must be at least 1 (got \(threads))") }
-        self.config = config
-        self.series = series
-        self.threads = threads
         do {
             split = try WindowSplit.make(pointCount: series.count, seqLen: config.model.seqLen, validationFraction: config.validationFraction)
         } catch {
@@ -86,97 +143,43 @@ public final class InProcessTrainer {
             var rng = SeededRNG(seed: config.seed)
             parameters = initializeParameters(config: config.model, using: &rng)
         }
-        optimizer = Optimizer(config: config.optimizer, parameterCount: count)
-        // A micro-batch never holds more windows than a step has, whatever --micro-batch says: the leaves
-        // are the same, and the workspaces stay as small as the data.
-        let stepWindows = min(config.batch, split.train.count)
-        engine = GradientEngine(config: config.model, microBatch: min(config.microBatch, stepWindows), threads: threads)
-        evaluator = RNNWorkspace(config: config.model, maxBatch: 256)
+        microBatch = min(config.microBatch, min(config.batch, split.train.count))
+    }
+}
+
+/// Losses over whole window sets, and the epoch and run records built from them.
+final class Evaluator {
+    let series: Series
+    let split: WindowSplit
+    private let workspace: RNNWorkspace<Float>
+
+    init(config: ModelConfig, series: Series, split: WindowSplit) {
+        self.series = series
+        self.split = split
+        workspace = RNNWorkspace(config: config, maxBatch: 256)
     }
 
-    /// MSE of the current weights over the given windows.
-    public func meanLoss(windows: [Int]) -> Double {
+    func meanLoss(_ parameters: [Float], windows: [Int]) -> Double {
         guard !windows.isEmpty else { return .nan }
-        return evaluator.lossSum(params: parameters, series: series.values, windows: windows) / Double(windows.count)
+        return workspace.lossSum(params: parameters, series: series.values, windows: windows) / Double(windows.count)
     }
 
-    /// Runs until the epoch or step limit, or the target loss.
-    ///
-    /// On a non-finite gradient it stops *before* applying it and throws ``TrainingError/diverged(_:)``;
-    /// ``parameters`` then holds the last good weights.
-    public func run(onEvent: (TrainingEvent) -> Void = { _ in }) throws(TrainingError) -> TrainingResult {
-        let start = ContinuousClock.now
-        let train = split.train
-        let n = train.count
-        let B = min(config.batch, n)
-        let perEpoch = stepsPerEpoch(windows: n, batch: B)
-        let P = parameters.count
-        var batchWindows = [Int](repeating: 0, count: B)
-        var grad = [Float](repeating: 0, count: P)
-        var metrics: [EpochMetrics] = []
-        var step = 0, epoch = 0, samples = 0
-        var trainSeconds = 0.0
-        var reached: Bool? = config.targetLoss == nil ? nil : false
-        let values = series.values
+    func epochMetrics(state: RunState, epochSeconds: Double, wallSeconds: Double) -> EpochMetrics {
+        EpochMetrics(
+            epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
+            loss: meanLoss(state.parameters, windows: split.all),
+            valLoss: split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
+            samplesPerSecond: Double(state.epochSamples) / max(epochSeconds, 1e-9),
+            epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm)
+    }
 
-        epochLoop: while config.epochs.map({ epoch < $0 }) ?? true {
-            epoch += 1
-            let order = config.shuffle ? epochPermutation(count: n, seed: config.seed, epoch: epoch - 1) : Array(0..<n)
-            let epochStart = ContinuousClock.now
-            var epochSamples = 0, epochLossSum = 0.0, lastNorm = 0.0
-            var stepInEpoch = 0
-            while stepInEpoch < perEpoch {
-                if let limit = config.steps, step >= limit { break }
-                let range = batchRange(step: stepInEpoch, windows: n, batch: B)
-                let count = range.count
-                for (j, pos) in range.enumerated() { batchWindows[j] = train[order[pos]] }
-                let t0 = ContinuousClock.now
-                let lossSum: Float = parameters.withUnsafeBufferPointer { p in
-                    values.withUnsafeBufferPointer { s in
-                        batchWindows.withUnsafeBufferPointer { w in
-                            let root = engine.computeAll(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<count]))
-                            let c = Float(count)
-                            for i in 0..<P { grad[i] = root[i] / c }
-                            return root[P]
-                        }
-                    }
-                }
-                guard lossSum.isFinite, grad.allSatisfy(\.isFinite) else {
-                    throw .diverged("the loss or gradient became \(lossSum.isNaN ? "NaN" : "infinite") at step \(step + 1) (epoch \(epoch)); lower --lr or set --clip-norm")
-                }
-                lastNorm = config.clipNorm.map { clipGradientNorm(&grad, maxNorm: $0) } ?? grad.withUnsafeBufferPointer { globalNorm($0) }
-                optimizer.update(&parameters, gradient: grad)
-                trainSeconds += seconds(since: t0)
-                step += 1
-                stepInEpoch += 1
-                samples += count
-                epochSamples += count
-                epochLossSum += Double(lossSum)
-                let elapsed = seconds(since: epochStart)
-                onEvent(.step(epoch: epoch, step: step, stepInEpoch: stepInEpoch, stepsPerEpoch: perEpoch,
-                              loss: Double(lossSum) / Double(count),
-                              samplesPerSecond: elapsed > 0 ? Double(epochSamples) / elapsed : 0))
-            }
-            if epochSamples == 0 { epoch -= 1; break epochLoop }
-            let epochTrain = seconds(since: epochStart)
-            let full = meanLoss(windows: split.all)
-            let val = split.validation.isEmpty ? nil : meanLoss(windows: split.validation)
-            let m = EpochMetrics(
-                epoch: epoch, step: step, samples: epochSamples, trainLoss: epochLossSum / Double(epochSamples),
-                loss: full, valLoss: val, samplesPerSecond: Double(epochSamples) / max(epochTrain, 1e-9),
-                epochSeconds: epochTrain, wallSeconds: seconds(since: start), gradNorm: lastNorm)
-            metrics.append(m)
-            onEvent(.epoch(m))
-            if let target = config.targetLoss, full < target { reached = true; break }
-            if let limit = config.steps, step >= limit { break }
-        }
-        let finalLoss = metrics.last?.loss ?? meanLoss(windows: split.all)
-        return TrainingResult(
-            parameters: parameters, metrics: metrics, steps: step, epochs: epoch,
-            wallSeconds: seconds(since: start), trainSeconds: trainSeconds, samples: samples,
-            finalLoss: finalLoss,
-            finalValLoss: split.validation.isEmpty ? nil : (metrics.last?.valLoss ?? meanLoss(windows: split.validation)),
-            targetReached: reached, optimizerStep: optimizer.step)
+    func result(state: RunState, metrics: [EpochMetrics], wallSeconds: Double, trainSeconds: Double) -> TrainingResult {
+        TrainingResult(
+            parameters: state.parameters, metrics: metrics, steps: state.step, epochs: state.epoch,
+            wallSeconds: wallSeconds, trainSeconds: trainSeconds, samples: state.samples,
+            finalLoss: metrics.last?.loss ?? meanLoss(state.parameters, windows: split.all),
+            finalValLoss: split.validation.isEmpty ? nil : (metrics.last?.valLoss ?? meanLoss(state.parameters, windows: split.validation)),
+            targetReached: state.config.targetLoss == nil ? nil : state.targetReached, optimizerStep: state.optimizer.step)
     }
 }
 

@@ -1,0 +1,123 @@
+import RNN
+import Series
+
+/// What every trainer shares: the weights, the optimizer, the epoch schedule and the accounting.
+///
+/// The in-process trainer and the coordinator both drive a run through this type, so they pick the
+/// same windows for every step, apply the same update to the same reduced sums, and stop at the same
+/// point: that, with the canonical tree, is why they end with the same bits.
+///
+///     while let n = state.nextBatch(into: &windows) {
+///         let root = /* canonical sum over the micro-batches of windows[0..<n] */
+///         try state.apply(root: root, windows: n)
+///         if state.epochEnded { … evaluate, state.closeEpoch(…) }
+///     }
+public struct RunState: Sendable {
+    public let config: TrainingConfig
+    public let split: WindowSplit
+    public private(set) var parameters: [Float]
+    public private(set) var optimizer: Optimizer<Float>
+    /// Windows per step (the global batch, at most the training windows).
+    public let batch: Int
+    public let stepsPerEpoch: Int
+    /// The current epoch, from 1 (0 before the first step).
+    public private(set) var epoch = 0
+    /// Steps taken in the current epoch.
+    public private(set) var stepInEpoch = 0
+    /// Steps taken in the run.
+    public private(set) var step = 0
+    /// Windows that entered a gradient, in the run and in this epoch.
+    public private(set) var samples = 0
+    public private(set) var epochSamples = 0
+    public private(set) var epochLossSum = 0.0
+    /// Global gradient norm of the last step, before clipping.
+    public private(set) var lastGradNorm = 0.0
+    /// Set once the target loss is reached.
+    public private(set) var targetReached = false
+    /// The step's windows ran out of the epoch or the step limit: time to evaluate and ``closeEpoch(_:)``.
+    public private(set) var epochEnded = false
+    private var order: [Int] = []
+    private var gradient: [Float]
+
+    public init(config: TrainingConfig, split: WindowSplit, parameters: [Float]) {
+        self.config = config
+        self.split = split
+        self.parameters = parameters
+        optimizer = Optimizer(config: config.optimizer, parameterCount: parameters.count)
+        batch = max(1, min(config.batch, split.train.count))
+        stepsPerEpoch = epochSteps(windows: split.train.count, batch: batch)
+        gradient = [Float](repeating: 0, count: parameters.count)
+    }
+
+    /// Is the run over (a limit or the target reached)?
+    public var isFinished: Bool {
+        if targetReached { return true }
+        if let s = config.steps, step >= s { return true }
+        if let e = config.epochs, epoch >= e && stepInEpoch >= stepsPerEpoch { return true }
+        return false
+    }
+
+    /// Writes the window starts of the next step into `windows` and returns how many, or nil when the
+    /// run is over. Starts the next epoch (and its permutation) when the current one is done.
+    public mutating func nextBatch(into windows: inout [Int]) -> Int? {
+        precondition(!epochEnded, "closeEpoch(_:) must follow an ended epoch")
+        guard !isFinished else { return nil }
+        if epoch == 0 || stepInEpoch >= stepsPerEpoch {
+            epoch += 1
+            stepInEpoch = 0
+            epochSamples = 0
+            epochLossSum = 0
+            let n = split.train.count
+            order = config.shuffle ? epochPermutation(count: n, seed: config.seed, epoch: epoch - 1) : Array(0..<n)
+        }
+        let range = batchRange(step: stepInEpoch, windows: split.train.count, batch: batch)
+        if windows.count < range.count { windows = [Int](repeating: 0, count: batch) }
+        for (j, pos) in range.enumerated() { windows[j] = split.train[order[pos]] }
+        return range.count
+    }
+
+    /// Applies the reduced sums of the current step: `root` is `(P + 1)`, the gradient sum over the step's
+    /// `windows` windows followed by their loss sum. Divides by the window count, clips, steps the
+    /// optimizer. A non-finite gradient or loss is refused *before* it touches the weights.
+    ///
+    /// - Returns: the step's mean loss.
+    @discardableResult
+    public mutating func apply(root: UnsafeBufferPointer<Float>, windows count: Int) throws(TrainingError) -> Double {
+        let P = parameters.count
+        precondition(root.count == P + 1 && count >= 1)
+        let c = Float(count)
+        var finite = root[P].isFinite
+        gradient.withUnsafeMutableBufferPointer { g in
+            for i in 0..<P {
+                g[i] = root[i] / c
+                finite = finite && g[i].isFinite
+            }
+        }
+        guard finite else {
+            throw .diverged("the loss or gradient became \(root[P].isNaN ? "NaN" : "non-finite") at step \(step + 1) (epoch \(epoch)); lower --lr or set --clip-norm")
+        }
+        lastGradNorm = config.clipNorm.map { clipGradientNorm(&gradient, maxNorm: $0) }
+            ?? gradient.withUnsafeBufferPointer { globalNorm($0) }
+        optimizer.update(&parameters, gradient: gradient)
+        step += 1
+        stepInEpoch += 1
+        samples += count
+        epochSamples += count
+        let loss = Double(root[P])
+        epochLossSum += loss
+        if stepInEpoch >= stepsPerEpoch || config.steps.map({ step >= $0 }) == true { epochEnded = true }
+        return loss / Double(count)
+    }
+
+    /// Records the evaluation at the end of an epoch and checks the target.
+    public mutating func closeEpoch(loss: Double) {
+        epochEnded = false
+        if let t = config.targetLoss, loss < t { targetReached = true }
+    }
+
+    /// Mean training loss of the epoch so far, weighted by windows.
+    public var epochTrainLoss: Double { epochSamples > 0 ? epochLossSum / Double(epochSamples) : .nan }
+}
+
+/// `Series.stepsPerEpoch`, reachable where a property of that name shadows it.
+private func epochSteps(windows: Int, batch: Int) -> Int { stepsPerEpoch(windows: windows, batch: batch) }
