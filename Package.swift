@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Series", targets: ["Series"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Plot", targets: ["Plot"]),
+        .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
@@ -34,11 +35,13 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["RNN"]),
         // SVG line charts (loss curves, predictions). No training concepts.
         .target(name: "Plot"),
-        // Trainers (in-process today; coordinator/worker later), metrics, outputs.
+        // The protocol as plain values and a pure, total binary codec. No sockets.
+        .target(name: "Wire"),
+        // Trainers (in-process, coordinator, worker), the transport loops, metrics, outputs.
         .target(
             name: "Training",
             dependencies: [
-                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ",
+                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ", "Wire",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -56,7 +59,8 @@ let package = Package(
         .testTarget(name: "SeriesTests", dependencies: ["Series"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]

@@ -22,6 +22,11 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var wallSeconds: Double
     /// Global gradient norm of the epoch's last step, before clipping.
     public var gradNorm: Double
+    /// Data-parallel runs: mean time per step in each phase.
+    public var timing: StepTiming? = nil
+    /// Data-parallel runs: bytes received and sent by the coordinator so far.
+    public var bytesIn: Int? = nil
+    public var bytesOut: Int? = nil
 }
 
 /// What a trainer reports while it runs.

@@ -24,6 +24,15 @@ public struct RunSummary: Sendable, Codable {
     public var config: TrainingConfig
     public var model: String
     public var error: String?
+    /// Data-parallel runs: one record per worker that joined, and the coordinator's counters.
+    public var workers: [WorkerRecord]? = nil
+    public var droppedFrames: Int? = nil
+    public var lateOrDuplicate: Int? = nil
+    public var reassigned: Int? = nil
+    public var bytesIn: Int? = nil
+    public var bytesOut: Int? = nil
+    /// Data-parallel runs: mean time per step in each phase over the run.
+    public var timing: StepTiming? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,

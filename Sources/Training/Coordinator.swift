@@ -1,0 +1,570 @@
+import Foundation
+import RNN
+import Series
+import Wire
+
+/// A peer as the coordinator's ROUTER knows it: its routing id.
+public struct PeerID: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var description: String { bytes.map { String(format: "%02x", $0) }.joined() }
+}
+
+/// Options of the coordinator that do not change the result.
+public struct CoordinatorOptions: Sendable {
+    /// Workers to wait for before the first step.
+    public var workers: Int
+    /// Start with this many once `joinTimeout` has passed (default: `workers`).
+    public var minWorkers: Int
+    /// Seconds to wait for workers before starting with `minWorkers` (or failing).
+    public var joinTimeout: Double
+    /// A worker silent for this long is dead.
+    public var liveness: Double
+    /// Send a heartbeat to a worker silent towards it for this long.
+    public var heartbeat: Double
+
+    public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1) {
+        self.workers = workers
+        self.minWorkers = minWorkers ?? workers
+        self.joinTimeout = joinTimeout
+        self.liveness = liveness
+        self.heartbeat = heartbeat
+    }
+}
+
+/// What the coordinator knows about one worker.
+public struct WorkerRecord: Sendable, Codable {
+    public enum Phase: String, Sendable, Codable { case welcomed, ready, dead, left }
+    public var id: UInt32
+    public var host: String
+    public var pid: Int32
+    public var threads: Int
+    public var phase: Phase
+    public var fingerprintMatches: Bool?
+    public var steps = 0
+    public var blocks = 0
+    public var samples = 0
+    public var computeSeconds = 0.0
+    public var bytesIn = 0
+    public var bytesOut = 0
+    public var lateOrDuplicate = 0
+    var lastHeard = 0.0
+    var lastSent = 0.0
+    /// The leaf runs assigned in the current step and not yet answered.
+    var pending: [Range<Int>] = []
+
+    enum CodingKeys: String, CodingKey {
+        case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate
+    }
+}
+
+/// Time spent per step, in seconds.
+public struct StepTiming: Sendable, Codable, Equatable {
+    /// Longest worker compute time of the step.
+    public var compute = 0.0
+    /// From the last ASSIGN sent to the last gradient received.
+    public var wait = 0.0
+    public var reduce = 0.0
+    public var optimizer = 0.0
+    /// Encoding and sending the ASSIGNs.
+    public var broadcast = 0.0
+
+    public init() {}
+
+    public mutating func add(_ o: StepTiming) {
+        compute += o.compute; wait += o.wait; reduce += o.reduce; optimizer += o.optimizer; broadcast += o.broadcast
+    }
+
+    public func scaled(_ k: Double) -> StepTiming {
+        var t = self
+        t.compute *= k; t.wait *= k; t.reduce *= k; t.optimizer *= k; t.broadcast *= k
+        return t
+    }
+}
+
+/// Something the coordinator wants sent.
+public struct Outgoing: Sendable {
+    public var peer: PeerID
+    public var envelope: Envelope
+}
+
+/// What the coordinator reports to whoever runs it.
+public enum CoordinatorEvent: Sendable {
+    case joined(WorkerRecord)
+    case rejected(peer: PeerID, reason: String)
+    case workerLost(WorkerRecord, reassigned: Int)
+    case fingerprintMismatch(WorkerRecord)
+    case started(workers: Int)
+    case step(epoch: Int, step: Int, stepInEpoch: Int, stepsPerEpoch: Int, loss: Double, samplesPerSecond: Double, timing: StepTiming)
+    case epoch(EpochMetrics)
+    case dropped(peer: PeerID, reason: String)
+    case finished
+}
+
+/// The coordinator as a state machine: decoded messages and clock ticks in, messages to send out.
+///
+/// It owns the ``RunState`` (weights, optimizer, schedule) and a ``TreeReducer`` for the step in flight.
+/// A step's micro-batches are cut into contiguous runs, one per ready worker; each worker answers with
+/// the sums of the tree nodes of its run; when every leaf is covered the tree is reduced in its fixed
+/// order and the update applied. Who computed what, and when, cannot change a bit.
+public final class CoordinatorCore {
+    public let config: TrainingConfig
+    public let series: Series
+    public let options: CoordinatorOptions
+    public let runID: UInt64
+    public private(set) var state: RunState
+    public private(set) var workers: [PeerID: WorkerRecord] = [:]
+    public private(set) var metrics: [EpochMetrics] = []
+    public private(set) var failure: TrainingError?
+    public private(set) var droppedFrames = 0
+    public private(set) var lateOrDuplicate = 0
+    public private(set) var reassigned = 0
+    public private(set) var bytesIn = 0
+    public private(set) var bytesOut = 0
+    public private(set) var trainSeconds = 0.0
+
+    let microBatch: Int
+    let parameterCount: Int
+    let fingerprint: UInt64
+    private let evaluator: Evaluator
+    private let configJSON: String
+    private var nextWorkerID: UInt32 = 1
+    private var windows: [Int]
+    private var stepWindows = 0
+    private var leafCount = 0
+    private var tree: TreeReducer<Float>
+    private var stepActive = false
+    private var stepStart = 0.0
+    private var lastAssignSent = 0.0
+    private var stepTiming = StepTiming()
+    private var epochTiming = StepTiming()
+    private var epochSteps = 0
+    private var epochTrain = 0.0
+    private var started = false
+    private var finishedFlag = false
+    private var firstSeen: Double?
+    private var wallStart: Double?
+    private let emit: (CoordinatorEvent) -> Void
+
+    /// - Parameters:
+    ///   - initialParameters: start weights (`--init`), else drawn from the seed.
+    ///   - onEvent: called synchronously for everything worth reporting.
+    public init(
+        config: TrainingConfig, series: Series, initialParameters: [Float]? = nil, options: CoordinatorOptions,
+        runID: UInt64, onEvent: @escaping (CoordinatorEvent) -> Void = { _ in }
+    ) throws(TrainingError) {
+        guard options.workers >= 1 else { throw .invalidConfig("--workers must be at least 1 (got \(options.workers))") }
+        guard options.minWorkers >= 1 && options.minWorkers <= options.workers else {
+            throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
+        }
+        let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
+        self.config = config
+        self.series = series
+        self.options = options
+        self.runID = runID
+        state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+        microBatch = prepared.microBatch
+        parameterCount = prepared.parameters.count
+        evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
+        fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
+        configJSON = encodeJSON(config)
+        windows = [Int](repeating: 0, count: state.batch)
+        tree = TreeReducer(leafCount: 1, width: prepared.parameters.count + 1)
+        emit = onEvent
+    }
+
+    /// Is the run over (finished or failed)?
+    public var isDone: Bool { finishedFlag || failure != nil }
+    public var isRunning: Bool { started && !isDone }
+    public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready }.sorted { $0.id < $1.id } }
+
+    /// Limits for frames from workers: a gradient is exactly `P + 1` floats.
+    public var limits: Limits {
+        Limits(maxPayloadBytes: max(1 << 20, 4 * (parameterCount + 1)), parameterCount: parameterCount)
+    }
+
+    // MARK: - Input
+
+    /// A frame from `peer` that did not decode: dropped and counted.
+    public func rejectFrame(from peer: PeerID, error: WireError, now: Double) -> [Outgoing] {
+        droppedFrames += 1
+        if case .unsupportedVersion(let v) = error {
+            let reason = "worker speaks protocol version \(v); this coordinator speaks \(Wire.protocolVersion). Run the same ztrain version on both."
+            emit(.rejected(peer: peer, reason: reason))
+            return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: 0, message: .reject(reason)))]
+        }
+        emit(.dropped(peer: peer, reason: error.description))
+        return []
+    }
+
+    /// A decoded message from `peer`.
+    public func handle(_ env: Envelope, from peer: PeerID, bytes: Int, now: Double) -> [Outgoing] {
+        if firstSeen == nil { firstSeen = now }
+        if wallStart == nil { wallStart = now }
+        bytesIn += bytes
+        if var w = workers[peer], w.phase != .dead, w.phase != .left {
+            w.lastHeard = now
+            w.bytesIn += bytes
+            workers[peer] = w
+        }
+        var out: [Outgoing] = []
+        switch env.message {
+        case .hello(let hello):
+            out += welcome(peer: peer, hello: hello, now: now)
+        case .ready(let ready):
+            guard var w = workers[peer], w.phase == .welcomed, env.runID == runID, env.workerID == w.id else {
+                return drop(peer, "READY from an unknown or not-welcomed worker")
+            }
+            w.phase = .ready
+            w.threads = ready.threads
+            w.fingerprintMatches = ready.numericsFingerprint == fingerprint
+            workers[peer] = w
+            emit(.joined(w))
+            if ready.numericsFingerprint != fingerprint { emit(.fingerprintMismatch(w)) }
+        case .gradient(let g):
+            out += gradient(g, env: env, peer: peer, now: now)
+        case .heartbeat:
+            guard workers[peer] != nil, env.runID == runID else { return drop(peer, "heartbeat from an unknown peer") }
+        case .bye(let reason):
+            guard var w = workers[peer], env.runID == runID else { return drop(peer, "BYE from an unknown peer") }
+            let lost = w.pending
+            w.phase = .left
+            w.pending = []
+            workers[peer] = w
+            emit(.workerLost(w, reassigned: lost.count))
+            _ = reason
+            out += reassign(lost, now: now)
+        case .welcome, .reject, .assign, .shutdown:
+            return drop(peer, "a worker sent a coordinator-only message (\(env.message.typeName))")
+        }
+        out += advance(now: now)
+        return sent(out, now: now)
+    }
+
+    /// Time passes: join deadline, liveness, heartbeats.
+    public func tick(now: Double) -> [Outgoing] {
+        if firstSeen == nil { firstSeen = now }
+        if wallStart == nil { wallStart = now }
+        var out: [Outgoing] = []
+        for peer in Array(workers.keys) {
+            guard var w = workers[peer], w.phase == .ready || w.phase == .welcomed else { continue }
+            if now - w.lastHeard > options.liveness {
+                let lost = w.pending
+                w.phase = .dead
+                w.pending = []
+                workers[peer] = w
+                emit(.workerLost(w, reassigned: lost.count))
+                out += reassign(lost, now: now)
+            } else if now - w.lastSent > options.heartbeat {
+                out.append(Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: w.id, message: .heartbeat)))
+            }
+        }
+        if !started, let t0 = firstSeen, now - t0 > options.joinTimeout {
+            let ready = liveWorkers.count
+            if ready < options.minWorkers {
+                failure = .invalidConfig("only \(ready) of \(options.workers) workers joined within \(Int(options.joinTimeout)) s (need at least --min-workers \(options.minWorkers)); check that the workers can reach the coordinator's --bind address")
+                out += shutdownAll(reason: "no quorum")
+                return sent(out, now: now)
+            }
+        }
+        if started && !isDone && liveWorkers.isEmpty && stepActive {
+            let since = workers.values.map(\.lastHeard).max() ?? now
+            if now - since > options.liveness {
+                failure = .invalidConfig("every worker was lost; the run cannot go on (last good weights are kept)")
+                return sent(out, now: now)
+            }
+        }
+        out += advance(now: now)
+        return sent(out, now: now)
+    }
+
+    /// Stop now: tell every worker to shut down.
+    public func shutdown(reason: String, now: Double) -> [Outgoing] {
+        finishedFlag = true
+        return sent(shutdownAll(reason: reason), now: now)
+    }
+
+    // MARK: - Handshake
+
+    private func welcome(peer: PeerID, hello: Hello, now: Double) -> [Outgoing] {
+        if let w = workers[peer], w.phase == .ready || w.phase == .welcomed {
+            // a worker that restarted with the same routing id: forget the old one
+            _ = w
+        }
+        if let reason = mismatch(hello) {
+            emit(.rejected(peer: peer, reason: reason))
+            return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: 0, message: .reject(reason)))]
+        }
+        let id = nextWorkerID
+        nextWorkerID += 1
+        var record = WorkerRecord(id: id, host: hello.host, pid: hello.pid, threads: hello.threads, phase: .welcomed)
+        record.lastHeard = now
+        workers[peer] = record
+        let w = Welcome(
+            protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configJSON,
+            points: series.count, channels: series.channels, seriesHash: series.fingerprint,
+            parameterCount: parameterCount, microBatch: microBatch,
+            heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000))
+        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id, message: .welcome(w, series: series.values)))]
+    }
+
+    /// Why this worker cannot join, or nil.
+    func mismatch(_ hello: Hello) -> String? {
+        if hello.protocolVersion != Int(Wire.protocolVersion) {
+            return "worker speaks protocol version \(hello.protocolVersion); this coordinator speaks \(Wire.protocolVersion). Run the same ztrain version on both."
+        }
+        guard let e = hello.expect else { return nil }
+        let m = config.model
+        var diffs: [String] = []
+        if let h = e.hidden, h != m.hiddenSize { diffs.append("worker expects --hidden \(h) but the run has hidden \(m.hiddenSize)") }
+        if let i = e.input, i != m.inputSize { diffs.append("worker expects \(i) inputs but the run has \(m.inputSize)") }
+        if let o = e.output, o != m.outputSize { diffs.append("worker expects \(o) outputs but the run has \(m.outputSize)") }
+        if let t = e.seqLen, t != m.seqLen { diffs.append("worker expects --seq-len \(t) but the run has \(m.seqLen)") }
+        if let c = e.cell, c != m.cell.rawValue { diffs.append("worker expects --cell \(c) but the run has \(m.cell.rawValue)") }
+        if let a = e.activation, a != m.activation.rawValue { diffs.append("worker expects --activation \(a) but the run has \(m.activation.rawValue)") }
+        if let mb = e.microBatch, mb != microBatch { diffs.append("worker expects --micro-batch \(mb) but the run has \(microBatch)") }
+        return diffs.isEmpty ? nil : "configuration mismatch: " + diffs.joined(separator: "; ")
+    }
+
+    // MARK: - Steps
+
+    /// Starts the run once enough workers are ready, and the next step once the last is applied.
+    private func advance(now: Double) -> [Outgoing] {
+        guard !isDone else { return [] }
+        if !started {
+            let ready = liveWorkers.count
+            let waited = firstSeen.map { now - $0 } ?? 0
+            guard ready >= options.workers || (ready >= options.minWorkers && waited > options.joinTimeout) else { return [] }
+            started = true
+            wallStart = now
+            emit(.started(workers: ready))
+        }
+        guard !stepActive else { return [] }
+        return startStep(now: now)
+    }
+
+    private func startStep(now: Double) -> [Outgoing] {
+        guard let n = state.nextBatch(into: &windows) else {
+            finishedFlag = true
+            emit(.finished)
+            return shutdownAll(reason: "training finished")
+        }
+        let live = liveWorkers
+        guard !live.isEmpty else { return [] }
+        stepWindows = n
+        leafCount = (n + microBatch - 1) / microBatch
+        if tree.leafCount != leafCount {
+            tree = TreeReducer(leafCount: leafCount, width: parameterCount + 1)
+        } else {
+            tree.reset()
+        }
+        stepActive = true
+        stepStart = now
+        stepTiming = StepTiming()
+        let runs = shard(items: leafCount, workers: live.count)
+        var out: [Outgoing] = []
+        for (w, run) in zip(live, runs) where !run.isEmpty {
+            out += assign(run, to: w.id)
+        }
+        return out
+    }
+
+    private func assign(_ run: Range<Int>, to id: UInt32) -> [Outgoing] {
+        guard let peer = workers.first(where: { $0.value.id == id })?.key, var w = workers[peer] else { return [] }
+        w.pending.append(run)
+        w.steps += 1
+        workers[peer] = w
+        let a = Assign(step: UInt64(state.step), leaves: run, leafCount: leafCount, weights: state.parameters,
+                       windows: windows[0..<stepWindows].map { UInt32($0) })
+        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id, message: .assign(a)))]
+    }
+
+    /// Gives the unanswered leaves of a lost worker to the survivors, in contiguous pieces.
+    private func reassign(_ runs: [Range<Int>], now: Double) -> [Outgoing] {
+        guard stepActive, !runs.isEmpty else { return [] }
+        let missing = Set(tree.missingLeaves)
+        var pieces: [Range<Int>] = []
+        for run in runs {
+            var lo: Int? = nil
+            for leaf in run {
+                if missing.contains(leaf) { if lo == nil { lo = leaf } } else if let l = lo { pieces.append(l..<leaf); lo = nil }
+            }
+            if let l = lo { pieces.append(l..<run.upperBound) }
+        }
+        let live = liveWorkers
+        guard !live.isEmpty else { return [] }
+        var out: [Outgoing] = []
+        for (k, piece) in pieces.enumerated() {
+            let target = live.min { a, b in (a.pending.count, (a.id &+ UInt32(k)) % 7) < (b.pending.count, (b.id &+ UInt32(k)) % 7) } ?? live[k % live.count]
+            out += assign(piece, to: target.id)
+            reassigned += 1
+        }
+        return out
+    }
+
+    private func gradient(_ g: Gradient, env: Envelope, peer: PeerID, now: Double) -> [Outgoing] {
+        guard var w = workers[peer], w.phase == .ready, env.workerID == w.id else {
+            return drop(peer, "GRADIENT from an unknown or not-ready worker")
+        }
+        guard env.runID == runID else { return drop(peer, "GRADIENT for run \(env.runID), this run is \(runID)") }
+        guard stepActive, g.step == UInt64(state.step), g.leafCount == leafCount else {
+            w.lateOrDuplicate += 1
+            workers[peer] = w
+            lateOrDuplicate += 1
+            return []
+        }
+        guard let run = w.pending.first(where: { $0.lowerBound <= g.block.lowerBound && g.block.upperBound <= $0.upperBound }),
+              CanonicalTree.blocks(of: run, leafCount: leafCount).contains(g.block) else {
+            if tree.overlapsInserted(g.block) {
+                w.lateOrDuplicate += 1
+                workers[peer] = w
+                lateOrDuplicate += 1
+                return []
+            }
+            return drop(peer, "GRADIENT for leaves \(g.block) that worker \(w.id) was not assigned")
+        }
+        let expected = min(g.block.upperBound * microBatch, stepWindows) - g.block.lowerBound * microBatch
+        guard g.samples == expected else {
+            return drop(peer, "GRADIENT for leaves \(g.block) claims \(g.samples) windows, expected \(expected)")
+        }
+        let inserted = g.sums.withUnsafeBufferPointer { tree.insert(block: g.block, values: $0) }
+        guard inserted else {
+            w.lateOrDuplicate += 1
+            workers[peer] = w
+            lateOrDuplicate += 1
+            return []
+        }
+        w.blocks += 1
+        w.samples += g.samples
+        let compute = Double(g.computeNanos) / 1e9
+        w.computeSeconds += compute
+        stepTiming.compute = max(stepTiming.compute, compute)
+        // the run is done when all its blocks are in
+        if CanonicalTree.blocks(of: run, leafCount: leafCount).allSatisfy({ tree.isCovered($0) }) {
+            w.pending.removeAll { $0 == run }
+        }
+        workers[peer] = w
+        guard tree.isComplete else { return [] }
+        return finishStep(now: now)
+    }
+
+    private func finishStep(now: Double) -> [Outgoing] {
+        stepTiming.wait = now - lastAssignSent
+        let t0 = ContinuousClock.now
+        guard let root = tree.reduce() else { return [] }
+        stepTiming.reduce = seconds(since: t0)
+        let t1 = ContinuousClock.now
+        let loss: Double
+        do {
+            loss = try root.withUnsafeBufferPointer { r throws(TrainingError) in try state.apply(root: r, windows: stepWindows) }
+        } catch {
+            failure = error
+            stepActive = false
+            return shutdownAll(reason: "training diverged")
+        }
+        stepTiming.optimizer = seconds(since: t1)
+        for p in workers.keys where workers[p]?.pending.isEmpty == false { workers[p]?.pending = [] }
+        stepActive = false
+        let stepSeconds = now - stepStart + stepTiming.reduce + stepTiming.optimizer
+        trainSeconds += stepSeconds
+        epochTrain += stepSeconds
+        epochTiming.add(stepTiming)
+        epochSteps += 1
+        emit(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
+                   loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0, timing: stepTiming))
+        if state.epochEnded {
+            var m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now))
+            m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
+            m.bytesIn = bytesIn
+            m.bytesOut = bytesOut
+            state.closeEpoch(loss: m.loss)
+            metrics.append(m)
+            emit(.epoch(m))
+            epochTiming = StepTiming()
+            epochSteps = 0
+            epochTrain = 0
+        }
+        return startStep(now: now)
+    }
+
+    // MARK: - Helpers
+
+    private func shutdownAll(reason: String) -> [Outgoing] {
+        workers.filter { $0.value.phase == .ready || $0.value.phase == .welcomed }.map { peer, w in
+            Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: w.id, message: .shutdown(reason)))
+        }
+    }
+
+    private func drop(_ peer: PeerID, _ reason: String) -> [Outgoing] {
+        droppedFrames += 1
+        emit(.dropped(peer: peer, reason: reason))
+        return []
+    }
+
+    /// Book-keeping for messages about to be sent (the transport reports the encoded size).
+    private func sent(_ out: [Outgoing], now: Double) -> [Outgoing] {
+        for o in out {
+            if var w = workers[o.peer] { w.lastSent = now; workers[o.peer] = w }
+            if case .assign = o.envelope.message { lastAssignSent = now }
+        }
+        return out
+    }
+
+    /// The transport tells how many bytes a message took on the wire, and how long sending took.
+    public func recordSent(peer: PeerID, bytes: Int, seconds: Double, isAssign: Bool) {
+        bytesOut += bytes
+        if var w = workers[peer] { w.bytesOut += bytes; workers[peer] = w }
+        if isAssign { stepTiming.broadcast += seconds }
+    }
+
+    /// The outcome, for the outputs.
+    public func result(now: Double) -> TrainingResult {
+        evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
+    }
+
+    /// Mean loss of the current weights over all windows.
+    public func meanLoss() -> Double { evaluator.meanLoss(state.parameters, windows: state.split.all) }
+}
+
+extension TreeReducer {
+    /// Has exactly this block been inserted (or a node containing it)?
+    func isCovered(_ block: Range<Int>) -> Bool {
+        blocks.contains { $0.lowerBound <= block.lowerBound && block.upperBound <= $0.upperBound }
+    }
+}
+
+extension Message {
+    var typeName: String {
+        switch self {
+        case .hello: return "HELLO"
+        case .welcome: return "WELCOME"
+        case .reject: return "REJECT"
+        case .ready: return "READY"
+        case .assign: return "ASSIGN"
+        case .gradient: return "GRADIENT"
+        case .heartbeat: return "HEARTBEAT"
+        case .shutdown: return "SHUTDOWN"
+        case .bye: return "BYE"
+        }
+    }
+}
+
+/// A hash of the gradient of one fixed micro-batch, computed by the coordinator and by each worker:
+/// a worker whose kernels compute different bits (another CPU, compiler or build) shows up as a mismatch.
+public func numericsFingerprint(config: ModelConfig, series: Series, microBatch: Int) -> UInt64 {
+    var rng = SeededRNG(seed: 0x5EED_F00D)
+    let params = initializeParameters(config: config, using: &rng)
+    let n = min(microBatch, max(1, series.count - config.seqLen))
+    let windows = Array(0..<n)
+    let ws = RNNWorkspace<Float>(config: config, maxBatch: n)
+    let (loss, g) = ws.lossAndGradient(params: params, series: series.values, windows: windows)
+    let all = g + [loss]
+    return all.withUnsafeBytes { Wire.xxh64($0) }
+}
+
+func encodeJSON<T: Encodable>(_ value: T) -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    guard let d = try? e.encode(value) else { return "{}" }
+    return String(decoding: d, as: UTF8.self)
+}

@@ -1,0 +1,300 @@
+import Foundation
+import Logging
+import Wire
+import ZeroMQ
+
+/// A stop request that a signal handler (or any thread) can raise and a loop can poll.
+public final class StopFlag: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var raised = false
+    private var signalNumber: Int32 = 0
+
+    public init() {}
+
+    public func set(signal: Int32 = 0) {
+        lock.lock()
+        raised = true
+        if signalNumber == 0 { signalNumber = signal }
+        lock.unlock()
+    }
+
+    public var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return raised
+    }
+
+    /// The signal that raised the flag, or 0.
+    public var signal: Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        return signalNumber
+    }
+}
+
+/// Logs a message at most once per `interval` seconds per key, counting what it swallowed.
+struct RateLimitedLog {
+    var last: [String: Double] = [:]
+    var suppressed: [String: Int] = [:]
+    let interval: Double
+
+    mutating func log(_ logger: Logger, key: String, now: Double, _ message: @autoclosure () -> String) {
+        if let t = last[key], now - t < interval {
+            suppressed[key, default: 0] += 1
+            return
+        }
+        let extra = suppressed[key].map { " (\($0) more like it suppressed)" } ?? ""
+        logger.warning("\(message())\(extra)")
+        last[key] = now
+        suppressed[key] = nil
+    }
+}
+
+/// The coordinator's transport: one ROUTER socket, a poll loop, and the ``CoordinatorCore`` it drives.
+public final class CoordinatorServer {
+    public let core: CoordinatorCore
+    public let endpoint: String
+    private let context: Context
+    private let socket: Socket
+    private let logger: Logger
+    private let clock = ContinuousClock()
+    private let t0: ContinuousClock.Instant
+    private var badFrames = RateLimitedLog(interval: 5)
+
+    /// Binds `bind` (`tcp://HOST:PORT`, `tcp://127.0.0.1:*`, `ipc://PATH`).
+    public init(core: CoordinatorCore, bind: String, logger: Logger) throws(TrainingError) {
+        self.core = core
+        self.logger = logger
+        t0 = clock.now
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.router)
+            try socket.setRouterMandatory(true)
+            try socket.setLinger(.milliseconds(500))
+            // every frame a worker may send is bounded by the model size
+            try socket.setMaxMessageSize(Int64(core.limits.maxPayloadBytes + 4096))
+            try socket.setHeartbeatInterval(.milliseconds(Int64(core.options.heartbeat * 1000)))
+            try socket.setHeartbeatTimeout(.milliseconds(Int64(core.options.liveness * 1000)))
+            try socket.setSendHighWaterMark(10_000)
+            try socket.setReceiveHighWaterMark(10_000)
+            try socket.bind(bind)
+            endpoint = try socket.lastEndpoint
+        } catch {
+            throw .invalidConfig("cannot bind \(bind): \(error)")
+        }
+    }
+
+    public var now: Double { seconds(since: t0) }
+
+    /// Runs until the core is done or `stop` is raised; then tells every worker to shut down.
+    public func run(stop: StopFlag) {
+        while !core.isDone {
+            if stop.isSet {
+                send(core.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))", now: now))
+                break
+            }
+            do {
+                let events = try socket.poll(.readable, timeout: .milliseconds(20))
+                if events.contains(.readable) { drain() }
+            } catch {
+                if error.kind == .interrupted { continue }
+                logger.error("poll failed: \(error)")
+                break
+            }
+            send(core.tick(now: now))
+        }
+        if core.failure != nil || stop.isSet {
+            send(core.shutdown(reason: "the run stopped", now: now))
+        }
+    }
+
+    /// Reads every frame waiting (bounded per round, so ticks still happen under a flood).
+    private func drain() {
+        for _ in 0..<10_000 {
+            let frames: [ZeroMQ.Message]
+            do {
+                frames = try socket.receiveMultipartMessages(flags: .dontWait)
+            } catch {
+                if error.kind != .wouldBlock { logger.error("receive failed: \(error)") }
+                return
+            }
+            guard frames.count == 3, !frames[0].isEmpty else {
+                let peer = PeerID(frames.first?.bytes ?? [])
+                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames from \(peer) (expected identity, header, payload)")
+                _ = core.rejectFrame(from: peer, error: .wrongFrameCount(frames.count), now: now)
+                continue
+            }
+            let peer = PeerID(frames[0].bytes)
+            let size = frames[1].count + frames[2].count
+            let decoded: Result<Envelope, WireError> = frames[1].withUnsafeBytes { h in
+                frames[2].withUnsafeBytes { p in
+                    do throws(WireError) {
+                        return .success(try Wire.decode(header: h, payload: p, limits: core.limits))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            switch decoded {
+            case .success(let env):
+                send(core.handle(env, from: peer, bytes: size, now: now))
+            case .failure(let error):
+                badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
+                send(core.rejectFrame(from: peer, error: error, now: now))
+            }
+        }
+    }
+
+    private func send(_ out: [Outgoing]) {
+        for o in out {
+            let t = clock.now
+            let (header, payload) = Wire.encode(o.envelope)
+            do {
+                try socket.send(parts: [o.peer.bytes, header, payload])
+            } catch {
+                // an unreachable peer is a dead one: liveness will notice
+                if error.kind != .hostUnreachable { logger.warning("send to \(o.peer) failed: \(error)") }
+                continue
+            }
+            var isAssign = false
+            if case .assign = o.envelope.message { isAssign = true }
+            core.recordSent(peer: o.peer, bytes: header.count + payload.count, seconds: seconds(since: t), isAssign: isAssign)
+        }
+    }
+
+    /// Closes the socket and the context (messages still queued get the linger time).
+    public func close() {
+        socket.close()
+        try? context.terminate()
+    }
+}
+
+/// The worker's transport: one DEALER socket connected to the coordinator, and the ``WorkerCore``.
+public final class WorkerClient {
+    public let core: WorkerCore
+    private let context: Context
+    private let socket: Socket
+    private let logger: Logger
+    private let endpoint: String
+    private let t0 = ContinuousClock.now
+    private var lastHeard = 0.0
+    private var lastSent = 0.0
+    private var badFrames = RateLimitedLog(interval: 5)
+
+    /// Connects (the coordinator may come up later; messages wait for it).
+    public init(core: WorkerCore, connect: String, logger: Logger) throws(TrainingError) {
+        self.core = core
+        self.logger = logger
+        endpoint = connect
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.dealer)
+            try socket.setLinger(.milliseconds(500))
+            try socket.setHeartbeatInterval(.seconds(1))
+            try socket.setHeartbeatTimeout(.seconds(3))
+            try socket.setReconnectInterval(.milliseconds(100))
+            try socket.setReconnectIntervalMax(.seconds(2))
+            var id = [UInt8](repeating: 0, count: 16)
+            var g = SystemRandomNumberGenerator()
+            for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
+            id[0] = max(1, id[0])  // ROUTER ids must not start with a zero byte
+            try socket.setRoutingID(id)
+            try socket.connect(connect)
+        } catch {
+            throw .invalidConfig("cannot connect to \(connect): \(error)")
+        }
+    }
+
+    public var now: Double { seconds(since: t0) }
+
+    /// Runs until SHUTDOWN, a refusal, a lost coordinator, `stop`, or (with `parentPID`) the parent's death.
+    ///
+    /// - Parameter connectTimeout: seconds to wait for WELCOME.
+    /// - Returns: nil after a clean shutdown, else why the worker stopped.
+    public func run(stop: StopFlag, parentPID: Int32? = nil, connectTimeout: Double = 60) -> String? {
+        send(core.hello())
+        lastHeard = now
+        while core.phase != .done {
+            if stop.isSet {
+                send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
+                return "stopped by signal \(stop.signal)"
+            }
+            if let p = parentPID, getppid() != p {
+                return "the process that started this worker (pid \(p)) is gone"
+            }
+            do {
+                let events = try socket.poll(.readable, timeout: .milliseconds(20))
+                if events.contains(.readable) { drain() }
+            } catch {
+                if error.kind == .interrupted { continue }
+                return "poll failed: \(error)"
+            }
+            if core.phase == .hello && now - lastHeard > connectTimeout {
+                return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
+            }
+            if core.phase == .ready {
+                if now - lastHeard > core.liveness {
+                    return "the coordinator at \(endpoint) stopped answering for \(String(format: "%.1f", core.liveness)) s"
+                }
+                if now - lastSent > core.heartbeat {
+                    send(Envelope(runID: core.runID, workerID: core.workerID, message: .heartbeat))
+                }
+            }
+        }
+        return core.failure
+    }
+
+    private func drain() {
+        for _ in 0..<1000 {
+            let frames: [ZeroMQ.Message]
+            do {
+                frames = try socket.receiveMultipartMessages(flags: .dontWait)
+            } catch {
+                if error.kind != .wouldBlock { logger.error("receive failed: \(error)") }
+                return
+            }
+            lastHeard = now
+            guard frames.count == 2 else {
+                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header, payload)")
+                continue
+            }
+            let decoded: Result<Envelope, WireError> = frames[0].withUnsafeBytes { h in
+                frames[1].withUnsafeBytes { p in
+                    do throws(WireError) {
+                        return .success(try Wire.decode(header: h, payload: p, limits: Limits(maxPayloadBytes: Int.max)))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            switch decoded {
+            case .success(let env):
+                for reply in core.handle(env) { send(reply) }
+                if core.phase == .done { return }
+            case .failure(let error):
+                badFrames.log(logger, key: "decode", now: now, "dropped a frame from the coordinator: \(error)")
+            }
+        }
+    }
+
+    private func send(_ env: Envelope) {
+        var (header, payload) = Wire.encode(env)
+        if core.options.protocolVersion != Wire.protocolVersion {
+            // a worker pretending to speak another version (tests of the refusal)
+            header[4] = UInt8(truncatingIfNeeded: core.options.protocolVersion)
+            header[5] = UInt8(truncatingIfNeeded: core.options.protocolVersion >> 8)
+        }
+        do {
+            try socket.send(parts: [header, payload])
+            lastSent = now
+        } catch {
+            logger.warning("send failed: \(error)")
+        }
+    }
+
+    public func close() {
+        socket.close()
+        try? context.terminate()
+    }
+}

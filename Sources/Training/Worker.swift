@@ -1,0 +1,153 @@
+import Foundation
+import RNN
+import Series
+import Wire
+
+/// How a worker runs; nothing here changes the result.
+public struct WorkerOptions: Sendable {
+    /// Compute threads (any count gives the same bits).
+    public var threads: Int
+    /// What the operator pinned on the worker's command line; a different run is refused.
+    public var expect: Expectation?
+    public var host: String
+    public var pid: Int32
+    /// Protocol version to announce (tests use another to check the refusal).
+    public var protocolVersion: UInt16
+
+    public init(threads: Int, expect: Expectation? = nil, host: String = ProcessInfo.processInfo.hostName,
+                pid: Int32 = ProcessInfo.processInfo.processIdentifier, protocolVersion: UInt16 = Wire.protocolVersion) {
+        self.threads = threads
+        self.expect = expect
+        self.host = host
+        self.pid = pid
+        self.protocolVersion = protocolVersion
+    }
+}
+
+/// A worker as a state machine: messages from the coordinator in, messages to it out.
+///
+/// `HELLO` → `WELCOME` (configuration and series, hash-checked) → `READY` (with the numerics
+/// fingerprint) → `ASSIGN` → one `GRADIENT` per tree node of the assigned run → … → `SHUTDOWN`.
+public final class WorkerCore {
+    public enum Phase: Sendable, Equatable { case hello, ready, done }
+    public let options: WorkerOptions
+    public private(set) var phase: Phase = .hello
+    /// Why the worker stopped, when it was not a normal shutdown.
+    public private(set) var failure: String?
+    public private(set) var runID: UInt64 = 0
+    public private(set) var workerID: UInt32 = 0
+    public private(set) var config: TrainingConfig?
+    public private(set) var steps = 0
+    public private(set) var ignored = 0
+    /// Liveness window announced by the coordinator (seconds).
+    public private(set) var liveness = 3.0
+    public private(set) var heartbeat = 1.0
+    private var series: Series?
+    private var engine: GradientEngine?
+    private var windowBuffer: [Int] = []
+
+    public init(options: WorkerOptions) {
+        self.options = options
+    }
+
+    /// The first message.
+    public func hello() -> Envelope {
+        Envelope(runID: 0, workerID: 0, message: .hello(Hello(
+            protocolVersion: Int(options.protocolVersion), host: options.host, pid: options.pid,
+            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect)))
+    }
+
+    /// Handles one decoded message; returns the replies.
+    public func handle(_ env: Envelope) -> [Envelope] {
+        switch env.message {
+        case .welcome(let w, let values):
+            return welcome(w, values: values, env: env)
+        case .reject(let reason):
+            failure = "the coordinator refused this worker: \(reason)"
+            phase = .done
+            return []
+        case .assign(let a):
+            guard phase == .ready, env.runID == runID, env.workerID == workerID else { ignored += 1; return [] }
+            return compute(a)
+        case .heartbeat:
+            return []
+        case .shutdown:
+            phase = .done
+            return []
+        case .hello, .ready, .gradient, .bye:
+            ignored += 1
+            return []
+        }
+    }
+
+    private func welcome(_ w: Welcome, values: [Float], env: Envelope) -> [Envelope] {
+        guard phase == .hello else { ignored += 1; return [] }
+        let fail = { (reason: String) -> [Envelope] in
+            self.failure = reason
+            self.phase = .done
+            return [Envelope(runID: w.runID, workerID: w.workerID, message: .bye(reason))]
+        }
+        guard let cfg = try? JSONDecoder().decode(TrainingConfig.self, from: Data(w.config.utf8)) else {
+            return fail("the coordinator's configuration does not decode (different ztrain versions?)")
+        }
+        do { try cfg.model.validate() } catch { return fail("the coordinator's model is invalid: \(error)") }
+        guard cfg.model.inputSize == w.channels, cfg.model.outputSize == w.channels,
+              ParameterLayout(cfg.model).count == w.parameterCount, w.microBatch >= 1 else {
+            return fail("WELCOME is inconsistent: \(w.channels) channels, \(w.parameterCount) parameters for model \(cfg.model)")
+        }
+        let names = (0..<w.channels).map { "c\($0)" }
+        guard let s = try? Series(names: names, values: values), s.count == w.points else {
+            return fail("the series in WELCOME is malformed")
+        }
+        guard s.fingerprint == w.seriesHash else {
+            return fail("the series arrived with hash \(String(s.fingerprint, radix: 16)), expected \(String(w.seriesHash, radix: 16))")
+        }
+        runID = w.runID
+        workerID = w.workerID
+        config = cfg
+        series = s
+        liveness = Double(max(100, w.livenessMillis)) / 1000
+        heartbeat = Double(max(10, w.heartbeatMillis)) / 1000
+        engine = GradientEngine(config: cfg.model, microBatch: w.microBatch, threads: options.threads)
+        phase = .ready
+        let fp = numericsFingerprint(config: cfg.model, series: s, microBatch: w.microBatch)
+        return [Envelope(runID: runID, workerID: workerID, message: .ready(Ready(numericsFingerprint: fp, threads: options.threads)))]
+    }
+
+    private func compute(_ a: Assign) -> [Envelope] {
+        guard let engine, let series, let config else { ignored += 1; return [] }
+        let n = a.windows.count
+        let T = config.model.seqLen
+        let m = engine.leafCount(windows: n)
+        // everything an ASSIGN says is checked before it is used
+        guard a.weights.count == engine.parameterCount, a.leafCount == m, a.leaves.lowerBound >= 0,
+              a.leaves.lowerBound < a.leaves.upperBound, a.leaves.upperBound <= m,
+              a.windows.allSatisfy({ Int($0) + T + 1 <= series.count }) else {
+            ignored += 1
+            return []
+        }
+        if windowBuffer.count < n { windowBuffer = [Int](repeating: 0, count: n) }
+        for i in 0..<n { windowBuffer[i] = Int(a.windows[i]) }
+        let t0 = ContinuousClock.now
+        var out: [Envelope] = []
+        a.weights.withUnsafeBufferPointer { p in
+            series.values.withUnsafeBufferPointer { s in
+                windowBuffer.withUnsafeBufferPointer { w in
+                    let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: a.leaves)
+                    let nanos = UInt64(max(0, seconds(since: t0)) * 1e9)
+                    for node in nodes {
+                        let samples = min(node.block.upperBound * engine.microBatch, n) - node.block.lowerBound * engine.microBatch
+                        out.append(Envelope(runID: runID, workerID: workerID, message: .gradient(Gradient(
+                            step: a.step, block: node.block, leafCount: m, samples: samples,
+                            computeNanos: nanos, sums: Array(node.sums)))))
+                    }
+                }
+            }
+        }
+        steps += 1
+        return out
+    }
+}
+
+/// The version string a worker announces.
+public let ztrainVersion = "0.1.0"

@@ -1,0 +1,476 @@
+/// The data-parallel training protocol between a coordinator and its workers: message values and
+/// a pure, total binary codec.
+///
+/// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
+/// XXH64 the header carries. ``decode(header:payload:limits:)`` accepts any bytes: it returns a
+/// message or throws a ``WireError``, never traps, and never allocates more than the payload's
+/// size.
+public enum Wire {
+    /// The protocol version this build speaks, bytes 4–5 of every header.
+    public static let protocolVersion: UInt16 = 1
+    /// XXH64 (seed 0) of the empty payload.
+    public static let emptyChecksum: UInt64 = 0xEF46_DB37_51D8_E999
+
+    // MARK: Encoding
+
+    /// Encodes an envelope to its two frames. Does not validate: an envelope that breaks the
+    /// rules (empty weights, an empty range, non-finite floats, ...) is encoded as given and
+    /// rejected by the receiver's ``decode(header:payload:limits:)``. Traps only if a range,
+    /// leaf count or window count does not fit its `UInt32` header field or is negative.
+    public static func encode(_ e: Envelope) -> (header: [UInt8], payload: [UInt8]) {
+        var header = Header(type: e.message.type, runID: e.runID, workerID: e.workerID)
+        var payload: [UInt8]
+        switch e.message {
+        case .hello(let hello):
+            payload = JSON.encode(hello)
+        case .welcome(let welcome, let series):
+            let json = JSON.encode(welcome)
+            payload = []
+            payload.reserveCapacity(8 + json.count + 4 * series.count)
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { payload.append(contentsOf: $0) }
+            payload.append(contentsOf: json)
+            let offset = payload.count
+            payload.append(contentsOf: repeatElement(0, count: 4 * series.count))
+            series.withUnsafeBytes { source in
+                payload.withUnsafeMutableBytes { target in
+                    write32(source.baseAddress, count: series.count, to: target, offset: offset)
+                }
+            }
+        case .reject(let text), .shutdown(let text), .bye(let text):
+            payload = Array(text.utf8)
+        case .ready(let ready):
+            payload = JSON.encode(ready)
+        case .heartbeat:
+            payload = []
+        case .assign(let a):
+            payload = []
+            let h = a.weights.withUnsafeBufferPointer { weights in
+                a.windows.withUnsafeBufferPointer { windows in
+                    encodeAssign(
+                        runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
+                        leafCount: a.leafCount, weights: weights, windows: windows,
+                        into: &payload)
+                }
+            }
+            return (h, payload)
+        case .gradient(let g):
+            payload = []
+            let h = g.sums.withUnsafeBufferPointer { sums in
+                encodeGradient(
+                    runID: e.runID, workerID: e.workerID, step: g.step, block: g.block,
+                    leafCount: g.leafCount, samples: g.samples, computeNanos: g.computeNanos,
+                    sums: sums, into: &payload)
+            }
+            return (h, payload)
+        }
+        header.checksum = xxh64(payload)
+        return (header.encode(), payload)
+    }
+
+    /// Encodes an assign straight from the caller's buffers: writes the payload (the P weights,
+    /// then the n window starts, all little-endian) into `payload`, reusing its storage when its
+    /// capacity suffices, and returns the 64-byte header. `count` in the header is
+    /// `windows.count`.
+    public static func encodeAssign(
+        runID: UInt64, workerID: UInt32, step: UInt64, leaves: Range<Int>, leafCount: Int,
+        weights: UnsafeBufferPointer<Float>, windows: UnsafeBufferPointer<UInt32>,
+        into payload: inout [UInt8]
+    ) -> [UInt8] {
+        let p = weights.count
+        let n = windows.count
+        resize(&payload, to: 4 * (p + n))
+        payload.withUnsafeMutableBytes { target in
+            write32(
+                weights.baseAddress.map(UnsafeRawPointer.init), count: p, to: target, offset: 0)
+            write32(
+                windows.baseAddress.map(UnsafeRawPointer.init), count: n, to: target,
+                offset: 4 * p)
+        }
+        let header = Header(
+            type: .assign, runID: runID, step: step, workerID: workerID,
+            rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
+            rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
+            leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n),
+            checksum: xxh64(payload))
+        return header.encode()
+    }
+
+    /// Encodes a gradient straight from the caller's buffer: writes the P + 1 `sums` (gradient
+    /// sum, then loss sum) little-endian into `payload`, reusing its storage when its capacity
+    /// suffices, and returns the 64-byte header.
+    public static func encodeGradient(
+        runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
+        samples: Int, computeNanos: UInt64, sums: UnsafeBufferPointer<Float>,
+        into payload: inout [UInt8]
+    ) -> [UInt8] {
+        resize(&payload, to: 4 * sums.count)
+        payload.withUnsafeMutableBytes { target in
+            write32(
+                sums.baseAddress.map(UnsafeRawPointer.init), count: sums.count, to: target,
+                offset: 0)
+        }
+        return gradientHeader(
+            runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
+            samples: samples, computeNanos: computeNanos, payload: payload)
+    }
+
+    /// Like ``encodeGradient(runID:workerID:step:block:leafCount:samples:computeNanos:sums:into:)``
+    /// with the P gradient sums and the loss sum given separately.
+    public static func encodeGradient(
+        runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
+        samples: Int, computeNanos: UInt64, gradient: UnsafeBufferPointer<Float>, lossSum: Float,
+        into payload: inout [UInt8]
+    ) -> [UInt8] {
+        let p = gradient.count
+        resize(&payload, to: 4 * (p + 1))
+        payload.withUnsafeMutableBytes { target in
+            write32(
+                gradient.baseAddress.map(UnsafeRawPointer.init), count: p, to: target, offset: 0)
+            target.storeBytes(
+                of: lossSum.bitPattern.littleEndian, toByteOffset: 4 * p, as: UInt32.self)
+        }
+        return gradientHeader(
+            runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
+            samples: samples, computeNanos: computeNanos, payload: payload)
+    }
+
+    private static func gradientHeader(
+        runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
+        samples: Int, computeNanos: UInt64, payload: [UInt8]
+    ) -> [UInt8] {
+        precondition(samples >= 0, "Wire.encodeGradient: samples \(samples) is negative")
+        let header = Header(
+            type: .gradient, runID: runID, step: step, workerID: workerID,
+            rangeLower: field32(block.lowerBound, "gradient block.lowerBound"),
+            rangeUpper: field32(block.upperBound, "gradient block.upperBound"),
+            leafCount: field32(leafCount, "gradient leafCount"), count: UInt64(samples),
+            aux: computeNanos, checksum: xxh64(payload))
+        return header.encode()
+    }
+
+    /// Sets `payload.count` to `count`, keeping its storage when it is large enough.
+    private static func resize(_ payload: inout [UInt8], to count: Int) {
+        if payload.count > count {
+            payload.removeLast(payload.count - count)
+        } else if payload.count < count {
+            payload.append(contentsOf: repeatElement(0, count: count - payload.count))
+        }
+    }
+
+    private static func field32(_ value: Int, _ what: String) -> UInt32 {
+        guard let v = UInt32(exactly: value) else {
+            preconditionFailure("Wire.encode: \(what) = \(value) does not fit a UInt32 header field")
+        }
+        return v
+    }
+
+    // MARK: Decoding
+
+    /// Decodes just the header frame (see ``Header/decode(_:)-(UnsafeRawBufferPointer)``): a
+    /// cheap look at the type, version, run and worker before touching the payload.
+    public static func peek(header: UnsafeRawBufferPointer) throws(WireError) -> Header {
+        try Header.decode(header)
+    }
+
+    /// Decodes just a header frame held in an array; see ``peek(header:)-(UnsafeRawBufferPointer)``.
+    public static func peek(header: [UInt8]) throws(WireError) -> Header {
+        try Header.decode(header)
+    }
+
+    /// Validates and decodes two frames.
+    ///
+    /// Checks, in this order: the header (``Header/decode(_:)-(UnsafeRawBufferPointer)``), the
+    /// payload size against `limits.maxPayloadBytes`, the checksum, that header fields unused by
+    /// the type are 0, and then the type's rules (lengths, ranges, finiteness, JSON, UTF-8).
+    /// Allocates no more than a copy of the payload.
+    public static func decode(
+        header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
+    ) throws(WireError) -> Envelope {
+        let h = try checkFrames(header: header, payload: payload, limits: limits)
+        let (_, message) = try body(h, payload, limits, materialize: true)
+        guard let message else { throw .badLength("internal: no message decoded") }
+        return Envelope(runID: h.runID, workerID: h.workerID, message: message)
+    }
+
+    /// Decodes a message received as frames (exactly two: header, payload).
+    public static func decode(frames: [[UInt8]], limits: Limits) throws(WireError) -> Envelope {
+        guard frames.count == 2 else { throw .wrongFrameCount(frames.count) }
+        let result = frames[0].withUnsafeBytes { header in
+            frames[1].withUnsafeBytes { payload in
+                Result { () throws(WireError) -> Envelope in
+                    try decode(header: header, payload: payload, limits: limits)
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Decodes a message from its header and payload arrays.
+    public static func decode(header: [UInt8], payload: [UInt8], limits: Limits)
+        throws(WireError) -> Envelope
+    {
+        try decode(frames: [header, payload], limits: limits)
+    }
+
+    /// A message that passed every check of ``decode(header:payload:limits:)``, with its bulk
+    /// data left in the payload for ``readFloats(_:offset:count:into:)`` and
+    /// ``readUInt32s(_:offset:count:into:)``.
+    public struct Validated: Sendable, Equatable {
+        /// The header.
+        public var header: Header
+        /// For assign and gradient, P: assign has P weights at byte 0 and `header.count`
+        /// window starts at byte `4 * P`; gradient has P + 1 sums at byte 0. 0 for other types.
+        public var parameterCount: Int
+    }
+
+    /// Runs every check of ``decode(header:payload:limits:)`` without copying the bulk arrays
+    /// of assign and gradient (JSON bodies are still parsed), so a receiver can then copy floats
+    /// straight into its own buffers with ``readFloats(_:offset:count:into:)``.
+    public static func validate(
+        header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
+    ) throws(WireError) -> Validated {
+        let h = try checkFrames(header: header, payload: payload, limits: limits)
+        let (p, _) = try body(h, payload, limits, materialize: false)
+        return Validated(header: h, parameterCount: p)
+    }
+
+    private static func checkFrames(
+        header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
+    ) throws(WireError) -> Header {
+        let h = try Header.decode(header)
+        guard payload.count <= limits.maxPayloadBytes else {
+            throw .oversized(payload.count, limit: limits.maxPayloadBytes)
+        }
+        guard xxh64(payload) == h.checksum else { throw .checksumMismatch }
+        return h
+    }
+
+    /// Checks the type's rules and, when `materialize`, builds the message. Returns P for assign
+    /// and gradient, 0 otherwise.
+    private static func body(
+        _ h: Header, _ payload: UnsafeRawBufferPointer, _ limits: Limits, materialize: Bool
+    ) throws(WireError) -> (Int, Message?) {
+        let type = h.type
+        func requireZero(_ value: UInt64, _ name: String) throws(WireError) {
+            guard value == 0 else {
+                throw .unexpectedField("\(type) has \(name) = \(value); \(type) does not use it, it must be 0")
+            }
+        }
+        let usesStep = type == .assign || type == .gradient
+        if !usesStep {
+            try requireZero(h.step, "step")
+            try requireZero(UInt64(h.rangeLower), "rangeLower")
+            try requireZero(UInt64(h.rangeUpper), "rangeUpper")
+            try requireZero(UInt64(h.leafCount), "leafCount")
+            try requireZero(h.count, "count")
+        }
+        if type != .gradient { try requireZero(h.aux, "aux") }
+
+        switch type {
+        case .hello:
+            guard h.workerID == 0 else {
+                throw .unexpectedField(
+                    "hello has worker id \(h.workerID); a worker has no id before its welcome, it must be 0")
+            }
+            let hello = try JSON.decode(Hello.self, payload, what: "hello")
+            try check(hello)
+            return (0, .hello(hello))
+
+        case .ready:
+            let ready = try JSON.decode(Ready.self, payload, what: "ready")
+            try checkThreads(ready.threads, "ready")
+            return (0, .ready(ready))
+
+        case .welcome:
+            return (0, try welcome(h, payload, materialize: materialize))
+
+        case .reject, .shutdown, .bye:
+            guard payload.count <= Limits.maxReasonBytes else {
+                throw .oversized(payload.count, limit: Limits.maxReasonBytes)
+            }
+            guard let text = String(validating: payload, as: UTF8.self) else { throw .badUTF8 }
+            switch type {
+            case .reject: return (0, .reject(text))
+            case .shutdown: return (0, .shutdown(text))
+            default: return (0, .bye(text))
+            }
+
+        case .heartbeat:
+            guard payload.isEmpty else {
+                throw .badLength("heartbeat payload is \(payload.count) bytes, must be empty")
+            }
+            return (0, .heartbeat)
+
+        case .assign:
+            return try assign(h, payload, limits, materialize: materialize)
+
+        case .gradient:
+            return try gradient(h, payload, limits, materialize: materialize)
+        }
+    }
+
+    /// Checks `lo < hi <= leafCount` and `leafCount >= 1`; returns them as `Int`s.
+    private static func leafRange(_ h: Header, _ name: String) throws(WireError) -> (Range<Int>, Int) {
+        guard h.leafCount >= 1 else {
+            throw .badRange("\(h.type) leafCount is 0, a step has at least 1 leaf")
+        }
+        guard h.rangeLower < h.rangeUpper, h.rangeUpper <= h.leafCount else {
+            throw .badRange(
+                "\(h.type) \(name) [\(h.rangeLower), \(h.rangeUpper)) is not a non-empty range "
+                    + "within the step's \(h.leafCount) leaves")
+        }
+        guard let lo = Int(exactly: h.rangeLower), let hi = Int(exactly: h.rangeUpper),
+            let m = Int(exactly: h.leafCount)
+        else { throw .badRange("\(h.type) \(name) does not fit this host's Int") }
+        return (lo..<hi, m)
+    }
+
+    private static func checkParameterCount(_ p: Int, _ h: Header, _ limits: Limits)
+        throws(WireError)
+    {
+        if let expected = limits.parameterCount, p != expected {
+            throw .badLength(
+                "\(h.type) carries \(p) parameters, this receiver's model has \(expected): "
+                    + "coordinator and worker disagree on the model configuration")
+        }
+    }
+
+    private static func assign(
+        _ h: Header, _ payload: UnsafeRawBufferPointer, _ limits: Limits, materialize: Bool
+    ) throws(WireError) -> (Int, Message?) {
+        let (leaves, m) = try leafRange(h, "leaves")
+        guard h.count >= 1 else { throw .badRange("assign count is 0, a batch has at least 1 window") }
+        guard UInt64(h.leafCount) <= h.count else {
+            throw .badRange(
+                "assign has \(h.leafCount) leaves for \(h.count) windows; every leaf holds at least 1 window")
+        }
+        guard payload.count % 4 == 0 else {
+            throw .badLength("assign payload is \(payload.count) bytes, not a multiple of 4")
+        }
+        let values = payload.count / 4
+        guard h.count < UInt64(values) else {
+            throw .badLength(
+                "assign payload holds \(values) 32-bit values, not enough for \(h.count) window "
+                    + "starts and at least 1 weight")
+        }
+        let n = Int(h.count)  // < values, so it fits
+        let p = values - n
+        try checkParameterCount(p, h, limits)
+        if let i = firstNonFinite(payload, offset: 0, count: p) {
+            throw .nonFinite("assign weight[\(i)] is \(float(payload, offset: 0, index: i))")
+        }
+        guard materialize else { return (p, nil) }
+        let a = Assign(
+            step: h.step, leaves: leaves, leafCount: m,
+            weights: floats(payload, offset: 0, count: p),
+            windows: uint32s(payload, offset: 4 * p, count: n))
+        return (p, .assign(a))
+    }
+
+    private static func gradient(
+        _ h: Header, _ payload: UnsafeRawBufferPointer, _ limits: Limits, materialize: Bool
+    ) throws(WireError) -> (Int, Message?) {
+        let (block, m) = try leafRange(h, "block")
+        guard h.count >= 1 else {
+            throw .badRange("gradient count is 0, a tree node sums at least 1 window")
+        }
+        guard let samples = Int(exactly: h.count) else {
+            throw .badRange("gradient count \(h.count) does not fit this host's Int")
+        }
+        guard payload.count % 4 == 0 else {
+            throw .badLength("gradient payload is \(payload.count) bytes, not a multiple of 4")
+        }
+        let values = payload.count / 4
+        guard values >= 2 else {
+            throw .badLength(
+                "gradient payload holds \(values) floats, needs P + 1 with P >= 1 (the sums, then the loss)")
+        }
+        let p = values - 1
+        try checkParameterCount(p, h, limits)
+        if !limits.allowNonFinite, let i = firstNonFinite(payload, offset: 0, count: values) {
+            let what = i == p ? "the loss sum" : "gradient sum[\(i)]"
+            throw .nonFinite(
+                "\(what) from worker \(h.workerID) at step \(h.step) is "
+                    + "\(float(payload, offset: 0, index: i)): training diverged "
+                    + "(lower the learning rate or clip the gradient norm)")
+        }
+        guard materialize else { return (p, nil) }
+        let g = Gradient(
+            step: h.step, block: block, leafCount: m, samples: samples, computeNanos: h.aux,
+            sums: floats(payload, offset: 0, count: values))
+        return (p, .gradient(g))
+    }
+
+    private static func welcome(
+        _ h: Header, _ payload: UnsafeRawBufferPointer, materialize: Bool
+    ) throws(WireError) -> Message? {
+        guard payload.count >= 8 else {
+            throw .badLength("welcome payload is \(payload.count) bytes, needs at least 8 (the JSON length)")
+        }
+        let j = UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        guard j <= UInt64(Limits.maxJSONBytes) else {
+            throw .oversized(Int(clamping: j), limit: Limits.maxJSONBytes)
+        }
+        let jsonCount = Int(j)
+        guard jsonCount <= payload.count - 8 else {
+            throw .badLength(
+                "welcome JSON length is \(jsonCount) bytes but only \(payload.count - 8) follow it")
+        }
+        let json = UnsafeRawBufferPointer(rebasing: payload[8..<(8 + jsonCount)])
+        let w = try JSON.decode(Welcome.self, json, what: "welcome")
+        guard w.runID == h.runID, w.workerID == h.workerID else {
+            throw .badJSON(
+                "welcome JSON is for run \(w.runID) worker \(w.workerID) but its header for run "
+                    + "\(h.runID) worker \(h.workerID)")
+        }
+        guard w.protocolVersion >= 1 else {
+            throw .badJSON("welcome protocol_version \(w.protocolVersion) must be >= 1")
+        }
+        for (name, value) in [
+            ("points", w.points), ("channels", w.channels), ("parameter_count", w.parameterCount),
+            ("micro_batch", w.microBatch), ("heartbeat_millis", w.heartbeatMillis),
+            ("liveness_millis", w.livenessMillis),
+        ] where value < 1 {
+            throw .badJSON("welcome \(name) is \(value), must be >= 1")
+        }
+        let seriesOffset = 8 + jsonCount
+        let seriesBytes = payload.count - seriesOffset
+        let (expected, overflow) = w.points.multipliedReportingOverflow(by: w.channels)
+        guard !overflow, seriesBytes % 4 == 0, seriesBytes / 4 == expected else {
+            throw .badLength(
+                "welcome series is \(seriesBytes) bytes, expected points × channels = "
+                    + "\(w.points) × \(w.channels) Float32 values")
+        }
+        if let i = firstNonFinite(payload, offset: seriesOffset, count: expected) {
+            throw .nonFinite(
+                "welcome series value \(i) (point \(i / w.channels), channel \(i % w.channels)) is "
+                    + "\(float(payload, offset: seriesOffset, index: i))")
+        }
+        guard materialize else { return nil }
+        return .welcome(w, series: floats(payload, offset: seriesOffset, count: expected))
+    }
+
+    private static func checkThreads(_ threads: Int, _ what: String) throws(WireError) {
+        guard (1...4096).contains(threads) else {
+            throw .badJSON("\(what) threads is \(threads), must be in 1...4096")
+        }
+    }
+
+    private static func check(_ hello: Hello) throws(WireError) {
+        try checkThreads(hello.threads, "hello")
+        guard hello.protocolVersion >= 1 else {
+            throw .badJSON("hello protocol_version \(hello.protocolVersion) must be >= 1")
+        }
+        guard hello.pid >= 0 else { throw .badJSON("hello pid \(hello.pid) is negative") }
+        if let e = hello.expect {
+            for (name, value) in [
+                ("hidden", e.hidden), ("input", e.input), ("output", e.output),
+                ("seq_len", e.seqLen), ("micro_batch", e.microBatch),
+            ] {
+                if let value, value < 1 {
+                    throw .badJSON("hello expect.\(name) is \(value), must be >= 1")
+                }
+            }
+        }
+    }
+}

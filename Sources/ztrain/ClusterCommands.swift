@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RNN
+import Training
+import Wire
+
+/// Flags of the coordinator that do not change the result.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Start with this many workers once --join-timeout has passed (default: all of --workers).")
+    var minWorkers: Int?
+
+    @Option(help: "Seconds to wait for workers to join.")
+    var joinTimeout: Double = 60
+
+    @Option(help: "Seconds of silence after which a worker counts as dead.")
+    var liveness: Double = 3
+
+    func options(workers: Int) throws -> CoordinatorOptions {
+        guard joinTimeout.isFinite && joinTimeout > 0 else { throw ValidationError("--join-timeout must be a positive number of seconds") }
+        guard liveness.isFinite && liveness >= 0.2 else { throw ValidationError("--liveness must be at least 0.2 seconds") }
+        if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
+        return CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
+                                  liveness: liveness, heartbeat: max(0.05, liveness / 3))
+    }
+}
+
+struct Coordinator: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the coordinator of a data-parallel job: waits for workers, then trains.",
+        discussion: """
+            Workers connect with 'ztrain worker --connect ENDPOINT'. The default --bind is loopback; \
+            bind a non-loopback address explicitly to accept workers from other machines.
+
+            Example: ztrain coordinator --bind tcp://0.0.0.0:5555 --workers 2 --target-loss 1e-4
+            """)
+
+    @OptionGroup var runOptions: RunOptions
+
+    @Option(help: "Endpoint to bind: tcp://HOST:PORT (tcp://127.0.0.1:* picks a free port), or ipc://PATH.")
+    var bind: String = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Workers to wait for.")
+    var workers: Int
+
+    @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        if !(1...256).contains(workers) { throw ValidationError("--workers must be in 1...256 (got \(workers))") }
+    }
+
+    func run() throws {
+        let logger = try global.bootstrap(label: "ztrain.coordinator")
+        let prepared = try PreparedCLIRun(runOptions, logger: logger)
+        let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
+                                      spawnWorkers: 0, workerThreads: 1, global: global, logger: logger)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a worker: connects to a coordinator, computes gradients until told to stop.",
+        discussion: """
+            The model and data come from the coordinator. --hidden, --cell, --seq-len and --micro-batch, \
+            when given, are what this worker expects: a coordinator running anything else refuses it.
+
+            Example: ztrain worker --connect tcp://10.0.0.1:5555 --threads 8
+            """)
+
+    @Option(help: "The coordinator's endpoint.")
+    var connect: String
+
+    @Option(help: "Compute threads (default: the cores of this machine).")
+    var threads: Int?
+
+    @Option(help: "Refuse a run whose hidden size differs.")
+    var hidden: Int?
+
+    @Option(help: "Refuse a run whose cell differs.")
+    var cell: Cell?
+
+    @Option(help: "Refuse a run whose window length differs.")
+    var seqLen: Int?
+
+    @Option(help: "Refuse a run whose micro-batch differs.")
+    var microBatch: Int?
+
+    @Option(help: "Seconds to wait for the coordinator's welcome.")
+    var connectTimeout: Double = 60
+
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
+    @Option(help: .hidden)
+    var protocolVersion: UInt16 = Wire.protocolVersion
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be in 1...1024 (got \(t))") }
+        if let h = hidden, h < 1 { throw ValidationError("--hidden must be at least 1 (got \(h))") }
+        guard connectTimeout.isFinite && connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+    }
+
+    func run() throws {
+        let logger = try global.bootstrap(label: "ztrain.worker")
+        let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let expect: Expectation? = (hidden == nil && cell == nil && seqLen == nil && microBatch == nil) ? nil
+            : Expectation(hidden: hidden, input: nil, output: nil, seqLen: seqLen, cell: cell?.rawValue, activation: nil, microBatch: microBatch)
+        let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
+        let client: WorkerClient
+        do { client = try WorkerClient(core: core, connect: connect, logger: logger) } catch { throw fail("\(error)") }
+        let stop = StopFlag()
+        let trap = SignalTrap(stop)
+        logger.info("worker connecting to \(connect) with \(k) thread(s)")
+        let problem = client.run(stop: stop, parentPID: parentPid, connectTimeout: connectTimeout)
+        client.close()
+        _ = trap
+        if let p = problem {
+            throw fail(p)
+        }
+        logger.info("worker \(core.workerID) done after \(core.steps) assignments")
+    }
+}
+
+/// Runs a coordinator until the run ends; with `spawnWorkers > 0` also starts and reaps local workers.
+/// Returns the exit status.
+func runCoordinator(
+    prepared p: PreparedCLIRun, options: CoordinatorOptions, bind: String?, spawnWorkers: Int, workerThreads: Int,
+    global: GlobalOptions, logger: Logger
+) throws -> Int32 {
+    let config = p.config
+    let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
+                                    totalEpochs: config.epochs, totalSteps: config.steps)
+    var writeError: (any Error)? = nil
+    var runID = UInt64.random(in: 1...UInt64.max)
+    if runID == 0 { runID = 1 }
+    let core: CoordinatorCore
+    do {
+        core = try CoordinatorCore(config: config, series: p.series, initialParameters: p.initial, options: options, runID: runID) { event in
+            switch event {
+            case .step(let e, let s, let i, let per, let loss, let sps, _):
+                progress.handle(.step(epoch: e, step: s, stepInEpoch: i, stepsPerEpoch: per, loss: loss, samplesPerSecond: sps))
+            case .epoch(let m):
+                progress.handle(.epoch(m))
+                if writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
+            case .joined(let w):
+                logger.info("worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
+            case .fingerprintMismatch(let w):
+                logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) computes different bits for the same gradient (numerics fingerprint differs): its machine, compiler or build differs; results will not be bit-identical")
+            case .rejected(let peer, let reason):
+                logger.warning("refused a worker (\(peer)): \(reason)")
+            case .workerLost(let w, let n):
+                logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) is gone (\(w.phase.rawValue)); \(n) run(s) of its step reassigned")
+            case .dropped(let peer, let reason):
+                logger.debug("dropped a message from \(peer): \(reason)")
+            case .started(let n):
+                logger.info("training with \(n) worker(s)")
+            case .finished:
+                break
+            }
+        }
+    } catch {
+        throw fail("\(error)")
+    }
+
+    // local workers talk over ipc:// in a private folder unless told otherwise
+    var tempDir: URL? = nil
+    var endpoint = bind ?? "tcp://127.0.0.1:5555"
+    if spawnWorkers > 0 && bind == nil {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ztrain-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw fail("cannot create \(dir.path): \(error.localizedDescription)")
+        }
+        tempDir = dir
+        endpoint = "ipc://\(dir.path)/coordinator.sock"
+    }
+    defer { if let d = tempDir { try? FileManager.default.removeItem(at: d) } }
+
+    let server: CoordinatorServer
+    do { server = try CoordinatorServer(core: core, bind: endpoint, logger: logger) } catch { throw fail("\(error)") }
+    logger.info("coordinator on \(server.endpoint): \(p.series.count) points, H=\(config.model.hiddenSize), cell \(config.model.cell.rawValue), batch \(config.batch), micro-batch \(config.microBatch), waiting for \(options.workers) worker(s); out \(p.dir.url.path)")
+
+    let stop = StopFlag()
+    var local: LocalWorkers? = nil
+    let trap = SignalTrap(stop)
+    if spawnWorkers > 0 {
+        var args: [[String]] = []
+        for _ in 0..<spawnWorkers {
+            args.append(["worker", "--connect", server.endpoint, "--threads", String(workerThreads),
+                         "--parent-pid", String(getpid()), "--log-level", global.quiet ? "warning" : "notice",
+                         "--connect-timeout", String(options.joinTimeout)])
+        }
+        let w = LocalWorkers(executable: LocalWorkers.currentExecutable, arguments: args)
+        do { try w.start() } catch { server.close(); throw fail("\(error)") }
+        local = w
+        logger.info("started \(spawnWorkers) local worker(s): pids \(w.pids.map(String.init).joined(separator: " ")), \(workerThreads) thread(s) each")
+    }
+
+    server.run(stop: stop)
+    progress.finish()
+    local?.stop(grace: 5)
+    server.close()
+    _ = trap
+
+    let now = server.now
+    let result = core.result(now: now)
+    var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,
+                            mode: "data-parallel", threads: workerThreads, split: core.state.split,
+                            error: core.failure ?? (stop.isSet ? TrainingError.invalidConfig("stopped by signal \(stop.signal)") : nil))
+    summary.workers = core.workers.values.sorted { $0.id < $1.id }
+    summary.droppedFrames = core.droppedFrames
+    summary.lateOrDuplicate = core.lateOrDuplicate
+    summary.reassigned = core.reassigned
+    summary.bytesIn = core.bytesIn
+    summary.bytesOut = core.bytesOut
+    let steps = max(1, result.steps)
+    summary.timing = result.metrics.compactMap { $0.timing }.reduce(into: StepTiming()) { acc, t in acc.add(t) }
+        .scaled(1 / Double(max(1, result.metrics.count)))
+    _ = steps
+    try p.writeOutputs(parameters: core.state.parameters, summary: summary)
+
+    if stop.isSet {
+        logger.warning("stopped by signal \(stop.signal); last weights saved to \(p.dir.modelURL.path)")
+        return 128 + stop.signal
+    }
+    if let f = core.failure {
+        FileHandle.standardError.write(Data("error: \(f) (last good weights saved to \(p.dir.modelURL.path))\n".utf8))
+        return 1
+    }
+    if let e = writeError {
+        FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        return 1
+    }
+    p.logDone(result, summary: summary, windows: core.state.split.all.count, logger: logger)
+    let failures = local?.failures ?? []
+    if !failures.isEmpty {
+        FileHandle.standardError.write(Data("error: training finished, but \(failures.joined(separator: "; "))\n".utf8))
+        return 1
+    }
+    print(p.dir.url.path)
+    return 0
+}

@@ -1,0 +1,264 @@
+import Foundation
+import Logging
+import Testing
+import RNN
+import Series
+import Wire
+import ZeroMQ
+@testable import Training
+
+/// Coordinator and workers as pure state machines, every message encoded and decoded by `Wire`,
+/// delivered in order, with a virtual clock.
+final class Harness {
+    let coordinator: CoordinatorCore
+    var workers: [(peer: PeerID, core: WorkerCore, alive: Bool)] = []
+    var now = 0.0
+    private var toCoordinator: [(PeerID, [UInt8], [UInt8])] = []
+    private var toWorker: [(PeerID, [UInt8], [UInt8])] = []
+    var delivered = 0
+    /// Called before each delivery to a worker; return false to drop it.
+    var filter: (PeerID, Envelope) -> Bool = { _, _ in true }
+
+    init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
+         workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
+        coordinator = try CoordinatorCore(config: config, series: series, options: options ?? CoordinatorOptions(workers: n), runID: 42)
+        for i in 0..<n {
+            let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
+            workers.append((PeerID([UInt8(i + 1), 7]), WorkerCore(options: opts), true))
+        }
+    }
+
+    func post(_ env: Envelope, from peer: PeerID) {
+        let (h, p) = Wire.encode(env)
+        toCoordinator.append((peer, h, p))
+    }
+
+    func route(_ out: [Outgoing]) {
+        for o in out {
+            let (h, p) = Wire.encode(o.envelope)
+            toWorker.append((o.peer, h, p))
+        }
+    }
+
+    /// Runs until the coordinator is done or `maxTime` virtual seconds pass.
+    func run(maxTime: Double = 600) throws {
+        for w in workers { post(w.core.hello(), from: w.peer) }
+        while !coordinator.isDone && now < maxTime {
+            if !toCoordinator.isEmpty {
+                let (peer, h, p) = toCoordinator.removeFirst()
+                let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: coordinator.limits) } }
+                route(coordinator.handle(env, from: peer, bytes: h.count + p.count, now: now))
+            } else if !toWorker.isEmpty {
+                let (peer, h, p) = toWorker.removeFirst()
+                guard let i = workers.firstIndex(where: { $0.peer == peer }), workers[i].alive else { continue }
+                let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: Limits(maxPayloadBytes: Int.max)) } }
+                guard filter(peer, env) else { continue }
+                delivered += 1
+                for reply in workers[i].core.handle(env) { post(reply, from: peer) }
+            } else {
+                now += 0.05
+                route(coordinator.tick(now: now))
+                // live workers heartbeat while idle
+                for w in workers where w.alive && w.core.phase == .ready {
+                    post(Envelope(runID: w.core.runID, workerID: w.core.workerID, message: .heartbeat), from: w.peer)
+                }
+            }
+        }
+    }
+}
+
+func referenceSeries() throws -> Series { try Series.sincos() }
+
+func parallelConfig(steps: Int = 200, batch: Int = 48, microBatch: Int = 5) -> TrainingConfig {
+    TrainingConfig(
+        model: ModelConfig(inputSize: 2, hiddenSize: 12, outputSize: 2, seqLen: 4),
+        optimizer: OptimizerConfig(kind: .adam, learningRate: 1e-2), data: .sincos(points: 1000, from: 0, to: 100),
+        batch: batch, microBatch: microBatch, epochs: nil, steps: steps, seed: 3, shuffle: true,
+        clipNorm: 1.0, targetLoss: nil, validationFraction: 0)
+}
+
+@Suite("Data-parallel: coordinator and workers")
+struct DataParallelTests {
+    @Test func sameBitsForInProcessAnd1To4WorkersAndAnyThreads() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 210)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        for (n, threads) in [(1, 1), (2, 1), (3, 2), (4, 1), (2, 3)] {
+            let h = try Harness(config: config, series: series, workers: n, threads: threads)
+            try h.run()
+            #expect(h.coordinator.failure == nil)
+            #expect(h.coordinator.state.step == 210)
+            #expect(h.coordinator.state.parameters == reference, "\(n) workers, \(threads) threads differ from in-process")
+        }
+    }
+
+    @Test func everyWindowOncePerEpoch() throws {
+        let series = try referenceSeries()
+        var config = parallelConfig(steps: 1, batch: 32, microBatch: 8)
+        config.steps = nil
+        config.epochs = 2
+        let h = try Harness(config: config, series: series, workers: 3)
+        try h.run()
+        #expect(h.coordinator.metrics.map(\.samples) == [996, 996])
+        #expect(h.coordinator.workers.values.map(\.samples).reduce(0, +) == 2 * 996)
+    }
+
+    @Test func aLostWorkersLeavesAreReassignedAndTheBitsDoNotChange() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 40)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let h = try Harness(config: config, series: series, workers: 3)
+        // worker 2 dies when its 10th assignment arrives (the message is lost with it)
+        var seen = 0
+        let victim = h.workers[1].peer
+        h.filter = { peer, env in
+            guard peer == victim, case .assign = env.message else { return true }
+            seen += 1
+            if seen == 10 {
+                h.workers[1].alive = false
+                return false
+            }
+            return true
+        }
+        try h.run()
+        #expect(h.coordinator.failure == nil)
+        #expect(h.coordinator.reassigned >= 1)
+        #expect(h.coordinator.state.parameters == reference)
+    }
+
+    @Test func aWorkerExpectingAnotherModelIsRefusedWithTheDifference() throws {
+        let series = try referenceSeries()
+        let h = try Harness(config: parallelConfig(steps: 5), series: series, workers: 2,
+                            options: CoordinatorOptions(workers: 1, joinTimeout: 1)) { i in
+            WorkerOptions(threads: 1, expect: i == 0 ? Expectation(hidden: 64, input: nil, output: nil, seqLen: nil, cell: nil, activation: nil, microBatch: nil) : nil,
+                          host: "test", pid: 1)
+        }
+        try h.run()
+        let refused = h.workers[0].core
+        #expect(refused.phase == .done)
+        #expect(refused.failure?.contains("worker expects --hidden 64 but the run has hidden 12") == true, "\(refused.failure ?? "nil")")
+        #expect(h.coordinator.state.step == 5)  // the other worker trained
+    }
+
+    @Test func aWrongProtocolVersionIsRefusedWithBothVersions() throws {
+        let series = try referenceSeries()
+        let core = try CoordinatorCore(config: parallelConfig(steps: 1), series: series, options: CoordinatorOptions(workers: 1), runID: 9)
+        var (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(WorkerCore(options: WorkerOptions(threads: 1)).hello().helloBody)))
+        h[4] = 2  // version 2
+        let outcome: [Outgoing] = h.withUnsafeBytes { hh in
+            p.withUnsafeBytes { pp in
+                do throws(WireError) {
+                    _ = try Wire.decode(header: hh, payload: pp, limits: core.limits)
+                    return []
+                } catch {
+                    return core.rejectFrame(from: PeerID([1]), error: error, now: 0)
+                }
+            }
+        }
+        guard case .reject(let reason)? = outcome.first?.envelope.message else {
+            Issue.record("no REJECT for a version-2 frame")
+            return
+        }
+        #expect(reason.contains("protocol version 2") && reason.contains("speaks 1"))
+    }
+
+    @Test func hostileAssignIsIgnoredByTheWorker() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 3)
+        let coordinator = try CoordinatorCore(config: config, series: series, options: CoordinatorOptions(workers: 1), runID: 5)
+        let worker = WorkerCore(options: WorkerOptions(threads: 1, host: "t", pid: 1))
+        let welcome = coordinator.handle(worker.hello(), from: PeerID([9]), bytes: 0, now: 0)
+        let ready = try #require(welcome.first.map { worker.handle($0.envelope) })
+        #expect(worker.phase == .ready && ready.count == 1)
+        let P = ParameterLayout(config.model).count
+        func send(_ a: Assign, runID: UInt64? = nil) -> [Envelope] {
+            worker.handle(Envelope(runID: runID ?? worker.runID, workerID: worker.workerID, message: .assign(a)))
+        }
+        let zeros = [Float](repeating: 0, count: P)
+        let hostile = [
+            Assign(step: 0, leaves: 0..<1, leafCount: 1, weights: zeros, windows: [UInt32(996)]),   // target past the end
+            Assign(step: 0, leaves: 0..<9, leafCount: 9, weights: zeros, windows: [0]),             // leaves outside the tree
+            Assign(step: 0, leaves: 0..<1, leafCount: 1, weights: [1], windows: [0]),               // wrong weight count
+            Assign(step: 0, leaves: 1..<1, leafCount: 1, weights: zeros, windows: [0]),             // empty run
+        ]
+        for a in hostile { #expect(send(a).isEmpty) }
+        #expect(send(Assign(step: 0, leaves: 0..<1, leafCount: 1, weights: zeros, windows: [0]), runID: 77).isEmpty)  // other run
+        #expect(worker.ignored == 5)
+        // a sound ASSIGN still gets its gradient
+        let good = send(Assign(step: 0, leaves: 0..<1, leafCount: 1, weights: zeros, windows: [995]))
+        guard case .gradient(let g)? = good.first?.message else {
+            Issue.record("no GRADIENT for a sound ASSIGN")
+            return
+        }
+        #expect(g.samples == 1 && g.sums.count == P + 1)
+    }
+}
+
+extension Envelope {
+    var helloBody: Hello {
+        if case .hello(let h) = message { return h }
+        return Hello(protocolVersion: 1, host: "", pid: 0, threads: 1, ztrainVersion: "", expect: nil)
+    }
+}
+
+@Suite("Data-parallel over real ZeroMQ sockets")
+struct SocketTrainingTests {
+    func train(endpoint: String, workers n: Int, threads: Int = 1, steps: Int = 60) throws -> (CoordinatorCore, [String?]) {
+        let series = try referenceSeries()
+        let logger = Logger(label: "test")
+        let core = try CoordinatorCore(config: parallelConfig(steps: steps), series: series,
+                                       options: CoordinatorOptions(workers: n, joinTimeout: 30), runID: 7)
+        let server = try CoordinatorServer(core: core, bind: endpoint, logger: logger)
+        let bound = server.endpoint
+        let stop = StopFlag()
+        let outcomes = Outcomes(n)
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do {
+                    let client = try WorkerClient(core: WorkerCore(options: WorkerOptions(threads: threads, host: "t", pid: Int32(i))),
+                                                  connect: bound, logger: logger)
+                    outcomes.set(i, client.run(stop: stop, connectTimeout: 20))
+                    client.close()
+                } catch {
+                    outcomes.set(i, "\(error)")
+                }
+            }
+        }
+        server.run(stop: StopFlag())
+        if group.wait(timeout: .now() + 20) == .timedOut { stop.set() }
+        group.wait()
+        server.close()
+        return (core, outcomes.values)
+    }
+
+    @Test func tcpLoopbackEphemeralPortMatchesInProcess() throws {
+        let reference = try InProcessTrainer(config: parallelConfig(steps: 60), series: try referenceSeries()).run().parameters
+        let (core, outcomes) = try train(endpoint: "tcp://127.0.0.1:*", workers: 2)
+        #expect(core.failure == nil)
+        #expect(outcomes.allSatisfy { $0 == nil }, "\(outcomes)")
+        #expect(core.state.parameters == reference)
+        #expect(core.bytesIn > 0 && core.bytesOut > 0)
+    }
+
+    @Test func ipcInATempDirectoryMatchesInProcess() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let reference = try InProcessTrainer(config: parallelConfig(steps: 40), series: try referenceSeries()).run().parameters
+        let (core, outcomes) = try train(endpoint: "ipc://\(dir.path)/c.sock", workers: 3, threads: 2, steps: 40)
+        #expect(core.failure == nil && outcomes.allSatisfy { $0 == nil })
+        #expect(core.state.parameters == reference)
+    }
+}
+
+/// Results written by worker threads.
+final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [String?]
+    init(_ n: Int) { storage = Array(repeating: "not finished", count: n) }
+    func set(_ i: Int, _ v: String?) { lock.lock(); storage[i] = v; lock.unlock() }
+    var values: [String?] { lock.lock(); defer { lock.unlock() }; return storage }
+}

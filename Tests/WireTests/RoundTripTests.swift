@@ -1,0 +1,227 @@
+import Testing
+import Wire
+
+@Suite struct RoundTripTests {
+    /// Every type, random contents and sizes: decode(encode(e)) == e, and re-encoding the decoded
+    /// envelope gives the same bytes.
+    @Test(arguments: MessageType.allCases)
+    func roundTrip(_ type: MessageType) throws {
+        var rng = SplitMix64(seed: 1000 + UInt64(type.rawValue))
+        for i in 0..<200 {
+            let e = randomEnvelope(type, &rng, maxP: i % 10 == 0 ? 5000 : 64)
+            let (header, payload) = Wire.encode(e)
+            #expect(header.count == 64)
+            let decoded = try Wire.decode(frames: [header, payload], limits: .handshake)
+            #expect(decoded == e)
+            let again = Wire.encode(decoded)
+            #expect(again.header == header && again.payload == payload)
+            #expect(try Wire.peek(header: header).type == type)
+        }
+    }
+
+    /// Special float values travel bit-exactly (-0, subnormals, extremes).
+    @Test func specialFloatsAreBitExact() throws {
+        let values: [Float] = [
+            -0.0, 0, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .leastNormalMagnitude,
+            .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1,
+        ]
+        let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: values)
+        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        #expect(p == floatBytes(values))
+        guard case .gradient(let back) = try Wire.decode(frames: [h, p], limits: .handshake).message
+        else { Issue.record("not a gradient"); return }
+        #expect(bitsEqual(back.sums, values))
+    }
+
+    /// With `allowNonFinite`, NaN and infinities in gradient sums are accepted and their bits kept.
+    @Test func nonFiniteGradientAllowed() throws {
+        let nanBits = Float(bitPattern: 0x7FC0_1234)
+        let values: [Float] = [1, .infinity, -.infinity, nanBits, .nan]
+        let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: values)
+        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        let limits = Limits(maxPayloadBytes: 1 << 20, allowNonFinite: true)
+        guard case .gradient(let back) = try Wire.decode(frames: [h, p], limits: limits).message
+        else { Issue.record("not a gradient"); return }
+        #expect(bitsEqual(back.sums, values))
+    }
+
+    /// The buffer-based encoders give the same frames as `encode` and reuse the payload's storage.
+    @Test func fastEncodePaths() {
+        var rng = SplitMix64(seed: 42)
+        var payload: [UInt8] = []
+        payload.reserveCapacity(1 << 16)
+        for _ in 0..<50 {
+            let a = randomAssign(&rng, maxP: 2000, maxN: 100)
+            let e = Envelope(runID: 9, workerID: 3, message: .assign(a))
+            let reference = Wire.encode(e)
+            let capacity = payload.capacity
+            let header = a.weights.withUnsafeBufferPointer { w in
+                a.windows.withUnsafeBufferPointer { x in
+                    Wire.encodeAssign(
+                        runID: 9, workerID: 3, step: a.step, leaves: a.leaves, leafCount: a.leafCount,
+                        weights: w, windows: x, into: &payload)
+                }
+            }
+            #expect(header == reference.header && payload == reference.payload)
+            #expect(payload.capacity == capacity)
+
+            let g = randomGradient(&rng, maxP: 3000)
+            let ge = Envelope(runID: 9, workerID: 3, message: .gradient(g))
+            let gref = Wire.encode(ge)
+            let gh = g.sums.withUnsafeBufferPointer { s in
+                Wire.encodeGradient(
+                    runID: 9, workerID: 3, step: g.step, block: g.block, leafCount: g.leafCount,
+                    samples: g.samples, computeNanos: g.computeNanos, sums: s, into: &payload)
+            }
+            #expect(gh == gref.header && payload == gref.payload)
+            let gradientOnly = Array(g.sums.dropLast())
+            let gh2 = gradientOnly.withUnsafeBufferPointer { s in
+                Wire.encodeGradient(
+                    runID: 9, workerID: 3, step: g.step, block: g.block, leafCount: g.leafCount,
+                    samples: g.samples, computeNanos: g.computeNanos, gradient: s, lossSum: g.lossSum,
+                    into: &payload)
+            }
+            #expect(gh2 == gref.header && payload == gref.payload)
+            #expect(payload.capacity == capacity)
+        }
+    }
+
+    /// `validate` + `readFloats`/`readUInt32s` into caller buffers give what `decode` gives.
+    @Test func validateThenReadIntoBuffers() throws {
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<50 {
+            let a = randomAssign(&rng, maxP: 500, maxN: 50)
+            let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+            let v = try h.withUnsafeBytes { hb in
+                try p.withUnsafeBytes { pb in
+                    try Result { () throws(WireError) -> Wire.Validated in
+                        try Wire.validate(header: hb, payload: pb, limits: .training(parameterCount: a.weights.count, maxWindows: 50))
+                    }.get()
+                }
+            }
+            #expect(v.parameterCount == a.weights.count)
+            #expect(v.header.count == UInt64(a.windows.count))
+            var weights = [Float](repeating: .nan, count: v.parameterCount)
+            var windows = [UInt32](repeating: 0, count: Int(v.header.count))
+            try p.withUnsafeBytes { pb in
+                try weights.withUnsafeMutableBufferPointer { w in
+                    try Result { () throws(WireError) in
+                        try Wire.readFloats(pb, offset: 0, count: v.parameterCount, into: w)
+                    }.get()
+                }
+                try windows.withUnsafeMutableBufferPointer { w in
+                    try Result { () throws(WireError) in
+                        try Wire.readUInt32s(pb, offset: 4 * v.parameterCount, count: w.count, into: w)
+                    }.get()
+                }
+            }
+            #expect(bitsEqual(weights, a.weights))
+            #expect(windows == a.windows)
+        }
+    }
+
+    @Test func readFloatsChecksBounds() {
+        let payload = floatBytes([1, 2, 3])
+        var out = [Float](repeating: 0, count: 3)
+        func read(_ offset: Int, _ count: Int) -> WireError? {
+            payload.withUnsafeBytes { pb in
+                out.withUnsafeMutableBufferPointer { o in
+                    let r = Result { () throws(WireError) in
+                        try Wire.readFloats(pb, offset: offset, count: count, into: o)
+                    }
+                    if case .failure(let e) = r { return e }
+                    return nil
+                }
+            }
+        }
+        #expect(read(0, 3) == nil)
+        #expect(out == [1, 2, 3])
+        #expect(read(4, 2) == nil)
+        #expect(out[0] == 2 && out[1] == 3)
+        for (offset, count) in [(0, 4), (1, 3), (-1, 1), (0, -1), (13, 0), (12, 1), (4, 3)] {
+            guard case .badLength = read(offset, count) else {
+                Issue.record("offset \(offset) count \(count) should fail")
+                continue
+            }
+        }
+        var small = [Float](repeating: 0, count: 1)
+        let e = payload.withUnsafeBytes { pb in
+            small.withUnsafeMutableBufferPointer { o in
+                Result { () throws(WireError) in try Wire.readFloats(pb, offset: 0, count: 2, into: o) }
+            }
+        }
+        guard case .failure(.badLength) = e else { Issue.record("small destination accepted"); return }
+    }
+
+    /// JSON from another writer: other key order, whitespace, unknown keys, nulls for optionals.
+    @Test func foreignJSONIsAccepted() throws {
+        let json = """
+            { "threads": 8, "future_field": {"a": [1, 2, {"b": null}]}, "host": "n\\u00e9ode/1",
+              "ztrain_version" : "0.2.0", "pid": 4242, "protocol_version": 1,
+              "expect": {"hidden": 64, "cell": null, "unknown": true} }
+            """
+        let payload = Array(json.utf8)
+        let header = sealed(Header(type: .hello), payload)
+        let e = try Wire.decode(frames: [header, payload], limits: .handshake)
+        let expected = Hello(
+            protocolVersion: 1, host: "néode/1", pid: 4242, threads: 8, ztrainVersion: "0.2.0",
+            expect: Expectation(hidden: 64))
+        #expect(e == Envelope(runID: 0, workerID: 0, message: .hello(expected)))
+        // Re-encoding writes the canonical form.
+        let canonical = Wire.encode(e).payload
+        #expect(
+            String(decoding: canonical, as: UTF8.self)
+                == #"{"protocol_version":1,"host":"néode/1","pid":4242,"threads":8,"ztrain_version":"0.2.0","expect":{"hidden":64}}"#
+        )
+    }
+
+    @Test func canonicalJSONBodies() {
+        let r = Ready(numericsFingerprint: UInt64.max, threads: 4)
+        #expect(
+            String(decoding: Wire.encode(Envelope(runID: 1, workerID: 2, message: .ready(r))).payload, as: UTF8.self)
+                == #"{"numerics_fingerprint":18446744073709551615,"threads":4}"#)
+        let w = Welcome(
+            runID: 7, workerID: 2, config: "{\"a\":\"x\\y\"}\n", points: 2, channels: 1, seriesHash: 3,
+            parameterCount: 10, microBatch: 8, heartbeatMillis: 500, livenessMillis: 5000)
+        let (_, p) = Wire.encode(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2])))
+        let json = #"{"protocol_version":1,"run_id":7,"worker_id":2,"config":"{\"a\":\"x\\y\"}\n","points":2,"channels":1,"series_hash":3,"parameter_count":10,"micro_batch":8,"heartbeat_millis":500,"liveness_millis":5000}"#
+        #expect(p == welcomePayload(json: Array(json.utf8), series: floatBytes([1, 2])))
+    }
+
+    @Test func reasonTextsAtTheLimit() throws {
+        let text = String(repeating: "é", count: Limits.maxReasonBytes / 2)  // exactly 64 KiB
+        for message in [Message.reject(text), .shutdown(text), .bye(text), .bye(""), .shutdown("")] {
+            let e = Envelope(runID: 3, workerID: 4, message: message)
+            let (h, p) = Wire.encode(e)
+            #expect(try Wire.decode(frames: [h, p], limits: .handshake) == e)
+        }
+    }
+
+    @Test func heartbeatFrames() throws {
+        let (h, p) = Wire.encode(Envelope(runID: 12, workerID: 34, message: .heartbeat))
+        #expect(p.isEmpty)
+        #expect(Array(h[56..<64]) == le(Wire.emptyChecksum))
+        #expect(try Wire.decode(header: h, payload: p, limits: Limits(maxPayloadBytes: 0)).message == .heartbeat)
+    }
+
+    @Test func limitsPresets() {
+        #expect(Limits.handshake.maxPayloadBytes == 8 + (1 << 20) + (256 << 20))
+        #expect(Limits.handshake.parameterCount == nil && !Limits.handshake.allowNonFinite)
+        let t = Limits.training(parameterCount: 100_000, maxWindows: 1000)
+        #expect(t.maxPayloadBytes == 4 * 101_000 && t.parameterCount == 100_000)
+        #expect(Limits.training(parameterCount: 10, maxWindows: 1).maxPayloadBytes == Limits.maxReasonBytes)
+        #expect(Limits.training(parameterCount: Int.max, maxWindows: 5).maxPayloadBytes == Int.max)
+    }
+
+    /// A gradient and an assign at a realistic size.
+    @Test func largeMessages() throws {
+        var rng = SplitMix64(seed: 99)
+        let p = 300_000
+        let sums = randomFloats(p + 1, &rng)
+        let g = Gradient(step: 10, block: 0..<64, leafCount: 64, samples: 512, computeNanos: 1, sums: sums)
+        let e = Envelope(runID: 1, workerID: 1, message: .gradient(g))
+        let (h, payload) = Wire.encode(e)
+        #expect(payload.count == 4 * (p + 1))
+        #expect(try Wire.decode(frames: [h, payload], limits: .training(parameterCount: p, maxWindows: 512)) == e)
+    }
+}

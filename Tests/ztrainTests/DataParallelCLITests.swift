@@ -1,0 +1,128 @@
+import Checkpoint
+import Foundation
+import RNN
+import Testing
+
+/// Whether this machine can build network namespaces (root and iproute2), and why not.
+let netnsAvailability: (ok: Bool, why: String) = {
+    guard geteuid() == 0 else { return (false, "not root: ip netns needs root") }
+    guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+            || FileManager.default.isExecutableFile(atPath: "/usr/bin/ip") else { return (false, "iproute2 (ip) is not installed") }
+    return (true, "")
+}()
+
+func repoRoot() -> URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+
+func pidAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
+
+@Suite("Data-parallel from the command line")
+struct DataParallelCLITests {
+    @Test func twoWorkersGiveTheSameWeightsAsInProcess() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--hidden", "16", "--steps", "200", "--batch", "32", "--micro-batch", "4", "--quiet"]
+        let a = try runZtrain(["train", "--in-process", "--out", tmp.path("a")] + common)
+        let b = try runZtrain(["train", "--workers", "2", "--out", tmp.path("b")] + common)
+        let c = try runZtrain(["train", "--workers", "3", "--threads", "2", "--out", tmp.path("c")] + common)
+        for r in [a, b, c] { #expect(r.status == 0, "\(r.stderr)") }
+        let wa = try loadModel(path: tmp.path("a/model.safetensors"), expecting: nil).parameters
+        let wb = try loadModel(path: tmp.path("b/model.safetensors"), expecting: nil).parameters
+        let wc = try loadModel(path: tmp.path("c/model.safetensors"), expecting: nil).parameters
+        #expect(wa == wb && wa == wc)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("b/summary.json")))) as? [String: Any])
+        let workers = try #require(summary["workers"] as? [[String: Any]])
+        #expect(workers.count == 2)
+        #expect(summary["mode"] as? String == "data-parallel")
+        let metrics = try String(contentsOfFile: tmp.path("b/metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.contains("\"timing\"") && metrics.contains("\"bytes_out\""))
+        for w in workers { if let pid = w["pid"] as? Int { #expect(!pidAlive(Int32(pid)), "worker \(pid) still running") } }
+    }
+
+    @Test func sigtermStopsTheWholeJobAndLeavesNoProcess() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let p = Process()
+        p.executableURL = ztrainBinary()
+        p.arguments = ["train", "--workers", "2", "--epochs", "100000", "--out", tmp.path("run"), "--quiet"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        // wait until an epoch has been written: the workers are up and training
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let s = try? String(contentsOfFile: tmp.path("run/metrics.jsonl"), encoding: .utf8), s.contains("epoch") { break }
+            usleep(50_000)
+        }
+        let children = childPIDs(of: p.processIdentifier)
+        #expect(children.count == 2, "expected 2 workers, found \(children)")
+        kill(p.processIdentifier, SIGTERM)
+        let stopBy = Date().addingTimeInterval(20)
+        while p.isRunning && Date() < stopBy { usleep(20_000) }
+        #expect(!p.isRunning, "the launcher did not stop on SIGTERM")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + SIGTERM)
+        for c in children { #expect(!pidAlive(c), "worker \(c) left behind") }
+        #expect(FileManager.default.fileExists(atPath: tmp.path("run/model.safetensors")), "last weights not saved")
+    }
+
+    @Test func mismatchedWorkersAreRefusedWithAClearMessage() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let endpoint = "ipc://\(tmp.path("c.sock"))"
+        let coord = Process()
+        coord.executableURL = ztrainBinary()
+        coord.arguments = ["coordinator", "--bind", endpoint, "--workers", "1", "--steps", "5", "--out", tmp.path("run"), "--quiet"]
+        coord.standardOutput = FileHandle.nullDevice
+        coord.standardError = FileHandle.nullDevice
+        try coord.run()
+        defer {
+            if coord.isRunning { kill(coord.processIdentifier, SIGTERM) }
+            coord.waitUntilExit()
+        }
+        let hidden = try runZtrain(["worker", "--connect", endpoint, "--hidden", "64", "--connect-timeout", "20"], timeout: 30)
+        #expect(hidden.exitedNormally && hidden.status == 1)
+        #expect(hidden.stderr.contains("worker expects --hidden 64 but the run has hidden 32"), "\(hidden.stderr)")
+        let version = try runZtrain(["worker", "--connect", endpoint, "--protocol-version", "2", "--connect-timeout", "20"], timeout: 30)
+        #expect(version.exitedNormally && version.status == 1)
+        #expect(version.stderr.contains("protocol version 2") && version.stderr.contains("speaks 1"), "\(version.stderr)")
+        // a matching worker still trains the run to its end
+        let good = try runZtrain(["worker", "--connect", endpoint, "--hidden", "32", "--connect-timeout", "20"], timeout: 60)
+        #expect(good.status == 0, "\(good.stderr)")
+        let stopBy = Date().addingTimeInterval(20)
+        while coord.isRunning && Date() < stopBy { usleep(20_000) }
+        #expect(!coord.isRunning && coord.terminationStatus == 0)
+    }
+
+    @Test(.enabled(if: netnsAvailability.ok, "network namespaces need root and iproute2"))
+    func trainsAcrossThreeNetworkNamespaces() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let script = repoRoot().appendingPathComponent("scripts/netns-train.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, ztrainBinary().path, tmp.path("run"), "--target-loss", "1e-4", "--epochs", "200", "--quiet"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let stderr = String(decoding: errData, as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("run/summary.json")))) as? [String: Any])
+        #expect(summary["target_reached"] as? Bool == true)
+        #expect((summary["final_loss"] as? Double ?? 1) < 1e-4)
+    }
+}
+
+/// Direct children of a process, from /proc.
+func childPIDs(of parent: Int32) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap(Int32.init).filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 2 && Int32(fields[1]) == parent
+    }
+}
