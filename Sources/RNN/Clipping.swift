@@ -1,4 +1,6 @@
 /// The global L2 norm of a gradient block, accumulated in `Double` in index order.
+@_specialize(exported: true, where S == Float)
+@_specialize(exported: true, where S == Double)
 public func globalNorm<S: RNNScalar>(_ g: UnsafeBufferPointer<S>) -> Double {
     var s = 0.0
     for x in g {
@@ -13,6 +15,8 @@ public func globalNorm<S: RNNScalar>(_ g: UnsafeBufferPointer<S>) -> Double {
 ///
 /// - Returns: the norm before clipping (what PyTorch returns).
 @discardableResult
+@_specialize(exported: true, where S == Float)
+@_specialize(exported: true, where S == Double)
 public func clipGradientNorm<S: RNNScalar>(_ g: UnsafeMutableBufferPointer<S>, maxNorm: Double) -> Double {
     let norm = globalNorm(UnsafeBufferPointer(g))
     let coef = maxNorm / (norm + 1e-6)

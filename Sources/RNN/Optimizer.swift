@@ -103,6 +103,8 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
     }
 
     /// Array convenience for ``update(_:gradient:)``.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public mutating func update(_ params: inout [Scalar], gradient g: [Scalar]) {
         g.withUnsafeBufferPointer { gp in
             params.withUnsafeMutableBufferPointer { update($0, gradient: gp) }

@@ -242,7 +242,9 @@ public final class Socket: @unchecked Sendable {
         for (index, part) in parts.enumerated() {
             var partFlags = flags
             if index < lastIndex { partFlags.insert(.more) }
-            if let message = part as? Message {
+            // Check the dynamic type first: `as?` on a `[UInt8]` existential would bridge the whole
+            // array through NSArray (boxing every byte) before failing.
+            if Swift.type(of: part) == Message.self, let message = part as? Message {
                 try Self.send(handle, message, partFlags.rawValue)
                 continue
             }
