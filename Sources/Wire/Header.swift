@@ -161,7 +161,7 @@ public struct Header: Sendable, Equatable, CustomStringConvertible {
             checksum: get(56, UInt64.self))
     }
 
-    /// Decodes a header frame held in an array; see ``decode(_:)-(UnsafeRawBufferPointer)``.
+    /// Decodes a header frame held in an array; see the `UnsafeRawBufferPointer` overload.
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> Header {
         let result = bytes.withUnsafeBytes { buffer in
             Result { () throws(WireError) -> Header in try decode(buffer) }

@@ -105,7 +105,7 @@ enum JSON {
             throw .oversized(bytes.count, limit: Limits.maxJSONBytes)
         }
         guard !bytes.isEmpty else { throw .badJSON("\(what) JSON is empty") }
-        guard String(validating: bytes, as: UTF8.self) != nil else { throw .badUTF8 }
+        guard Wire.validUTF8(bytes) != nil else { throw .badUTF8 }
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch let error as DecodingError {

@@ -166,20 +166,20 @@ public enum Wire {
 
     // MARK: Decoding
 
-    /// Decodes just the header frame (see ``Header/decode(_:)-(UnsafeRawBufferPointer)``): a
+    /// Decodes just the header frame (see `Header.decode(_:)`): a
     /// cheap look at the type, version, run and worker before touching the payload.
     public static func peek(header: UnsafeRawBufferPointer) throws(WireError) -> Header {
         try Header.decode(header)
     }
 
-    /// Decodes just a header frame held in an array; see ``peek(header:)-(UnsafeRawBufferPointer)``.
+    /// Decodes just a header frame held in an array; see the `UnsafeRawBufferPointer` overload.
     public static func peek(header: [UInt8]) throws(WireError) -> Header {
         try Header.decode(header)
     }
 
     /// Validates and decodes two frames.
     ///
-    /// Checks, in this order: the header (``Header/decode(_:)-(UnsafeRawBufferPointer)``), the
+    /// Checks, in this order: the header (`Header.decode(_:)`), the
     /// payload size against `limits.maxPayloadBytes`, the checksum, that header fields unused by
     /// the type are 0, and then the type's rules (lengths, ranges, finiteness, JSON, UTF-8).
     /// Allocates no more than a copy of the payload.
@@ -288,7 +288,7 @@ public enum Wire {
             guard payload.count <= Limits.maxReasonBytes else {
                 throw .oversized(payload.count, limit: Limits.maxReasonBytes)
             }
-            guard let text = String(validating: payload, as: UTF8.self) else { throw .badUTF8 }
+            guard let text = validUTF8(payload) else { throw .badUTF8 }
             switch type {
             case .reject: return (0, .reject(text))
             case .shutdown: return (0, .shutdown(text))
@@ -448,6 +448,13 @@ public enum Wire {
         }
         guard materialize else { return nil }
         return .welcome(w, series: floats(payload, offset: seriesOffset, count: expected))
+    }
+
+    /// The text of `bytes` if they are valid UTF-8, else nil. (`String(validating:as:)` would
+    /// need macOS 15; decoding with repair changes the bytes exactly when they are invalid.)
+    static func validUTF8(_ bytes: UnsafeRawBufferPointer) -> String? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.utf8.elementsEqual(bytes) ? text : nil
     }
 
     private static func checkThreads(_ threads: Int, _ what: String) throws(WireError) {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Wire
 
@@ -70,5 +71,56 @@ import Wire
             let h = shifted.withUnsafeBytes { Wire.xxh64(UnsafeRawBufferPointer(rebasing: $0[shift...])) }
             #expect(h == reference, "shift \(shift)")
         }
+    }
+}
+
+@Suite struct ThroughputTests {
+    #if DEBUG
+        static let megabytes = 4
+    #else
+        static let megabytes = 40
+    #endif
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// Reports XXH64 and gradient-decode throughput (40 MB in release builds, 4 MB in debug).
+    /// Measures only; the numbers go to standard output.
+    @Test func xxh64AndDecodeThroughput() throws {
+        let bytes = Self.megabytes * 1_000_000
+        var rng = SplitMix64(seed: 1)
+        let floats = randomFloats(bytes / 4, &rng)
+        let clock = ContinuousClock()
+        var best = Duration.seconds(1000)
+        var sink: UInt64 = 0
+        floats.withUnsafeBytes { raw in
+            for _ in 0..<7 {
+                let t = clock.measure { sink ^= Wire.xxh64(raw) }
+                best = min(best, t)
+            }
+        }
+        let hashRate = Double(bytes) / Self.seconds(best) / 1e9
+        #expect(sink != 0)
+
+        let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: floats)
+        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        var bestDecode = Duration.seconds(1000)
+        let limits = Limits(maxPayloadBytes: p.count)
+        for _ in 0..<5 {
+            let t = try clock.measure {
+                let e = try Wire.decode(frames: [h, p], limits: limits)
+                guard case .gradient(let back) = e.message, back.sums.count == floats.count else {
+                    Issue.record("decode lost data")
+                    return
+                }
+            }
+            bestDecode = min(bestDecode, t)
+        }
+        let decodeRate = Double(p.count) / Self.seconds(bestDecode) / 1e9
+        let mode = Self.megabytes == 40 ? "release" : "debug"
+        print(
+            "throughput (\(mode), \(Self.megabytes) MB): XXH64 \(String(format: "%.2f", hashRate)) GB/s; "
+                + "gradient decode (checksum + finite check + copy) \(String(format: "%.2f", decodeRate)) GB/s")
     }
 }
