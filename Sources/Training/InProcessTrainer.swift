@@ -31,8 +31,9 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
 
 /// What a trainer reports while it runs.
 public enum TrainingEvent: Sendable {
-    /// After each optimizer step.
-    case step(epoch: Int, step: Int, stepInEpoch: Int, stepsPerEpoch: Int, loss: Double, samplesPerSecond: Double)
+    /// After each optimizer step (`timing` for data-parallel runs).
+    case step(epoch: Int, step: Int, stepInEpoch: Int, stepsPerEpoch: Int, loss: Double, samplesPerSecond: Double,
+              timing: StepTiming? = nil)
     /// At the end of each epoch (and at an early stop).
     case epoch(EpochMetrics)
 }

@@ -29,17 +29,18 @@ public final class ProgressReporter {
 
     public func handle(_ event: TrainingEvent) {
         switch event {
-        case .step(let epoch, let step, let inEpoch, let perEpoch, _, let sps):
+        case .step(let epoch, let step, let inEpoch, let perEpoch, _, let sps, let timing):
             guard live else { return }
             let now = ContinuousClock.now
             guard now - lastDraw >= .milliseconds(100) else { return }
             lastDraw = now
             let done = fractionDone(epoch: epoch, step: step, inEpoch: inEpoch, perEpoch: perEpoch)
-            draw("epoch \(epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(step)  loss \(format(latestLoss))  \(formatRate(sps)) samples/s  ETA \(eta(done))")
+            draw("epoch \(epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(step)  loss \(format(latestLoss))  \(formatRate(sps)) samples/s\(timing.map(formatTiming) ?? "")  ETA \(eta(done))")
         case .epoch(let m):
             latestLoss = m.loss
             let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
-            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s  \(String(format: "%.2f", m.wallSeconds))s"
+            let bytes = m.bytesOut.map { out in "  \(formatBytes(Double(out + (m.bytesIn ?? 0)))) moved" } ?? ""
+            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map(formatTiming) ?? "")\(bytes)  \(String(format: "%.2f", m.wallSeconds))s"
             if live {
                 let done = totalEpochs.map { Double(m.epoch) / Double($0) }
                 draw(line + (done.map { $0 < 1 ? "  ETA \(eta($0))" : "" } ?? ""))
@@ -80,4 +81,17 @@ func formatRate(_ x: Double) -> String {
     if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
     if x >= 1e3 { return String(format: "%.1fk", x / 1e3) }
     return String(format: "%.0f", x)
+}
+
+/// Per-step phases in microseconds: compute, wait, reduce, optimizer, broadcast.
+func formatTiming(_ t: StepTiming) -> String {
+    String(format: "  [µs/step compute %.0f wait %.0f reduce %.0f opt %.0f bcast %.0f]",
+           t.compute * 1e6, t.wait * 1e6, t.reduce * 1e6, t.optimizer * 1e6, t.broadcast * 1e6)
+}
+
+func formatBytes(_ b: Double) -> String {
+    if b >= 1e9 { return String(format: "%.2f GB", b / 1e9) }
+    if b >= 1e6 { return String(format: "%.1f MB", b / 1e6) }
+    if b >= 1e3 { return String(format: "%.1f kB", b / 1e3) }
+    return String(format: "%.0f B", b)
 }

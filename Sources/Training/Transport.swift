@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RNN
 import Wire
 import ZeroMQ
 
@@ -191,6 +192,8 @@ public final class WorkerClient {
             context = try Context(blocky: false)
             socket = try context.socket(.dealer)
             try socket.setLinger(.milliseconds(500))
+            // the largest frame a coordinator sends is WELCOME with the series
+            try socket.setMaxMessageSize(Int64(Limits.handshake.maxPayloadBytes + 4096))
             try socket.setHeartbeatInterval(.seconds(1))
             try socket.setHeartbeatTimeout(.seconds(3))
             try socket.setReconnectInterval(.milliseconds(100))
@@ -245,6 +248,14 @@ public final class WorkerClient {
         return core.failure
     }
 
+    /// Before WELCOME: the handshake bound; after it: ASSIGNs of exactly this model and batch.
+    private var limits: Limits {
+        guard let c = core.config else { return .handshake }
+        var l = Limits.training(parameterCount: ParameterLayout(c.model).count, maxWindows: c.batch)
+        l.maxPayloadBytes = max(l.maxPayloadBytes, Limits.handshake.maxPayloadBytes)  // a re-sent WELCOME still fits
+        return l
+    }
+
     private func drain() {
         for _ in 0..<1000 {
             let frames: [ZeroMQ.Message]
@@ -262,7 +273,7 @@ public final class WorkerClient {
             let decoded: Result<Envelope, WireError> = frames[0].withUnsafeBytes { h in
                 frames[1].withUnsafeBytes { p in
                     do throws(WireError) {
-                        return .success(try Wire.decode(header: h, payload: p, limits: Limits(maxPayloadBytes: Int.max)))
+                        return .success(try Wire.decode(header: h, payload: p, limits: limits))
                     } catch {
                         return .failure(error)
                     }

@@ -142,8 +142,8 @@ func runCoordinator(
     do {
         core = try CoordinatorCore(config: config, series: p.series, initialParameters: p.initial, options: options, runID: runID) { event in
             switch event {
-            case .step(let e, let s, let i, let per, let loss, let sps, _):
-                progress.handle(.step(epoch: e, step: s, stepInEpoch: i, stepsPerEpoch: per, loss: loss, samplesPerSecond: sps))
+            case .step(let e, let s, let i, let per, let loss, let sps, let timing):
+                progress.handle(.step(epoch: e, step: s, stepInEpoch: i, stepsPerEpoch: per, loss: loss, samplesPerSecond: sps, timing: timing))
             case .epoch(let m):
                 progress.handle(.epoch(m))
                 if writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }

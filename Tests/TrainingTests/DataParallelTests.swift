@@ -162,6 +162,27 @@ struct DataParallelTests {
         #expect(reason.contains("protocol version 2") && reason.contains("speaks 1"))
     }
 
+    @Test func aWorkerWithOtherNumericsIsNamedInAWarning() throws {
+        let series = try referenceSeries()
+        let events = EventLog()
+        let core = try CoordinatorCore(config: parallelConfig(steps: 2), series: series,
+                                       options: CoordinatorOptions(workers: 2), runID: 11) { events.append($0) }
+        let hello = Hello(protocolVersion: 1, host: "odd-host", pid: 4242, threads: 1, ztrainVersion: "x", expect: nil)
+        for (peer, fp) in [(PeerID([1]), core.fingerprint), (PeerID([2]), core.fingerprint ^ 1)] {
+            let welcome = core.handle(Envelope(runID: 0, workerID: 0, message: .hello(hello)), from: peer, bytes: 0, now: 0)
+            let id = try #require(welcome.first?.envelope.workerID)
+            _ = core.handle(Envelope(runID: 11, workerID: id, message: .ready(Ready(numericsFingerprint: fp, threads: 1))), from: peer, bytes: 0, now: 0)
+        }
+        let flagged = events.all.compactMap { e -> WorkerRecord? in if case .fingerprintMismatch(let w) = e { return w } else { return nil } }
+        #expect(flagged.count == 1 && flagged.first?.id == 2 && flagged.first?.host == "odd-host")
+        #expect(core.workers[PeerID([1])]?.fingerprintMatches == true && core.workers[PeerID([2])]?.fingerprintMatches == false)
+        // the fingerprint is a property of the numerics: the same on every call, different for another model
+        #expect(numericsFingerprint(config: parallelConfig().model, series: series, microBatch: 5) == core.fingerprint)
+        var other = parallelConfig().model
+        other.hiddenSize = 13
+        #expect(numericsFingerprint(config: other, series: series, microBatch: 5) != core.fingerprint)
+    }
+
     @Test func hostileAssignIsIgnoredByTheWorker() throws {
         let series = try referenceSeries()
         let config = parallelConfig(steps: 3)
@@ -261,4 +282,11 @@ final class Outcomes: @unchecked Sendable {
     init(_ n: Int) { storage = Array(repeating: "not finished", count: n) }
     func set(_ i: Int, _ v: String?) { lock.lock(); storage[i] = v; lock.unlock() }
     var values: [String?] { lock.lock(); defer { lock.unlock() }; return storage }
+}
+
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [CoordinatorEvent] = []
+    func append(_ e: CoordinatorEvent) { lock.lock(); events.append(e); lock.unlock() }
+    var all: [CoordinatorEvent] { lock.lock(); defer { lock.unlock() }; return events }
 }
