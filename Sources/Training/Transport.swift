@@ -128,16 +128,7 @@ public final class CoordinatorServer {
             }
             let peer = PeerID(frames[0].bytes)
             let size = frames[1].count + frames[2].count
-            let decoded: Result<Envelope, WireError> = frames[1].withUnsafeBytes { h in
-                frames[2].withUnsafeBytes { p in
-                    do throws(WireError) {
-                        return .success(try Wire.decode(header: h, payload: p, limits: core.limits))
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-            }
-            switch decoded {
+            switch decode(header: frames[1], payload: frames[2], limits: core.limits) {
             case .success(let env):
                 send(core.handle(env, from: peer, bytes: size, now: now))
             case .failure(let error):
@@ -270,16 +261,7 @@ public final class WorkerClient {
                 badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header, payload)")
                 continue
             }
-            let decoded: Result<Envelope, WireError> = frames[0].withUnsafeBytes { h in
-                frames[1].withUnsafeBytes { p in
-                    do throws(WireError) {
-                        return .success(try Wire.decode(header: h, payload: p, limits: limits))
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-            }
-            switch decoded {
+            switch decode(header: frames[0], payload: frames[1], limits: limits) {
             case .success(let env):
                 for reply in core.handle(env) { send(reply) }
                 if core.phase == .done { return }
@@ -307,5 +289,18 @@ public final class WorkerClient {
     public func close() {
         socket.close()
         try? context.terminate()
+    }
+}
+
+/// Validates and decodes a header frame and a payload frame in place (no copy of the frames).
+func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> Result<Envelope, WireError> {
+    header.withUnsafeBytes { h in
+        payload.withUnsafeBytes { p in
+            do throws(WireError) {
+                return .success(try Wire.decode(header: h, payload: p, limits: limits))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 }
