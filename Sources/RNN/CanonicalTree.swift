@@ -49,7 +49,7 @@ public enum CanonicalTree {
 /// Each slot `i` holds the sum of a node starting at leaf `i`; `level[i]` is that node's size. Inserting a
 /// block puts its sum into its first leaf's slot; ``reduce()`` then merges bottom-up exactly as the tree says.
 /// Buffers are allocated once; `reset()` reuses them for the next step.
-public struct TreeReducer<Scalar: RNNScalar> {
+public struct TreeReducer<Scalar: RNNScalar>: Sendable {
     public let leafCount: Int
     public let width: Int
     var slots: [[Scalar]]

@@ -22,13 +22,23 @@ public struct CoordinatorOptions: Sendable {
     public var liveness: Double
     /// Send a heartbeat to a worker silent towards it for this long.
     public var heartbeat: Double
+    /// Give an order again when its answer has not come for this long (a dropped or corrupted message).
+    public var retryAfter: Double
+    /// Idle workers get copies of a straggler's leaves (the first answer wins).
+    public var speculate: Bool
+    /// Workers beyond this many are refused (default: no limit).
+    public var maxWorkers: Int?
 
-    public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1) {
+    public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
+                retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil) {
         self.workers = workers
         self.minWorkers = minWorkers ?? workers
         self.joinTimeout = joinTimeout
         self.liveness = liveness
         self.heartbeat = heartbeat
+        self.retryAfter = retryAfter ?? max(1, liveness)
+        self.speculate = speculate
+        self.maxWorkers = maxWorkers
     }
 }
 
@@ -50,8 +60,6 @@ public struct WorkerRecord: Sendable, Codable {
     public var lateOrDuplicate = 0
     var lastHeard = 0.0
     var lastSent = 0.0
-    /// The leaf runs assigned in the current step and not yet answered.
-    var pending: [Range<Int>] = []
 
     enum CodingKeys: String, CodingKey {
         case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate
@@ -117,8 +125,10 @@ public final class CoordinatorCore {
     public private(set) var metrics: [EpochMetrics] = []
     public private(set) var failure: TrainingError?
     public private(set) var droppedFrames = 0
-    public private(set) var lateOrDuplicate = 0
-    public private(set) var reassigned = 0
+    public var lateOrDuplicate: Int { aggregator.lateOrDuplicate }
+    public var reassigned: Int { aggregator.reassigned }
+    public var retried: Int { aggregator.retried }
+    public var speculative: Int { aggregator.speculative }
     public private(set) var bytesIn = 0
     public private(set) var bytesOut = 0
     public private(set) var trainSeconds = 0.0
@@ -131,9 +141,8 @@ public final class CoordinatorCore {
     private var nextWorkerID: UInt32 = 1
     private var windows: [Int]
     private var stepWindows = 0
-    private var leafCount = 0
-    private var tree: TreeReducer<Float>
-    private var stepActive = false
+    private var aggregator: StepAggregator
+    private var stepActive: Bool { aggregator.active }
     private var stepStart = 0.0
     private var lastAssignSent = 0.0
     private var stepTiming = StepTiming()
@@ -169,7 +178,7 @@ public final class CoordinatorCore {
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
         configJSON = encodeJSON(config)
         windows = [Int](repeating: 0, count: state.batch)
-        tree = TreeReducer(leafCount: 1, width: prepared.parameters.count + 1)
+        aggregator = StepAggregator(width: prepared.parameters.count + 1)
         emit = onEvent
     }
 
@@ -227,13 +236,12 @@ public final class CoordinatorCore {
             guard workers[peer] != nil, env.runID == runID else { return drop(peer, "heartbeat from an unknown peer") }
         case .bye(let reason):
             guard var w = workers[peer], env.runID == runID else { return drop(peer, "BYE from an unknown peer") }
-            let lost = w.pending
-            w.phase = .left
-            w.pending = []
-            workers[peer] = w
-            emit(.workerLost(w, reassigned: lost.count))
             _ = reason
-            out += reassign(lost, now: now)
+            w.phase = .left
+            workers[peer] = w
+            let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
+            emit(.workerLost(w, reassigned: orders.count))
+            out += send(orders)
         case .welcome, .reject, .assign, .shutdown:
             return drop(peer, "a worker sent a coordinator-only message (\(env.message.typeName))")
         }
@@ -249,12 +257,11 @@ public final class CoordinatorCore {
         for peer in Array(workers.keys) {
             guard var w = workers[peer], w.phase == .ready || w.phase == .welcomed else { continue }
             if now - w.lastHeard > options.liveness {
-                let lost = w.pending
                 w.phase = .dead
-                w.pending = []
                 workers[peer] = w
-                emit(.workerLost(w, reassigned: lost.count))
-                out += reassign(lost, now: now)
+                let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
+                emit(.workerLost(w, reassigned: orders.count))
+                out += send(orders)
             } else if now - w.lastSent > options.heartbeat {
                 out.append(Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: w.id, message: .heartbeat)))
             }
@@ -274,6 +281,13 @@ public final class CoordinatorCore {
                 return sent(out, now: now)
             }
         }
+        if stepActive {
+            let live = liveWorkers.map(\.id)
+            out += send(aggregator.overdue(now: now, timeout: options.retryAfter, live: live))
+            if options.speculate {
+                out += send(aggregator.speculate(idle: live.filter { !aggregator.isBusy($0) }, now: now))
+            }
+        }
         out += advance(now: now)
         return sent(out, now: now)
     }
@@ -290,6 +304,12 @@ public final class CoordinatorCore {
         if let w = workers[peer], w.phase == .ready || w.phase == .welcomed {
             // a worker that restarted with the same routing id: forget the old one
             _ = w
+        }
+        let current = workers.values.filter { $0.phase == .ready || $0.phase == .welcomed }.count
+        if let cap = options.maxWorkers, current >= cap {
+            let reason = "the run already has --max-workers \(cap) workers"
+            emit(.rejected(peer: peer, reason: reason))
+            return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: 0, message: .reject(reason)))]
         }
         if let reason = mismatch(hello) {
             emit(.rejected(peer: peer, reason: reason))
@@ -349,55 +369,25 @@ public final class CoordinatorCore {
             emit(.finished)
             return shutdownAll(reason: "training finished")
         }
-        let live = liveWorkers
-        guard !live.isEmpty else { return [] }
         stepWindows = n
-        leafCount = (n + microBatch - 1) / microBatch
-        if tree.leafCount != leafCount {
-            tree = TreeReducer(leafCount: leafCount, width: parameterCount + 1)
-        } else {
-            tree.reset()
-        }
-        stepActive = true
         stepStart = now
         stepTiming = StepTiming()
-        let runs = shard(items: leafCount, workers: live.count)
-        var out: [Outgoing] = []
-        for (w, run) in zip(live, runs) where !run.isEmpty {
-            out += assign(run, to: w.id)
-        }
-        return out
+        return send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
+                                     workers: liveWorkers.map(\.id), now: now))
     }
 
-    private func assign(_ run: Range<Int>, to id: UInt32) -> [Outgoing] {
-        guard let peer = workers.first(where: { $0.value.id == id })?.key, var w = workers[peer] else { return [] }
-        w.pending.append(run)
-        w.steps += 1
-        workers[peer] = w
-        let a = Assign(step: UInt64(state.step), leaves: run, leafCount: leafCount, weights: state.parameters,
-                       windows: windows[0..<stepWindows].map { UInt32($0) })
-        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id, message: .assign(a)))]
-    }
-
-    /// Gives the unanswered leaves of a lost worker to the survivors, in contiguous pieces.
-    private func reassign(_ runs: [Range<Int>], now: Double) -> [Outgoing] {
-        guard stepActive, !runs.isEmpty else { return [] }
-        let missing = Set(tree.missingLeaves)
-        var pieces: [Range<Int>] = []
-        for run in runs {
-            var lo: Int? = nil
-            for leaf in run {
-                if missing.contains(leaf) { if lo == nil { lo = leaf } } else if let l = lo { pieces.append(l..<leaf); lo = nil }
-            }
-            if let l = lo { pieces.append(l..<run.upperBound) }
-        }
-        let live = liveWorkers
-        guard !live.isEmpty else { return [] }
+    /// ASSIGN messages for orders.
+    private func send(_ orders: [Order]) -> [Outgoing] {
+        guard !orders.isEmpty else { return [] }
+        let stepWindows = windows[0..<self.stepWindows].map { UInt32($0) }
         var out: [Outgoing] = []
-        for (k, piece) in pieces.enumerated() {
-            let target = live.min { a, b in (a.pending.count, (a.id &+ UInt32(k)) % 7) < (b.pending.count, (b.id &+ UInt32(k)) % 7) } ?? live[k % live.count]
-            out += assign(piece, to: target.id)
-            reassigned += 1
+        for o in orders {
+            guard let peer = workers.first(where: { $0.value.id == o.worker })?.key, var w = workers[peer] else { continue }
+            w.steps += 1
+            workers[peer] = w
+            let a = Assign(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, weights: state.parameters,
+                           windows: stepWindows)
+            out.append(Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: o.worker, message: .assign(a))))
         }
         return out
     }
@@ -407,51 +397,32 @@ public final class CoordinatorCore {
             return drop(peer, "GRADIENT from an unknown or not-ready worker")
         }
         guard env.runID == runID else { return drop(peer, "GRADIENT for run \(env.runID), this run is \(runID)") }
-        guard stepActive, g.step == UInt64(state.step), g.leafCount == leafCount else {
+        let verdict = g.sums.withUnsafeBufferPointer {
+            aggregator.accept(worker: w.id, step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples, sums: $0, now: now)
+        }
+        switch verdict {
+        case .invalid(let reason):
+            return drop(peer, "GRADIENT from worker \(w.id): \(reason)")
+        case .lateOrDuplicate:
             w.lateOrDuplicate += 1
             workers[peer] = w
-            lateOrDuplicate += 1
             return []
-        }
-        guard let run = w.pending.first(where: { $0.lowerBound <= g.block.lowerBound && g.block.upperBound <= $0.upperBound }),
-              CanonicalTree.blocks(of: run, leafCount: leafCount).contains(g.block) else {
-            if tree.overlapsInserted(g.block) {
-                w.lateOrDuplicate += 1
-                workers[peer] = w
-                lateOrDuplicate += 1
-                return []
-            }
-            return drop(peer, "GRADIENT for leaves \(g.block) that worker \(w.id) was not assigned")
-        }
-        let expected = min(g.block.upperBound * microBatch, stepWindows) - g.block.lowerBound * microBatch
-        guard g.samples == expected else {
-            return drop(peer, "GRADIENT for leaves \(g.block) claims \(g.samples) windows, expected \(expected)")
-        }
-        let inserted = g.sums.withUnsafeBufferPointer { tree.insert(block: g.block, values: $0) }
-        guard inserted else {
-            w.lateOrDuplicate += 1
+        case .accepted:
+            w.blocks += 1
+            w.samples += g.samples
+            let compute = Double(g.computeNanos) / 1e9
+            w.computeSeconds += compute
+            stepTiming.compute = max(stepTiming.compute, compute)
             workers[peer] = w
-            lateOrDuplicate += 1
-            return []
         }
-        w.blocks += 1
-        w.samples += g.samples
-        let compute = Double(g.computeNanos) / 1e9
-        w.computeSeconds += compute
-        stepTiming.compute = max(stepTiming.compute, compute)
-        // the run is done when all its blocks are in
-        if CanonicalTree.blocks(of: run, leafCount: leafCount).allSatisfy({ tree.isCovered($0) }) {
-            w.pending.removeAll { $0 == run }
-        }
-        workers[peer] = w
-        guard tree.isComplete else { return [] }
+        guard aggregator.isComplete else { return [] }
         return finishStep(now: now)
     }
 
     private func finishStep(now: Double) -> [Outgoing] {
         stepTiming.wait = now - lastAssignSent
         let t0 = ContinuousClock.now
-        guard let root = tree.reduce() else { return [] }
+        guard let root = aggregator.reduce() else { return [] }
         stepTiming.reduce = seconds(since: t0)
         let t1 = ContinuousClock.now
         let loss: Double
@@ -459,12 +430,9 @@ public final class CoordinatorCore {
             loss = try root.withUnsafeBufferPointer { r throws(TrainingError) in try state.apply(root: r, windows: stepWindows) }
         } catch {
             failure = error
-            stepActive = false
             return shutdownAll(reason: "training diverged")
         }
         stepTiming.optimizer = seconds(since: t1)
-        for p in workers.keys where workers[p]?.pending.isEmpty == false { workers[p]?.pending = [] }
-        stepActive = false
         let stepSeconds = now - stepStart + stepTiming.reduce + stepTiming.optimizer
         trainSeconds += stepSeconds
         epochTrain += stepSeconds
@@ -524,13 +492,6 @@ public final class CoordinatorCore {
 
     /// Mean loss of the current weights over all windows.
     public func meanLoss() -> Double { evaluator.meanLoss(state.parameters, windows: state.split.all) }
-}
-
-extension TreeReducer {
-    /// Has exactly this block been inserted (or a node containing it)?
-    func isCovered(_ block: Range<Int>) -> Bool {
-        blocks.contains { $0.lowerBound <= block.lowerBound && block.upperBound <= $0.upperBound }
-    }
 }
 
 extension Message {

@@ -18,6 +18,9 @@ final class Harness {
     var delivered = 0
     /// Called before each delivery to a worker; return false to drop it.
     var filter: (PeerID, Envelope) -> Bool = { _, _ in true }
+    /// Deliver every n-th message from a worker twice (0: never).
+    var duplicateEvery = 0
+    private var fromWorkers = 0
 
     init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
          workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
@@ -54,7 +57,11 @@ final class Harness {
                 let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: Limits(maxPayloadBytes: Int.max)) } }
                 guard filter(peer, env) else { continue }
                 delivered += 1
-                for reply in workers[i].core.handle(env) { post(reply, from: peer) }
+                for reply in workers[i].core.handle(env) {
+                    post(reply, from: peer)
+                    fromWorkers += 1
+                    if duplicateEvery > 0 && fromWorkers % duplicateEvery == 0 { post(reply, from: peer) }
+                }
             } else {
                 now += 0.05
                 route(coordinator.tick(now: now))
@@ -103,11 +110,13 @@ struct DataParallelTests {
         #expect(h.coordinator.workers.values.map(\.samples).reduce(0, +) == 2 * 996)
     }
 
-    @Test func aLostWorkersLeavesAreReassignedAndTheBitsDoNotChange() throws {
+    @Test(arguments: [false, true])
+    func aLostWorkersLeavesAreRecoveredAndTheBitsDoNotChange(speculate: Bool) throws {
         let series = try referenceSeries()
         let config = parallelConfig(steps: 40)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let h = try Harness(config: config, series: series, workers: 3)
+        let h = try Harness(config: config, series: series, workers: 3,
+                            options: CoordinatorOptions(workers: 3, speculate: speculate))
         // worker 2 dies when its 10th assignment arrives (the message is lost with it)
         var seen = 0
         let victim = h.workers[1].peer
@@ -122,7 +131,33 @@ struct DataParallelTests {
         }
         try h.run()
         #expect(h.coordinator.failure == nil)
-        #expect(h.coordinator.reassigned >= 1)
+        if speculate {
+            #expect(h.coordinator.speculative >= 1, "idle workers should have copied the straggler's leaves")
+        } else {
+            #expect(h.coordinator.workers[victim]?.phase == .dead)
+            #expect(h.coordinator.reassigned >= 1, "the dead worker's leaves should have been reassigned")
+        }
+        #expect(h.coordinator.state.parameters == reference)
+    }
+
+    @Test func droppedAnswersAreAskedAgainAndDuplicatesIgnored() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 30)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let h = try Harness(config: config, series: series, workers: 2,
+                            options: CoordinatorOptions(workers: 2, retryAfter: 0.2, speculate: false))
+        // every 7th ASSIGN is lost on the way; every 5th is delivered twice
+        var n = 0
+        h.filter = { _, env in
+            guard case .assign = env.message else { return true }
+            n += 1
+            return n % 7 != 0
+        }
+        h.duplicateEvery = 5
+        try h.run()
+        #expect(h.coordinator.failure == nil)
+        #expect(h.coordinator.retried >= 1)
+        #expect(h.coordinator.lateOrDuplicate >= 1)
         #expect(h.coordinator.state.parameters == reference)
     }
 

@@ -1,0 +1,231 @@
+import RNN
+import Series
+
+/// One order to a worker: compute the leaves `run` of the step.
+public struct Order: Sendable, Equatable {
+    public var worker: UInt32
+    public var run: Range<Int>
+    public var speculative: Bool
+}
+
+/// What became of an answer.
+public enum Verdict: Sendable, Equatable {
+    /// Inserted into the tree.
+    case accepted
+    /// For leaves already covered, or an earlier step: ignored and counted.
+    case lateOrDuplicate
+    /// Inconsistent with what was asked: dropped (the reason says why).
+    case invalid(String)
+}
+
+/// The aggregation of one step's micro-batch sums, whoever computes them and however late.
+///
+/// It hands out contiguous runs of leaves, accepts the sums of the tree nodes of those runs, and makes
+/// sure every leaf stays asked for: the leaves of a lost worker go to the survivors, an order with no
+/// answer after a while is given again (a dropped or corrupted message), and idle workers get copies of
+/// a straggler's leaves. The first answer for a leaf wins; since the tree fixes the order of the sums,
+/// the result is the same bits whichever copy arrives first.
+public struct StepAggregator: Sendable {
+    struct Assignment: Sendable {
+        var run: Range<Int>
+        var issued: Double
+        var speculative: Bool
+    }
+
+    /// Values per leaf (the gradient and the loss sum: `P + 1`).
+    public let width: Int
+    public private(set) var step: UInt64 = 0
+    public private(set) var leafCount = 0
+    public private(set) var windows = 0
+    public private(set) var microBatch = 1
+    public private(set) var active = false
+    public private(set) var started = 0.0
+    /// When the first worker delivered all its leaves this step (for the straggler rule).
+    public private(set) var firstDone: Double?
+    private var tree: TreeReducer<Float>
+    private var assignments: [UInt32: [Assignment]] = [:]
+    /// Leaves already given out speculatively this step (each at most once).
+    private var speculated = Set<Int>()
+
+    public private(set) var lateOrDuplicate = 0
+    public private(set) var reassigned = 0
+    public private(set) var retried = 0
+    public private(set) var speculative = 0
+
+    public init(width: Int) {
+        self.width = width
+        tree = TreeReducer(leafCount: 1, width: width)
+    }
+
+    /// Starts a step: `windows` windows in micro-batches of `microBatch`, shared among `workers`
+    /// (contiguous, balanced runs in the given order).
+    public mutating func begin(step: UInt64, windows: Int, microBatch: Int, workers: [UInt32], now: Double) -> [Order] {
+        precondition(windows >= 1 && microBatch >= 1)
+        self.step = step
+        self.windows = windows
+        self.microBatch = microBatch
+        leafCount = (windows + microBatch - 1) / microBatch
+        if tree.leafCount != leafCount { tree = TreeReducer(leafCount: leafCount, width: width) } else { tree.reset() }
+        assignments = [:]
+        speculated = []
+        active = true
+        started = now
+        firstDone = nil
+        guard !workers.isEmpty else { return [] }
+        var orders: [Order] = []
+        for (w, run) in zip(workers, shard(items: leafCount, workers: workers.count)) where !run.isEmpty {
+            orders.append(issue(run, to: w, now: now, speculative: false))
+        }
+        return orders
+    }
+
+    /// Windows in a tree node.
+    public func samples(in block: Range<Int>) -> Int {
+        min(block.upperBound * microBatch, windows) - block.lowerBound * microBatch
+    }
+
+    public var isComplete: Bool { active && tree.isComplete }
+    public var missingLeaves: [Int] { tree.missingLeaves }
+
+    /// Does this worker have an order without an answer?
+    public func isBusy(_ worker: UInt32) -> Bool { !(assignments[worker] ?? []).isEmpty }
+
+    /// An answer from `worker`: the sums of tree node `block` of step `step`.
+    public mutating func accept(
+        worker: UInt32, step s: UInt64, block: Range<Int>, leafCount m: Int, samples: Int,
+        sums: UnsafeBufferPointer<Float>, now: Double
+    ) -> Verdict {
+        guard active, s == step else {
+            if s < step || !active { lateOrDuplicate += 1; return .lateOrDuplicate }
+            return .invalid("an answer for step \(s) while step \(step) runs")
+        }
+        guard m == leafCount else { return .invalid("an answer for \(m) leaves; step \(step) has \(leafCount)") }
+        guard sums.count == width else { return .invalid("\(sums.count) values; expected \(width)") }
+        let mine = assignments[worker] ?? []
+        guard mine.contains(where: { CanonicalTree.blocks(of: $0.run, leafCount: leafCount).contains(block) }) else {
+            if tree.overlapsInserted(block) { lateOrDuplicate += 1; return .lateOrDuplicate }
+            return .invalid("leaves \(block) were not asked of worker \(worker)")
+        }
+        guard samples == self.samples(in: block) else {
+            return .invalid("leaves \(block) hold \(self.samples(in: block)) windows, the answer says \(samples)")
+        }
+        guard tree.insert(block: block, values: sums) else {
+            lateOrDuplicate += 1
+            settle()
+            return .lateOrDuplicate
+        }
+        settle()
+        if firstDone == nil && !isBusy(worker) { firstDone = now }
+        return .accepted
+    }
+
+    /// Forgets orders whose leaves are all in.
+    private mutating func settle() {
+        let missing = Set(tree.missingLeaves)
+        for (w, list) in assignments {
+            let open = list.filter { a in a.run.contains { missing.contains($0) } }
+            assignments[w] = open.isEmpty ? nil : open
+        }
+    }
+
+    /// A worker is gone: its unanswered leaves go to `live` workers.
+    public mutating func lost(_ worker: UInt32, live: [UInt32], now: Double) -> [Order] {
+        guard active, let list = assignments.removeValue(forKey: worker) else { return [] }
+        let pieces = missingPieces(of: list.map(\.run))
+        let orders = distribute(pieces, among: live.filter { $0 != worker }, now: now, speculative: false)
+        reassigned += orders.count
+        return orders
+    }
+
+    /// Orders unanswered for longer than `timeout` are given again (their answer was dropped or
+    /// corrupted), preferably to another live worker.
+    public mutating func overdue(now: Double, timeout: Double, live: [UInt32]) -> [Order] {
+        guard active, !live.isEmpty else { return [] }
+        var stale: [(UInt32, Range<Int>)] = []
+        for (w, list) in assignments {
+            for (i, a) in list.enumerated() where now - a.issued > timeout {
+                stale.append((w, a.run))
+                assignments[w]?[i].issued = now
+            }
+        }
+        guard !stale.isEmpty else { return [] }
+        var orders: [Order] = []
+        for (k, (w, run)) in stale.sorted(by: { ($0.1.lowerBound, $0.0) < ($1.1.lowerBound, $1.0) }).enumerated() {
+            let others = live.filter { $0 != w }
+            let target = others.isEmpty ? w : others[k % others.count]
+            for piece in missingPieces(of: [run]) {
+                orders.append(issue(piece, to: target, now: now, speculative: target != w))
+            }
+        }
+        retried += orders.count
+        return orders
+    }
+
+    /// Straggler rule: once some worker has finished and the step has waited `factor` times as long as
+    /// that took (at least `floor` seconds), idle workers get copies of the leaves still missing.
+    public mutating func speculate(idle: [UInt32], now: Double, factor: Double = 3, floor: Double = 0.02) -> [Order] {
+        guard active, !idle.isEmpty, let first = firstDone else { return [] }
+        guard now - started > max(floor, factor * (first - started)) else { return [] }
+        let missing = tree.missingLeaves.filter { !speculated.contains($0) }
+        guard !missing.isEmpty else { return [] }
+        let pieces = contiguous(missing)
+        for p in pieces { for leaf in p { speculated.insert(leaf) } }
+        let orders = distribute(pieces, among: idle, now: now, speculative: true)
+        speculative += orders.count
+        return orders
+    }
+
+    /// The step's canonical sum (gradient sum then loss sum), once every leaf is in.
+    public mutating func reduce() -> [Float]? {
+        guard isComplete, let root = tree.reduce() else { return nil }
+        active = false
+        assignments = [:]
+        return root
+    }
+
+    // MARK: - helpers
+
+    private mutating func issue(_ run: Range<Int>, to worker: UInt32, now: Double, speculative: Bool) -> Order {
+        assignments[worker, default: []].append(Assignment(run: run, issued: now, speculative: speculative))
+        return Order(worker: worker, run: run, speculative: speculative)
+    }
+
+    private mutating func distribute(_ pieces: [Range<Int>], among workers: [UInt32], now: Double, speculative: Bool) -> [Order] {
+        guard !workers.isEmpty else { return [] }
+        var orders: [Order] = []
+        // split the pieces further so that every worker gets a share
+        var parts: [Range<Int>] = []
+        let total = pieces.reduce(0) { $0 + $1.count }
+        let per = max(1, (total + workers.count - 1) / workers.count)
+        for p in pieces {
+            var lo = p.lowerBound
+            while lo < p.upperBound {
+                let hi = min(lo + per, p.upperBound)
+                parts.append(lo..<hi)
+                lo = hi
+            }
+        }
+        for (k, part) in parts.enumerated() {
+            orders.append(issue(part, to: workers[k % workers.count], now: now, speculative: speculative))
+        }
+        return orders
+    }
+
+    private func missingPieces(of runs: [Range<Int>]) -> [Range<Int>] {
+        let missing = Set(tree.missingLeaves)
+        var out: [Range<Int>] = []
+        for run in runs { out += contiguous(run.filter { missing.contains($0) }) }
+        return out
+    }
+
+    private func contiguous(_ leaves: [Int]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var lo: Int? = nil, prev = -2
+        for leaf in leaves.sorted() {
+            if let l = lo, leaf != prev + 1 { out.append(l..<(prev + 1)); lo = leaf } else if lo == nil { lo = leaf }
+            prev = leaf
+        }
+        if let l = lo { out.append(l..<(prev + 1)) }
+        return out
+    }
+}
