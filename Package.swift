@@ -13,11 +13,13 @@ let package = Package(
         .library(name: "Plot", targets: ["Plot"]),
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Stress", targets: ["Stress"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The C header of libzmq and nothing else (apt: libzmq3-dev).
@@ -45,11 +47,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `ztrain stress`: synthetic workers, exact aggregates, injected faults, latency percentiles.
+        .target(
+            name: "Stress",
+            dependencies: [
+                "Training", "RNN", "Wire", "ZeroMQ",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The thin CLI.
         .executableTarget(
             name: "ztrain",
             dependencies: [
-                "Training", "RNN", "Series", "Checkpoint", "Plot",
+                "Training", "Stress", "RNN", "Series", "Checkpoint", "Plot", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,6 +72,7 @@ let package = Package(
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ"]),
+        .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,1 @@
+// `ztrain stress`: see StressHarness.
