@@ -158,10 +158,19 @@ public final class CoordinatorCore {
     /// - Parameters:
     ///   - initialParameters: start weights (`--init`), else drawn from the seed.
     ///   - onEvent: called synchronously for everything worth reporting.
+    /// Every this many steps, ``onCheckpoint`` gets a ``RunCheckpoint`` (0: never).
+    public var checkpointEvery = 0
+    /// Receives checkpoints (the caller writes them; the core does no I/O).
+    public var onCheckpoint: ((RunCheckpoint) -> Void)?
+
+    /// - Parameters:
+    ///   - resume: continue this checkpoint's run (its configuration, run id, weights and position win).
     public init(
         config: TrainingConfig, series: Series, initialParameters: [Float]? = nil, options: CoordinatorOptions,
-        runID: UInt64, onEvent: @escaping (CoordinatorEvent) -> Void = { _ in }
+        runID: UInt64, resume: RunCheckpoint? = nil, onEvent: @escaping (CoordinatorEvent) -> Void = { _ in }
     ) throws(TrainingError) {
+        let config = resume?.config ?? config
+        let runID = resume?.runID ?? runID
         guard options.workers >= 1 else { throw .invalidConfig("--workers must be at least 1 (got \(options.workers))") }
         guard options.minWorkers >= 1 && options.minWorkers <= options.workers else {
             throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
@@ -171,7 +180,13 @@ public final class CoordinatorCore {
         self.series = series
         self.options = options
         self.runID = runID
-        state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+        if let r = resume {
+            state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters)
+            metrics = r.metrics
+            trainSeconds = r.trainSeconds
+        } else {
+            state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+        }
         microBatch = prepared.microBatch
         parameterCount = prepared.parameters.count
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
@@ -452,6 +467,9 @@ public final class CoordinatorCore {
             epochSteps = 0
             epochTrain = 0
         }
+        if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
+            onCheckpoint?(checkpoint())
+        }
         return startStep(now: now)
     }
 
@@ -488,6 +506,11 @@ public final class CoordinatorCore {
     /// The outcome, for the outputs.
     public func result(now: Double) -> TrainingResult {
         evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
+    }
+
+    /// The run as it stands between steps.
+    public func checkpoint() -> RunCheckpoint {
+        RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
     }
 
     /// Mean loss of the current weights over all windows.

@@ -75,8 +75,9 @@ public final class RunDirectory {
     public var summaryURL: URL { url.appendingPathComponent("summary.json") }
     public var lossPlotURL: URL { url.appendingPathComponent("loss.svg") }
 
-    /// Creates the folder (and parents) and starts an empty `metrics.jsonl`.
-    public init(path: String) throws(TrainingError) {
+    /// Creates the folder (and parents) and starts `metrics.jsonl` with `history` (empty for a new run,
+    /// the checkpoint's epochs for a resumed one).
+    public init(path: String, history: [EpochMetrics] = []) throws(TrainingError) {
         url = URL(fileURLWithPath: path, isDirectory: true)
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -93,6 +94,7 @@ public final class RunDirectory {
             throw .output("cannot write \(m.path): check permissions of --out \(path)")
         }
         metricsHandle = h
+        for m in history { try append(m) }
     }
 
     deinit { try? metricsHandle.close() }

@@ -117,6 +117,46 @@ public struct RunState: Sendable {
 
     /// Mean training loss of the epoch so far, weighted by windows.
     public var epochTrainLoss: Double { epochSamples > 0 ? epochLossSum / Double(epochSamples) : .nan }
+
+    /// Everything but the big vectors, for checkpoints. (The epoch order needs no RNG state: it is a
+    /// pure function of the seed and the epoch.)
+    public struct Counters: Sendable, Codable, Equatable {
+        public var epoch: Int
+        public var stepInEpoch: Int
+        public var step: Int
+        public var samples: Int
+        public var epochSamples: Int
+        public var epochLossSum: Double
+        public var lastGradNorm: Double
+        public var targetReached: Bool
+        public var epochEnded: Bool
+        public var optimizerStep: Int
+    }
+
+    public var counters: Counters {
+        Counters(epoch: epoch, stepInEpoch: stepInEpoch, step: step, samples: samples, epochSamples: epochSamples,
+                 epochLossSum: epochLossSum, lastGradNorm: lastGradNorm, targetReached: targetReached,
+                 epochEnded: epochEnded, optimizerStep: optimizer.step)
+    }
+
+    /// Restores a run exactly where a checkpoint left it.
+    public init(config: TrainingConfig, split: WindowSplit, parameters: [Float], m: [Float], v: [Float], counters c: Counters) {
+        self.init(config: config, split: split, parameters: parameters)
+        optimizer = Optimizer(config: config.optimizer, step: c.optimizerStep, m: m, v: v)
+        epoch = c.epoch
+        stepInEpoch = c.stepInEpoch
+        step = c.step
+        samples = c.samples
+        epochSamples = c.epochSamples
+        epochLossSum = c.epochLossSum
+        lastGradNorm = c.lastGradNorm
+        targetReached = c.targetReached
+        epochEnded = c.epochEnded
+        if epoch > 0 {
+            let n = split.train.count
+            order = config.shuffle ? epochPermutation(count: n, seed: config.seed, epoch: epoch - 1) : Array(0..<n)
+        }
+    }
 }
 
 /// `Series.stepsPerEpoch`, reachable where a property of that name shadows it.

@@ -202,13 +202,20 @@ public final class WorkerClient {
 
     public var now: Double { seconds(since: t0) }
 
-    /// Runs until SHUTDOWN, a refusal, a lost coordinator, `stop`, or (with `parentPID`) the parent's death.
+    /// Runs until SHUTDOWN, a refusal, `stop`, or (with `parentPID`) the parent's death.
     ///
-    /// - Parameter connectTimeout: seconds to wait for WELCOME.
+    /// A coordinator that goes silent for its liveness window is presumed restarted (or to have given
+    /// this worker up): the worker says HELLO again, backing off from 0.5 s to 8 s, for up to
+    /// `reconnectTimeout` seconds; a resumed coordinator welcomes it back into the same run.
+    ///
+    /// - Parameter connectTimeout: seconds to wait for the first WELCOME.
     /// - Returns: nil after a clean shutdown, else why the worker stopped.
-    public func run(stop: StopFlag, parentPID: Int32? = nil, connectTimeout: Double = 60) -> String? {
+    public func run(stop: StopFlag, parentPID: Int32? = nil, connectTimeout: Double = 60, reconnectTimeout: Double = 600) -> String? {
         send(core.hello())
         lastHeard = now
+        var lostSince: Double? = nil
+        var backoff = 0.5
+        var nextHello = 0.0
         while core.phase != .done {
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
@@ -224,16 +231,35 @@ public final class WorkerClient {
                 if error.kind == .interrupted { continue }
                 return "poll failed: \(error)"
             }
-            if core.phase == .hello && now - lastHeard > connectTimeout {
-                return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
-            }
-            if core.phase == .ready {
-                if now - lastHeard > core.liveness {
-                    return "the coordinator at \(endpoint) stopped answering for \(String(format: "%.1f", core.liveness)) s"
+            switch core.phase {
+            case .hello where !core.hasJoined:
+                if now - lastHeard > connectTimeout {
+                    return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
                 }
-                if now - lastSent > core.heartbeat {
+            case .hello:
+                // rejoining: HELLO again with backoff until welcomed or out of patience
+                let since = lostSince ?? now
+                if now - since > reconnectTimeout {
+                    return "the coordinator at \(endpoint) has not answered for \(Int(reconnectTimeout)) s"
+                }
+                if now >= nextHello {
+                    send(core.hello())
+                    nextHello = now + backoff
+                    backoff = min(8, backoff * 2)
+                }
+            case .ready:
+                lostSince = nil
+                backoff = 0.5
+                if now - lastHeard > core.liveness {
+                    logger.warning("the coordinator at \(endpoint) has been silent for \(String(format: "%.1f", core.liveness)) s; saying HELLO again")
+                    lostSince = now
+                    _ = core.rejoin()
+                    nextHello = now
+                } else if now - lastSent > core.heartbeat {
                     send(Envelope(runID: core.runID, workerID: core.workerID, message: .heartbeat))
                 }
+            case .done:
+                break
             }
         }
         return core.failure

@@ -57,6 +57,19 @@ public final class WorkerCore {
             threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect)))
     }
 
+    /// Forgets the run and starts over with a new HELLO (the coordinator went silent: it may have been
+    /// restarted, or have declared this worker dead).
+    public func rejoin() -> Envelope {
+        phase = .hello
+        engine = nil
+        series = nil
+        config = nil
+        return hello()
+    }
+
+    /// Has this worker ever been welcomed?
+    public var hasJoined: Bool { runID != 0 }
+
     /// Handles one decoded message; returns the replies.
     public func handle(_ env: Envelope) -> [Envelope] {
         switch env.message {

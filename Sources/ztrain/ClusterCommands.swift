@@ -43,6 +43,9 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Workers to wait for.")
     var workers: Int
 
+    @Option(help: "Continue the run whose output folder (with checkpoints/) is this; its configuration wins.")
+    var resume: String?
+
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
 
     @OptionGroup var global: GlobalOptions
@@ -53,9 +56,11 @@ struct Coordinator: ParsableCommand {
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.coordinator")
-        let prepared = try PreparedCLIRun(runOptions, logger: logger)
+        let prepared = try resume.map { dir throws in try PreparedCLIRun(resume: dir, logger: logger) }
+            ?? PreparedCLIRun(runOptions, logger: logger)
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
-                                      spawnWorkers: 0, workerThreads: 1, global: global, logger: logger)
+                                      spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
+                                      keep: runOptions.keep, global: global, logger: logger)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -88,8 +93,11 @@ struct Worker: ParsableCommand {
     @Option(help: "Refuse a run whose micro-batch differs.")
     var microBatch: Int?
 
-    @Option(help: "Seconds to wait for the coordinator's welcome.")
+    @Option(help: "Seconds to wait for the coordinator's first welcome.")
     var connectTimeout: Double = 60
+
+    @Option(help: "Seconds to keep saying HELLO to a coordinator that went silent (restarted, or resuming).")
+    var reconnectTimeout: Double = 600
 
     @Option(help: .hidden)
     var parentPid: Int32?
@@ -103,6 +111,7 @@ struct Worker: ParsableCommand {
         if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be in 1...1024 (got \(t))") }
         if let h = hidden, h < 1 { throw ValidationError("--hidden must be at least 1 (got \(h))") }
         guard connectTimeout.isFinite && connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+        guard reconnectTimeout.isFinite && reconnectTimeout > 0 else { throw ValidationError("--reconnect-timeout must be positive") }
     }
 
     func run() throws {
@@ -116,7 +125,7 @@ struct Worker: ParsableCommand {
         let stop = StopFlag()
         let trap = SignalTrap(stop)
         logger.info("worker connecting to \(connect) with \(k) thread(s)")
-        let problem = client.run(stop: stop, parentPID: parentPid, connectTimeout: connectTimeout)
+        let problem = client.run(stop: stop, parentPID: parentPid, connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout)
         client.close()
         _ = trap
         if let p = problem {
@@ -130,8 +139,10 @@ struct Worker: ParsableCommand {
 /// Returns the exit status.
 func runCoordinator(
     prepared p: PreparedCLIRun, options: CoordinatorOptions, bind: String?, spawnWorkers: Int, workerThreads: Int,
-    global: GlobalOptions, logger: Logger
+    checkpointEvery: Int, keep: Int, global: GlobalOptions, logger: Logger
 ) throws -> Int32 {
+    guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
+    guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
     let config = p.config
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
@@ -140,7 +151,8 @@ func runCoordinator(
     if runID == 0 { runID = 1 }
     let core: CoordinatorCore
     do {
-        core = try CoordinatorCore(config: config, series: p.series, initialParameters: p.initial, options: options, runID: runID) { event in
+        core = try CoordinatorCore(config: config, series: p.series, initialParameters: p.initial, options: options, runID: runID,
+                                   resume: p.resume) { event in
             switch event {
             case .step(let e, let s, let i, let per, let loss, let sps, let timing):
                 progress.handle(.step(epoch: e, step: s, stepInEpoch: i, stepsPerEpoch: per, loss: loss, samplesPerSecond: sps, timing: timing))
@@ -165,6 +177,14 @@ func runCoordinator(
         }
     } catch {
         throw fail("\(error)")
+    }
+
+    if checkpointEvery > 0 {
+        let store = CheckpointStore(runDirectory: p.dir.url, keep: keep)
+        core.checkpointEvery = checkpointEvery
+        core.onCheckpoint = { c in
+            do { try store.save(c) } catch { logger.error("checkpoint at step \(c.counters.step) failed: \(error)") }
+        }
     }
 
     // local workers talk over ipc:// in a private folder unless told otherwise

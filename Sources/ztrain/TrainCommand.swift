@@ -18,6 +18,12 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: "Output folder (default: runs/<UTC date-time>).")
     var out: String?
+
+    @Option(help: "With workers: write a checkpoint to OUT/checkpoints every this many steps (0: never).")
+    var checkpointEvery: Int = 0
+
+    @Option(help: "Checkpoints to keep.")
+    var keep: Int = 3
 }
 
 /// A run ready to start: configuration, data, first weights, output folder.
@@ -26,6 +32,21 @@ struct PreparedCLIRun {
     let series: Series
     let initial: [Float]?
     let dir: RunDirectory
+    /// Set when continuing a checkpointed run.
+    var resume: RunCheckpoint? = nil
+
+    /// Continues the newest checkpoint in `directory` (its configuration wins over any flag).
+    init(resume directory: String, logger: Logger) throws {
+        let store = CheckpointStore(runDirectory: URL(fileURLWithPath: directory, isDirectory: true), keep: 1)
+        let c: RunCheckpoint
+        do { c = try store.latest() } catch { throw fail("\(error)") }
+        config = c.config
+        do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
+        initial = nil
+        do { dir = try RunDirectory(path: directory, history: c.metrics) } catch { throw fail("\(error)") }
+        resume = c
+        logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
+    }
 
     init(_ o: RunOptions, logger: Logger) throws {
         let spec = try o.data.spec()
@@ -123,7 +144,8 @@ struct Train: ParsableCommand {
             let perWorker = threads ?? max(1, cores / n)
             let code = try runCoordinator(
                 prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
-                workerThreads: perWorker, global: global, logger: logger)
+                workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
+                global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
             return
         }

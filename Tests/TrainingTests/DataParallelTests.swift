@@ -20,11 +20,14 @@ final class Harness {
     var filter: (PeerID, Envelope) -> Bool = { _, _ in true }
     /// Deliver every n-th message from a worker twice (0: never).
     var duplicateEvery = 0
+    /// Stop driving the coordinator once it has taken this many steps (a crash).
+    var stopAfterStep: Int? = nil
     private var fromWorkers = 0
 
     init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
-         workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
-        coordinator = try CoordinatorCore(config: config, series: series, options: options ?? CoordinatorOptions(workers: n), runID: 42)
+         resume: RunCheckpoint? = nil, workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
+        coordinator = try CoordinatorCore(config: config, series: series, options: options ?? CoordinatorOptions(workers: n),
+                                          runID: 42, resume: resume)
         for i in 0..<n {
             let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
             workers.append((PeerID([UInt8(i + 1), 7]), WorkerCore(options: opts), true))
@@ -47,6 +50,7 @@ final class Harness {
     func run(maxTime: Double = 600) throws {
         for w in workers { post(w.core.hello(), from: w.peer) }
         while !coordinator.isDone && now < maxTime {
+            if let s = stopAfterStep, coordinator.state.step >= s { return }
             if !toCoordinator.isEmpty {
                 let (peer, h, p) = toCoordinator.removeFirst()
                 let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: coordinator.limits) } }
@@ -159,6 +163,57 @@ struct DataParallelTests {
         #expect(h.coordinator.retried >= 1)
         #expect(h.coordinator.lateOrDuplicate >= 1)
         #expect(h.coordinator.state.parameters == reference)
+    }
+
+    @Test func aResumedRunEndsWithTheSameBitsAsAnUninterruptedOne() throws {
+        let series = try referenceSeries()
+        var config = parallelConfig(steps: 1)
+        config.steps = nil
+        config.epochs = 3  // 3 epochs of 21 steps: the checkpoint falls mid-epoch
+        let clean = try Harness(config: config, series: series, workers: 2)
+        try clean.run()
+        let reference = clean.coordinator.state.parameters
+        #expect(clean.coordinator.state.step == 63)
+
+        // first life: checkpoints every 10 steps, dies (stops being driven) after step 35
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("zt-ckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let store = CheckpointStore(runDirectory: tmp, keep: 2)
+        let first = try Harness(config: config, series: series, workers: 3)
+        first.coordinator.checkpointEvery = 10
+        first.coordinator.onCheckpoint = { c in try? store.save(c) }
+        first.stopAfterStep = 35
+        try first.run()
+        #expect(store.files().map(\.lastPathComponent) == ["step-0000000020.safetensors", "step-0000000030.safetensors"])
+        let saved = try store.latest()
+        #expect(saved.counters.step == 30 && saved.runID == 42 && saved.metrics.count == 1)
+
+        // second life: a new coordinator from the file, new workers (another count, too)
+        let second = try Harness(config: config, series: series, workers: 1, resume: saved)
+        try second.run()
+        #expect(second.coordinator.failure == nil)
+        #expect(second.coordinator.state.step == 63)
+        #expect(second.coordinator.state.parameters == reference)
+        #expect(second.coordinator.metrics.map(\.samples) == [996, 996, 996])
+        #expect(second.coordinator.metrics.map(\.loss) == clean.coordinator.metrics.map(\.loss))
+    }
+
+    @Test func aDamagedNewestCheckpointFallsBackToTheOneBefore() throws {
+        let series = try referenceSeries()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("zt-ckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let store = CheckpointStore(runDirectory: tmp, keep: 3)
+        let h = try Harness(config: parallelConfig(steps: 20), series: series, workers: 1)
+        h.coordinator.checkpointEvery = 5
+        h.coordinator.onCheckpoint = { c in try? store.save(c) }
+        try h.run()
+        let files = store.files()
+        #expect(files.count == 3)
+        let newest = try #require(files.last)
+        let bytes = try Data(contentsOf: newest)
+        try bytes.prefix(bytes.count / 2).write(to: newest)  // a torn write
+        #expect(try store.latest().counters.step == 15)
+        #expect(throws: TrainingError.self) { try CheckpointStore(runDirectory: tmp.appendingPathComponent("none"), keep: 1).latest() }
     }
 
     @Test func aWorkerExpectingAnotherModelIsRefusedWithTheDifference() throws {

@@ -1,0 +1,142 @@
+import Checkpoint
+import Foundation
+import RNN
+
+/// A point a run can continue from, bit for bit.
+public struct RunCheckpoint: Sendable {
+    public var runID: UInt64
+    public var config: TrainingConfig
+    public var parameters: [Float]
+    /// Optimizer moments (empty when the optimizer keeps none).
+    public var m: [Float]
+    public var v: [Float]
+    public var counters: RunState.Counters
+    /// The epoch records so far (so `metrics.jsonl` and `summary.json` continue).
+    public var metrics: [EpochMetrics]
+    public var trainSeconds: Double
+
+    public init(runID: UInt64, state: RunState, metrics: [EpochMetrics], trainSeconds: Double) {
+        self.runID = runID
+        config = state.config
+        parameters = state.parameters
+        m = state.optimizer.m
+        v = state.optimizer.v
+        counters = state.counters
+        self.metrics = metrics
+        self.trainSeconds = trainSeconds
+    }
+}
+
+/// Checkpoints of one run in `DIR/checkpoints/step-NNNNNNNNNN.safetensors`: the weights and optimizer
+/// moments as Float32 tensors (bit-exact), everything else as JSON in `__metadata__`. Written atomically
+/// (temp file, fsync, rename, fsync of the folder); only the newest `keep` are kept.
+public struct CheckpointStore: Sendable {
+    public let directory: URL
+    public let keep: Int
+
+    public init(runDirectory: URL, keep: Int) {
+        directory = runDirectory.appendingPathComponent("checkpoints", isDirectory: true)
+        self.keep = max(1, keep)
+    }
+
+    static let prefix = "step-"
+    static let suffix = ".safetensors"
+
+    /// Checkpoint files, oldest first.
+    public func files() -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix(Self.prefix) && $0.hasSuffix(Self.suffix) && !$0.contains(".tmp") }
+            .sorted().map { directory.appendingPathComponent($0) }
+    }
+
+    public func save(_ c: RunCheckpoint) throws(TrainingError) {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .output("cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        var tensors = [TensorData(name: "parameters", shape: [c.parameters.count], values: c.parameters)]
+        if !c.m.isEmpty { tensors.append(TensorData(name: "optimizer.m", shape: [c.m.count], values: c.m)) }
+        if !c.v.isEmpty { tensors.append(TensorData(name: "optimizer.v", shape: [c.v.count], values: c.v)) }
+        let meta: [String: String] = [
+            "format": "ztrain-checkpoint",
+            "version": "1",
+            "run_id": String(c.runID),
+            "config": encodeJSON(c.config),
+            "counters": encodeJSON(c.counters),
+            "metrics": encodeJSON(c.metrics),
+            "train_seconds": String(c.trainSeconds),
+        ]
+        let name = String(format: "\(Self.prefix)%010d\(Self.suffix)", c.counters.step)
+        do {
+            try AtomicFile.write(SafeTensors.encode(tensors: tensors, metadata: meta), to: directory.appendingPathComponent(name).path)
+        } catch {
+            throw .output("cannot write checkpoint: \(error)")
+        }
+        for old in files().dropLast(keep) { try? FileManager.default.removeItem(at: old) }
+    }
+
+    /// The newest checkpoint that reads back whole (a damaged newest one falls back to the one before).
+    public func latest() throws(TrainingError) -> RunCheckpoint {
+        var problems: [String] = []
+        for url in files().reversed() {
+            do {
+                return try Self.load(url)
+            } catch {
+                problems.append("\(url.lastPathComponent): \(error)")
+            }
+        }
+        if problems.isEmpty { throw .data("no checkpoint in \(directory.path); was the run started with --checkpoint-every?") }
+        throw .data("no readable checkpoint in \(directory.path): \(problems.joined(separator: "; "))")
+    }
+
+    static func load(_ url: URL) throws(TrainingError) -> RunCheckpoint {
+        let decoded: (tensors: [String: TensorData], metadata: [String: String])
+        do {
+            decoded = try SafeTensors.decode(AtomicFile.read(url.path), source: url.path)
+        } catch {
+            throw .data("\(error)")
+        }
+        let meta = decoded.metadata
+        func json<T: Decodable>(_ key: String, _ type: T.Type) throws(TrainingError) -> T {
+            guard let text = meta[key], let value = try? JSONDecoder().decode(T.self, from: Data(text.utf8)) else {
+                throw .data("\(url.path): metadata '\(key)' is missing or malformed")
+            }
+            return value
+        }
+        guard meta["format"] == "ztrain-checkpoint", let runID = meta["run_id"].flatMap(UInt64.init),
+              let params = decoded.tensors["parameters"]?.values else {
+            throw .data("\(url.path) is not a ztrain checkpoint")
+        }
+        let config = try json("config", TrainingConfig.self)
+        let counters = try json("counters", RunState.Counters.self)
+        let metrics = try json("metrics", [EpochMetrics].self)
+        guard params.count == ParameterLayout(config.model).count else {
+            throw .data("\(url.path): \(params.count) parameters for a model of \(ParameterLayout(config.model).count)")
+        }
+        let m = decoded.tensors["optimizer.m"]?.values ?? []
+        let v = decoded.tensors["optimizer.v"]?.values ?? []
+        let needsM = config.optimizer.kind == .adam || config.optimizer.momentum != 0
+        guard (!needsM || m.count == params.count) && (config.optimizer.kind != .adam || v.count == params.count) else {
+            throw .data("\(url.path): optimizer state does not match the model")
+        }
+        var c = RunCheckpoint(runID: runID, config: config, parameters: params, m: m, v: v, counters: counters, metrics: metrics,
+                              trainSeconds: Double(meta["train_seconds"] ?? "") ?? 0)
+        c.runID = runID
+        return c
+    }
+}
+
+extension RunCheckpoint {
+    init(runID: UInt64, config: TrainingConfig, parameters: [Float], m: [Float], v: [Float], counters: RunState.Counters,
+         metrics: [EpochMetrics], trainSeconds: Double) {
+        self.runID = runID
+        self.config = config
+        self.parameters = parameters
+        self.m = m
+        self.v = v
+        self.counters = counters
+        self.metrics = metrics
+        self.trainSeconds = trainSeconds
+    }
+}
