@@ -1,0 +1,134 @@
+import Checkpoint
+import Foundation
+import Testing
+
+/// A child process this test owns; `deinit` never leaves it running.
+final class Child {
+    let process = Process()
+    let name: String
+
+    init(_ name: String, _ args: [String], log: URL) throws {
+        self.name = name
+        process.executableURL = ztrainBinary()
+        process.arguments = args
+        process.standardInput = FileHandle.nullDevice
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    func signal(_ s: Int32) { if process.isRunning { kill(pid, s) } }
+
+    /// SIGKILL and reap.
+    func kill9() {
+        signal(SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func wait(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(pid, SIGCONT)
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// Epochs written so far to a run's metrics.jsonl.
+func epochsWritten(_ dir: String) -> Int {
+    guard let s = try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8) else { return 0 }
+    return s.split(separator: "\n").count
+}
+
+@Suite("Chaos: killed, paused and restarted processes", .serialized)
+struct ChaosTests {
+    /// Workers are SIGKILLed and restarted 5 times, one is SIGSTOPped past the liveness window, and the
+    /// coordinator is SIGKILLed once and resumed from its checkpoint: the run still reaches the target,
+    /// uses every window exactly once per epoch, and ends with the same bits as a clean run.
+    @Test func chaosRunMatchesACleanRun() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let run = tmp.path("chaos")
+        let log = tmp.url.appendingPathComponent("chaos.log")
+        let training = ["--target-loss", "1e-4", "--epochs", "60", "--micro-batch", "4", "--seed", "0", "--quiet"]
+
+        let clean = try runZtrain(["train", "--in-process", "--out", tmp.path("clean")] + training, timeout: 300)
+        #expect(clean.status == 0, "\(clean.stderr)")
+
+        let endpoint = "ipc://\(tmp.path("c.sock"))"
+        let coordinatorArgs = ["coordinator", "--bind", endpoint, "--workers", "3", "--min-workers", "1", "--join-timeout", "5",
+                               "--liveness", "1", "--checkpoint-every", "15", "--keep", "2", "--out", run] + training
+        var coordinator = try Child("coordinator", coordinatorArgs, log: log)
+        let workerArgs = ["worker", "--connect", endpoint, "--threads", "1", "--connect-timeout", "60", "--reconnect-timeout", "60", "--quiet"]
+        var workers = try (0..<3).map { i in try Child("worker\(i)", workerArgs, log: log) }
+        var kills = 0, stopped = false, coordinatorKilled = false
+        var rng = SystemRandomNumberGenerator()
+        let deadline = Date().addingTimeInterval(240)
+
+        while coordinator.isRunning || !coordinatorKilled, Date() < deadline {
+            let epochs = epochsWritten(run)
+            if kills < 5 && epochs >= 1 + kills {
+                // SIGKILL a random worker at a random moment of the epoch, and start a new one
+                usleep(UInt32.random(in: 0...30_000, using: &rng))
+                let victim = Int.random(in: 0..<workers.count, using: &rng)
+                workers[victim].kill9()
+                workers[victim] = try Child("worker-r\(kills)", workerArgs, log: log)
+                kills += 1
+            } else if kills >= 5 && !stopped && epochs >= 7 {
+                // pause one worker for longer than the liveness window, then let it go on
+                workers[0].signal(SIGSTOP)
+                usleep(1_600_000)
+                workers[0].signal(SIGCONT)
+                stopped = true
+            } else if stopped && !coordinatorKilled && epochs >= 9 {
+                coordinator.kill9()
+                coordinatorKilled = true
+                coordinator = try Child("coordinator-resumed", ["coordinator", "--bind", endpoint, "--workers", "3", "--min-workers", "1",
+                                                                "--join-timeout", "5", "--liveness", "1", "--checkpoint-every", "15",
+                                                                "--keep", "2", "--resume", run, "--quiet"], log: log)
+            } else if coordinatorKilled && !coordinator.isRunning {
+                break
+            }
+            usleep(10_000)
+        }
+        let finished = coordinator.wait(timeout: 30)
+        let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(finished && coordinator.process.terminationStatus == 0, "coordinator: \(logText.suffix(3000))")
+        #expect(kills == 5 && stopped && coordinatorKilled, "chaos incomplete: kills \(kills), stopped \(stopped), coordinator killed \(coordinatorKilled)")
+        for w in workers { #expect(w.wait(timeout: 20), "\(w.name) did not exit after the run") }
+        for w in workers where w.isRunning { w.kill9() }
+
+        // the target, exact window accounting, and the same bits as the clean run
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json"))) as? [String: Any])
+        let cleanSummary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("clean/summary.json")))) as? [String: Any])
+        #expect(summary["target_reached"] as? Bool == true)
+        let epochs = try #require(summary["epochs"] as? Int)
+        #expect(epochs == cleanSummary["epochs"] as? Int)
+        #expect(summary["samples"] as? Int == epochs * 996, "every window once per epoch")
+        let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == epochs)
+        for line in lines {
+            let m = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(m["samples"] as? Int == 996)
+        }
+        // the faults were seen: lost workers, workers rejoining the resumed coordinator
+        try? logText.write(toFile: "/tmp/ztrain-chaos-last.log", atomically: true, encoding: .utf8)
+        #expect(logText.components(separatedBy: "is gone").count - 1 >= 3, "too few lost workers in the log")
+        #expect(logText.contains("saying HELLO again"), "no worker noticed the coordinator's death")
+        let chaos = try loadModel(path: run + "/model.safetensors").parameters
+        let reference = try loadModel(path: tmp.path("clean/model.safetensors")).parameters
+        #expect(chaos == reference, "weights differ from the clean run")
+    }
+}
