@@ -62,6 +62,8 @@ public final class CoordinatorServer {
     private let clock = ContinuousClock()
     private let t0: ContinuousClock.Instant
     private var badFrames = RateLimitedLog(interval: 5)
+    /// Messages that could not be sent (peer gone or not reading).
+    public private(set) var unsent = 0
 
     /// Binds `bind` (`tcp://HOST:PORT`, `tcp://127.0.0.1:*`, `ipc://PATH`).
     public init(core: CoordinatorCore, bind: String, logger: Logger) throws(TrainingError) {
@@ -143,10 +145,14 @@ public final class CoordinatorServer {
             let t = clock.now
             let (header, payload) = Wire.encode(o.envelope)
             do {
-                try socket.send(parts: [o.peer.bytes, header, payload])
+                // never block: a peer that does not read (its queue full) must not stall the run
+                try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
             } catch {
-                // an unreachable peer is a dead one: liveness will notice
-                if error.kind != .hostUnreachable { logger.warning("send to \(o.peer) failed: \(error)") }
+                // an unreachable or choked peer loses the message; liveness and retries take care of it
+                unsent += 1
+                if error.kind != .hostUnreachable && error.kind != .wouldBlock {
+                    logger.warning("send to \(o.peer) failed: \(error)")
+                }
                 continue
             }
             var isAssign = false
@@ -305,10 +311,11 @@ public final class WorkerClient {
             header[5] = UInt8(truncatingIfNeeded: core.options.protocolVersion >> 8)
         }
         do {
-            try socket.send(parts: [header, payload])
+            // never block on a coordinator that is gone: the message is lost, the coordinator retries
+            try socket.send(parts: [header, payload], flags: .dontWait)
             lastSent = now
         } catch {
-            logger.warning("send failed: \(error)")
+            if error.kind != .wouldBlock { logger.warning("send failed: \(error)") }
         }
     }
 
