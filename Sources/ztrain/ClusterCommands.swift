@@ -13,15 +13,27 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Seconds to wait for workers to join.")
     var joinTimeout: Double = 60
 
+    @Option(help: "Refuse workers beyond this many (workers may join and leave at any step; default: no limit).")
+    var maxWorkers: Int?
+
     @Option(help: "Seconds of silence after which a worker counts as dead.")
     var liveness: Double = 3
+
+    @Option(help: "Seconds after which an unanswered order is given again (default: --liveness).")
+    var retryAfter: Double?
+
+    @Flag(help: "Do not give idle workers copies of a straggler's micro-batches.")
+    var noSpeculation = false
 
     func options(workers: Int) throws -> CoordinatorOptions {
         guard joinTimeout.isFinite && joinTimeout > 0 else { throw ValidationError("--join-timeout must be a positive number of seconds") }
         guard liveness.isFinite && liveness >= 0.2 else { throw ValidationError("--liveness must be at least 0.2 seconds") }
         if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
+        if let m = maxWorkers, m < workers { throw ValidationError("--max-workers must be at least --workers \(workers) (got \(m))") }
+        if let r = retryAfter, !(r.isFinite && r > 0) { throw ValidationError("--retry-after must be a positive number of seconds") }
         return CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
-                                  liveness: liveness, heartbeat: max(0.05, liveness / 3))
+                                  liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
+                                  speculate: !noSpeculation, maxWorkers: maxWorkers)
     }
 }
 

@@ -22,6 +22,10 @@ final class Harness {
     var duplicateEvery = 0
     /// Stop driving the coordinator once it has taken this many steps (a crash).
     var stopAfterStep: Int? = nil
+    /// Workers that say HELLO only once the coordinator has reached a step: index → step.
+    var joinAt: [Int: Int] = [:]
+    /// Workers that say BYE (and stop) at a step: index → step.
+    var leaveAt: [Int: Int] = [:]
     private var fromWorkers = 0
 
     init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
@@ -48,9 +52,19 @@ final class Harness {
 
     /// Runs until the coordinator is done or `maxTime` virtual seconds pass.
     func run(maxTime: Double = 600) throws {
-        for w in workers { post(w.core.hello(), from: w.peer) }
+        for (i, w) in workers.enumerated() where joinAt[i] == nil { post(w.core.hello(), from: w.peer) }
         while !coordinator.isDone && now < maxTime {
             if let s = stopAfterStep, coordinator.state.step >= s { return }
+            for (i, step) in joinAt where coordinator.state.step >= step {
+                post(workers[i].core.hello(), from: workers[i].peer)
+                joinAt[i] = nil
+            }
+            for (i, step) in leaveAt where coordinator.state.step >= step {
+                let w = workers[i]
+                post(Envelope(runID: w.core.runID, workerID: w.core.workerID, message: .bye("leaving")), from: w.peer)
+                workers[i].alive = false
+                leaveAt[i] = nil
+            }
             if !toCoordinator.isEmpty {
                 let (peer, h, p) = toCoordinator.removeFirst()
                 let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: coordinator.limits) } }
@@ -214,6 +228,23 @@ struct DataParallelTests {
         try bytes.prefix(bytes.count / 2).write(to: newest)  // a torn write
         #expect(try store.latest().counters.step == 15)
         #expect(throws: TrainingError.self) { try CheckpointStore(runDirectory: tmp.appendingPathComponent("none"), keep: 1).latest() }
+    }
+
+    @Test func workersJoinAndLeaveMidRunWithoutChangingABit() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 60)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let h = try Harness(config: config, series: series, workers: 4,
+                            options: CoordinatorOptions(workers: 1, maxWorkers: 3))
+        h.joinAt = [1: 10, 2: 20, 3: 25]  // worker 3 is one too many while 0, 1, 2 are in
+        h.leaveAt = [0: 30]
+        try h.run()
+        #expect(h.coordinator.failure == nil && h.coordinator.state.step == 60)
+        #expect(h.coordinator.state.parameters == reference)
+        let records = h.coordinator.workers
+        #expect(records[h.workers[0].peer]?.phase == .left)
+        #expect((records[h.workers[1].peer]?.samples ?? 0) > 0 && (records[h.workers[2].peer]?.samples ?? 0) > 0)
+        #expect(h.workers[3].core.failure?.contains("--max-workers 3") == true, "\(h.workers[3].core.failure ?? "nil")")
     }
 
     @Test func aWorkerExpectingAnotherModelIsRefusedWithTheDifference() throws {
