@@ -29,6 +29,12 @@ public struct RunSummary: Sendable, Codable {
     public var droppedFrames: Int? = nil
     public var lateOrDuplicate: Int? = nil
     public var reassigned: Int? = nil
+    /// Orders given again after their answer did not come (dropped or corrupted messages).
+    public var retried: Int? = nil
+    /// Straggler micro-batches copied to idle workers.
+    public var speculative: Int? = nil
+    /// Messages the coordinator could not send (peer gone or not reading).
+    public var unsent: Int? = nil
     public var bytesIn: Int? = nil
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.

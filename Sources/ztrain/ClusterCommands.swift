@@ -247,6 +247,9 @@ func runCoordinator(
     summary.droppedFrames = core.droppedFrames
     summary.lateOrDuplicate = core.lateOrDuplicate
     summary.reassigned = core.reassigned
+    summary.retried = core.retried
+    summary.speculative = core.speculative
+    summary.unsent = server.unsent
     summary.bytesIn = core.bytesIn
     summary.bytesOut = core.bytesOut
     let steps = max(1, result.steps)
