@@ -134,6 +134,9 @@ struct Train: ParsableCommand {
         if inProcess && workers != nil { throw ValidationError("--in-process and --workers exclude each other") }
         if let w = workers, !(1...256).contains(w) { throw ValidationError("--workers must be in 1...256 (got \(w))") }
         if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be in 1...1024 (got \(t))") }
+        if workers == nil && runOptions.checkpointEvery != 0 {
+            throw ValidationError("--checkpoint-every needs --workers (or 'ztrain coordinator'); in-process runs do not checkpoint yet")
+        }
     }
 
     func run() throws {

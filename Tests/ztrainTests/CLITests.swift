@@ -29,6 +29,10 @@ struct CLITests {
         try expectRefused(["train", "--val-fraction", "1"], saying: "--val-fraction")
         try expectRefused(["train", "--threads", "0"], saying: "--threads")
         try expectRefused(["predict"], saying: "--model")
+        try expectRefused(["train", "--checkpoint-every", "10"], saying: "--checkpoint-every needs --workers")
+        try expectRefused(["coordinator", "--workers", "2", "--max-workers", "1"], saying: "--max-workers must be at least")
+        try expectRefused(["coordinator", "--workers", "1", "--resume", "/nonexistent-ztrain-run"], saying: "no checkpoint")
+        try expectRefused(["worker"], saying: "--connect")
         try expectRefused(["train", "--hidden", "100000"], saying: "hidden size must be at most")
     }
 
