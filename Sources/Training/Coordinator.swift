@@ -460,6 +460,12 @@ public final class CoordinatorCore {
             m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
             m.bytesIn = bytesIn
             m.bytesOut = bytesOut
+            m.speculative = aggregator.speculative
+            m.retried = aggregator.retried
+            m.reassigned = aggregator.reassigned
+            m.lateOrDuplicate = aggregator.lateOrDuplicate
+            m.droppedFrames = droppedFrames
+            m.workers = liveWorkers.count
             state.closeEpoch(loss: m.loss)
             metrics.append(m)
             emit(.epoch(m))

@@ -27,6 +27,15 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     /// Data-parallel runs: bytes received and sent by the coordinator so far.
     public var bytesIn: Int? = nil
     public var bytesOut: Int? = nil
+    /// Data-parallel runs, so far in the run: speculative copies for stragglers, orders given again,
+    /// leaves of lost workers reassigned, late or duplicate answers ignored, bad frames dropped.
+    public var speculative: Int? = nil
+    public var retried: Int? = nil
+    public var reassigned: Int? = nil
+    public var lateOrDuplicate: Int? = nil
+    public var droppedFrames: Int? = nil
+    /// Data-parallel runs: workers that took part in the epoch's last step.
+    public var workers: Int? = nil
 }
 
 /// What a trainer reports while it runs.
