@@ -179,6 +179,13 @@ public final class WorkerClient {
     private var lastHeard = 0.0
     private var lastSent = 0.0
     private var badFrames = RateLimitedLog(interval: 5)
+    /// Gradients are computed off the poll thread, so heartbeats keep flowing during a long step.
+    /// While a computation runs, the poll thread leaves `core` alone and queues what arrives.
+    private let computeQueue = DispatchQueue(label: "ztrain.worker.compute")
+    private let mailbox = Mailbox()
+    private var computing = false
+    private var queued: [Envelope] = []
+    private var heartbeatIDs: (run: UInt64, worker: UInt32) = (0, 0)
 
     /// Connects (the coordinator may come up later; messages wait for it).
     public init(core: WorkerCore, connect: String, logger: Logger) throws(TrainingError) {
@@ -222,7 +229,7 @@ public final class WorkerClient {
         var lostSince: Double? = nil
         var backoff = 0.5
         var nextHello = 0.0
-        while core.phase != .done {
+        while computing || core.phase != .done {
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
                 return "stopped by signal \(stop.signal)"
@@ -231,11 +238,25 @@ public final class WorkerClient {
                 return "the process that started this worker (pid \(p)) is gone"
             }
             do {
-                let events = try socket.poll(.readable, timeout: .milliseconds(20))
+                let events = try socket.poll(.readable, timeout: .milliseconds(computing ? 2 : 20))
                 if events.contains(.readable) { drain() }
             } catch {
                 if error.kind == .interrupted { continue }
                 return "poll failed: \(error)"
+            }
+            if computing {
+                guard let replies = mailbox.take() else {
+                    if now - lastSent > heartbeatInterval {
+                        send(Envelope(runID: heartbeatIDs.run, workerID: heartbeatIDs.worker, message: .heartbeat))
+                    }
+                    continue
+                }
+                computing = false
+                for r in replies { send(r) }
+                let backlog = queued
+                queued = []
+                for env in backlog { handle(env) }
+                if computing { continue }
             }
             switch core.phase {
             case .hello where !core.hasJoined:
@@ -295,12 +316,37 @@ public final class WorkerClient {
             }
             switch decode(header: frames[0], payload: frames[1], limits: limits) {
             case .success(let env):
-                for reply in core.handle(env) { send(reply) }
-                if core.phase == .done { return }
+                if computing {
+                    queued.append(env)
+                } else {
+                    handle(env)
+                    if core.phase == .done { return }
+                }
             case .failure(let error):
                 badFrames.log(logger, key: "decode", now: now, "dropped a frame from the coordinator: \(error)")
             }
         }
+    }
+
+    /// Heartbeat period while computing (the core's, read before the computation started).
+    private var heartbeatInterval = 1.0
+
+    /// Hands a message to the core; an ASSIGN is computed on the compute queue.
+    private func handle(_ env: Envelope) {
+        guard case .assign = env.message, core.phase == .ready else {
+            for reply in core.handle(env) { send(reply) }
+            return
+        }
+        computing = true
+        heartbeatIDs = (core.runID, core.workerID)
+        heartbeatInterval = core.heartbeat
+        let core = self.core, mailbox = self.mailbox
+        let job = UncheckedSendable((core, env))
+        computeQueue.async {
+            let (c, e) = job.value
+            mailbox.put(c.handle(e))
+        }
+        _ = core
     }
 
     private func send(_ env: Envelope) {
@@ -336,4 +382,31 @@ func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> 
             }
         }
     }
+}
+
+/// One computation's replies, handed from the compute queue to the poll thread.
+final class Mailbox: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var replies: [Envelope]?
+
+    func put(_ r: [Envelope]) {
+        lock.lock()
+        replies = r
+        lock.unlock()
+    }
+
+    func take() -> [Envelope]? {
+        lock.lock()
+        defer { lock.unlock() }
+        let r = replies
+        replies = nil
+        return r
+    }
+}
+
+/// Moves a value to another thread when the code guarantees only one side touches it at a time.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

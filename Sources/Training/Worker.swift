@@ -13,6 +13,8 @@ public struct WorkerOptions: Sendable {
     public var pid: Int32
     /// Protocol version to announce (tests use another to check the refusal).
     public var protocolVersion: UInt16
+    /// Seconds to sleep before each computation: a slow machine, for fault drills and tests.
+    public var artificialDelay: Double = 0
 
     public init(threads: Int, expect: Expectation? = nil, host: String = ProcessInfo.processInfo.hostName,
                 pid: Int32 = ProcessInfo.processInfo.processIdentifier, protocolVersion: UInt16 = Wire.protocolVersion) {
@@ -139,6 +141,7 @@ public final class WorkerCore {
             ignored += 1
             return []
         }
+        if options.artificialDelay > 0 { usleep(UInt32(min(options.artificialDelay, 60) * 1e6)) }
         if windowBuffer.count < n { windowBuffer = [Int](repeating: 0, count: n) }
         for i in 0..<n { windowBuffer[i] = Int(a.windows[i]) }
         let t0 = ContinuousClock.now

@@ -345,11 +345,12 @@ extension Envelope {
 
 @Suite("Data-parallel over real ZeroMQ sockets")
 struct SocketTrainingTests {
-    func train(endpoint: String, workers n: Int, threads: Int = 1, steps: Int = 60) throws -> (CoordinatorCore, [String?]) {
+    func train(endpoint: String, workers n: Int, threads: Int = 1, steps: Int = 60, delay: Double = 0,
+               options: CoordinatorOptions? = nil) throws -> (CoordinatorCore, [String?]) {
         let series = try referenceSeries()
         let logger = Logger(label: "test")
         let core = try CoordinatorCore(config: parallelConfig(steps: steps), series: series,
-                                       options: CoordinatorOptions(workers: n, joinTimeout: 30), runID: 7)
+                                       options: options ?? CoordinatorOptions(workers: n, joinTimeout: 30), runID: 7)
         let server = try CoordinatorServer(core: core, bind: endpoint, logger: logger)
         let bound = server.endpoint
         let stop = StopFlag()
@@ -360,8 +361,9 @@ struct SocketTrainingTests {
             Thread.detachNewThread {
                 defer { group.leave() }
                 do {
-                    let client = try WorkerClient(core: WorkerCore(options: WorkerOptions(threads: threads, host: "t", pid: Int32(i))),
-                                                  connect: bound, logger: logger)
+                    var opts = WorkerOptions(threads: threads, host: "t", pid: Int32(i))
+                    opts.artificialDelay = delay
+                    let client = try WorkerClient(core: WorkerCore(options: opts), connect: bound, logger: logger)
                     outcomes.set(i, client.run(stop: stop, connectTimeout: 20))
                     client.close()
                 } catch {
@@ -383,6 +385,16 @@ struct SocketTrainingTests {
         #expect(outcomes.allSatisfy { $0 == nil }, "\(outcomes)")
         #expect(core.state.parameters == reference)
         #expect(core.bytesIn > 0 && core.bytesOut > 0)
+    }
+
+    @Test func aWorkerSlowerThanTheLivenessWindowStaysAlive() throws {
+        // each computation takes 0.5 s, the liveness window is 0.3 s: heartbeats must flow meanwhile
+        let options = CoordinatorOptions(workers: 2, joinTimeout: 30, liveness: 0.3, heartbeat: 0.1, retryAfter: 5, speculate: false)
+        let (core, outcomes) = try train(endpoint: "tcp://127.0.0.1:*", workers: 2, steps: 4, delay: 0.5, options: options)
+        #expect(core.failure == nil && outcomes.allSatisfy { $0 == nil }, "\(outcomes)")
+        #expect(core.state.step == 4)
+        #expect(core.workers.values.allSatisfy { $0.phase == .ready }, "a slow worker was declared dead")
+        #expect(core.reassigned == 0)
     }
 
     @Test func ipcInATempDirectoryMatchesInProcess() throws {
