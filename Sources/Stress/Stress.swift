@@ -1,1 +1,0 @@
-// `ztrain stress`: see StressHarness.

@@ -1,0 +1,602 @@
+import Foundation
+import Histogram
+import Logging
+import RNN
+import Training
+import Wire
+import ZeroMQ
+
+/// `ztrain stress`: drives the real `StepAggregator` and `TreeReducer` over real ZeroMQ sockets and
+/// the real `Wire` codec with synthetic workers, injects faults, and checks every round's aggregate
+/// bit for bit against an independently computed expectation.
+///
+/// Each round `r` (1-based): `StepAggregator.begin(step: r, windows: M, microBatch: 1, workers:)`,
+/// one ASSIGN per order (the coordinator's `P` weights, which change every round, window starts
+/// `0..<M`, the order's leaf run), GRADIENTs into `accept`, and every loop iteration the liveness
+/// rule (`lost`), `overdue` and `speculate`. Once complete, `reduce()` is compared with the checker's
+/// expected sum (``LeafGradients`` over all `M` leaves by `CanonicalTree.reduceInPlace`). The
+/// weights then move by `1e-3 / M` × the expected aggregate.
+///
+/// ```swift
+/// let harness = try StressHarness(config: StressConfig(workers: 4, parameterCount: 2_000, rounds: 50), logger: logger)
+/// let report = try harness.run()
+/// print(report.summary)   // report.passed, report.exitStatus
+/// ```
+public final class StressHarness {
+    /// The run's configuration (validated).
+    public let config: StressConfig
+    /// Threads or processes.
+    public let mode: WorkerMode
+    let logger: Logger
+    /// Called about once a second, on the thread of ``run(stop:)``, with the progress so far.
+    public var onProgress: ((StressProgress) -> Void)?
+
+    /// A harness; throws if the configuration is invalid.
+    public init(config: StressConfig, mode: WorkerMode = .threads, logger: Logger) throws(StressError) {
+        try config.validate()
+        self.config = config
+        self.mode = mode
+        self.logger = logger
+    }
+
+    /// Runs every round (or until `stop` is raised), ends every worker, and reports.
+    ///
+    /// Throws only when the run cannot be carried out (bind, spawn, join timeout); a run that
+    /// finds wrong aggregates, lost rounds or leaks returns a report with ``StressReport/passed``
+    /// false. Every worker thread and process is ended before it returns or throws.
+    public func run(stop: StopFlag = StopFlag()) throws(StressError) -> StressReport {
+        let run = try StressRun(config: config, mode: mode, logger: logger, onProgress: onProgress)
+        defer { _ = run.teardown() }
+        return try run.execute(stop: stop)
+    }
+}
+
+/// One run's state: the coordinator loop (single-threaded), the worker pool and the checker.
+final class StressRun {
+    enum Outcome: Equatable { case pending, exact, wrong, lost }
+
+    struct Peer {
+        var identity: [UInt8]
+        var lastHeard: Double
+        var live: Bool
+    }
+
+    let config: StressConfig
+    let mode: WorkerMode
+    let logger: Logger
+    let onProgress: ((StressProgress) -> Void)?
+    let p: Int
+    let m: Int
+    let gen: LeafGradients
+    let limits: Limits
+    let runID: UInt64
+    let clock = ContinuousClock()
+    let t0: ContinuousClock.Instant
+
+    let context: Context
+    let socket: Socket
+    let endpoint: String
+    let tempDir: URL
+    let ledger = FaultLedger()
+    let pool: any WorkerPool
+    let checker: ExpectedSums
+
+    var agg: StepAggregator
+    var weights: [Float]
+    let windows: [UInt32]
+    var assignPayload: [UInt8] = []
+    var assignMessage: ZeroMQ.Message?
+    var assignHeader: Header?
+    let receivedBase: UnsafeMutablePointer<Float>
+    let received: UnsafeMutableBufferPointer<Float>
+    let lossMatrix: LeafMatrix
+
+    var peers: [UInt32: Peer] = [:]
+    var ids: [[UInt8]: UInt32] = [:]
+    var nextID: UInt32 = 1
+    var liveIDs: [UInt32] = []
+    var nextSerial = 0
+    var lastSupervision = -1.0
+
+    var outcomes: [Outcome]
+    var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
+                                      numberOfSignificantValueDigits: .three)
+    var bytesSent = 0
+    var bytesReceived = 0
+    var invalidFrames = 0
+    var checksumMismatches = 0
+    var invalidAnswers = 0
+    var lostWorkers = 0
+    var rejoined = 0
+    var joined = 0
+    var replacements = 0
+    var sendFailures = 0
+    var unexpectedDeaths: [String] = []
+    var wrongDetails: [String] = []
+    var problems: [String] = []
+    var rssFirstQuarter: Int?
+    var rssLastQuarter: Int?
+    var lastWarning: [String: Double] = [:]
+    private var tornDown = false
+    private var leaked = 0
+
+    init(config: StressConfig, mode: WorkerMode, logger: Logger, onProgress: ((StressProgress) -> Void)?) throws(StressError) {
+        self.config = config
+        self.mode = mode
+        self.logger = logger
+        self.onProgress = onProgress
+        p = config.parameterCount
+        m = config.leafCount
+        gen = LeafGradients(seed: config.seed, parameterCount: p, leafCount: m)
+        limits = Limits.training(parameterCount: p, maxWindows: m)
+        runID = UInt64.random(in: 1...UInt64.max)
+        t0 = clock.now
+        agg = StepAggregator(width: p + 1)
+        weights = (0..<p).map { i in Float(Int(mix64(config.seed &+ UInt64(i)) >> 41) - (1 << 22)) * 0x1p-22 }
+        windows = (0..<m).map { UInt32($0) }
+        receivedBase = .allocate(capacity: p + 1)
+        receivedBase.initialize(repeating: 0, count: p + 1)
+        received = UnsafeMutableBufferPointer(start: receivedBase, count: p + 1)
+        lossMatrix = LeafMatrix(rows: m, chunk: 1)
+        outcomes = Array(repeating: .pending, count: config.rounds + 1)
+
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ztrain-stress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            receivedBase.deallocate()
+            throw .io("cannot create \(dir.path): \(error.localizedDescription)")
+        }
+        tempDir = dir
+        let bind = config.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(dir.path)/coordinator.sock"
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.router)
+            try socket.setRouterMandatory(true)
+            try socket.setLinger(.zero)
+            try socket.setMaxMessageSize(Int64(limits.maxPayloadBytes + 4096))
+            try socket.setSendHighWaterMark(100_000)
+            try socket.setReceiveHighWaterMark(100_000)
+            try socket.bind(bind)
+            endpoint = try socket.lastEndpoint
+        } catch {
+            receivedBase.deallocate()
+            try? FileManager.default.removeItem(at: dir)
+            throw .transport("cannot bind \(bind): \(error)")
+        }
+        switch mode {
+        case .threads:
+            pool = ThreadWorkers(config: config, endpoint: endpoint, ledger: ledger, logger: logger)
+        case .processes(let executable):
+            pool = ProcessWorkers(executable: executable, config: config, endpoint: endpoint, ledgerDirectory: dir, logger: logger)
+        }
+        checker = ExpectedSums(gen: gen)
+    }
+
+    deinit {
+        receivedBase.deallocate()
+    }
+
+    var now: Double {
+        let d = clock.now - t0
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    // MARK: - the run
+
+    func execute(stop: StopFlag) throws(StressError) -> StressReport {
+        logger.info("stress coordinator on \(endpoint): \(config.workers) worker(s), P = \(p), M = \(m), \(config.rounds) round(s)")
+        for _ in 0..<config.workers { try spawnWorker() }
+        let joinDeadline = now + config.joinTimeout
+        while liveIDs.count < config.workers && !stop.isSet {
+            if now > joinDeadline {
+                throw .joinTimeout("\(liveIDs.count) of \(config.workers) worker(s) joined within \(config.joinTimeout) s")
+            }
+            service(wait: .milliseconds(10))
+        }
+        let start = now
+        var lastProgress = start
+        var completed = 0
+        let quarter = max(1, config.rounds / 4)
+        let lr = Float(1e-3) / Float(m)
+        rounds: for r in 1...config.rounds {
+            if stop.isSet { break }
+            let waitStart = now
+            while liveIDs.isEmpty && now - waitStart < config.roundTimeout && !stop.isSet { service(wait: .milliseconds(5)) }
+            prepareAssign(round: r)
+            checker.request(r)
+            if r < config.rounds { checker.request(r + 1) }
+            let begun = now
+            send(agg.begin(step: UInt64(r), windows: m, microBatch: 1, workers: liveIDs, now: begun))
+            var outcome = Outcome.lost
+            while true {
+                if stop.isSet { break rounds }
+                service(wait: .milliseconds(2))
+                if agg.isComplete, let root = agg.reduce() {
+                    guard let o = check(round: r, root) else { break rounds }
+                    outcome = o
+                    break
+                }
+                if now - begun > config.roundTimeout {
+                    logger.error("round \(r) lost: leaves \(compact(agg.missingLeaves)) missing after \(config.roundTimeout) s")
+                    break
+                }
+            }
+            outcomes[r] = outcome
+            completed = r
+            logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs")
+            if outcome == .exact { histogram.record(UInt64(max(1, (now - begun) * 1e6))) }
+            _ = checker.withExpected(r) { expected in
+                for i in 0..<p { weights[i] -= lr * expected[i] }
+            }
+            checker.release(r)
+            if r == quarter { rssFirstQuarter = MemoryUsage.read()?.residentBytes }
+            if r == config.rounds { rssLastQuarter = MemoryUsage.read()?.residentBytes }
+            if let onProgress, now - lastProgress >= 1 {
+                lastProgress = now
+                onProgress(progress(round: r, since: start))
+            }
+        }
+        let seconds = now - start
+        if let onProgress { onProgress(progress(round: completed, since: start)) }
+        let leakedWorkers = teardown()
+        return report(seconds: seconds, completed: completed, leaked: leakedWorkers, signal: stop.isSet ? max(1, stop.signal) : 0)
+    }
+
+    /// Compares a completed round's aggregate with the expectation. Nil if the checker was stopped.
+    func check(round r: Int, _ root: [Float]) -> Outcome? {
+        var loss: Float = 0
+        weights.withUnsafeBufferPointer { w in
+            _ = gen.nodeSum(round: UInt64(r), block: 0..<m, columns: p..<(p + 1), weights: w, matrix: lossMatrix, into: &loss)
+        }
+        guard root.count == p + 1 else {
+            wrongDetails.append("round \(r): the aggregate has \(root.count) values, expected \(p + 1)")
+            return .wrong
+        }
+        let firstDifference: Int?? = checker.withExpected(r) { expected in
+            root.withUnsafeBufferPointer { got -> Int? in
+                guard let g = got.baseAddress, let e = expected.baseAddress else { return nil }
+                if memcmp(g, e, p * MemoryLayout<Float>.size) == 0 {
+                    return root[p].bitPattern == loss.bitPattern ? nil : p
+                }
+                return (0..<p).first { got[$0].bitPattern != expected[$0].bitPattern }
+            }
+        }
+        guard let difference = firstDifference else { return nil }
+        guard let i = difference else { return .exact }
+        let want: Float = i == p ? loss : checker.withExpected(r) { $0[i] } ?? .nan
+        let what = i == p ? "the loss sum" : "value \(i)"
+        let detail = "round \(r): \(what) is \(root[i]) (0x\(String(root[i].bitPattern, radix: 16))), expected \(want) (0x\(String(want.bitPattern, radix: 16)))"
+        logger.error("wrong aggregate in \(detail)")
+        if wrongDetails.count < 10 { wrongDetails.append(detail) }
+        return .wrong
+    }
+
+    // MARK: - the loop's chores
+
+    /// One iteration: wait for messages (at most `wait`), handle them, watch the workers, apply
+    /// the liveness rule, give overdue orders again, speculate for stragglers.
+    func service(wait: Duration) {
+        do {
+            let events = try socket.poll(.readable, timeout: wait)
+            if events.contains(.readable) { drain() }
+        } catch {
+            if error.kind != .interrupted { warn("poll", "poll failed: \(error)") }
+        }
+        let t = now
+        if t - lastSupervision >= 0.01 {
+            lastSupervision = t
+            supervise()
+        }
+        for id in liveIDs {
+            if let peer = peers[id], t - peer.lastHeard > config.liveness {
+                declareLost(id, because: String(format: "silent for %.2f s", t - peer.lastHeard))
+            }
+        }
+        send(agg.overdue(now: t, timeout: config.retryAfter, live: liveIDs))
+        send(agg.speculate(idle: liveIDs.filter { !agg.isBusy($0) }, now: t))
+    }
+
+    /// Replaces dead workers (after injected kills, and after crashes, which are also reported).
+    func supervise() {
+        for death in pool.reap() {
+            if death.injected {
+                logger.debug("\(death.what)")
+            } else {
+                logger.warning("\(death.what)")
+                unexpectedDeaths.append(death.what)
+            }
+            do {
+                try spawnWorker()
+                replacements += 1
+            } catch {
+                warn("spawn", "cannot start a replacement worker: \(error)")
+            }
+        }
+    }
+
+    func spawnWorker() throws(StressError) {
+        let serial = nextSerial
+        nextSerial += 1
+        try pool.spawn(serial: serial)
+    }
+
+    /// Reads every message waiting.
+    func drain() {
+        for _ in 0..<100_000 {
+            let frames: [ZeroMQ.Message]
+            do {
+                frames = try socket.receiveMultipartMessages(flags: .dontWait)
+            } catch {
+                if error.kind != .wouldBlock { warn("receive", "receive failed: \(error)") }
+                return
+            }
+            guard frames.count == 3 else {
+                invalidFrames += 1
+                continue
+            }
+            bytesReceived += frames[1].count + frames[2].count
+            handle(identity: frames[0].bytes, header: frames[1], payload: frames[2])
+        }
+    }
+
+    func handle(identity: [UInt8], header: ZeroMQ.Message, payload: ZeroMQ.Message) {
+        let peeked = header.withUnsafeBytes { h in Result { () throws(WireError) -> Header in try Wire.peek(header: h) } }
+        guard case .success(let head) = peeked else {
+            rejected(peeked.failure)
+            return
+        }
+        if head.type == .gradient {
+            gradient(identity: identity, header: header, payload: payload)
+            return
+        }
+        let decoded = header.withUnsafeBytes { h in
+            payload.withUnsafeBytes { pl in
+                Result { () throws(WireError) -> Envelope in try Wire.decode(header: h, payload: pl, limits: limits) }
+            }
+        }
+        let envelope: Envelope
+        switch decoded {
+        case .success(let e): envelope = e
+        case .failure(let error):
+            rejected(error)
+            return
+        }
+        switch envelope.message {
+        case .hello:
+            if let id = ids[identity] {
+                touch(id)
+                welcome(id)
+            } else {
+                let id = nextID
+                nextID += 1
+                peers[id] = Peer(identity: identity, lastHeard: now, live: true)
+                ids[identity] = id
+                joined += 1
+                updateLive()
+                welcome(id)
+                logger.debug("worker #\(id) joined")
+            }
+        case .heartbeat:
+            if let id = ids[identity] { touch(id) }
+        case .bye(let reason):
+            if let id = ids[identity] { declareLost(id, because: "it said BYE (\(reason))") }
+        default:
+            invalidAnswers += 1
+            warn("type", "unexpected \(envelope.message.type) from a worker")
+        }
+    }
+
+    /// The hot path: `Wire.validate`, then the P + 1 sums straight into the reused buffer, then
+    /// `StepAggregator.accept`.
+    func gradient(identity: [UInt8], header: ZeroMQ.Message, payload: ZeroMQ.Message) {
+        guard let id = ids[identity] else {
+            invalidAnswers += 1
+            warn("unknown", "a GRADIENT from a worker that never said HELLO")
+            return
+        }
+        touch(id)
+        let count = p + 1
+        let result: Result<Header, WireError> = header.withUnsafeBytes { h in
+            payload.withUnsafeBytes { pl in
+                do throws(WireError) {
+                    let v = try Wire.validate(header: h, payload: pl, limits: limits)
+                    try Wire.readFloats(pl, offset: 0, count: count, into: received)
+                    return .success(v.header)
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        let h: Header
+        switch result {
+        case .success(let header): h = header
+        case .failure(let error):
+            rejected(error)
+            return
+        }
+        guard h.runID == runID, h.workerID == id else {
+            invalidAnswers += 1
+            warn("ids", "a GRADIENT with run \(h.runID) worker \(h.workerID) from worker \(id) of run \(runID)")
+            return
+        }
+        let verdict = agg.accept(
+            worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
+            samples: Int(clamping: h.count), sums: UnsafeBufferPointer(received), now: now)
+        if case .invalid(let why) = verdict {
+            invalidAnswers += 1
+            logger.debug("refused an answer of worker #\(id): \(why)")
+        }
+    }
+
+    func rejected(_ error: WireError?) {
+        invalidFrames += 1
+        if error == .checksumMismatch { checksumMismatches += 1 }
+        logger.debug("dropped a frame: \(error.map { "\($0)" } ?? "?")")
+    }
+
+    func touch(_ id: UInt32) {
+        guard var peer = peers[id] else { return }
+        peer.lastHeard = now
+        if !peer.live {
+            peer.live = true
+            rejoined += 1
+            peers[id] = peer
+            updateLive()
+            logger.info("worker #\(id) spoke again and is back")
+        } else {
+            peers[id] = peer
+        }
+    }
+
+    func declareLost(_ id: UInt32, because reason: String) {
+        guard var peer = peers[id], peer.live else { return }
+        peer.live = false
+        peers[id] = peer
+        lostWorkers += 1
+        updateLive()
+        let orders = agg.lost(id, live: liveIDs, now: now)
+        logger.debug("worker #\(id) lost (\(reason)); \(orders.count) order(s) reassigned")
+        send(orders)
+    }
+
+    func updateLive() {
+        liveIDs = peers.filter { $0.value.live }.map(\.key).sorted()
+    }
+
+    /// Encodes the round's ASSIGN payload once (`Wire.encodeAssign` into a reused buffer) into a
+    /// ZeroMQ message that every order then sends without copying.
+    func prepareAssign(round r: Int) {
+        let header = weights.withUnsafeBufferPointer { w in
+            windows.withUnsafeBufferPointer { win in
+                Wire.encodeAssign(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
+                                  weights: w, windows: win, into: &assignPayload)
+            }
+        }
+        assignHeader = try? Wire.peek(header: header)
+        assignMessage = try? ZeroMQ.Message(assignPayload)
+        if assignHeader == nil || assignMessage == nil { warn("assign", "cannot build the ASSIGN of round \(r)") }
+    }
+
+    func send(_ orders: [Order]) {
+        guard !orders.isEmpty, let message = assignMessage, var header = assignHeader else { return }
+        for o in orders {
+            guard let peer = peers[o.worker] else { continue }
+            header.workerID = o.worker
+            header.rangeLower = UInt32(o.run.lowerBound)
+            header.rangeUpper = UInt32(o.run.upperBound)
+            let bytes = header.encode()
+            do {
+                try socket.send(parts: [peer.identity, bytes, message], flags: .dontWait)
+                bytesSent += bytes.count + message.count
+            } catch {
+                sendFailures += 1
+                logger.debug("ASSIGN to worker #\(o.worker) not sent: \(error)")
+            }
+        }
+    }
+
+    func welcome(_ id: UInt32) {
+        guard let peer = peers[id] else { return }
+        let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: id, message: .heartbeat))
+        do {
+            try socket.send(parts: [peer.identity, h, pl], flags: .dontWait)
+            bytesSent += h.count + pl.count
+        } catch {
+            sendFailures += 1
+        }
+    }
+
+    /// Logs a warning at most once a second per key.
+    func warn(_ key: String, _ message: @autoclosure () -> String) {
+        let t = now
+        if let last = lastWarning[key], t - last < 1 { return }
+        lastWarning[key] = t
+        logger.warning("\(message())")
+    }
+
+    func progress(round: Int, since start: Double) -> StressProgress {
+        StressProgress(round: round, rounds: config.rounds, seconds: now - start,
+                       p50Micros: histogram.totalCount > 0 ? histogram.valueAtPercentile(50) : 0,
+                       bytesSent: bytesSent, bytesReceived: bytesReceived, faults: ledger.total,
+                       wrong: outcomes.filter { $0 == .wrong }.count, lostWorkers: lostWorkers)
+    }
+
+    // MARK: - the end
+
+    /// Tells every worker to shut down, ends them (threads joined, processes reaped), stops the
+    /// checker, closes the socket. Idempotent; returns how many workers could not be ended.
+    func teardown() -> Int {
+        guard !tornDown else { return leaked }
+        tornDown = true
+        let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
+        for peer in peers.values {
+            try? socket.send(parts: [peer.identity, h, pl], flags: .dontWait)
+        }
+        leaked = pool.stopAll(grace: 3)
+        if let processes = pool as? ProcessWorkers { processes.mergeLedgers(into: ledger) }
+        checker.stop()
+        socket.close()
+        try? context.terminate()
+        try? FileManager.default.removeItem(at: tempDir)
+        return leaked
+    }
+
+    func report(seconds: Double, completed: Int, leaked: Int, signal: Int32) -> StressReport {
+        let exact = outcomes.filter { $0 == .exact }.count
+        let wrong = outcomes.filter { $0 == .wrong }.count
+        let lost = outcomes.filter { $0 == .lost }.count
+        var faults: [String: FaultCount] = [:]
+        for kind in FaultKind.allCases {
+            faults[kind.rawValue] = FaultCount(
+                injected: ledger.injected(kind),
+                survived: ledger.injected(kind) { r in r >= 1 && r < outcomes.count && outcomes[r] == .exact })
+        }
+        var problems = self.problems
+        if wrong > 0 { problems.append("\(wrong) wrong aggregate(s)" + (wrongDetails.first.map { " (first: \($0))" } ?? "")) }
+        if lost > 0 { problems.append("\(lost) round(s) lost (not complete within \(config.roundTimeout) s)") }
+        if leaked > 0 { problems.append("\(leaked) worker(s) could not be ended (leaked)") }
+        if !unexpectedDeaths.isEmpty { problems.append("\(unexpectedDeaths.count) worker(s) died without an injected kill (first: \(unexpectedDeaths[0]))") }
+        if signal != 0 { problems.append("interrupted by signal \(signal) after \(completed) of \(config.rounds) round(s)") }
+        else if completed < config.rounds { problems.append("only \(completed) of \(config.rounds) round(s) ran") }
+        let h = histogram
+        let latency = h.totalCount > 0
+            ? LatencySummary(p50: h.valueAtPercentile(50), p90: h.valueAtPercentile(90), p99: h.valueAtPercentile(99), max: h.max, mean: h.mean)
+            : LatencySummary(p50: 0, p90: 0, p99: 0, max: 0, mean: 0)
+        let modeName: String = if case .threads = mode { "threads" } else { "processes" }
+        return StressReport(
+            config: config, mode: modeName, endpoint: endpoint, rounds: exact + wrong, exactRounds: exact,
+            wrongAggregates: wrong, lostRounds: lost, wrongDetails: wrongDetails, seconds: seconds,
+            roundsPerSecond: seconds > 0 ? Double(exact + wrong) / seconds : 0, latencyMicros: latency,
+            bytesSent: bytesSent, bytesReceived: bytesReceived,
+            bytesSentPerSecond: seconds > 0 ? Double(bytesSent) / seconds : 0,
+            bytesReceivedPerSecond: seconds > 0 ? Double(bytesReceived) / seconds : 0,
+            peakRSS: MemoryUsage.read()?.peakResidentBytes, rssFirstQuarter: rssFirstQuarter, rssLastQuarter: rssLastQuarter,
+            workerPeakRSS: pool.workerPeakRSS, faults: faults, lateOrDuplicate: agg.lateOrDuplicate,
+            invalidFrames: invalidFrames, checksumMismatches: checksumMismatches, invalidAnswers: invalidAnswers,
+            retried: agg.retried, speculative: agg.speculative, reassigned: agg.reassigned, lostWorkers: lostWorkers,
+            rejoinedWorkers: rejoined, joinedWorkers: joined, replacements: replacements,
+            unexpectedDeaths: unexpectedDeaths, leakedWorkers: leaked, workerPIDs: pool.startedPIDs, interruptedBy: signal,
+            problems: problems, passed: problems.isEmpty)
+    }
+}
+
+/// `[0..<3, 7]` style text for a list of leaves.
+func compact(_ leaves: [Int]) -> String {
+    var parts: [String] = []
+    var i = 0
+    while i < leaves.count {
+        var j = i
+        while j + 1 < leaves.count && leaves[j + 1] == leaves[j] + 1 { j += 1 }
+        parts.append(i == j ? "\(leaves[i])" : "\(leaves[i])..<\(leaves[j] + 1)")
+        i = j + 1
+    }
+    return "[" + parts.joined(separator: ", ") + "]"
+}
+
+extension Result {
+    /// The error, if any.
+    var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+
+/// Injected and survived faults of one kind. A fault *survived* when its round still ended with
+/// the exact aggregate.
+public struct FaultCount: Sendable, Equatable, Codable {
+    /// Faults injected.
+    public var injected: Int
+    /// Of those, faults in rounds that completed with the exact aggregate.
+    public var survived: Int
+}
+
+/// Round latency percentiles in microseconds (from `StepAggregator.begin` to the exact aggregate).
+public struct LatencySummary: Sendable, Equatable, Codable {
+    /// Median.
+    public var p50: UInt64
+    /// 90th percentile.
+    public var p90: UInt64
+    /// 99th percentile.
+    public var p99: UInt64
+    /// Largest.
+    public var max: UInt64
+    /// Mean.
+    public var mean: Double
+}
+
+/// What a stress run measured and found.
+public struct StressReport: Sendable, Equatable, Codable {
+    /// The configuration.
+    public var config: StressConfig
+    /// `threads` or `processes`.
+    public var mode: String
+    /// The coordinator's endpoint.
+    public var endpoint: String
+    /// Rounds that completed (exactly or not).
+    public var rounds: Int
+    /// Rounds whose aggregate was bit-identical to the expected one.
+    public var exactRounds: Int
+    /// Rounds whose aggregate differed from the expected one.
+    public var wrongAggregates: Int
+    /// Rounds that did not complete within the round timeout.
+    public var lostRounds: Int
+    /// The first wrong aggregates, described.
+    public var wrongDetails: [String]
+    /// Wall-clock seconds of the rounds (after every initial worker joined).
+    public var seconds: Double
+    /// Rounds per second.
+    public var roundsPerSecond: Double
+    /// Latency of exact rounds, µs.
+    public var latencyMicros: LatencySummary
+    /// Bytes sent by the coordinator (header and payload frames).
+    public var bytesSent: Int
+    /// Bytes received by the coordinator (header and payload frames).
+    public var bytesReceived: Int
+    /// `bytesSent / seconds`.
+    public var bytesSentPerSecond: Double
+    /// `bytesReceived / seconds`.
+    public var bytesReceivedPerSecond: Double
+    /// This process's peak RSS (VmHWM), bytes; includes worker threads in thread mode.
+    public var peakRSS: Int?
+    /// VmRSS at the end of the first quarter of the rounds.
+    public var rssFirstQuarter: Int?
+    /// VmRSS at the end of the last quarter of the rounds.
+    public var rssLastQuarter: Int?
+    /// The largest peak RSS of a worker process (processes mode).
+    public var workerPeakRSS: Int?
+    /// Injected and survived faults per kind (every kind appears).
+    public var faults: [String: FaultCount]
+    /// Answers for leaves already in, or for an earlier round (`StepAggregator.lateOrDuplicate`).
+    public var lateOrDuplicate: Int
+    /// Frames `Wire` rejected (bad checksum, header, length…).
+    public var invalidFrames: Int
+    /// Of those, checksum mismatches.
+    public var checksumMismatches: Int
+    /// Well-formed answers the aggregator refused (`Verdict.invalid`), or with a wrong run/worker id.
+    public var invalidAnswers: Int
+    /// Orders given again after `--retry-after` (`StepAggregator.retried`).
+    public var retried: Int
+    /// Speculative copies for stragglers (`StepAggregator.speculative`).
+    public var speculative: Int
+    /// Orders of lost workers given to others (`StepAggregator.reassigned`).
+    public var reassigned: Int
+    /// Workers declared lost after `--liveness` s of silence (or a BYE).
+    public var lostWorkers: Int
+    /// Lost workers that spoke again and were taken back.
+    public var rejoinedWorkers: Int
+    /// Workers that joined (initial ones and replacements).
+    public var joinedWorkers: Int
+    /// Replacements started for dead workers.
+    public var replacements: Int
+    /// Worker deaths that were not injected (crashes, errors), described.
+    public var unexpectedDeaths: [String]
+    /// Worker processes still alive after the run (or threads that did not end).
+    public var leakedWorkers: Int
+    /// The pid of every worker process started (processes mode), all reaped by the end.
+    public var workerPIDs: [Int32]
+    /// Stopped by this signal (0: ran to the end).
+    public var interruptedBy: Int32
+    /// What went wrong, one line each; empty when the run passed.
+    public var problems: [String]
+
+    /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
+    public var passed: Bool
+
+    /// The process exit status for this outcome: 0 passed, 128 + signal when interrupted, else 1.
+    public var exitStatus: Int32 {
+        if interruptedBy != 0 { return 128 + interruptedBy }
+        return passed ? 0 : 1
+    }
+
+    /// The JSON of the report (sorted keys, snake_case).
+    public func json() throws(StressError) -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.keyEncodingStrategy = .convertToSnakeCase
+        do { return try e.encode(self) } catch { throw .io("cannot encode the report: \(error)") }
+    }
+
+    /// The human-readable summary, one fact per line.
+    public var summary: String {
+        func mb(_ b: Int?) -> String { b.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "n/a" }
+        func rate(_ b: Double) -> String { String(format: "%.1f MiB/s", b / 1_048_576) }
+        let c = config
+        var lines: [String] = []
+        lines.append("ztrain stress: \(c.workers) worker \(mode), P = \(c.parameterCount), M = \(c.leafCount) leaves (\(c.leavesPerWorker) per worker), \(c.rounds) rounds, seed \(c.seed), \(endpoint)")
+        lines.append(String(format: "rounds        %d completed (%d exact, %d wrong), %d lost, in %.2f s = %.2f rounds/s",
+                            rounds, exactRounds, wrongAggregates, lostRounds, seconds, roundsPerSecond))
+        let l = latencyMicros
+        lines.append(String(format: "latency (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu  mean %.0f",
+                            l.p50, l.p90, l.p99, l.max, l.mean))
+        lines.append("bytes         sent \(mb(bytesSent)) (\(rate(bytesSentPerSecond))), received \(mb(bytesReceived)) (\(rate(bytesReceivedPerSecond)))")
+        var memory = "memory        peak RSS \(mb(peakRSS)); RSS after first quarter \(mb(rssFirstQuarter)), after last quarter \(mb(rssLastQuarter))"
+        if let w = workerPeakRSS { memory += "; worker processes' peak RSS \(mb(w))" }
+        lines.append(memory)
+        let kinds = FaultKind.allCases.map { k -> String in
+            let f = faults[k.rawValue] ?? FaultCount(injected: 0, survived: 0)
+            return "\(k.rawValue) \(f.survived)/\(f.injected)"
+        }
+        lines.append("faults        survived/injected: " + kinds.joined(separator: ", "))
+        lines.append("answers       late/duplicate \(lateOrDuplicate), invalid frames \(invalidFrames) (checksum \(checksumMismatches)), invalid answers \(invalidAnswers)")
+        lines.append("orders        retried \(retried), speculative \(speculative), reassigned \(reassigned)")
+        lines.append("workers       joined \(joinedWorkers), lost \(lostWorkers), rejoined \(rejoinedWorkers), replaced \(replacements), unexpected deaths \(unexpectedDeaths.count), leaked \(leakedWorkers)")
+        for w in wrongDetails { lines.append("wrong         \(w)") }
+        for d in unexpectedDeaths.prefix(5) { lines.append("death         \(d)") }
+        lines.append(passed ? "result        PASS: every aggregate exact, no round lost, nothing leaked"
+                            : "result        FAIL: " + problems.joined(separator: "; "))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A snapshot for the live progress line.
+public struct StressProgress: Sendable {
+    /// Rounds completed.
+    public var round: Int
+    /// Rounds to run.
+    public var rounds: Int
+    /// Seconds since the first round began.
+    public var seconds: Double
+    /// Median round latency so far, µs.
+    public var p50Micros: UInt64
+    /// Bytes sent and received so far.
+    public var bytesSent: Int
+    /// Bytes received so far.
+    public var bytesReceived: Int
+    /// Faults injected so far (thread mode; processes report at the end).
+    public var faults: Int
+    /// Wrong aggregates so far.
+    public var wrong: Int
+    /// Lost workers so far.
+    public var lostWorkers: Int
+
+    /// One line: `round 120/200  41.2 rounds/s  p50 12.3 ms  in 1.2 GB/s …`.
+    public var line: String {
+        let rps = seconds > 0 ? Double(round) / seconds : 0
+        return String(format: "round %d/%d  %.1f rounds/s  p50 %.1f ms  out %.0f MiB/s  in %.0f MiB/s  faults %d  lost workers %d  wrong %d",
+                      round, rounds, rps, Double(p50Micros) / 1000,
+                      seconds > 0 ? Double(bytesSent) / seconds / 1_048_576 : 0,
+                      seconds > 0 ? Double(bytesReceived) / seconds / 1_048_576 : 0, faults, lostWorkers, wrong)
+    }
+}

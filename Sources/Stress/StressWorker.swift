@@ -1,0 +1,357 @@
+import Foundation
+import Logging
+import RNN
+import Training
+import Wire
+import ZeroMQ
+
+/// Why a synthetic worker stopped.
+public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
+    /// The coordinator sent SHUTDOWN.
+    case shutdown
+    /// The stop flag was raised.
+    case stopped
+    /// An injected `kill` fault in this round (threads; a process sends SIGKILL to itself instead).
+    case killed(round: Int)
+    /// Something went wrong (socket, parent process gone).
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .shutdown: "shut down by the coordinator"
+        case .stopped: "stopped"
+        case .killed(let r): "killed (injected) in round \(r)"
+        case .failed(let s): "failed: \(s)"
+        }
+    }
+}
+
+/// A synthetic worker: a DEALER socket in its own ZeroMQ context that answers ASSIGNs with the
+/// canonical node sums of ``LeafGradients``, injecting the faults of its ``StressConfig``.
+///
+/// Handshake (the stress coordinator's minimal one): the worker sends a `Wire` HELLO; the
+/// coordinator answers with a HEARTBEAT whose header carries the run id and the worker id it
+/// gave, which the worker then puts in every message. It heartbeats every `liveness / 4` s
+/// (also while computing or sleeping as a straggler), so only a dead worker falls silent.
+///
+/// Every fault decision is a seeded dice roll on (seed, worker serial, round or message counter),
+/// and is recorded in its ``FaultSink`` *before* it takes effect.
+public final class StressWorker {
+    let config: StressConfig
+    let serial: Int
+    let sink: any FaultSink
+    let stop: StopFlag
+    let parentPID: Int32?
+    let killSelf: Bool
+    let logger: Logger
+
+    private let gen: LeafGradients
+    private let limits: Limits
+    private let matrix: LeafMatrix
+    private let weights: UnsafeMutableBufferPointer<Float>
+    private let sums: UnsafeMutableBufferPointer<Float>
+    private let sumsBase: UnsafeMutablePointer<Float>
+    private var pool: [[UInt8]] = []
+    private var outbox: [(header: [UInt8], slot: Int, round: Int)] = []
+
+    private let t0 = ContinuousClock.now
+    private var socket: Socket?
+    private var workerID: UInt32 = 0
+    private var runID: UInt64 = 0
+    private var lastSent = 0.0
+    private var helloSent = -1.0
+    private var lastRound = 0
+    private var lastRoundStart: Double?
+    /// The last intervals between the first ASSIGNs of consecutive rounds, seconds.
+    private var recentIntervals: [Double] = []
+    private var messages: UInt64 = 0
+    private var orders: UInt64 = 0
+    private var batches: UInt64 = 0
+    private let heartbeat: Double
+
+    /// A worker.
+    ///
+    /// - Parameters:
+    ///   - serial: this worker's number in the run (0, 1, …; replacements get new ones): seeds its dice.
+    ///   - sink: where injected faults are recorded.
+    ///   - stop: raised to end the worker (threads).
+    ///   - parentPID: for a worker process, the harness's pid: the worker exits when it is gone.
+    ///   - killSelf: inject `kill` as SIGKILL to this process (worker processes) rather than by
+    ///     returning ``WorkerExit/killed(round:)``.
+    public init(config: StressConfig, serial: Int, sink: any FaultSink, stop: StopFlag,
+                parentPID: Int32? = nil, killSelf: Bool = false, logger: Logger) {
+        self.config = config
+        self.serial = serial
+        self.sink = sink
+        self.stop = stop
+        self.parentPID = parentPID
+        self.killSelf = killSelf
+        self.logger = logger
+        gen = LeafGradients(seed: config.seed, parameterCount: config.parameterCount, leafCount: config.leafCount)
+        limits = Limits.training(parameterCount: config.parameterCount, maxWindows: config.leafCount)
+        matrix = LeafMatrix(rows: config.leafCount)
+        weights = .allocate(capacity: config.parameterCount)
+        weights.initialize(repeating: 0)
+        sumsBase = .allocate(capacity: config.parameterCount + 1)
+        sumsBase.initialize(repeating: 0, count: config.parameterCount + 1)
+        sums = UnsafeMutableBufferPointer(start: sumsBase, count: config.parameterCount + 1)
+        heartbeat = max(0.005, config.liveness / 4)
+    }
+
+    /// The typical round time: the median of the recent round intervals (robust to the long
+    /// intervals stragglers and kills cause), 20 ms before any was seen.
+    private var typicalRound: Double {
+        guard !recentIntervals.isEmpty else { return 0.02 }
+        return recentIntervals.sorted()[recentIntervals.count / 2]
+    }
+
+    deinit {
+        weights.deallocate()
+        sumsBase.deallocate()
+    }
+
+    private var now: Double {
+        let d = ContinuousClock.now - t0
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// Connects to `endpoint` and serves until SHUTDOWN, the stop flag, an injected kill or an error.
+    public func run(endpoint: String) -> WorkerExit {
+        let context: Context
+        let socket: Socket
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.dealer)
+            try socket.setLinger(.zero)
+            try socket.setMaxMessageSize(Int64(limits.maxPayloadBytes + 4096))
+            var id = [UInt8](repeating: 0, count: 16)
+            var g = SystemRandomNumberGenerator()
+            for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
+            id[0] = max(1, id[0])  // a ROUTER id must not start with a zero byte
+            try socket.setRoutingID(id)
+            try socket.connect(endpoint)
+        } catch {
+            return .failed("cannot connect to \(endpoint): \(error)")
+        }
+        self.socket = socket
+        defer {
+            self.socket = nil
+            socket.close()
+            try? context.terminate()
+        }
+        while true {
+            if stop.isSet { return .stopped }
+            if let p = parentPID, getppid() != p { return .failed("the harness (pid \(p)) is gone") }
+            if workerID == 0 && (helloSent < 0 || now - helloSent > 0.5) { sendHello() }
+            do {
+                let events = try socket.poll(.readable, timeout: .milliseconds(10))
+                if events.contains(.readable), let exit = drain(socket) { return exit }
+            } catch {
+                if error.kind == .interrupted { continue }
+                return .failed("poll: \(error)")
+            }
+            if workerID != 0 && now - lastSent > heartbeat { sendHeartbeat() }
+        }
+    }
+
+    // MARK: - receiving
+
+    /// Handles every message waiting, then sends the batch's GRADIENTs.
+    private func drain(_ socket: Socket) -> WorkerExit? {
+        batches &+= 1
+        defer { outbox.removeAll(keepingCapacity: true) }
+        for _ in 0..<1000 {
+            let frames: [ZeroMQ.Message]
+            do {
+                frames = try socket.receiveMultipartMessages(flags: .dontWait)
+            } catch {
+                if error.kind == .wouldBlock { break }
+                return .failed("receive: \(error)")
+            }
+            guard frames.count == 2 else { continue }
+            let header: Header
+            do throws(WireError) {
+                header = try frames[0].withUnsafeBytes { raw in
+                    Result { () throws(WireError) -> Header in try Wire.peek(header: raw) }
+                }.get()
+            } catch {
+                logger.debug("worker \(serial): dropped a frame: \(error)")
+                continue
+            }
+            switch header.type {
+            case .heartbeat:
+                if workerID == 0 && header.workerID != 0 {
+                    workerID = header.workerID
+                    runID = header.runID
+                    logger.debug("worker serial \(serial) joined as #\(workerID)")
+                }
+            case .shutdown:
+                return .shutdown
+            case .assign:
+                if let exit = assign(frames[0], frames[1]) { return exit }
+            default:
+                break
+            }
+        }
+        flush()
+        return nil
+    }
+
+    /// Validates an ASSIGN (zero-copy: `Wire.validate`, then the weights straight into this
+    /// worker's buffer), then computes and queues the node sums of its run.
+    private func assign(_ headerFrame: ZeroMQ.Message, _ payloadFrame: ZeroMQ.Message) -> WorkerExit? {
+        let p = config.parameterCount
+        let checked: Result<Header, WireError> = headerFrame.withUnsafeBytes { h in
+            payloadFrame.withUnsafeBytes { payload in
+                do throws(WireError) {
+                    let v = try Wire.validate(header: h, payload: payload, limits: limits)
+                    try Wire.readFloats(payload, offset: 0, count: p, into: weights)
+                    return .success(v.header)
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        let h: Header
+        switch checked {
+        case .success(let header): h = header
+        case .failure(let error):
+            logger.warning("worker \(serial): dropped an ASSIGN: \(error)")
+            return nil
+        }
+        guard Int(h.leafCount) == gen.leafCount, h.rangeUpper <= h.leafCount, let round = Int(exactly: h.step) else {
+            logger.warning("worker \(serial): an ASSIGN for \(h.leafCount) leaves; this run has \(gen.leafCount)")
+            return nil
+        }
+        let run = Int(h.rangeLower)..<Int(h.rangeUpper)
+        let t = now
+        orders &+= 1
+        // The coordinator begins a round only after the previous one ended: an order for an older
+        // round than one already seen can only produce a late answer, so it is skipped.
+        guard round >= lastRound else { return nil }
+        if round > lastRound {
+            if let s = lastRoundStart, t > s {
+                recentIntervals.append(t - s)
+                if recentIntervals.count > 15 { recentIntervals.removeFirst() }
+            }
+            lastRoundStart = t
+            lastRound = round
+            if config.killRate > 0 && uniform(config.seed, 1, UInt64(serial), UInt64(round)) < config.killRate {
+                sink.record(.kill, round: round)
+                if killSelf { kill(getpid(), SIGKILL) }
+                return .killed(round: round)
+            }
+            if config.slowRate > 0 && uniform(config.seed, 2, UInt64(serial), UInt64(round)) < config.slowRate {
+                sink.record(.slow, round: round)
+                let pause = min(10, config.slowFactor * typicalRound)
+                let end = now + pause
+                while now < end {
+                    if stop.isSet { return .stopped }
+                    usleep(UInt32(max(100, min(5_000, (end - now) * 1e6))))
+                    if now - lastSent > heartbeat { sendHeartbeat() }
+                }
+            }
+        }
+        for block in CanonicalTree.blocks(of: run, leafCount: gen.leafCount) {
+            let start = now
+            let finished = gen.nodeSum(
+                round: UInt64(round), block: block, columns: 0..<(p + 1),
+                weights: UnsafeBufferPointer(weights), matrix: matrix, into: sumsBase,
+                tick: { [self] in
+                    if now - lastSent > heartbeat { sendHeartbeat() }
+                    return !stop.isSet
+                })
+            if !finished { return .stopped }
+            if config.perturbRound == round && block.contains(0) { sums[0] += 1 }
+            let slot = outbox.count
+            if pool.count <= slot { pool.append([]) }
+            let header = Wire.encodeGradient(
+                runID: runID, workerID: workerID, step: UInt64(round), block: block, leafCount: gen.leafCount,
+                samples: block.count, computeNanos: UInt64(max(0, (now - start) * 1e9)),
+                sums: UnsafeBufferPointer(sums), into: &pool[slot])
+            outbox.append((header, slot, round))
+            if !config.reorder { flush() }
+        }
+        return nil
+    }
+
+    // MARK: - sending
+
+    /// Sends the queued GRADIENTs (shuffled with `--reorder`), each subject to drop, duplicate
+    /// and corrupt faults.
+    private func flush() {
+        guard !outbox.isEmpty else { return }
+        var order = Array(outbox.indices)
+        if config.reorder && order.count > 1 {
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                let j = Int(uniform(config.seed, 3, UInt64(serial), batches, UInt64(i)) * Double(i + 1))
+                order.swapAt(i, min(j, i))
+            }
+            if let displaced = order.enumerated().first(where: { $0.offset != $0.element }) {
+                sink.record(.reorder, round: outbox[displaced.element].round)
+            }
+        }
+        for k in order {
+            let item = outbox[k]
+            messages &+= 1
+            let u = uniform(config.seed, 4, UInt64(serial), messages)
+            if u < config.dropRate {
+                sink.record(.drop, round: item.round)
+                continue
+            }
+            if u < config.dropRate + config.duplicateRate {
+                sink.record(.duplicate, round: item.round)
+                send(item.header, pool[item.slot])
+                send(item.header, pool[item.slot])
+                continue
+            }
+            if u < config.dropRate + config.duplicateRate + config.corruptRate {
+                sink.record(.corrupt, round: item.round)
+                corrupt(&pool[item.slot])
+            }
+            send(item.header, pool[item.slot])
+        }
+        outbox.removeAll(keepingCapacity: true)
+    }
+
+    /// Flips 1–4 random bytes of a payload (each XORed with a non-zero byte).
+    private func corrupt(_ payload: inout [UInt8]) {
+        guard !payload.isEmpty else { return }
+        let flips = 1 + Int(uniform(config.seed, 5, UInt64(serial), messages) * 4)
+        for f in 0..<flips {
+            let at = Int(uniform(config.seed, 6, UInt64(serial), messages, UInt64(f)) * Double(payload.count))
+            let x = UInt8(1 + Int(uniform(config.seed, 7, UInt64(serial), messages, UInt64(f)) * 255))
+            payload[min(at, payload.count - 1)] ^= x
+        }
+    }
+
+    private func send(_ header: [UInt8], _ payload: [UInt8]) {
+        guard let socket else { return }
+        do {
+            try socket.send(parts: [header, payload])
+            lastSent = now
+        } catch {
+            logger.debug("worker \(serial): send failed: \(error)")
+        }
+    }
+
+    private func sendHeartbeat() {
+        let (h, p) = Wire.encode(Envelope(runID: runID, workerID: workerID, message: .heartbeat))
+        send(h, p)
+    }
+
+    private func sendHello() {
+        let hello = Hello(host: hostName(), pid: getpid(), threads: 1,
+                          ztrainVersion: "stress-worker-\(serial)")
+        let (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(hello)))
+        send(h, p)
+        helloSent = now
+    }
+}
+
+/// This machine's name (`gethostname`), without a DNS lookup.
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

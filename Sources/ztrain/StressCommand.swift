@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Stress
+import Training
+
+/// `ztrain stress`: the gradient-aggregation stress harness.
+struct Stress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stress the gradient aggregation: synthetic workers over ZeroMQ, injected faults, exact aggregates.",
+        discussion: """
+            A coordinator in this process runs --rounds rounds of the real StepAggregator and canonical \
+            reduction tree over a ROUTER socket; --workers synthetic workers (threads, or with --processes \
+            child processes) answer ASSIGNs with seeded node sums. Every round's aggregate must equal, bit \
+            for bit, the canonical sum computed independently. Faults are injected by the workers with the \
+            given probabilities; the summary reports them as injected and survived, with round latency \
+            percentiles, bytes, memory, and the aggregator's retry/speculation/reassignment counters.
+
+            Exit status: 0 if every aggregate was exact, no round was lost and no worker leaked; 1 \
+            otherwise (the message says what went wrong); 128 + signal when interrupted.
+
+            Example: ztrain stress --workers 64 --params 1000000 --rounds 200 --kill-rate 0.01 \
+            --slow-rate 0.05 --drop-rate 0.01 --duplicate-rate 0.01 --corrupt-rate 0.01
+            """)
+
+    @Option(help: "Synthetic workers.")
+    var workers: Int
+
+    @Option(help: "Gradient values per leaf, P.")
+    var params: Int
+
+    @Option(help: "Rounds (aggregation steps).")
+    var rounds: Int
+
+    @Option(help: "Leaves per worker, L: the reduction tree has workers × L leaves.")
+    var leavesPerWorker: Int = 1
+
+    @Flag(help: "Workers as threads of this process (default) or as child processes.")
+    var workerMode: Mode = .threads
+
+    @Option(help: "Seed of the leaf gradients and of every fault decision.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Per round and worker: probability that the worker dies (it is replaced).")
+    var killRate: Double = 0
+
+    @Option(help: "Per round and worker: probability that the worker is a straggler.")
+    var slowRate: Double = 0
+
+    @Option(help: "A straggler sleeps this many typical round times before answering.")
+    var slowFactor: Double = 4
+
+    @Option(help: "Per GRADIENT: probability that it is not sent.")
+    var dropRate: Double = 0
+
+    @Option(help: "Per GRADIENT: probability that it is sent twice.")
+    var duplicateRate: Double = 0
+
+    @Option(help: "Per GRADIENT: probability that bytes of its payload are flipped.")
+    var corruptRate: Double = 0
+
+    @Flag(help: "Workers send the GRADIENTs of each batch of work in a shuffled order.")
+    var reorder = false
+
+    @Option(help: "Seconds of silence after which a worker is lost.")
+    var liveness: Double = 1
+
+    @Option(help: "Seconds after which an unanswered order is given again.")
+    var retryAfter: Double = 0.5
+
+    @Option(help: "Seconds after which an incomplete round counts as lost.")
+    var roundTimeout: Double = 30
+
+    @Option(help: "Where the coordinator listens: tcp (127.0.0.1, a free port) or ipc (a private temp folder).")
+    var transport: StressTransport = .tcp
+
+    @Option(help: "Also write the summary as JSON to this file.")
+    var json: String?
+
+    @Option(help: .hidden)
+    var perturbRound: Int?
+
+    @Option(help: .hidden)
+    var workerConnect: String?
+
+    @Option(help: .hidden)
+    var workerSerial: Int = 0
+
+    @Option(help: .hidden)
+    var parentPid: Int32?
+
+    @Option(help: .hidden)
+    var workerLedger: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    enum Mode: String, EnumerableFlag {
+        case threads, processes
+    }
+
+    var config: StressConfig {
+        StressConfig(workers: workers, parameterCount: params, rounds: rounds, leavesPerWorker: leavesPerWorker,
+                     seed: seed, killRate: killRate, slowRate: slowRate, slowFactor: slowFactor, dropRate: dropRate,
+                     duplicateRate: duplicateRate, corruptRate: corruptRate, reorder: reorder, liveness: liveness,
+                     retryAfter: retryAfter, roundTimeout: roundTimeout, transport: transport, perturbRound: perturbRound)
+    }
+
+    func validate() throws {
+        do throws(StressError) { try config.validate() } catch {
+            if case .invalidConfig(let text) = error { throw ValidationError(text) }
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() throws {
+        if let endpoint = workerConnect {
+            try runWorker(endpoint: endpoint)
+            return
+        }
+        let logger = try global.bootstrap(label: "ztrain.stress")
+        let mode: WorkerMode = workerMode == .processes ? .processes(executable: LocalWorkers.currentExecutable) : .threads
+        let harness: StressHarness
+        do { harness = try StressHarness(config: config, mode: mode, logger: logger) } catch { throw fail("\(error)") }
+        let live = !global.quiet && isatty(STDERR_FILENO) == 1
+        if live {
+            harness.onProgress = { progress in
+                FileHandle.standardError.write(Data("\r\u{1B}[2K\(progress.line)".utf8))
+            }
+        }
+        let stop = StopFlag()
+        let trap = SignalTrap(stop)
+        let report: StressReport
+        do { report = try harness.run(stop: stop) } catch {
+            if live { FileHandle.standardError.write(Data("\n".utf8)) }
+            throw fail("\(error)")
+        }
+        _ = trap
+        if live { FileHandle.standardError.write(Data("\n".utf8)) }
+        print(report.summary)
+        if let path = json {
+            do {
+                try report.json().write(to: URL(fileURLWithPath: path), options: .atomic)
+            } catch {
+                throw fail("cannot write \(path): \(error)")
+            }
+        }
+        if report.interruptedBy != 0 { throw ExitCode(report.exitStatus) }
+        if !report.passed { throw fail(report.problems.joined(separator: "; ")) }
+    }
+
+    /// The hidden worker-process mode: `ztrain stress --worker-connect ENDPOINT …` (started by
+    /// `--processes`; same flags as the harness).
+    private func runWorker(endpoint: String) throws {
+        var logger = Logger(label: "ztrain.stress.worker")
+        logger.logLevel = .warning
+        guard let path = workerLedger else { throw ValidationError("--worker-connect needs --worker-ledger") }
+        let sink: FaultFile
+        do { sink = try FaultFile(path: path) } catch { throw fail("\(error)") }
+        let worker = StressWorker(config: config, serial: workerSerial, sink: sink, stop: StopFlag(),
+                                  parentPID: parentPid, killSelf: true, logger: logger)
+        switch worker.run(endpoint: endpoint) {
+        case .shutdown, .stopped, .killed:
+            return
+        case .failed(let why):
+            throw fail("stress worker \(workerSerial): \(why)")
+        }
+    }
+}
+
+extension StressTransport: ExpressibleByArgument {}
