@@ -96,7 +96,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
     /// Shuffle the order in which a worker sends the GRADIENTs of a batch of work.
     public var reorder: Bool = false
     /// Seconds of silence after which the coordinator declares a worker lost.
-    public var liveness: Double = 1
+    public var liveness: Double = 3
     /// Seconds after which an unanswered order is given again (`StepAggregator.overdue`).
     public var retryAfter: Double = 0.5
     /// Seconds after which a round that has not completed counts as lost.
@@ -114,7 +114,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
         workers: Int, parameterCount: Int, rounds: Int, leavesPerWorker: Int = 1, seed: UInt64 = 0,
         killRate: Double = 0, slowRate: Double = 0, slowFactor: Double = 4, dropRate: Double = 0,
         duplicateRate: Double = 0, corruptRate: Double = 0, reorder: Bool = false,
-        liveness: Double = 1, retryAfter: Double = 0.5, roundTimeout: Double = 30,
+        liveness: Double = 3, retryAfter: Double = 0.5, roundTimeout: Double = 30,
         joinTimeout: Double = 60, transport: StressTransport = .tcp, perturbRound: Int? = nil
     ) {
         self.workers = workers

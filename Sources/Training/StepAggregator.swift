@@ -139,8 +139,18 @@ public struct StepAggregator: Sendable {
 
     /// Orders unanswered for longer than `timeout` are given again (their answer was dropped or
     /// corrupted), preferably to another live worker.
+    ///
+    /// Missing leaves that no order covers at all (their worker was lost when nobody else was alive)
+    /// are given out at once.
     public mutating func overdue(now: Double, timeout: Double, live: [UInt32]) -> [Order] {
         guard active, !live.isEmpty else { return [] }
+        var orphans = Set(tree.missingLeaves)
+        for list in assignments.values { for a in list { for leaf in a.run { orphans.remove(leaf) } } }
+        var adopted: [Order] = []
+        if !orphans.isEmpty {
+            adopted = distribute(contiguous(Array(orphans)), among: live, now: now, speculative: false)
+            reassigned += adopted.count
+        }
         var stale: [(UInt32, Range<Int>)] = []
         for (w, list) in assignments {
             for (i, a) in list.enumerated() where now - a.issued > timeout {
@@ -148,7 +158,7 @@ public struct StepAggregator: Sendable {
                 assignments[w]?[i].issued = now
             }
         }
-        guard !stale.isEmpty else { return [] }
+        guard !stale.isEmpty else { return adopted }
         var orders: [Order] = []
         for (k, (w, run)) in stale.sorted(by: { ($0.1.lowerBound, $0.0) < ($1.1.lowerBound, $1.0) }).enumerated() {
             let others = live.filter { $0 != w }
@@ -158,7 +168,7 @@ public struct StepAggregator: Sendable {
             }
         }
         retried += orders.count
-        return orders
+        return adopted + orders
     }
 
     /// Straggler rule: once some worker has finished and the step has waited `factor` times as long as

@@ -63,7 +63,7 @@ struct Stress: ParsableCommand {
     var reorder = false
 
     @Option(help: "Seconds of silence after which a worker is lost.")
-    var liveness: Double = 1
+    var liveness: Double = 3
 
     @Option(help: "Seconds after which an unanswered order is given again.")
     var retryAfter: Double = 0.5
