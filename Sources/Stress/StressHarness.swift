@@ -97,6 +97,9 @@ final class StressRun {
     var liveIDs: [UInt32] = []
     var nextSerial = 0
     var lastSupervision = -1.0
+    /// Moving average of round latency (seconds): orders are given again only after several typical
+    /// rounds, or a heavy configuration drowns in its own retries.
+    var typicalRound = 0.0
 
     var outcomes: [Outcome]
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
@@ -225,6 +228,8 @@ final class StressRun {
             completed = r
             logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs")
             if outcome == .exact { histogram.record(UInt64(max(1, (now - begun) * 1e6))) }
+            let took = now - begun
+            typicalRound = typicalRound == 0 ? took : 0.8 * typicalRound + 0.2 * took
             _ = checker.withExpected(r) { expected in
                 for i in 0..<p { weights[i] -= lr * expected[i] }
             }
@@ -292,7 +297,7 @@ final class StressRun {
                 declareLost(id, because: String(format: "silent for %.2f s", t - peer.lastHeard))
             }
         }
-        send(agg.overdue(now: t, timeout: config.retryAfter, live: liveIDs))
+        send(agg.overdue(now: t, timeout: max(config.retryAfter, 3 * typicalRound), live: liveIDs))
         send(agg.speculate(idle: liveIDs.filter { !agg.isBusy($0) }, now: t))
     }
 

@@ -65,7 +65,7 @@ struct Stress: ParsableCommand {
     @Option(help: "Seconds of silence after which a worker is lost.")
     var liveness: Double = 3
 
-    @Option(help: "Seconds after which an unanswered order is given again.")
+    @Option(help: "Seconds after which an unanswered order is given again (at least 3 typical rounds).")
     var retryAfter: Double = 0.5
 
     @Option(help: "Seconds after which an incomplete round counts as lost.")
