@@ -97,9 +97,15 @@ final class StressRun {
     var liveIDs: [UInt32] = []
     var nextSerial = 0
     var lastSupervision = -1.0
-    /// Moving average of round latency (seconds): orders are given again only after several typical
-    /// rounds, or a heavy configuration drowns in its own retries.
-    var typicalRound = 0.0
+    /// The latencies of the last rounds (seconds). Orders are given again only after 3 typical
+    /// rounds (their median), or a heavy configuration drowns in its own retries; the median, unlike
+    /// a moving average, is not dragged up by the rounds that faults made slow (which would make
+    /// the next retries slower still).
+    var recentRounds: [Double] = []
+    var typicalRound: Double {
+        guard !recentRounds.isEmpty else { return 0 }
+        return recentRounds.sorted()[recentRounds.count / 2]
+    }
 
     var outcomes: [Outcome]
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
@@ -228,8 +234,8 @@ final class StressRun {
             completed = r
             logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs")
             if outcome == .exact { histogram.record(UInt64(max(1, (now - begun) * 1e6))) }
-            let took = now - begun
-            typicalRound = typicalRound == 0 ? took : 0.8 * typicalRound + 0.2 * took
+            recentRounds.append(now - begun)
+            if recentRounds.count > 21 { recentRounds.removeFirst() }
             _ = checker.withExpected(r) { expected in
                 for i in 0..<p { weights[i] -= lr * expected[i] }
             }
@@ -427,6 +433,7 @@ final class StressRun {
         let verdict = agg.accept(
             worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
             samples: Int(clamping: h.count), sums: UnsafeBufferPointer(received), now: now)
+        logger.trace("answer: round \(h.step) block \(h.rangeLower)..<\(h.rangeUpper) from #\(id): \(verdict)")
         if case .invalid(let why) = verdict {
             invalidAnswers += 1
             logger.debug("refused an answer of worker #\(id): \(why)")
@@ -490,6 +497,7 @@ final class StressRun {
             header.rangeLower = UInt32(o.run.lowerBound)
             header.rangeUpper = UInt32(o.run.upperBound)
             let bytes = header.encode()
+            logger.trace("order: round \(header.step) leaves \(o.run) to #\(o.worker)\(o.speculative ? " (speculative)" : "")")
             do {
                 try socket.send(parts: [peer.identity, bytes, message], flags: .dontWait)
                 bytesSent += bytes.count + message.count
