@@ -28,7 +28,7 @@ func uniform(_ seed: UInt64, _ a: UInt64, _ b: UInt64, _ c: UInt64 = 0, _ d: UIn
 ///
 /// Leaf `l` of round `r` is a vector of `P + 1` Float32 values. Value `c < P` is a uniform
 /// 24-bit fixed-point number in `[-1, 1)` from a counter-based SplitMix64 stream keyed by
-/// (`seed`, `r`, `l`), times `2^e` where the exponent `e ∈ [-8, 7]` depends on the leaf: leaves of
+/// (`seed`, `r`, `l`) (one 64-bit hash per pair of columns), times `2^e` where the exponent `e ∈ [-8, 7]` depends on the leaf: leaves of
 /// very different magnitudes make floating-point addition visibly non-associative, so a sum in
 /// any order but the canonical one gives other bits. Value `P` (the "loss") is the same kind of
 /// number plus the weight `w[(l · 7919) mod P]` of the round's ASSIGN, so the weights sent out
@@ -69,11 +69,19 @@ public struct LeafGradients: Sendable {
         return Float(sign: .plus, exponent: e - 23, significand: 1)
     }
 
-    /// Value `column` (`< P` for a gradient value, `== P` for the loss's generated part) of a leaf.
+    /// Value `column` (`< P` for a gradient value, `== P` for the loss's generated part) of a leaf:
+    /// one SplitMix64 hash per pair of columns, the high 24 bits for the even column, bits 8–31
+    /// for the odd one.
     @inline(__always)
     static func value(key: UInt64, unit: Float, column: Int) -> Float {
-        let h = mix64(key &+ UInt64(truncatingIfNeeded: column) &* golden)
-        return Float(Int32(truncatingIfNeeded: h >> 40) - (1 << 23)) * unit
+        let h = mix64(key &+ UInt64(truncatingIfNeeded: column >> 1) &* golden)
+        return signed24(column & 1 == 0 ? h >> 40 : (h >> 8) & 0xFF_FFFF, unit)
+    }
+
+    /// A 24-bit value as a number in `[-2^23, 2^23)` times `unit`.
+    @inline(__always)
+    static func signed24(_ bits: UInt64, _ unit: Float) -> Float {
+        Float(Int32(truncatingIfNeeded: bits) - (1 << 23)) * unit
     }
 
     /// The index of the weight that leaf `leaf`'s loss value includes.
@@ -97,10 +105,17 @@ public struct LeafGradients: Sendable {
         let lo = columns.lowerBound
         let hi = min(columns.upperBound, parameterCount)
         var c = lo
-        while c < hi {
-            row[c - lo] = Self.value(key: k, unit: u, column: c)
+        if c < hi && c & 1 == 1 {
+            row[0] = Self.value(key: k, unit: u, column: c)
             c += 1
         }
+        while c + 1 < hi {
+            let h = mix64(k &+ UInt64(truncatingIfNeeded: c >> 1) &* golden)
+            row[c - lo] = Self.signed24(h >> 40, u)
+            row[c - lo + 1] = Self.signed24((h >> 8) & 0xFF_FFFF, u)
+            c += 2
+        }
+        if c < hi { row[c - lo] = Self.value(key: k, unit: u, column: c) }
         if columns.upperBound > parameterCount {
             let w = weights?[weightIndex(leaf: leaf)] ?? 0
             row[parameterCount - lo] = Self.value(key: k, unit: u, column: parameterCount) + w

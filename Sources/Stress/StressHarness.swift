@@ -98,14 +98,12 @@ final class StressRun {
     var nextSerial = 0
     var lastSupervision = -1.0
     /// The latencies of the last rounds (seconds). Orders are given again only after 3 typical
-    /// rounds (their median), or a heavy configuration drowns in its own retries; the median, unlike
-    /// a moving average, is not dragged up by the rounds that faults made slow (which would make
-    /// the next retries slower still).
+    /// rounds, or a heavy configuration (64 × 4 MB) drowns in its own retries. "Typical" is the
+    /// fastest of the recent rounds: a median or a moving average is dragged up by the rounds that
+    /// faults made slow, which makes the next retries slower still (at high fault rates this fed
+    /// back into rounds of several seconds).
     var recentRounds: [Double] = []
-    var typicalRound: Double {
-        guard !recentRounds.isEmpty else { return 0 }
-        return recentRounds.sorted()[recentRounds.count / 2]
-    }
+    var typicalRound: Double { recentRounds.min() ?? 0 }
 
     var outcomes: [Outcome]
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000,
@@ -120,6 +118,10 @@ final class StressRun {
     var joined = 0
     var replacements = 0
     var sendFailures = 0
+    /// Workers found unreachable while sending, declared lost once the sending is done.
+    var unreachable = Set<UInt32>()
+    /// Workers declared lost because the ROUTER no longer knew them (EHOSTUNREACH).
+    var disconnected = 0
     var unexpectedDeaths: [String] = []
     var wrongDetails: [String] = []
     var problems: [String] = []
@@ -232,7 +234,7 @@ final class StressRun {
             }
             outcomes[r] = outcome
             completed = r
-            logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs")
+            logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs; totals: retried \(agg.retried), speculative \(agg.speculative), reassigned \(agg.reassigned), late \(agg.lateOrDuplicate), lost workers \(lostWorkers)")
             if outcome == .exact { histogram.record(UInt64(max(1, (now - begun) * 1e6))) }
             recentRounds.append(now - begun)
             if recentRounds.count > 21 { recentRounds.removeFirst() }
@@ -504,6 +506,16 @@ final class StressRun {
             } catch {
                 sendFailures += 1
                 logger.debug("ASSIGN to worker #\(o.worker) not sent: \(error)")
+                if error.kind == .hostUnreachable { unreachable.insert(o.worker) }
+            }
+        }
+        // With ROUTER_MANDATORY, EHOSTUNREACH means the peer's connection is gone (a killed
+        // worker): it is lost now rather than after --liveness, or the aggregator keeps giving its
+        // speculative and retried orders to a black hole.
+        while let id = unreachable.popFirst() {
+            if peers[id]?.live == true {
+                disconnected += 1
+                declareLost(id, because: "its connection is gone (EHOSTUNREACH)")
             }
         }
     }
@@ -587,7 +599,7 @@ final class StressRun {
             workerPeakRSS: pool.workerPeakRSS, faults: faults, lateOrDuplicate: agg.lateOrDuplicate,
             invalidFrames: invalidFrames, checksumMismatches: checksumMismatches, invalidAnswers: invalidAnswers,
             retried: agg.retried, speculative: agg.speculative, reassigned: agg.reassigned, lostWorkers: lostWorkers,
-            rejoinedWorkers: rejoined, joinedWorkers: joined, replacements: replacements,
+            disconnectedWorkers: disconnected, rejoinedWorkers: rejoined, joinedWorkers: joined, replacements: replacements,
             unexpectedDeaths: unexpectedDeaths, leakedWorkers: leaked, workerPIDs: pool.startedPIDs, interruptedBy: signal,
             problems: problems, passed: problems.isEmpty)
     }

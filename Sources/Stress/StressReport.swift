@@ -79,8 +79,12 @@ public struct StressReport: Sendable, Equatable, Codable {
     public var speculative: Int
     /// Orders of lost workers given to others (`StepAggregator.reassigned`).
     public var reassigned: Int
-    /// Workers declared lost after `--liveness` s of silence (or a BYE).
+    /// Workers declared lost: after `--liveness` s of silence, a BYE, or their connection being
+    /// gone (see ``disconnectedWorkers``).
     public var lostWorkers: Int
+    /// Of ``lostWorkers``, those whose connection was gone when an ASSIGN was sent to them
+    /// (EHOSTUNREACH from the ROUTER), declared lost at once.
+    public var disconnectedWorkers: Int
     /// Lost workers that spoke again and were taken back.
     public var rejoinedWorkers: Int
     /// Workers that joined (initial ones and replacements).
@@ -138,7 +142,7 @@ public struct StressReport: Sendable, Equatable, Codable {
         lines.append("faults        survived/injected: " + kinds.joined(separator: ", "))
         lines.append("answers       late/duplicate \(lateOrDuplicate), invalid frames \(invalidFrames) (checksum \(checksumMismatches)), invalid answers \(invalidAnswers)")
         lines.append("orders        retried \(retried), speculative \(speculative), reassigned \(reassigned)")
-        lines.append("workers       joined \(joinedWorkers), lost \(lostWorkers), rejoined \(rejoinedWorkers), replaced \(replacements), unexpected deaths \(unexpectedDeaths.count), leaked \(leakedWorkers)")
+        lines.append("workers       joined \(joinedWorkers), lost \(lostWorkers) (\(disconnectedWorkers) disconnected, \(lostWorkers - disconnectedWorkers) silent), rejoined \(rejoinedWorkers), replaced \(replacements), unexpected deaths \(unexpectedDeaths.count), leaked \(leakedWorkers)")
         for w in wrongDetails { lines.append("wrong         \(w)") }
         for d in unexpectedDeaths.prefix(5) { lines.append("death         \(d)") }
         lines.append(passed ? "result        PASS: every aggregate exact, no round lost, nothing leaked"

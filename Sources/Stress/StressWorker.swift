@@ -160,7 +160,10 @@ public final class StressWorker {
     private func drain(_ socket: Socket) -> WorkerExit? {
         batches &+= 1
         defer { outbox.removeAll(keepingCapacity: true) }
-        for _ in 0..<1000 {
+        // Read the backlog first (bounded), so that a worker catching up after a pause answers only
+        // the newest round it was given: every older round is over at the coordinator.
+        var backlog: [(header: Header, frames: [ZeroMQ.Message])] = []
+        for _ in 0..<64 {
             let frames: [ZeroMQ.Message]
             do {
                 frames = try socket.receiveMultipartMessages(flags: .dontWait)
@@ -169,15 +172,17 @@ public final class StressWorker {
                 return .failed("receive: \(error)")
             }
             guard frames.count == 2 else { continue }
-            let header: Header
             do throws(WireError) {
-                header = try frames[0].withUnsafeBytes { raw in
+                let header = try frames[0].withUnsafeBytes { raw in
                     Result { () throws(WireError) -> Header in try Wire.peek(header: raw) }
                 }.get()
+                backlog.append((header, frames))
             } catch {
                 logger.debug("worker \(serial): dropped a frame: \(error)")
-                continue
             }
+        }
+        let newest = backlog.filter { $0.header.type == .assign }.map(\.header.step).max() ?? 0
+        for (header, frames) in backlog {
             switch header.type {
             case .heartbeat:
                 if workerID == 0 && header.workerID != 0 {
@@ -187,7 +192,7 @@ public final class StressWorker {
                 }
             case .shutdown:
                 return .shutdown
-            case .assign:
+            case .assign where header.step >= newest:
                 if let exit = assign(frames[0], frames[1]) { return exit }
             default:
                 break
