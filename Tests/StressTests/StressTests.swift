@@ -159,7 +159,9 @@ struct StressTests {
         #expect(report.workerPIDs.count == 3 + report.replacements)
         let kills = try #require(report.faults[FaultKind.kill.rawValue])
         #expect(kills.survived == kills.injected)
-        #expect(report.replacements == kills.injected)
+        // a worker killed in the last round may end with the run before its replacement starts
+        #expect(report.replacements <= kills.injected && report.replacements >= kills.injected - 1,
+                "\(report.replacements) replacements for \(kills.injected) kills")
         #expect(report.leakedWorkers == 0)
         #expect((report.workerPeakRSS ?? 0) > 0)
         for pid in report.workerPIDs {
