@@ -27,6 +27,11 @@ let package = Package(
             name: "CZeroMQ",
             providers: [.apt(["libzmq3-dev"])]
         ),
+        // The CBLAS header of OpenBLAS and nothing else (apt: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
         // A small, safe Swift API over libzmq. No training concepts.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.

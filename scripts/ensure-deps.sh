@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what ztrain needs from Debian if it is missing: libzmq3-dev (and pkg-config).
+# Installs what ztrain needs from Debian if it is missing: libzmq3-dev, libopenblas-dev (and pkg-config).
 # Safe to run any number of times; does nothing when everything is there.
 set -euo pipefail
 
 need=()
 if ! { pkg-config --exists libzmq 2>/dev/null || [ -e /usr/include/zmq.h ]; }; then need+=(libzmq3-dev); fi
+if ! compgen -G "/usr/lib/*/libopenblas.so" >/dev/null && ! [ -e /usr/lib/libopenblas.so ]; then need+=(libopenblas-dev); fi
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ ${#need[@]} -eq 0 ] && exit 0
 

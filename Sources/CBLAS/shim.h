@@ -1,0 +1,2 @@
+// The CBLAS interface of OpenBLAS (apt: libopenblas-dev), and nothing else.
+#include <cblas.h>
