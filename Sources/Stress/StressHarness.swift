@@ -97,6 +97,7 @@ final class StressRun {
     var liveIDs: [UInt32] = []
     var nextSerial = 0
     var lastSupervision = -1.0
+    var lastMemorySample = -1.0
     /// The latencies of the last rounds (seconds). Orders are given again only after 3 typical
     /// rounds, or a heavy configuration (64 × 4 MB) drowns in its own retries. "Typical" is the
     /// fastest of the recent rounds: a median or a moving average is dragged up by the rounds that
@@ -299,6 +300,10 @@ final class StressRun {
         if t - lastSupervision >= 0.01 {
             lastSupervision = t
             supervise()
+        }
+        if t - lastMemorySample >= 0.25 {
+            lastMemorySample = t
+            pool.sampleMemory()
         }
         for id in liveIDs {
             if let peer = peers[id], t - peer.lastHeard > config.liveness {
@@ -553,6 +558,7 @@ final class StressRun {
     func teardown() -> Int {
         guard !tornDown else { return leaked }
         tornDown = true
+        pool.sampleMemory()
         let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
         for peer in peers.values {
             try? socket.send(parts: [peer.identity, h, pl], flags: .dontWait)
@@ -600,7 +606,7 @@ final class StressRun {
             invalidFrames: invalidFrames, checksumMismatches: checksumMismatches, invalidAnswers: invalidAnswers,
             retried: agg.retried, speculative: agg.speculative, reassigned: agg.reassigned, lostWorkers: lostWorkers,
             disconnectedWorkers: disconnected, rejoinedWorkers: rejoined, joinedWorkers: joined, replacements: replacements,
-            unexpectedDeaths: unexpectedDeaths, leakedWorkers: leaked, workerPIDs: pool.startedPIDs, interruptedBy: signal,
+            unexpectedDeaths: unexpectedDeaths, leakedWorkers: leaked, workerPids: pool.startedPIDs, interruptedBy: signal,
             problems: problems, passed: problems.isEmpty)
     }
 }

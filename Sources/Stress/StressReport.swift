@@ -96,7 +96,7 @@ public struct StressReport: Sendable, Equatable, Codable {
     /// Worker processes still alive after the run (or threads that did not end).
     public var leakedWorkers: Int
     /// The pid of every worker process started (processes mode), all reaped by the end.
-    public var workerPIDs: [Int32]
+    public var workerPids: [Int32]
     /// Stopped by this signal (0: ran to the end).
     public var interruptedBy: Int32
     /// What went wrong, one line each; empty when the run passed.

@@ -23,6 +23,8 @@ protocol WorkerPool: AnyObject {
     func stopAll(grace: Double) -> Int
     /// The largest peak RSS of a worker process, in bytes (nil for threads).
     var workerPeakRSS: Int? { get }
+    /// Samples the peak RSS of the running worker processes (no-op for threads).
+    func sampleMemory()
     /// Ids of every process started (empty for threads).
     var startedPIDs: [Int32] { get }
 }
@@ -69,6 +71,7 @@ final class ThreadWorkers: WorkerPool {
         for (serial, h) in handles.sorted(by: { $0.key < $1.key }) where !h.reported {
             guard let e = h.result else { continue }
             h.reported = true
+            handles[serial] = nil  // its thread has ended
             if case .killed = e {
                 out.append(WorkerDeath(serial: serial, injected: true, what: "worker \(serial) \(e)"))
             } else {
@@ -88,11 +91,14 @@ final class ThreadWorkers: WorkerPool {
     }
 
     var workerPeakRSS: Int? { nil }
+    func sampleMemory() {}
     var startedPIDs: [Int32] { [] }
 }
 
 /// Workers as child processes (`posix_spawn`), each in its own process group with SIGINT and
-/// SIGTERM at their defaults; reaped with `wait4`, whose resource usage gives their peak RSS.
+/// SIGTERM at their defaults, reaped with `wait4`. Their peak RSS is sampled from
+/// `/proc/PID/status` (VmHWM) while they run: `wait4`'s `ru_maxrss` is no use here, since Linux
+/// carries the maximum across `exec` and a vfork-style spawn starts with the parent's memory.
 final class ProcessWorkers: WorkerPool {
     private struct Child {
         var pid: pid_t
@@ -157,14 +163,12 @@ final class ProcessWorkers: WorkerPool {
     private func tryReap(_ serial: Int, block: Bool = false) -> Bool {
         guard var c = children[serial], !c.reaped else { return true }
         var status: Int32 = 0
-        var usage = rusage()
         var r: pid_t
-        repeat { r = wait4(c.pid, &status, block ? 0 : WNOHANG, &usage) } while r < 0 && errno == EINTR
+        repeat { r = wait4(c.pid, &status, block ? 0 : WNOHANG, nil) } while r < 0 && errno == EINTR
         if r == c.pid || (r < 0 && errno == ECHILD) {
             c.reaped = true
             c.status = status
             children[serial] = c
-            maxRSS = max(maxRSS, Int(usage.ru_maxrss) * 1024)
             return true
         }
         return false
@@ -217,5 +221,11 @@ final class ProcessWorkers: WorkerPool {
     }
 
     var workerPeakRSS: Int? { maxRSS }
+
+    func sampleMemory() {
+        for c in children.values where !c.reaped {
+            if let m = MemoryUsage.read(pid: String(c.pid)) { maxRSS = max(maxRSS, m.peakResidentBytes) }
+        }
+    }
     var startedPIDs: [Int32] { children.keys.sorted().compactMap { children[$0]?.pid } }
 }

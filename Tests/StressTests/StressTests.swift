@@ -156,7 +156,7 @@ struct StressTests {
         #expect(report.passed, "\(report.problems)")
         #expect(report.exactRounds == 20)
         #expect(report.mode == "processes")
-        #expect(report.workerPIDs.count == 3 + report.replacements)
+        #expect(report.workerPids.count == 3 + report.replacements)
         let kills = try #require(report.faults[FaultKind.kill.rawValue])
         #expect(kills.survived == kills.injected)
         // a worker killed in the last round may end with the run before its replacement starts
@@ -164,7 +164,7 @@ struct StressTests {
                 "\(report.replacements) replacements for \(kills.injected) kills")
         #expect(report.leakedWorkers == 0)
         #expect((report.workerPeakRSS ?? 0) > 0)
-        for pid in report.workerPIDs {
+        for pid in report.workerPids {
             #expect(kill(pid, 0) == -1 && errno == ESRCH, "worker process \(pid) is still there")
             #expect(!FileManager.default.fileExists(atPath: "/proc/\(pid)"), "/proc/\(pid) exists")
         }
