@@ -128,23 +128,30 @@ struct Worker: ParsableCommand {
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.worker")
-        let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
         let expect: Expectation? = (hidden == nil && cell == nil && seqLen == nil && microBatch == nil) ? nil
             : Expectation(hidden: hidden, input: nil, output: nil, seqLen: seqLen, cell: cell?.rawValue, activation: nil, microBatch: microBatch)
-        let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
-        let client: WorkerClient
-        do { client = try WorkerClient(core: core, connect: connect, logger: logger) } catch { throw fail("\(error)") }
-        let stop = StopFlag()
-        let trap = SignalTrap(stop)
-        logger.info("worker connecting to \(connect) with \(k) thread(s)")
-        let problem = client.run(stop: stop, parentPID: parentPid, connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout)
-        client.close()
-        _ = trap
-        if let p = problem {
-            throw fail(p)
-        }
-        logger.info("worker \(core.workerID) done after \(core.steps) assignments")
+        try runWorker(connect: connect, threads: threads, expect: expect, protocolVersion: protocolVersion, parentPID: parentPid,
+                      connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout, logger: logger)
     }
+}
+
+/// Runs a worker until the coordinator shuts it down; throws (exit 1) with the reason otherwise.
+func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVersion: UInt16 = Wire.protocolVersion,
+               parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, logger: Logger) throws {
+    let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
+    let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
+    let client: WorkerClient
+    do { client = try WorkerClient(core: core, connect: connect, logger: logger) } catch { throw fail("\(error)") }
+    let stop = StopFlag()
+    let trap = SignalTrap(stop)
+    logger.info("worker connecting to \(connect) with \(k) thread(s)")
+    let problem = client.run(stop: stop, parentPID: parentPID, connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout)
+    client.close()
+    _ = trap
+    if let p = problem {
+        throw fail(p)
+    }
+    logger.info("worker \(core.workerID) done after \(core.steps) assignments")
 }
 
 /// Runs a coordinator until the run ends; with `spawnWorkers > 0` also starts and reaps local workers.
