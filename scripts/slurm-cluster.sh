@@ -87,11 +87,12 @@ NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
 
+# the daemons get no stdio of ours: a caller reading our output to its end must not wait on them
 runuser -u munge -- /usr/sbin/munged --socket="$dir/munge/munge.socket" --pid-file="$dir/munge/munged.pid" \
-  --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
+  --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" </dev/null >/dev/null 2>&1
 export SLURM_CONF="$dir/slurm.conf"
-slurmctld
-slurmd
+slurmctld </dev/null >/dev/null 2>&1
+slurmd </dev/null >/dev/null 2>&1
 for _ in $(seq 1 100); do
   if sinfo -h -o '%t' 2>/dev/null | grep -q -E '^(idle|mix|alloc)'; then
     echo "slurm up: SLURM_CONF=$dir/slurm.conf"

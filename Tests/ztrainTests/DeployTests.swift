@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// Runs a command with `environment` added, in `cwd`, killing it after `timeout` seconds.
+func runCommand(_ executable: String, _ args: [String], environment: [String: String] = [:], cwd: URL? = nil,
+                timeout: Double = 300) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    if let cwd { p.currentDirectoryURL = cwd }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let group = DispatchGroup()
+    nonisolated(unsafe) var outData = Data(), errData = Data()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(20_000) }
+    if p.isRunning {
+        p.terminate()
+        usleep(500_000)
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+    p.waitUntilExit()
+    group.wait()
+    return RunResult(status: p.terminationStatus, exitedNormally: p.terminationReason == .exit,
+                     stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func which(_ name: String) -> String? {
+    for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = dir + "/" + name
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+func summary(_ dir: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/summary.json"))
+    return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
+
+let slurmAvailability: Bool = geteuid() == 0 && which("slurmctld") != nil && which("munged") != nil && which("sbatch") != nil
+let mpiAvailability: Bool = which("mpirun") != nil
+
+@Suite("deploy/: Slurm, Open MPI, manifests and units", .serialized)
+struct DeployTests {
+    @Test("a one-node Slurm cluster runs deploy/slurm/ztrain.sbatch to the target",
+          .enabled(if: slurmAvailability, "needs root, slurm-wlm and munge (scripts/ensure-deps.sh --test installs them)"))
+    func slurm() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = repoRoot().appendingPathComponent("scripts/slurm-cluster.sh").path
+        let state = tmp.path("slurm")
+        let up = try runCommand("/bin/bash", [cluster, "start", state], timeout: 60)
+        defer { _ = try? runCommand("/bin/bash", [cluster, "stop", state], timeout: 30) }
+        try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
+        let env = ["SLURM_CONF": state + "/slurm.conf", "ZTRAIN": ztrainBinary().path, "ZTRAIN_OUT": tmp.path("run"),
+                   "ZTRAIN_TIMEOUT": "240"]
+        let sbatch = repoRoot().appendingPathComponent("deploy/slurm/ztrain.sbatch").path
+        let job = try runCommand("/usr/bin/timeout", ["280", "sbatch", "--wait", "--ntasks=3", sbatch,
+                                                      "--target-loss", "1e-4", "--epochs", "200", "--quiet"],
+                                 environment: env, cwd: tmp.url, timeout: 300)
+        let logs = (try? FileManager.default.contentsOfDirectory(atPath: tmp.url.path).filter { $0.hasSuffix(".out") }) ?? []
+        let log = logs.compactMap { try? String(contentsOfFile: tmp.path($0), encoding: .utf8) }.joined()
+        if job.status != 0 { _ = try? runCommand("/usr/bin/scancel", ["--user=root"], environment: env, timeout: 20) }
+        #expect(job.status == 0, "sbatch: \(job.stdout)\(job.stderr)\njob log: \(log)")
+        #expect(log.contains("3 tasks"), "\(log)")
+        let s = try summary(tmp.path("run"))
+        #expect(s["target_reached"] as? Bool == true)
+        #expect((s["final_loss"] as? Double ?? 1) < 1e-4)
+        #expect((s["workers"] as? [Any])?.count == 3, "rank 0 works and ranks 1, 2 work")
+    }
+
+    @Test("mpirun -np 3 ztrain launch trains to the target",
+          .enabled(if: mpiAvailability, "needs Open MPI (apt-get install openmpi-bin)"))
+    func openMPI() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        var args = ["-np", "3", "--oversubscribe"]
+        if geteuid() == 0 { args.append("--allow-run-as-root") }
+        args += [ztrainBinary().path, "launch", "--target-loss", "1e-4", "--epochs", "200", "--quiet", "--out", tmp.path("run")]
+        let r = try runCommand(which("mpirun") ?? "mpirun", args, environment: ["OMPI_MCA_btl": "self,tcp"], timeout: 240)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let s = try summary(tmp.path("run"))
+        #expect(s["target_reached"] as? Bool == true)
+        #expect((s["workers"] as? [Any])?.count == 3)
+    }
+
+    @Test("Kubernetes manifests, systemd units and the Containerfile validate offline",
+          .enabled(if: which("python3") != nil, "needs python3 for kubernetes-validate and hadolint"))
+    func manifests() throws {
+        let script = repoRoot().appendingPathComponent("scripts/validate-deploy.sh").path
+        let r = try runCommand("/bin/bash", [script, ztrainBinary().path], timeout: 600)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        for name in ["configmap.yaml", "coordinator.yaml", "secret.yaml", "workers-job.yaml"] {
+            #expect(r.stdout.contains(name) || r.stderr.contains(name), "\(name) was not validated")
+        }
+        #expect(r.stdout.contains("units verify") && r.stdout.contains("Containerfile lints clean"))
+    }
+}
