@@ -123,14 +123,26 @@ size_t ck_workspace_count(const ck_model *m, ptrdiff_t B) {
 }
 
 // ------------------------------------------------------------------ the static rule
-// Measured on this machine (AMD EPYC, AVX-512, one core, OpenBLAS 0.3.21), seed cell, T = 4, I = O = 2,
-// microseconds per leaf (forward + backward) SIMD / BLAS:
-//   see README of the table in ck_path_for's comment in ckernels.h and the report; the rule:
-// BLAS when the GEMMs are big enough to amortize OpenBLAS's call and packing overhead.
-#define CK_BLAS_MIN_WORK (128L * 128 * 128)
+// Microseconds per leaf (forward + backward, weights packed once per step as GradientEngine does), seed
+// cell, T = 4, I = O = 2, one core of this machine (AMD EPYC, AVX-512 variant; OpenBLAS 0.3.21 single
+// thread), best of 5, SIMD / BLAS:
+//
+//   H \ B      8            32             128             498               996
+//   16      1.1 / 1.7     3.7 / 4.8     14.3 / 17.6      56.5 / 66.1      113 / 133
+//   32      2.5 / 3.1     8.8 / 10.9    34.1 / 35.8       135 / 154       273 / 326
+//   64      7.6 / 8.1    25.9 / 28.7     102 / 114        396 / 444       797 / 909
+//   128    24.0 / 23.9   88.2 / 102      343 / 388       1359 / 1489     2762 / 2987
+//   256    91.5 / 124     330 / 395     1282 / 1412      5040 / 5389    10390 / 11094
+//   512     362 / 575       -           5147 / 5574  (256: 11007 / 11026)  45206 / 42864
+//   1024   2257 / 2762   9498 / 6690   31860 / 22195         -          231570 / 167010
+//
+// The SIMD kernel keeps whole weight matrices in L1/L2 and pays no packing or call overhead, so it wins up
+// to H = 256 at every batch; past that its unblocked sweeps over W fall out of L2 and OpenBLAS's cache
+// blocking wins once the GEMMs are big. Rule: BLAS for H >= 1024 with B >= 32, or H >= 512 with B >= 512.
+// It reads the shape only, so every process picks the same kernel for a leaf of a given size.
 int ck_path_for(const ck_model *m, ptrdiff_t batch) {
-    long work = (long)m->H * (long)m->H * (long)batch;
-    return (m->H >= 128 && work >= CK_BLAS_MIN_WORK) ? CK_PATH_BLAS : CK_PATH_SIMD;
+    if ((m->H >= 1024 && batch >= 32) || (m->H >= 512 && batch >= 512)) return CK_PATH_BLAS;
+    return CK_PATH_SIMD;
 }
 
 // ------------------------------------------------------------------ ISA
