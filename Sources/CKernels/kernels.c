@@ -19,6 +19,10 @@
 #include <string.h>
 
 void openblas_set_num_threads(int num_threads);
+// OpenBLAS (pthreads build) starts its worker threads when it is loaded, and they spin on sched_yield for
+// a while before sleeping. We never use them (one BLAS thread per caller), so they are stopped at once.
+// Weak: a BLAS without this symbol simply keeps its threads.
+void blas_thread_shutdown_(void) __attribute__((weak));
 
 enum { POST_NONE = 0, POST_TANH = 1, POST_RELU = 2 };
 
@@ -57,12 +61,12 @@ size_t ck_packed_count(const ck_model *m) {
         const REAL *Wh = params, *bh = Wh + (ptrdiff_t)H * D, *Wy = bh + H, *by = Wy + (ptrdiff_t)O * F; \
         REAL *WhT = packed + off[0], *WhN = packed + off[1], *pbh = packed + off[2];                   \
         REAL *WyT = packed + off[3], *WyN = packed + off[4], *pby = packed + off[5];                   \
-        for (int i = 0; i < H; i++)                                                                    \
-            for (int j = 0; j < D; j++) {                                                              \
-                REAL v = Wh[(ptrdiff_t)i * D + j];                                                     \
-                WhT[(ptrdiff_t)j * Hp + i] = v;                                                        \
-                if (j < H) WhN[(ptrdiff_t)i * Hp + j] = v;                                             \
-            }                                                                                          \
+        for (int i0 = 0; i0 < H; i0 += 16)  /* transpose in 16 x 16 blocks */                        \
+            for (int j0 = 0; j0 < D; j0 += 16)                                                         \
+                for (int i = i0; i < H && i < i0 + 16; i++)                                            \
+                    for (int j = j0; j < D && j < j0 + 16; j++)                                        \
+                        WhT[(ptrdiff_t)j * Hp + i] = Wh[(ptrdiff_t)i * D + j];                         \
+        for (int i = 0; i < H; i++) memcpy(WhN + (ptrdiff_t)i * Hp, Wh + (ptrdiff_t)i * D, (size_t)H * sizeof(REAL)); \
         for (int i = 0; i < H; i++) pbh[i] = bh[i];                                                    \
         for (int o = 0; o < O; o++)                                                                    \
             for (int j = 0; j < F; j++) {                                                              \
@@ -162,7 +166,10 @@ int ck_isa_supported(int isa) {
 }
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_init(void) { openblas_set_num_threads(1); }
+static void blas_init(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 int ck_isa_best(void) {
     pthread_once(&blas_once, blas_init);  // one BLAS thread per caller: we parallelize across micro-batches

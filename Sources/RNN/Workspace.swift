@@ -205,10 +205,12 @@ extension RNNWorkspace {
         params.withUnsafeBufferPointer { p in
             series.withUnsafeBufferPointer { s in
                 windows.withUnsafeBufferPointer { w in
+                    ownPacked.pack(p)  // once for every chunk
                     var i = 0
                     while i < w.count {
                         let n = min(maxBatch, w.count - i)
-                        body(forward(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[i..<(i + n)])), n)
+                        let chunk = UnsafeBufferPointer(rebasing: w[i..<(i + n)])
+                        body(forward(params: p, packed: ownPacked, series: s, windows: chunk), n)
                         i += n
                     }
                 }
