@@ -338,6 +338,19 @@ static int usable(int isa) {
 DEFINE_ENTRIES(float, f32)
 DEFINE_ENTRIES(double, f64)
 
+#define DEFINE_ELEMENTWISE(REALT, T)                                                                  \
+    void ck_adam_##T(ptrdiff_t n, REALT *p, const REALT *g, REALT *m, REALT *v, REALT c1, REALT b2,    \
+                     REALT c2, REALT step, REALT bc2, REALT eps) {                                      \
+        int isa = ck_isa_best();                                                                      \
+        DISPATCH(T, adam, (n, p, g, m, v, c1, b2, c2, step, bc2, eps))                                 \
+    }                                                                                                 \
+    double ck_sumsq_##T(const REALT *x, ptrdiff_t n) {                                                \
+        int isa = ck_isa_best();                                                                      \
+        DISPATCH(T, sumsq, (x, n))                                                                     \
+    }
+DEFINE_ELEMENTWISE(float, f32)
+DEFINE_ELEMENTWISE(double, f64)
+
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx2,fma"))) static void tanh_avx512(const float *x, float *out, ptrdiff_t n) {
     for (ptrdiff_t k = 0; k < n; k += 16) {

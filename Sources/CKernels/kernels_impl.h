@@ -408,5 +408,39 @@ static ATTR void FN(blas_backward)(const ck_model *m, const REAL *P, const REAL 
              s.da + (ptrdiff_t)tlo * B * H, H, s.st + (ptrdiff_t)tlo * B * D, D, 1, gWh, D);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Adam, elementwise (so any vector width gives the same bits), with PyTorch's order of operations:
+// m += (1-b1)(g - m); v = v b2 + ((1-b2) g) g; p -= step (m / (sqrt(v)/bc2 + eps))
+static ATTR void FN(adam)(ptrdiff_t n, REAL *restrict p, const REAL *restrict g, REAL *restrict m, REAL *restrict v,
+                          REAL c1, REAL b2, REAL c2, REAL step, REAL bc2, REAL eps) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL gi = g[i];
+        REAL mi = m[i] + c1 * (gi - m[i]);
+        REAL vi = v[i] * b2 + c2 * gi * gi;
+        REAL denom = __builtin_elementwise_sqrt(vi) / bc2 + eps;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - step * (mi / denom);
+    }
+}
+
+// sum of x^2 in double: 8 interleaved lanes (lane k takes i = k mod 8), combined pairwise, then the tail
+static ATTR double FN(sumsq)(const REAL *x, ptrdiff_t n) {
+    typedef double v8d __attribute__((ext_vector_type(8)));
+    v8d acc = 0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8d d;
+        for (int k = 0; k < 8; k++) d[k] = (double)x[i + k];
+        acc = acc + d * d;
+    }
+    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) {
+        double d = (double)x[i];
+        s += d * d;
+    }
+    return s;
+}
+
 #undef FN
 #undef INL

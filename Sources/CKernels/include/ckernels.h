@@ -67,6 +67,18 @@ void ck_backward_f64(int isa, int path, const ck_model *m, const double *params,
                      const double *series, const ptrdiff_t *windows, ptrdiff_t batch, double *ws,
                      const double *y, double *grads);
 
+/// One Adam step over `n` parameters, elementwise, in PyTorch's order of operations:
+/// m += c1 (g - m); v = v b2 + (c2 g) g; p -= step (m / (sqrt(v) / bc2 + eps)). Same bits on every ISA.
+void ck_adam_f32(ptrdiff_t n, float *p, const float *g, float *m, float *v, float c1, float b2, float c2,
+                 float step, float bc2, float eps);
+void ck_adam_f64(ptrdiff_t n, double *p, const double *g, double *m, double *v, double c1, double b2, double c2,
+                 double step, double bc2, double eps);
+
+/// Sum of squares in double: 8 interleaved partial sums (element i goes to sum i mod 8), combined pairwise,
+/// then the tail in order. A fixed order: the same bits on every ISA.
+double ck_sumsq_f32(const float *x, ptrdiff_t n);
+double ck_sumsq_f64(const double *x, ptrdiff_t n);
+
 /// tanh of `n` floats with the kernels' vector tanh (tests compare it with libm).
 void ck_tanh_f32(int isa, const float *x, float *out, ptrdiff_t n);
 
