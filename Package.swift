@@ -32,10 +32,17 @@ let package = Package(
             name: "CBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // Forward/BPTT kernels in C: per-ISA SIMD variants with identical bits, OpenBLAS GEMMs for big shapes.
+        // Knows nothing of training. Used by RNN only.
+        .target(
+            name: "CKernels",
+            dependencies: ["CBLAS"],
+            linkerSettings: [.linkedLibrary("openblas")]
+        ),
         // A small, safe Swift API over libzmq. No training concepts.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
-        .target(name: "RNN", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
+        .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
         // The sin/cos series, CSV loading, windows, splits, permutations, micro-batch arithmetic.
         .target(name: "Series"),
         // safetensors read/write, atomic files.
