@@ -27,7 +27,8 @@ let package = Package(
             name: "CZeroMQ",
             providers: [.apt(["libzmq3-dev"])]
         ),
-        // The CBLAS header of OpenBLAS and nothing else (apt: libopenblas-dev).
+        // The CBLAS header of OpenBLAS and nothing else (apt: libopenblas-dev). Not linked: CKernels loads
+        // libopenblas.so.0 on first use, so processes training small models never map it.
         .systemLibrary(
             name: "CBLAS",
             providers: [.apt(["libopenblas-dev"])]
@@ -37,7 +38,7 @@ let package = Package(
         .target(
             name: "CKernels",
             dependencies: ["CBLAS"],
-            linkerSettings: [.linkedLibrary("openblas")]
+            linkerSettings: [.linkedLibrary("dl")]
         ),
         // A small, safe Swift API over libzmq. No training concepts.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),

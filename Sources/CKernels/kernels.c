@@ -14,15 +14,55 @@
 #include "ckernels.h"
 #include <cblas.h>
 #undef I  // complex.h (from cblas.h) defines I; here it is the input size
+#include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 
-void openblas_set_num_threads(int num_threads);
-// OpenBLAS (pthreads build) starts its worker threads when it is loaded, and they spin on sched_yield for
-// a while before sleeping. We never use them (one BLAS thread per caller), so they are stopped at once.
-// Weak: a BLAS without this symbol simply keeps its threads.
-void blas_thread_shutdown_(void) __attribute__((weak));
+// ------------------------------------------------------------------ OpenBLAS, loaded on first use
+// Only big shapes take the BLAS path (see ck_path_for), so OpenBLAS is dlopen'ed the first time one does:
+// a process training a small model never maps it (about 3 MB of resident memory and a thread saved).
+// cblas.h gives the types; the two GEMMs come from the library. OpenBLAS (pthreads build) starts worker
+// threads when loaded, which spin on sched_yield for a while; we never use them (one BLAS thread per
+// caller: we parallelize across micro-batches), so they are stopped at once when the library has
+// blas_thread_shutdown_. Without libopenblas.so.0 every shape takes the SIMD path.
+typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
+                         const blasint, const blasint, const float, const float *, const blasint, const float *,
+                         const blasint, const float, float *, const blasint);
+typedef void (*dgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
+                         const blasint, const blasint, const double, const double *, const blasint, const double *,
+                         const blasint, const double, double *, const blasint);
+static sgemm_fn blas_sgemm;
+static dgemm_fn blas_dgemm;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_load(void) {
+    static const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
+    void *lib = NULL;
+    for (unsigned i = 0; i < sizeof names / sizeof names[0] && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    void (*set_threads)(int) = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
+    void (*shutdown)(void) = (void (*)(void))dlsym(lib, "blas_thread_shutdown_");
+    if (set_threads) set_threads(1);
+    if (shutdown) shutdown();
+    sgemm_fn s = (sgemm_fn)dlsym(lib, "cblas_sgemm");
+    dgemm_fn d = (dgemm_fn)dlsym(lib, "cblas_dgemm");
+    if (s && d) { blas_sgemm = s; blas_dgemm = d; }
+}
+
+int ck_blas_available(void) {
+    pthread_once(&blas_once, blas_load);
+    return blas_sgemm != NULL;
+}
+
+void ck_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc) {
+    blas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+               A, lda, B, ldb, beta, C, ldc);
+}
+
+#define cblas_sgemm_lazy(...) blas_sgemm(__VA_ARGS__)
+#define cblas_dgemm_lazy(...) blas_dgemm(__VA_ARGS__)
 
 enum { POST_NONE = 0, POST_TANH = 1, POST_RELU = 2 };
 
@@ -144,8 +184,10 @@ size_t ck_workspace_count(const ck_model *m, ptrdiff_t B) {
 // to H = 256 at every batch; past that its unblocked sweeps over W fall out of L2 and OpenBLAS's cache
 // blocking wins once the GEMMs are big. Rule: BLAS for H >= 1024 with B >= 32, or H >= 512 with B >= 512.
 // It reads the shape only, so every process picks the same kernel for a leaf of a given size.
+// Without OpenBLAS on the machine, the SIMD path serves every shape (the numerics fingerprint then tells
+// the coordinator that such a worker's bits differ for these big shapes).
 int ck_path_for(const ck_model *m, ptrdiff_t batch) {
-    if ((m->H >= 1024 && batch >= 32) || (m->H >= 512 && batch >= 512)) return CK_PATH_BLAS;
+    if (((m->H >= 1024 && batch >= 32) || (m->H >= 512 && batch >= 512)) && ck_blas_available()) return CK_PATH_BLAS;
     return CK_PATH_SIMD;
 }
 
@@ -165,14 +207,7 @@ int ck_isa_supported(int isa) {
 #endif
 }
 
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_init(void) {
-    openblas_set_num_threads(1);
-    if (blas_thread_shutdown_) blas_thread_shutdown_();
-}
-
 int ck_isa_best(void) {
-    pthread_once(&blas_once, blas_init);  // one BLAS thread per caller: we parallelize across micro-batches
     static int best = -1;
     int b = __atomic_load_n(&best, __ATOMIC_RELAXED);
     if (b < 0) {
@@ -232,7 +267,7 @@ VIEWS(float)
 #define IVEC vi32
 #define VL 16
 #define IS_F32 1
-#define GEMM cblas_sgemm
+#define GEMM cblas_sgemm_lazy
 #if defined(__x86_64__)
 #define SFX f32_avx512
 #define ATTR __attribute__((target("avx512f,avx2,fma")))
@@ -276,7 +311,7 @@ VIEWS(double)
 #define IVEC vi64
 #define VL 8
 #define IS_F32 0
-#define GEMM cblas_dgemm
+#define GEMM cblas_dgemm_lazy
 #if defined(__x86_64__)
 #define SFX f64_avx512
 #define ATTR __attribute__((target("avx512f,avx2,fma")))
@@ -315,8 +350,7 @@ static int usable(int isa) {
 #define DEFINE_ENTRIES(REALT, T)                                                                      \
     REALT ck_forward_##T(int isa, int path, const ck_model *m, const REALT *params, const REALT *packed, \
                          const REALT *series, const ptrdiff_t *w, ptrdiff_t B, REALT *ws, REALT *y) {   \
-        if (path == CK_PATH_BLAS) {                                                                   \
-            pthread_once(&blas_once, blas_init);                                                      \
+        if (path == CK_PATH_BLAS && ck_blas_available()) {                                            \
             DISPATCH(T, blas_forward, (m, params, series, w, B, ws, y))                                \
         }                                                                                             \
         DISPATCH(T, simd_forward, (m, packed, series, w, B, ws, y))                                    \
@@ -324,8 +358,7 @@ static int usable(int isa) {
     static void backward_##T(int isa, int path, const ck_model *m, const REALT *params,              \
                              const REALT *packed, const REALT *series, const ptrdiff_t *w, ptrdiff_t B, \
                              REALT *ws, const REALT *y, REALT *g) {                                   \
-        if (path == CK_PATH_BLAS) {                                                                   \
-            pthread_once(&blas_once, blas_init);                                                      \
+        if (path == CK_PATH_BLAS && ck_blas_available()) {                                            \
             DISPATCH(T, blas_backward, (m, params, series, w, B, ws, y, g))                            \
         }                                                                                             \
         DISPATCH(T, simd_backward, (m, packed, series, w, B, ws, y, g))                                \

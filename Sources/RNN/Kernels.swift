@@ -29,6 +29,10 @@ public enum KernelPath: Int32, Sendable, CaseIterable {
     case simd = 0
     case blas = 1
 
+    /// Is OpenBLAS installed (`libopenblas.so.0`)? It is loaded on the first call, and the BLAS path needs
+    /// it; without it every shape runs on the SIMD path.
+    public static var isBLASAvailable: Bool { ck_blas_available() != 0 }
+
     /// The kernel for `batch` windows of a model of this shape: a pure function of the shape.
     public static func forShape(_ config: ModelConfig, batch: Int) -> KernelPath {
         var m = ck_model(config)

@@ -70,7 +70,9 @@ struct KernelTests {
     }
 
     @Test(arguments: configs(hidden: [5, 33, 130]))
-    func blasAndSimdPathsAgree(config: ModelConfig) {
+    func blasAndSimdPathsAgree(config: ModelConfig) throws {
+        // OpenBLAS is a dependency (scripts/ensure-deps.sh): without it the BLAS path would quietly be SIMD
+        try #require(KernelPath.isBLASAvailable, "libopenblas.so.0 did not load")
         let p64 = randomParams(config, seed: 5, scale: 0.3)
         let p32 = p64.map { Float($0) }
         for b in [1, 9, 40] {

@@ -42,6 +42,14 @@ int ck_isa_supported(int isa);
 /// The kernel for a leaf of `batch` windows: a pure function of the shape (see the table in kernels.c).
 int ck_path_for(const ck_model *m, ptrdiff_t batch);
 
+// Is OpenBLAS loadable (libopenblas.so.0, dlopen'ed on the first call)? The BLAS path needs it.
+int ck_blas_available(void);
+
+// C = alpha op(A) op(B) + beta C, row-major, through OpenBLAS's cblas_sgemm (one thread). Only after
+// ck_blas_available() returned 1. For measuring the GEMM rate next to the kernels.
+void ck_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+
 /// Scalars of the packed (transposed, padded) weights the SIMD path reads.
 size_t ck_packed_count(const ck_model *m);
 /// Scalars of scratch for batches of up to `max_batch` windows, for either path.
