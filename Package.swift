@@ -67,7 +67,8 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Training", "Stress", "RNN", "Series", "Wire", "ZeroMQ", "CBLAS",
+                // not CBLAS: linking OpenBLAS costs every ztrain process ~9 MB of RSS; Bench loads it with dlopen
+                "Training", "Stress", "RNN", "Series", "Wire", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// memcpy bandwidth: `bytes` copied between two buffers that were touched first (no page faults in
@@ -23,12 +22,14 @@ public enum MemcpyFloor {
     }
 }
 
-/// Single-threaded float32 GEMM rate of OpenBLAS (`cblas_sgemm`, `openblas_set_num_threads(1)`).
+/// Single-threaded float32 GEMM rate of OpenBLAS (`cblas_sgemm`, `openblas_set_num_threads(1)`;
+/// the library is loaded by ``OpenBLAS``).
 public enum GemmFloor {
     /// FLOP per second of doing every shape `count` times in a row, median of `repetitions`; each
     /// repetition loops until at least `minSeconds` have passed, so short products are timed well.
-    public static func measure(shapes: [GemmShape], repetitions: Int, minSeconds: Double) -> (median: Double, all: [Double]) {
-        openblas_set_num_threads(1)
+    public static func measure(shapes: [GemmShape], repetitions: Int, minSeconds: Double) throws(BenchError) -> (median: Double, all: [Double]) {
+        let blas = try OpenBLAS.shared.get()
+        blas.setThreads(1)
         let sizeA = shapes.map { $0.m * $0.k }.max() ?? 1
         let sizeB = shapes.map { $0.k * $0.n }.max() ?? 1
         let sizeC = shapes.map { $0.m * $0.n }.max() ?? 1
@@ -44,10 +45,9 @@ public enum GemmFloor {
         func pass() {
             for s in shapes {
                 for _ in 0..<s.count {
-                    cblas_sgemm(CblasRowMajor, s.transA ? CblasTrans : CblasNoTrans, s.transB ? CblasTrans : CblasNoTrans,
-                                Int32(s.m), Int32(s.n), Int32(s.k), 1,
-                                a, Int32(s.transA ? s.m : s.k), b, Int32(s.transB ? s.k : s.n),
-                                s.accumulate ? 1 : 0, c, Int32(s.n))
+                    blas.sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, alpha: 1,
+                               a: a, lda: s.transA ? s.m : s.k, b: b, ldb: s.transB ? s.k : s.n,
+                               beta: s.accumulate ? 1 : 0, c: c, ldc: s.n)
                 }
             }
         }

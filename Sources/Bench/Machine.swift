@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// The machine a report was measured on.
@@ -18,7 +17,7 @@ public struct MachineInfo: Sendable, Codable, Equatable {
     public var ztrainVersion: String
     /// `ZTRAIN_COMMIT` (set by `scripts/bench`), nil when unknown.
     public var ztrainCommit: String?
-    /// `openblas_get_config()`.
+    /// `openblas_get_config()` (OpenBLAS is loaded to ask).
     public var blas: String
     /// Total memory, bytes.
     public var memoryBytes: Int?
@@ -63,7 +62,7 @@ public struct MachineInfo: Sendable, Codable, Equatable {
         let kernel = withUnsafeBytes(of: &u.release) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-        let blas = openblas_get_config().map { String(cString: $0) } ?? "unknown"
+        let blas = (try? OpenBLAS.shared.get())?.config ?? "OpenBLAS not loaded"
         let commit = environment["ZTRAIN_COMMIT"].flatMap { $0.isEmpty ? nil : $0 }
         let swift = environment["ZTRAIN_SWIFT_VERSION"].flatMap { $0.isEmpty ? nil : $0 } ?? compilerVersion
         return MachineInfo(cpu: model, cores: ProcessInfo.processInfo.activeProcessorCount, flags: flags, os: os,

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 import Logging
 import RNN
@@ -58,7 +57,7 @@ public final class BenchRunner {
             throw .io("cannot create \(scratch.path): \(error.localizedDescription)")
         }
         defer { try? FileManager.default.removeItem(at: scratch) }
-        openblas_set_num_threads(1)
+        if case .success(let blas) = OpenBLAS.shared { blas.setThreads(1) }
         floors = []
         results = []
 
@@ -125,13 +124,13 @@ public final class BenchRunner {
     private func measureGemm() throws(BenchError) {
         let reps = quick ? 2 : 5
         let n = sizes.gemmSquare
-        let square = GemmFloor.measure(shapes: GemmFloor.square(n), repetitions: reps, minSeconds: sizes.gemmSeconds)
+        let square = try GemmFloor.measure(shapes: GemmFloor.square(n), repetitions: reps, minSeconds: sizes.gemmSeconds)
         floors.append(Floor(name: "gemm-square-\(n)", title: "float32 GEMM \(n)×\(n)×\(n), 1 thread (peak)",
                             value: square.median / 1e9, unit: "GFLOP/s",
                             detail: "cblas_sgemm (\(openblasCore())), openblas_set_num_threads(1), median of \(reps); range \(Stats.spread(square.all) { Format.number($0 / 1e9) })"))
         if stop.isSet { throw .interrupted(stop.signal) }
         let shapes = FlopCount.gemmShapes(bigModel, batch: sizes.bigBatch)
-        let model = GemmFloor.measure(shapes: shapes, repetitions: reps, minSeconds: sizes.gemmSeconds)
+        let model = try GemmFloor.measure(shapes: shapes, repetitions: reps, minSeconds: sizes.gemmSeconds)
         gemmModelRate = model.median
         floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigBatch)",
                             title: "float32 GEMM at the H=\(sizes.bigHidden), batch \(sizes.bigBatch) step's shapes, 1 thread",
@@ -141,7 +140,7 @@ public final class BenchRunner {
     }
 
     private func openblasCore() -> String {
-        openblas_get_corename().map { "OpenBLAS core \(String(cString: $0))" } ?? "OpenBLAS"
+        (try? OpenBLAS.shared.get()).map { "OpenBLAS core \($0.core)" } ?? "OpenBLAS"
     }
 
     private var smallParameters: Int { ParameterLayout(ModelConfig(inputSize: 2, hiddenSize: 32, outputSize: 2, seqLen: 4)).count }

