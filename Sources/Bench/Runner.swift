@@ -341,13 +341,15 @@ public final class BenchRunner {
                                        baseline: t.baseline, baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
                                        detail: "ztrain train --workers 2 --threads 1 --batch 64 --steps \(steps) (micro-batch 8, ipc://), summary.json samples_per_second (samples ÷ the coordinator's step time, evaluation excluded); median of \(runs.count), runs \(Stats.spread(rates, Format.number))"))
             case "rss-worker":
+                let detail = memoryDetail + (worker.map { "; = \(Format.number(Double($0) / 1_048_576)) MiB (MB here are 10⁶ bytes)" } ?? "")
                 out.append(worker == nil ? t.failed("no worker process was seen while the runs lasted")
                            : BenchResult(name: t.name, target: t.target, title: t.title, value: worker.map { Double($0) / 1e6 }, unit: t.unit,
-                                         goal: t.goal, detail: memoryDetail))
+                                         goal: t.goal, detail: detail))
             case "rss-coordinator":
+                let detail = memoryDetail + (coordinator.map { "; = \(Format.number(Double($0) / 1_048_576)) MiB (MB here are 10⁶ bytes)" } ?? "")
                 out.append(coordinator == nil ? t.failed("the coordinator's /proc/PID/status could not be read")
                            : BenchResult(name: t.name, target: t.target, title: t.title, value: coordinator.map { Double($0) / 1e6 }, unit: t.unit,
-                                         goal: t.goal, detail: memoryDetail))
+                                         goal: t.goal, detail: detail))
             default:
                 break
             }
@@ -375,6 +377,40 @@ public final class BenchRunner {
         return report
     }
 
+    /// Seconds a stress worker spends making one leaf's seeded gradient of `p` values (median of
+    /// `repetitions`): compute that the stress round includes and a real round would not.
+    private func generationSeconds(parameters p: Int, repetitions: Int) -> Double {
+        let gen = LeafGradients(seed: 0, parameterCount: p, leafCount: 2)
+        let matrix = LeafMatrix(rows: 2)
+        let weights = [Float](repeating: 0.5, count: p)
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: p + 1)
+        defer { out.deallocate() }
+        var times: [Double] = []
+        weights.withUnsafeBufferPointer { w in
+            for r in 0..<max(1, repetitions) {
+                let t0 = ContinuousClock.now
+                gen.nodeSum(round: UInt64(r + 1), block: 0..<1, columns: 0..<(p + 1), weights: w, matrix: matrix, into: out)
+                times.append(seconds(since: t0))
+            }
+        }
+        return Stats.median(times) ?? 0
+    }
+
+    /// Seconds of one Adam update of `p` parameters (median of `repetitions`): the coordinator's
+    /// optimizer step, which the stress round leaves out.
+    private func adamSeconds(parameters p: Int, repetitions: Int) -> Double {
+        var optimizer = Optimizer<Float>(config: OptimizerConfig(kind: .adam, learningRate: 1e-2), parameterCount: p)
+        var params = [Float](repeating: 0.1, count: p)
+        let gradient = [Float](repeating: 1e-3, count: p)
+        var times: [Double] = []
+        for _ in 0..<max(1, repetitions) {
+            let t0 = ContinuousClock.now
+            optimizer.update(&params, gradient: gradient)
+            times.append(seconds(since: t0))
+        }
+        return Stats.median(times) ?? 0
+    }
+
     private func templateRoundH32() -> BenchResult {
         BenchResult(name: "round-h32", target: "4", title: "aggregation round, H=32 (P=\(smallParameters)), 2 worker processes, tcp",
                     value: nil, unit: "µs", baseline: zmqSmall.flatMap(Stats.median).map { $0 * 1e6 },
@@ -384,11 +420,13 @@ public final class BenchRunner {
 
     private func roundH32() throws(BenchError) -> [BenchResult] {
         let report = try stress(parameters: smallParameters, rounds: sizes.smallRounds)
+        let gen = generationSeconds(parameters: smallParameters, repetitions: 101)
+        let adam = adamSeconds(parameters: smallParameters, repetitions: 101)
         let t = templateRoundH32()
         let l = report.latencyMicros
         return [BenchResult(name: t.name, target: t.target, title: t.title, value: Double(l.p50), unit: t.unit, baseline: t.baseline,
                             baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
-                            detail: "StressHarness (ztrain stress --workers 2 --params \(smallParameters) --processes), \(report.rounds) rounds, no faults: p50 from StepAggregator.begin (ASSIGN out) to the exact reduced aggregate; the weight update and ASSIGN encoding are outside it; p90 \(l.p90) µs, p99 \(l.p99) µs")]
+                            detail: "StressHarness (ztrain stress --workers 2 --params \(smallParameters) --processes), \(report.rounds) rounds, no faults: p50 from StepAggregator.begin (ASSIGN out) to the exact reduced aggregate; outside it: ASSIGN encoding and the weight update (Adam on P floats: \(Format.number(adam * 1e6)) µs, measured here); inside it: the workers' seeded gradient generation (\(Format.number(gen * 1e6)) µs per leaf, measured here); p90 \(l.p90) µs, p99 \(l.p99) µs")]
     }
 
     private func templateRound10M() -> BenchResult {
@@ -404,11 +442,13 @@ public final class BenchRunner {
     private func round10M() throws(BenchError) -> [BenchResult] {
         let p = sizes.bigParameters
         let report = try stress(parameters: p, rounds: sizes.bigRounds)
+        let gen = generationSeconds(parameters: p, repetitions: quick ? 1 : 3)
+        let adam = adamSeconds(parameters: p, repetitions: quick ? 1 : 3)
         let t = templateRound10M()
         let l = report.latencyMicros
         return [BenchResult(name: t.name, target: t.target, title: t.title, value: Double(l.p50) / 1e3, unit: t.unit,
                             baseline: t.baseline, baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
-                            detail: "StressHarness, \(report.rounds) rounds, no faults: p50 from ASSIGN out to the exact aggregate (includes the workers' seeded gradient generation and both sides' checksums); p90 \(Format.number(Double(l.p90) / 1e3)) ms; coordinator peak RSS \(report.peakRSS.map { Format.number(Double($0) / 1e6) } ?? "n/a") MB",
+                            detail: "StressHarness, \(report.rounds) rounds, no faults: p50 from ASSIGN out to the exact aggregate (includes the workers' seeded gradient generation, \(Format.number(gen * 1e3)) ms per leaf measured here on one core, and both sides' checksums; outside it: the weight update, Adam on P floats \(Format.number(adam * 1e3)) ms measured here); p90 \(Format.number(Double(l.p90) / 1e3)) ms; coordinator peak RSS \(report.peakRSS.map { Format.number(Double($0) / 1e6) } ?? "n/a") MB",
                             reference: t.reference)]
     }
 
@@ -473,7 +513,7 @@ public final class BenchRunner {
                 out.append(BenchResult(name: template.name, target: template.target, title: template.title, value: Stats.median(times),
                                        unit: template.unit, baseline: template.baseline, baselineName: template.baselineName,
                                        baselineSource: template.baselineSource, goal: template.goal,
-                                       detail: "ztrain train \(args.joined(separator: " ")) --out TMP --quiet, from posix_spawn to exit (start-up, data, training, per-epoch evaluation, outputs); median of \(times.count) after a warm-up run, range \(Stats.spread(times, Format.number)) s; epochs \(epochs.map(String.init).joined(separator: ", "))"))
+                                       detail: "ztrain train \(args.joined(separator: " ")) --out TMP --quiet, from posix_spawn to exit (start-up, data, training, per-epoch evaluation, outputs); median of \(times.count)\(quick ? "" : " after a warm-up run"), range \(Stats.spread(times, Format.number)) s; epochs \(epochs.map(String.init).joined(separator: ", "))"))
             } catch {
                 if case .interrupted = error { throw error }
                 out.append(template.failed(error.description))

@@ -18,10 +18,10 @@ public enum Stats {
         return s[min(s.count - 1, max(0, rank - 1))]
     }
 
-    /// `min–max` of the values, formatted with `format`.
+    /// `min–max` of the values, formatted with `format` (just the value when there is one).
     public static func spread(_ xs: [Double], _ format: (Double) -> String) -> String {
         guard let lo = xs.min(), let hi = xs.max() else { return "n/a" }
-        return "\(format(lo))–\(format(hi))"
+        return xs.count == 1 ? format(lo) : "\(format(lo))–\(format(hi))"
     }
 }
 
