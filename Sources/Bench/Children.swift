@@ -7,8 +7,11 @@ import Stress
 /// exact and the bench never polls.
 public final class ChildProcess: @unchecked Sendable {
     // @unchecked: `exitRecord` is guarded by `lock`; the rest is immutable.
+    /// The process id.
     public let pid: pid_t
+    /// For messages: `ztrain train --workers 2 …`.
     public let label: String
+    /// Just before `posix_spawn`.
     public let started: ContinuousClock.Instant
     let stderrPath: String
     private let lock = NSLock()
@@ -66,6 +69,7 @@ public final class ChildProcess: @unchecked Sendable {
         return true
     }
 
+    /// Has it exited (and been reaped)?
     public var hasExited: Bool { lock.withLock { exitRecord != nil } }
 
     /// Seconds from just before `posix_spawn` to the exit (nil while it runs).

@@ -4,8 +4,11 @@ import RNN
 public struct GemmShape: Sendable, Equatable, CustomStringConvertible {
     /// `forward`, `dW`, `dh`.
     public var name: String
+    /// Rows of C.
     public var m: Int
+    /// Columns of C.
     public var n: Int
+    /// The inner dimension.
     public var k: Int
     /// `A` is stored transposed (`(K, M)` row-major).
     public var transA: Bool

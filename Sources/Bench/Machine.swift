@@ -10,10 +10,12 @@ public struct MachineInfo: Sendable, Codable, Equatable {
     public var flags: [String: Bool]
     /// `PRETTY_NAME` of `/etc/os-release`, and the kernel release.
     public var os: String
+    /// `uname -r`.
     public var kernel: String
     /// `swift --version` when `scripts/bench` passed it (`ZTRAIN_SWIFT_VERSION`), else the compiler
     /// version this binary was built with, as far as `#if compiler` tells.
     public var swift: String
+    /// `ztrain --version`.
     public var ztrainVersion: String
     /// `ZTRAIN_COMMIT` (set by `scripts/bench`), nil when unknown.
     public var ztrainCommit: String?
@@ -90,4 +92,11 @@ public struct MachineInfo: Sendable, Codable, Equatable {
         let on = flags.filter(\.value).map(\.key).sorted()
         return on.isEmpty ? "none of \(MachineInfo.flagsOfInterest.joined(separator: ", "))" : on.joined(separator: " ")
     }
+}
+
+/// `/proc/loadavg`: the 1, 5 and 15 minute load averages (nil without `/proc`).
+public func loadAverage() -> [Double]? {
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return nil }
+    let fields = text.split(separator: " ").prefix(3).compactMap { Double($0) }
+    return fields.count == 3 ? fields : nil
 }

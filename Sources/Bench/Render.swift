@@ -43,11 +43,20 @@ public enum Render {
         if !failures.isEmpty {
             text += "\n\nfailed measurements\n" + failures.map { "  \($0.target) \($0.name): \($0.error ?? "")" }.joined(separator: "\n")
         }
+        if let a = report.loadAtStart, let b = report.loadAtEnd {
+            text += "\n\n" + loadLine(a, b, cores: report.machine.cores)
+        }
         let met = report.results.filter { $0.met == true }.count
         text += "\n\n\(met) of \(report.results.count) goals met"
         if report.quick { text += " (--quick: tiny sizes, the figures mean nothing)" }
         if !report.pytorch.anySameRun { text += "; PyTorch baselines are the figures recorded in issue 5 (no --pytorch-json)" }
         return text
+    }
+
+    /// `load average 1.50 at the start, 3.80 at the end (2 cores)`.
+    static func loadLine(_ a: [Double], _ b: [Double], cores: Int) -> String {
+        let f = { (x: [Double]) in x.first.map { String(format: "%.2f", $0) } ?? "?" }
+        return "load average (1 min) \(f(a)) at the start, \(f(b)) at the end, on \(cores) core(s): above 0 means other work shared the machine"
     }
 
     static func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
@@ -77,6 +86,7 @@ public enum Render {
             "- BLAS: \(m.blas)",
         ]
         if let mem = m.memoryBytes { machine.append("- memory: \(Format.number(Double(mem) / 1e9)) GB") }
+        if let a = report.loadAtStart, let b = report.loadAtEnd { machine.append("- " + loadLine(a, b, cores: m.cores)) }
         out += machine
         out.append("")
         out.append("### Targets (issue 5)")
@@ -112,10 +122,10 @@ public enum Render {
         func row(_ workload: String, _ f: PyTorchFigure, _ ours: BenchResult?, higherIsBetter: Bool) -> [String] {
             let v = ours?.error == nil ? ours?.value : nil
             let factor: String
-            if let v, v > 0 { factor = Format.ratio(higherIsBetter ? v / f.value : f.value / v) + (higherIsBetter ? "" : " faster") } else { factor = "n/a" }
+            if let v, v > 0 { factor = Format.ratio(higherIsBetter ? v / f.value : f.value / v) } else { factor = "n/a" }
             return [workload, "\(Format.value(f.value, f.unit)) (\(f.source.rawValue))", v.map { Format.value($0, ours?.unit ?? "") } ?? "n/a", factor]
         }
-        var rows: [[String]] = [["workload", "PyTorch" + (p.torchVersion.map { " \($0)" } ?? ""), "ztrain", "ztrain ÷ PyTorch"]]
+        var rows: [[String]] = [["workload", "PyTorch" + (p.torchVersion.map { " \($0)" } ?? ""), "ztrain", "ztrain speed-up (above 1: faster)"]]
         rows.append(row("1 thread, H=32, batch 32 (eager loop)", p.eagerH32, result("single-h32"), higherIsBetter: true))
         rows.append(row("1 thread, H=256, batch 996", p.eagerH256, result("single-h256-vs-pytorch"), higherIsBetter: true))
         rows.append(row("2 processes × 1 thread, H=32, global batch 64 (DDP gloo)", p.ddp, result("workers2-h32"), higherIsBetter: true))
@@ -129,7 +139,9 @@ public enum Render {
         return text
     }
 
+    /// Where the generated part of BENCHMARKS.md starts.
     public static let beginMarker = "<!-- bench:begin -->"
+    /// Where it ends.
     public static let endMarker = "<!-- bench:end -->"
 
     /// BENCHMARKS.md with `block` between the markers. Without an existing file: a new one with a

@@ -22,8 +22,11 @@ public struct Goal: Sendable, Codable, Equatable {
         case atMost = "<="
     }
 
+    /// Whether the threshold applies to the value or to the ratio.
     public var on: Subject
+    /// At least or at most.
     public var op: Comparison
+    /// The number to compare with (in the value's unit, or a plain factor).
     public var threshold: Double
     /// For people: `≥ 1,000,000 samples/s`, `≤ 3× floor`.
     public var text: String
@@ -48,9 +51,12 @@ public struct Goal: Sendable, Codable, Equatable {
 /// A figure shown next to a result for comparison only (no goal depends on it), e.g. gloo's
 /// all_reduce of 1e7 floats next to our 10M-parameter round.
 public struct Reference: Sendable, Codable, Equatable {
+    /// What it is, e.g. `gloo all_reduce of 1e7 floats, 2 ranks`.
     public var name: String
+    /// The figure, in `unit`.
     public var value: Double
     public var unit: String
+    /// Measured in this run or recorded in issue 5.
     public var source: BaselineSource
 
     public init(name: String, value: Double, unit: String, source: BaselineSource) {
@@ -73,17 +79,25 @@ public struct BenchResult: Sendable, Equatable {
     public var target: String
     /// What was measured, for people.
     public var title: String
+    /// The median (or p50) measured; nil when the measurement failed.
     public var value: Double?
+    /// `samples/s`, `µs`, `ms`, `s`, `MB` (10⁶ bytes), `GFLOP/s`.
     public var unit: String
+    /// The figure `value` is compared with, in the same unit; nil when the target has none.
     public var baseline: Double?
     /// What the baseline is (`PyTorch eager loop`, `bare ZeroMQ round trip`, …).
     public var baselineName: String?
+    /// Measured in this run, or recorded in issue 5.
     public var baselineSource: BaselineSource?
+    /// `value / baseline`.
     public var ratio: Double?
+    /// What issue 5 asks for.
     public var goal: Goal
+    /// The goal applied; nil when value or baseline is missing.
     public var met: Bool?
     /// The exact workload (sizes, repetitions, the spread of the runs).
     public var detail: String
+    /// A figure shown for comparison only.
     public var reference: Reference?
     /// Why there is no value, when the measurement failed.
     public var error: String?
@@ -177,9 +191,13 @@ private func finite(_ x: Double) -> Double? { x.isFinite ? x : nil }
 public struct Floor: Sendable, Codable, Equatable {
     /// Stable key (`memcpy-40MB`, `gemm-model-shapes`, `zmq-round-h32`, …).
     public var name: String
+    /// For people: `memcpy of 40 MB`.
     public var title: String
+    /// The median (or p50).
     public var value: Double
+    /// `GB/s`, `GFLOP/s`, `µs`, `ms`.
     public var unit: String
+    /// How it was measured.
     public var detail: String
 
     public init(name: String, title: String, value: Double, unit: String, detail: String) {
@@ -195,6 +213,7 @@ public struct Floor: Sendable, Codable, Equatable {
 public struct BenchReport: Sendable, Codable, Equatable {
     /// `ztrain-bench/1`.
     public var schema = "ztrain-bench/1"
+    /// Where it ran.
     public var machine: MachineInfo
     /// The command that produced the report.
     public var command: String
@@ -204,18 +223,27 @@ public struct BenchReport: Sendable, Codable, Equatable {
     public var quick: Bool
     /// Wall-clock seconds of the whole bench.
     public var seconds: Double
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the bench started and ended: other work on the
+    /// machine makes every figure noisier.
+    public var loadAtStart: [Double]?
+    public var loadAtEnd: [Double]?
     /// The PyTorch figures the baselines came from.
     public var pytorch: PyTorchFigures
+    /// What the machine itself can do (a separate key: floors are not targets).
     public var floors: [Floor]
+    /// One entry per target (two for targets 2, 7 and 8, which have two goals).
     public var results: [BenchResult]
 
     public init(machine: MachineInfo, command: String, date: String, quick: Bool, seconds: Double,
+                loadAtStart: [Double]? = nil, loadAtEnd: [Double]? = nil,
                 pytorch: PyTorchFigures, floors: [Floor], results: [BenchResult]) {
         self.machine = machine
         self.command = command
         self.date = date
         self.quick = quick
         self.seconds = seconds
+        self.loadAtStart = loadAtStart
+        self.loadAtEnd = loadAtEnd
         self.pytorch = pytorch
         self.floors = floors
         self.results = results

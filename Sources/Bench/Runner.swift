@@ -13,10 +13,15 @@ import Wire
 /// raised (Ctrl-C), which makes it throw ``BenchError/interrupted(_:)``. A measurement that fails
 /// does not stop the bench: its results carry the error.
 public final class BenchRunner {
+    /// The `ztrain` binary the bench starts.
     public let executable: URL
+    /// `--quick`.
     public let quick: Bool
+    /// `.full` or `.quick`.
     public let sizes: BenchSizes
+    /// What runs (`--only`, or everything).
     public let selection: Set<BenchGroup>
+    /// The PyTorch baselines.
     public let pytorch: PyTorchFigures
     let stop: StopFlag
     let logger: Logger
@@ -53,6 +58,7 @@ public final class BenchRunner {
     public func run(command: String, version: String) throws(BenchError) -> BenchReport {
         let start = ContinuousClock.now
         let date = ISO8601DateFormatter().string(from: Date())
+        let loadAtStart = loadAverage()
         do { try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true) } catch {
             throw .io("cannot create \(scratch.path): \(error.localizedDescription)")
         }
@@ -82,7 +88,8 @@ public final class BenchRunner {
         if selection.contains(.timeToTarget) { try attempt(templatesTimeToTarget()) { () throws(BenchError) in try timeToTarget() } }
 
         return BenchReport(machine: MachineInfo.current(version: version), command: command, date: date, quick: quick,
-                           seconds: seconds(since: start), pytorch: pytorch, floors: floors, results: results)
+                           seconds: seconds(since: start), loadAtStart: loadAtStart, loadAtEnd: loadAverage(),
+                           pytorch: pytorch, floors: floors, results: results)
     }
 
     /// Runs `body`; on a failure other than an interruption, records `templates` as failed.

@@ -5,6 +5,7 @@ import ZeroMQ
 /// The bytes of one aggregation round on the wire, per worker: an ASSIGN (header frame and the
 /// weights plus window starts) out, a GRADIENT (header frame and `P + 1` sums) back.
 public struct RoundBytes: Sendable, Equatable {
+    /// Bytes of the request's frames (ASSIGN header, payload) and of the reply's (GRADIENT).
     public var requestHeader: Int
     public var requestPayload: Int
     public var replyHeader: Int

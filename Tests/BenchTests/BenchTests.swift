@@ -2,7 +2,7 @@ import Foundation
 import RNN
 import Testing
 
-@testable import Bench
+import Bench
 
 @Suite("Bench: goals, ratios, FLOPs, JSON, markdown")
 struct BenchTests {
