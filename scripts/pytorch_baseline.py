@@ -181,16 +181,26 @@ def main():
         out["epochs_to_1e-4"] = epochs
         say(f"time to MSE < 1e-4: {out['time_to_1e-4_s']:.3f} s (epochs {epochs})")
 
-    # 3 and 5. DDP gloo and all_reduce, 2 processes
+    # 3 and 5. DDP gloo and all_reduce, 2 processes (gloo's rendezvous now and then aborts a rank
+    # on a loaded machine: a few attempts, each on a fresh port; without a result the keys are left
+    # out and `ztrain bench` uses the recorded figures for them)
     ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    mp.spawn(ddp_rank, args=(2, free_port(), a.ddp_epochs, queue), nprocs=2, join=True)
-    r = queue.get()
-    out["ddp_gloo_2x1_b64_samples_per_s"] = 996 / statistics.median(r["ddp_epoch_s"][1:])
-    out["ddp_step_ms"] = 1000 * statistics.median(r["ddp_epoch_s"][1:]) / 16
-    out["gloo_allreduce_1e7_ms"] = 1000 * statistics.median(r["allreduce_s"])
-    say(f"DDP gloo 2x1 batch 64: {out['ddp_gloo_2x1_b64_samples_per_s']:,.0f} samples/s; "
-        f"all_reduce 1e7: {out['gloo_allreduce_1e7_ms']:.1f} ms")
+    for attempt in range(1, 4):
+        queue = ctx.SimpleQueue()
+        try:
+            mp.spawn(ddp_rank, args=(2, free_port(), a.ddp_epochs, queue), nprocs=2, join=True)
+        except Exception as e:  # a rank died
+            say(f"DDP attempt {attempt} failed: {e}")
+            continue
+        r = queue.get()
+        out["ddp_gloo_2x1_b64_samples_per_s"] = 996 / statistics.median(r["ddp_epoch_s"][1:])
+        out["ddp_step_ms"] = 1000 * statistics.median(r["ddp_epoch_s"][1:]) / 16
+        out["gloo_allreduce_1e7_ms"] = 1000 * statistics.median(r["allreduce_s"])
+        say(f"DDP gloo 2x1 batch 64: {out['ddp_gloo_2x1_b64_samples_per_s']:,.0f} samples/s; "
+            f"all_reduce 1e7: {out['gloo_allreduce_1e7_ms']:.1f} ms")
+        break
+    else:
+        say("DDP and all_reduce not measured: ztrain bench will use the recorded figures for them")
 
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1, sort_keys=True)
