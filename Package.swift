@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Stress", targets: ["Stress"]),
+        .library(name: "Bench", targets: ["Bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -69,11 +70,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `ztrain bench`: every performance target of issue 5 and its floors (GEMM, memcpy, bare
+        // ZeroMQ), in one run; table, JSON and BENCHMARKS.md.
+        .target(
+            name: "Bench",
+            dependencies: [
+                // not CBLAS: linking OpenBLAS costs every ztrain process ~9 MB of RSS; Bench loads it with dlopen
+                "Training", "Stress", "RNN", "Series", "Wire", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The thin CLI.
         .executableTarget(
             name: "ztrain",
             dependencies: [
-                "Training", "Stress", "RNN", "Series", "Checkpoint", "Plot", "Wire",
+                "Training", "Stress", "Bench", "RNN", "Series", "Checkpoint", "Plot", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -86,6 +97,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ"]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]

@@ -476,7 +476,10 @@ public final class CoordinatorCore {
         if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
             onCheckpoint?(checkpoint())
         }
-        return startStep(now: now)
+        // `now` is when the last gradient arrived; the reduction, the update, the end-of-epoch
+        // evaluation and a checkpoint have run since. The next step starts now + that time, so
+        // neither its step time (trainSeconds, samples/s) nor its `wait` counts the evaluation.
+        return startStep(now: now + seconds(since: t0))
     }
 
     // MARK: - Helpers
@@ -497,7 +500,9 @@ public final class CoordinatorCore {
     private func sent(_ out: [Outgoing], now: Double) -> [Outgoing] {
         for o in out {
             if var w = workers[o.peer] { w.lastSent = now; workers[o.peer] = w }
-            if case .assign = o.envelope.message { lastAssignSent = now }
+            // a step's first ASSIGNs go out after the previous step's evaluation (stepStart), which
+            // the `now` of the message that finished that step predates
+            if case .assign = o.envelope.message { lastAssignSent = max(now, stepStart) }
         }
         return out
     }
