@@ -136,11 +136,11 @@ public final class BenchRunner {
                             value: square.median / 1e9, unit: "GFLOP/s",
                             detail: "cblas_sgemm (\(openblasCore())), openblas_set_num_threads(1), median of \(reps); range \(Stats.spread(square.all) { Format.number($0 / 1e9) })"))
         if stop.isSet { throw .interrupted(stop.signal) }
-        let shapes = FlopCount.gemmShapes(bigModel, batch: sizes.bigBatch)
+        let shapes = FlopCount.gemmShapes(bigModel, batch: sizes.bigMicroBatch)
         let model = try GemmFloor.measure(shapes: shapes, repetitions: reps, minSeconds: sizes.gemmSeconds)
         gemmModelRate = model.median
         floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigBatch)",
-                            title: "float32 GEMM at the H=\(sizes.bigHidden), batch \(sizes.bigBatch) step's shapes, 1 thread",
+                            title: "float32 GEMM at the H=\(sizes.bigHidden), micro-batch \(sizes.bigMicroBatch) step's shapes, 1 thread",
                             value: model.median / 1e9, unit: "GFLOP/s",
                             detail: "cblas_sgemm over one micro-batch's hidden-layer products (M×N×K×count: \(shapes.map(\.description).joined(separator: ", "))), median of \(reps); range \(Stats.spread(model.all) { Format.number($0 / 1e9) })"))
         progress("floor GEMM: \(Format.number(square.median / 1e9)) GFLOP/s square \(n), \(Format.number(model.median / 1e9)) GFLOP/s at the model's shapes")
@@ -244,11 +244,12 @@ public final class BenchRunner {
 
     private func singleH256() throws(BenchError) -> [BenchResult] {
         let H = sizes.bigHidden, B = sizes.bigBatch
-        let (rates, steps) = try inProcessRates(hidden: H, batch: B, microBatch: B, minSteps: 2)
+        let M = sizes.bigMicroBatch
+        let (rates, steps) = try inProcessRates(hidden: H, batch: B, microBatch: M, minSteps: 2)
         let median = Stats.median(rates)
         let flops = FlopCount.perSample(bigModel)
         let t = templatesSingleH256()
-        let common = "InProcessTrainer, threads 1, micro-batch \(B) (one leaf: the whole batch, as PyTorch), Adam; \(steps) steps × \(rates.count) runs after a warm-up, training steps only; median, runs \(Stats.spread(rates, Format.number)) samples/s"
+        let common = "InProcessTrainer, threads 1, micro-batch \(M) (\((B + M - 1) / M) leaves), Adam; \(steps) steps × \(rates.count) runs after a warm-up, training steps only; median, runs \(Stats.spread(rates, Format.number)) samples/s"
         let a = BenchResult(name: t[0].name, target: t[0].target, title: t[0].title, value: median, unit: t[0].unit,
                             baseline: t[0].baseline, baselineName: t[0].baselineName, baselineSource: t[0].baselineSource,
                             goal: t[0].goal, detail: common)
