@@ -2,12 +2,30 @@
 /// a pure, total binary codec.
 ///
 /// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
-/// XXH64 the header carries. ``decode(header:payload:limits:)`` accepts any bytes: it returns a
+/// XXH64 the header carries.
+///
+/// Protocol version 2 (this one) differs from version 1 in the GRADIENT payload only: after the
+/// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
+/// from the worker's receipt of the ASSIGN: when the computation started (`startNanos`) and when
+/// the message was handed to the socket (`sendNanos`). With the compute time of the header's
+/// `aux`, they let the coordinator draw the worker's spans on its own clock (`--timeline`)
+/// without a clock shared between hosts.
+///
+/// | type | payload frame |
+/// |---|---|
+/// | HELLO, READY | UTF-8 JSON |
+/// | WELCOME | UInt64 JSON length, JSON, then points × channels Float32 |
+/// | REJECT, SHUTDOWN, BYE | UTF-8 text (≤ 64 KiB) |
+/// | HEARTBEAT | empty |
+/// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch) |
+/// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` | ``decode(header:payload:limits:)`` accepts any bytes: it returns a
 /// message or throws a ``WireError``, never traps, and never allocates more than the payload's
 /// size.
 public enum Wire {
     /// The protocol version this build speaks, bytes 4–5 of every header.
-    public static let protocolVersion: UInt16 = 1
+    public static let protocolVersion: UInt16 = 2
+    /// Bytes after the P + 1 sums of a GRADIENT payload: the two span offsets.
+    public static let gradientTrailerBytes = 16
     /// XXH64 (seed 0) of the empty payload.
     public static let emptyChecksum: UInt64 = 0xEF46_DB37_51D8_E999
 
@@ -59,7 +77,7 @@ public enum Wire {
                 encodeGradient(
                     runID: e.runID, workerID: e.workerID, step: g.step, block: g.block,
                     leafCount: g.leafCount, samples: g.samples, computeNanos: g.computeNanos,
-                    sums: sums, into: &payload)
+                    startNanos: g.startNanos, sendNanos: g.sendNanos, sums: sums, into: &payload)
             }
             return (h, payload)
         }
@@ -95,19 +113,52 @@ public enum Wire {
         return header.encode()
     }
 
+    /// Bytes of an ASSIGN payload with `parameterCount` weights and `windows` window starts.
+    public static func assignPayloadSize(parameterCount p: Int, windows n: Int) -> Int { 4 * (p + n) }
+
+    /// Writes an ASSIGN payload (the weights, then the window starts, little-endian) into
+    /// `target`, which must hold ``assignPayloadSize(parameterCount:windows:)`` bytes: e.g. the
+    /// buffer of a ZeroMQ message, so the weights are copied once, straight to where they are
+    /// sent from (every worker gets the same payload; only the header differs).
+    public static func writeAssignPayload(
+        weights: UnsafeBufferPointer<Float>, windows: UnsafeBufferPointer<UInt32>,
+        to target: UnsafeMutableRawBufferPointer
+    ) {
+        precondition(target.count == assignPayloadSize(parameterCount: weights.count, windows: windows.count),
+                     "Wire.writeAssignPayload: the target has \(target.count) bytes")
+        write32(weights.baseAddress.map(UnsafeRawPointer.init), count: weights.count, to: target, offset: 0)
+        write32(windows.baseAddress.map(UnsafeRawPointer.init), count: windows.count, to: target, offset: 4 * weights.count)
+    }
+
+    /// The header of an ASSIGN whose payload (see ``writeAssignPayload(weights:windows:to:)``)
+    /// holds `windows` window starts and has XXH64 `checksum`.
+    public static func assignHeader(
+        runID: UInt64, workerID: UInt32, step: UInt64, leaves: Range<Int>, leafCount: Int, windows n: Int,
+        checksum: UInt64
+    ) -> Header {
+        Header(
+            type: .assign, runID: runID, step: step, workerID: workerID,
+            rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
+            rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
+            leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n), checksum: checksum)
+    }
+
     /// Encodes a gradient straight from the caller's buffer: writes the P + 1 `sums` (gradient
-    /// sum, then loss sum) little-endian into `payload`, reusing its storage when its capacity
-    /// suffices, and returns the 64-byte header.
+    /// sum, then loss sum) little-endian into `payload`, then the span offsets `startNanos` and
+    /// `sendNanos` (see ``Wire``), reusing its storage when its capacity suffices, and returns
+    /// the 64-byte header.
     public static func encodeGradient(
         runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
-        samples: Int, computeNanos: UInt64, sums: UnsafeBufferPointer<Float>,
-        into payload: inout [UInt8]
+        samples: Int, computeNanos: UInt64, startNanos: UInt64 = 0, sendNanos: UInt64 = 0,
+        sums: UnsafeBufferPointer<Float>, into payload: inout [UInt8]
     ) -> [UInt8] {
-        resize(&payload, to: 4 * sums.count)
+        resize(&payload, to: 4 * sums.count + gradientTrailerBytes)
         payload.withUnsafeMutableBytes { target in
             write32(
                 sums.baseAddress.map(UnsafeRawPointer.init), count: sums.count, to: target,
                 offset: 0)
+            target.storeBytes(of: startNanos.littleEndian, toByteOffset: 4 * sums.count, as: UInt64.self)
+            target.storeBytes(of: sendNanos.littleEndian, toByteOffset: 4 * sums.count + 8, as: UInt64.self)
         }
         return gradientHeader(
             runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
@@ -118,16 +169,18 @@ public enum Wire {
     /// with the P gradient sums and the loss sum given separately.
     public static func encodeGradient(
         runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
-        samples: Int, computeNanos: UInt64, gradient: UnsafeBufferPointer<Float>, lossSum: Float,
-        into payload: inout [UInt8]
+        samples: Int, computeNanos: UInt64, startNanos: UInt64 = 0, sendNanos: UInt64 = 0,
+        gradient: UnsafeBufferPointer<Float>, lossSum: Float, into payload: inout [UInt8]
     ) -> [UInt8] {
         let p = gradient.count
-        resize(&payload, to: 4 * (p + 1))
+        resize(&payload, to: 4 * (p + 1) + gradientTrailerBytes)
         payload.withUnsafeMutableBytes { target in
             write32(
                 gradient.baseAddress.map(UnsafeRawPointer.init), count: p, to: target, offset: 0)
             target.storeBytes(
                 of: lossSum.bitPattern.littleEndian, toByteOffset: 4 * p, as: UInt32.self)
+            target.storeBytes(of: startNanos.littleEndian, toByteOffset: 4 * (p + 1), as: UInt64.self)
+            target.storeBytes(of: sendNanos.littleEndian, toByteOffset: 4 * (p + 1) + 8, as: UInt64.self)
         }
         return gradientHeader(
             runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
@@ -219,7 +272,8 @@ public enum Wire {
         /// The header.
         public var header: Header
         /// For assign and gradient, P: assign has P weights at byte 0 and `header.count`
-        /// window starts at byte `4 * P`; gradient has P + 1 sums at byte 0. 0 for other types.
+        /// window starts at byte `4 * P`; gradient has P + 1 sums at byte 0 (then the span
+        /// offsets, see ``Wire/spanOffsets(_:parameterCount:)``). 0 for other types.
         public var parameterCount: Int
     }
 
@@ -232,6 +286,15 @@ public enum Wire {
         let h = try checkFrames(header: header, payload: payload, limits: limits)
         let (p, _) = try body(h, payload, limits, materialize: false)
         return Validated(header: h, parameterCount: p)
+    }
+
+    /// The span offsets (`startNanos`, `sendNanos`) of a validated GRADIENT payload with P
+    /// parameters; zeros if the payload is too short to hold them.
+    public static func spanOffsets(_ payload: UnsafeRawBufferPointer, parameterCount p: Int) -> (start: UInt64, send: UInt64) {
+        let at = 4 * (p + 1)
+        guard p >= 0, payload.count >= at + gradientTrailerBytes else { return (0, 0) }
+        return (UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
+                UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
     }
 
     private static func checkFrames(
@@ -377,10 +440,12 @@ public enum Wire {
         guard let samples = Int(exactly: h.count) else {
             throw .badRange("gradient count \(h.count) does not fit this host's Int")
         }
-        guard payload.count % 4 == 0 else {
-            throw .badLength("gradient payload is \(payload.count) bytes, not a multiple of 4")
+        let t = gradientTrailerBytes
+        guard payload.count >= t, (payload.count - t) % 4 == 0 else {
+            throw .badLength(
+                "gradient payload is \(payload.count) bytes, not 4 × (P + 1) floats + \(t) bytes of span offsets")
         }
-        let values = payload.count / 4
+        let values = (payload.count - t) / 4
         guard values >= 2 else {
             throw .badLength(
                 "gradient payload holds \(values) floats, needs P + 1 with P >= 1 (the sums, then the loss)")
@@ -397,6 +462,8 @@ public enum Wire {
         guard materialize else { return (p, nil) }
         let g = Gradient(
             step: h.step, block: block, leafCount: m, samples: samples, computeNanos: h.aux,
+            startNanos: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 4 * values, as: UInt64.self)),
+            sendNanos: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 4 * values + 8, as: UInt64.self)),
             sums: floats(payload, offset: 0, count: values))
         return (p, .gradient(g))
     }
