@@ -84,8 +84,7 @@ final class StressRun {
     var agg: StepAggregator
     var weights: [Float]
     let windows: [UInt32]
-    var assignPayload: [UInt8] = []
-    var assignMessage: ZeroMQ.Message?
+    let windowsFrame: [UInt8]
     var assignHeader: Header?
     let lossMatrix: LeafMatrix
 
@@ -145,6 +144,7 @@ final class StressRun {
         agg = StepAggregator(width: p + 1)
         weights = (0..<p).map { i in Float(Int(mix64(config.seed &+ UInt64(i)) >> 41) - (1 << 22)) * 0x1p-22 }
         windows = (0..<m).map { UInt32($0) }
+        windowsFrame = windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
         lossMatrix = LeafMatrix(rows: m, chunk: 1)
         outcomes = Array(repeating: .pending, count: config.rounds + 1)
 
@@ -480,22 +480,18 @@ final class StressRun {
         liveIDs = peers.filter { $0.value.live }.map(\.key).sorted()
     }
 
-    /// Encodes the round's ASSIGN payload once (`Wire.encodeAssign` into a reused buffer) into a
-    /// ZeroMQ message that every order then sends without copying.
+    /// Prepares the round's ASSIGN: the checksum of its weights and windows (protocol v2: they
+    /// travel as separate frames, the weights straight from this run's weight array).
     func prepareAssign(round r: Int) {
-        let header = weights.withUnsafeBufferPointer { w in
-            windows.withUnsafeBufferPointer { win in
-                Wire.encodeAssign(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
-                                  weights: w, windows: win, into: &assignPayload)
-            }
+        let checksum = weights.withUnsafeBytes { w in
+            windowsFrame.withUnsafeBytes { n in Wire.assignChecksum(weights: w, windows: n) }
         }
-        assignHeader = try? Wire.peek(header: header)
-        assignMessage = try? ZeroMQ.Message(assignPayload)
-        if assignHeader == nil || assignMessage == nil { warn("assign", "cannot build the ASSIGN of round \(r)") }
+        assignHeader = Wire.assignHeader(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
+                                         windows: m, checksum: checksum)
     }
 
     func send(_ orders: [Order]) {
-        guard !orders.isEmpty, let message = assignMessage, var header = assignHeader else { return }
+        guard !orders.isEmpty, var header = assignHeader else { return }
         for o in orders {
             guard let peer = peers[o.worker] else { continue }
             header.workerID = o.worker
@@ -504,8 +500,11 @@ final class StressRun {
             let bytes = header.encode()
             logger.trace("order: round \(header.step) leaves \(o.run) to #\(o.worker)\(o.speculative ? " (speculative)" : "")")
             do {
-                try socket.send(parts: [peer.identity, bytes, message], flags: .dontWait)
-                bytesSent += bytes.count + message.count
+                // no copy of the weights: libzmq sends from the array's storage, which the message
+                // keeps alive (the next round's update then writes a fresh copy if it still holds it)
+                let w = try ZeroMQ.Message(keeping: weights)
+                try socket.send(parts: [peer.identity, bytes, w, windowsFrame], flags: .dontWait)
+                bytesSent += bytes.count + w.count + windowsFrame.count
             } catch {
                 sendFailures += 1
                 logger.debug("ASSIGN to worker #\(o.worker) not sent: \(error)")

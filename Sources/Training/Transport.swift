@@ -173,9 +173,10 @@ public final class CoordinatorServer {
         }
     }
 
-    /// The payload of the current step's ASSIGNs: written once, straight into a ZeroMQ message
-    /// that every worker's ASSIGN then shares (libzmq counts the references; no further copy).
-    private var assignPayload: (runID: UInt64, step: UInt64, message: ZeroMQ.Message, checksum: UInt64)?
+    /// What the ASSIGNs of the current step share: the checksum of weights and windows, and the
+    /// windows frame. (The weights are not kept here: a message still holding them after the
+    /// step would make the optimizer's write copy them.)
+    private var assignShared: (runID: UInt64, step: UInt64, checksum: UInt64, windows: [UInt8])?
 
     private func send(_ out: [Outgoing]) {
         for o in out {
@@ -183,12 +184,15 @@ public final class CoordinatorServer {
             var bytes = 0
             do {
                 // never block: a peer that does not read (its queue full) must not stall the run
-                if case .assign(let a) = o.envelope.message, let (payload, checksum) = sharedPayload(a, runID: o.envelope.runID) {
+                if case .assign(let a) = o.envelope.message {
+                    let (checksum, windows) = shared(a, runID: o.envelope.runID)
                     let header = Wire.assignHeader(
                         runID: o.envelope.runID, workerID: o.envelope.workerID, step: a.step, leaves: a.leaves,
                         leafCount: a.leafCount, windows: a.windows.count, checksum: checksum).encode()
-                    try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
-                    bytes = header.count + payload.count
+                    // the weights go out straight from the run's parameter buffer (protocol v2)
+                    let weights = try weightsFrame(a.weights)
+                    try socket.send(parts: [o.peer.bytes, header, weights, windows], flags: .dontWait)
+                    bytes = header.count + weights.count + windows.count
                 } else {
                     let (header, payload) = Wire.encode(o.envelope)
                     try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
@@ -208,24 +212,21 @@ public final class CoordinatorServer {
         }
     }
 
-    /// The step's shared ASSIGN payload and its checksum (made on the step's first ASSIGN).
-    private func sharedPayload(_ a: Assign, runID: UInt64) -> (ZeroMQ.Message, UInt64)? {
-        if let c = assignPayload, c.runID == runID, c.step == a.step { return (c.message, c.checksum) }
-        let size = Wire.assignPayloadSize(parameterCount: a.weights.count, windows: a.windows.count)
-        let message: ZeroMQ.Message
-        do {
-            message = try a.weights.withUnsafeBufferPointer { w in
-                try a.windows.withUnsafeBufferPointer { n in
-                    try ZeroMQ.Message(count: size) { target in Wire.writeAssignPayload(weights: w, windows: n, to: target) }
-                }
+    /// The step's ASSIGN checksum and windows frame (made on the step's first ASSIGN).
+    private func shared(_ a: Assign, runID: UInt64) -> (UInt64, [UInt8]) {
+        if let c = assignShared, c.runID == runID, c.step == a.step { return (c.checksum, c.windows) }
+        let windows = a.windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
+        let checksum = windows.withUnsafeBytes { win in
+            a.weights.withUnsafeBytes { w in
+                #if _endian(little)
+                Wire.assignChecksum(weights: w, windows: win)
+                #else
+                Wire.assignChecksum(weights: UnsafeRawBufferPointer(Wire.littleEndianFrame(a.weights)), windows: win)
+                #endif
             }
-        } catch {
-            logger.warning("cannot allocate the ASSIGN payload of step \(a.step) (\(size) bytes): \(error)")
-            return nil
         }
-        let checksum = message.withUnsafeBytes { Wire.xxh64($0) }
-        assignPayload = (runID, a.step, message, checksum)
-        return (message, checksum)
+        assignShared = (runID, a.step, checksum, windows)
+        return (checksum, windows)
     }
 
     /// Closes the socket and the context (messages still queued get the linger time).
@@ -412,12 +413,12 @@ public final class WorkerClient {
             }
             let received = ContinuousClock.now
             lastHeard = now
-            guard frames.count == 2 else {
-                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header, payload)")
+            guard frames.count == 2 || frames.count == 3 else {
+                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header and payload, or header, weights and windows)")
                 continue
             }
             if core.config == nil { cachedLimits = nil }
-            switch decode(header: frames[0], payload: frames[1], limits: limits) {
+            switch decode(frames, limits: limits) {
             case .success(let env):
                 if computing {
                     queued.append((env, received))
@@ -529,6 +530,16 @@ final class WakePipe: @unchecked Sendable {
     }
 }
 
+/// The weights frame of an ASSIGN: on a little-endian host the parameter array itself, sent
+/// without a copy (libzmq keeps the storage alive until it is sent; see `Message(keeping:)`).
+func weightsFrame(_ weights: [Float]) throws(ZMQError) -> ZeroMQ.Message {
+    #if _endian(little)
+    try ZeroMQ.Message(keeping: weights)
+    #else
+    try ZeroMQ.Message(Wire.littleEndianFrame(weights))
+    #endif
+}
+
 /// Validates and decodes a header frame and a payload frame in place (no copy of the frames).
 func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> Result<Envelope, WireError> {
     header.withUnsafeBytes { h in
@@ -560,6 +571,22 @@ final class Mailbox: @unchecked Sendable {
         let r = replies
         replies = nil
         return r
+    }
+}
+
+/// Validates and decodes the frames of a message (header first), in place.
+func decode(_ frames: [ZeroMQ.Message], limits: Limits) -> Result<Envelope, WireError> {
+    guard frames.count == 3 else { return decode(header: frames[0], payload: frames[1], limits: limits) }
+    return frames[0].withUnsafeBytes { h in
+        frames[1].withUnsafeBytes { w in
+            frames[2].withUnsafeBytes { n in
+                do throws(WireError) {
+                    return .success(try Wire.decode(header: h, frames: [w, n], limits: limits))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 /// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
 /// XXH64 the header carries.
 ///
-/// Protocol version 2 (this one) differs from version 1 in the GRADIENT payload only: after the
+/// Protocol version 2 (this one) differs from version 1 in two ways. An ASSIGN travels as three
+/// frames (header, weights, window starts; ``decode(header:frames:limits:)``) and its checksum
+/// chains the two (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
 /// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
 /// from the worker's receipt of the ASSIGN: when the computation started (`startNanos`) and when
 /// the message was handed to the socket (`sendNanos`). With the compute time of the header's
@@ -17,7 +19,7 @@
 /// | WELCOME | UInt64 JSON length, JSON, then points × channels Float32 |
 /// | REJECT, SHUTDOWN, BYE | UTF-8 text (≤ 64 KiB) |
 /// | HEARTBEAT | empty |
-/// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch) |
+/// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch); sent as two frames (weights, windows), so the weights go out straight from the coordinator's buffer; checksum: ``assignChecksum(weights:windows:)`` |
 /// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` | ``decode(header:payload:limits:)`` accepts any bytes: it returns a
 /// message or throws a ``WireError``, never traps, and never allocates more than the payload's
 /// size.
@@ -104,34 +106,48 @@ public enum Wire {
                 windows.baseAddress.map(UnsafeRawPointer.init), count: n, to: target,
                 offset: 4 * p)
         }
+        let checksum = payload.withUnsafeBytes { b in
+            assignChecksum(weights: UnsafeRawBufferPointer(rebasing: b[0..<(4 * p)]),
+                           windows: UnsafeRawBufferPointer(rebasing: b[(4 * p)...]))
+        }
         let header = Header(
             type: .assign, runID: runID, step: step, workerID: workerID,
             rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
             rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
             leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n),
-            checksum: xxh64(payload))
+            checksum: checksum)
         return header.encode()
     }
 
-    /// Bytes of an ASSIGN payload with `parameterCount` weights and `windows` window starts.
-    public static func assignPayloadSize(parameterCount p: Int, windows n: Int) -> Int { 4 * (p + n) }
-
-    /// Writes an ASSIGN payload (the weights, then the window starts, little-endian) into
-    /// `target`, which must hold ``assignPayloadSize(parameterCount:windows:)`` bytes: e.g. the
-    /// buffer of a ZeroMQ message, so the weights are copied once, straight to where they are
-    /// sent from (every worker gets the same payload; only the header differs).
-    public static func writeAssignPayload(
-        weights: UnsafeBufferPointer<Float>, windows: UnsafeBufferPointer<UInt32>,
-        to target: UnsafeMutableRawBufferPointer
-    ) {
-        precondition(target.count == assignPayloadSize(parameterCount: weights.count, windows: windows.count),
-                     "Wire.writeAssignPayload: the target has \(target.count) bytes")
-        write32(weights.baseAddress.map(UnsafeRawPointer.init), count: weights.count, to: target, offset: 0)
-        write32(windows.baseAddress.map(UnsafeRawPointer.init), count: windows.count, to: target, offset: 4 * weights.count)
+    /// The checksum of an ASSIGN: XXH64 of the window starts, seeded with XXH64 of the weights,
+    /// so the two can travel as separate frames (the weights straight from the sender's buffer)
+    /// and still be checked as one payload.
+    public static func assignChecksum(weights: UnsafeRawBufferPointer, windows: UnsafeRawBufferPointer) -> UInt64 {
+        xxh64(windows, seed: xxh64(weights))
     }
 
-    /// The header of an ASSIGN whose payload (see ``writeAssignPayload(weights:windows:to:)``)
-    /// holds `windows` window starts and has XXH64 `checksum`.
+    /// Floats as a little-endian frame (a copy; on little-endian hosts the array's own bytes
+    /// are that frame already).
+    public static func littleEndianFrame(_ values: [Float]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 4 * values.count) { buffer, initialized in
+            values.withUnsafeBytes { src in
+                write32(src.baseAddress, count: values.count, to: UnsafeMutableRawBufferPointer(buffer), offset: 0)
+            }
+            initialized = 4 * values.count
+        }
+    }
+
+    /// The window-starts frame of an ASSIGN (little-endian UInt32s).
+    public static func windowsFrame(_ windows: UnsafeBufferPointer<UInt32>) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 4 * windows.count) { buffer, initialized in
+            write32(windows.baseAddress.map(UnsafeRawPointer.init), count: windows.count,
+                    to: UnsafeMutableRawBufferPointer(buffer), offset: 0)
+            initialized = 4 * windows.count
+        }
+    }
+
+    /// The header of an ASSIGN with `windows` window starts whose parts have the checksum
+    /// `checksum` (``assignChecksum(weights:windows:)``).
     public static func assignHeader(
         runID: UInt64, workerID: UInt32, step: UInt64, leaves: Range<Int>, leafCount: Int, windows n: Int,
         checksum: UInt64
@@ -297,6 +313,47 @@ public enum Wire {
                 UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
     }
 
+    /// Validates and decodes a message from the frames after its header: its payload frame, or
+    /// for an ASSIGN either its one logical payload or its two frames as sent (the weights, then
+    /// the window starts). Any other count of frames is ``WireError/wrongFrameCount(_:)`` (the
+    /// count includes the header frame).
+    public static func decode(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Envelope {
+        if frames.count == 1 { return try decode(header: header, payload: frames[0], limits: limits) }
+        let h = try checkSplitAssign(header: header, frames: frames, limits: limits)
+        let (_, message) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: true)
+        guard let message else { throw .badLength("internal: no message decoded") }
+        return Envelope(runID: h.runID, workerID: h.workerID, message: message)
+    }
+
+    /// ``validate(header:payload:limits:)`` for the frames after the header (see
+    /// ``decode(header:frames:limits:)``). For a two-frame ASSIGN the weights are at byte 0 of
+    /// the first frame and the window starts at byte 0 of the second.
+    public static func validate(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Validated {
+        if frames.count == 1 { return try validate(header: header, payload: frames[0], limits: limits) }
+        let h = try checkSplitAssign(header: header, frames: frames, limits: limits)
+        let (p, _) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: false)
+        return Validated(header: h, parameterCount: p)
+    }
+
+    private static func checkSplitAssign(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Header {
+        let h = try Header.decode(header)
+        guard frames.count == 2, h.type == .assign else { throw .wrongFrameCount(frames.count + 1) }
+        let (total, overflow) = frames[0].count.addingReportingOverflow(frames[1].count)
+        guard !overflow, total <= limits.maxPayloadBytes else {
+            throw .oversized(overflow ? Int.max : total, limit: limits.maxPayloadBytes)
+        }
+        guard h.aux == 0 else {
+            throw .unexpectedField("assign has aux = \(h.aux); assign does not use it, it must be 0")
+        }
+        return h
+    }
+
     private static func checkFrames(
         header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
     ) throws(WireError) -> Header {
@@ -304,7 +361,8 @@ public enum Wire {
         guard payload.count <= limits.maxPayloadBytes else {
             throw .oversized(payload.count, limit: limits.maxPayloadBytes)
         }
-        guard xxh64(payload) == h.checksum else { throw .checksumMismatch }
+        // an ASSIGN's checksum covers its two parts (see `assignChecksum`): checked once they are split
+        guard h.type == .assign || xxh64(payload) == h.checksum else { throw .checksumMismatch }
         return h
     }
 
@@ -416,17 +474,43 @@ public enum Wire {
                 "assign payload holds \(values) 32-bit values, not enough for \(h.count) window "
                     + "starts and at least 1 weight")
         }
-        let n = Int(h.count)  // < values, so it fits
-        let p = values - n
+        let p = values - Int(h.count)  // h.count < values, so it fits
+        _ = (leaves, m)
+        return try assignParts(
+            h, weights: UnsafeRawBufferPointer(rebasing: payload[0..<(4 * p)]),
+            windows: UnsafeRawBufferPointer(rebasing: payload[(4 * p)...]), limits, materialize: materialize)
+    }
+
+    /// An ASSIGN as its two parts: P weights, `h.count` window starts.
+    private static func assignParts(
+        _ h: Header, weights: UnsafeRawBufferPointer, windows: UnsafeRawBufferPointer, _ limits: Limits,
+        materialize: Bool
+    ) throws(WireError) -> (Int, Message?) {
+        let (leaves, m) = try leafRange(h, "leaves")
+        guard h.count >= 1 else { throw .badRange("assign count is 0, a batch has at least 1 window") }
+        guard UInt64(h.leafCount) <= h.count else {
+            throw .badRange(
+                "assign has \(h.leafCount) leaves for \(h.count) windows; every leaf holds at least 1 window")
+        }
+        guard weights.count % 4 == 0, windows.count % 4 == 0 else {
+            throw .badLength("assign frames of \(weights.count) and \(windows.count) bytes are not whole 32-bit values")
+        }
+        guard UInt64(windows.count / 4) == h.count else {
+            throw .badLength("assign windows frame holds \(windows.count / 4) window starts, the header says \(h.count)")
+        }
+        let p = weights.count / 4
+        guard p >= 1 else { throw .badLength("assign carries no weights, at least 1 is needed") }
+        guard assignChecksum(weights: weights, windows: windows) == h.checksum else { throw .checksumMismatch }
+        let n = windows.count / 4
         try checkParameterCount(p, h, limits)
-        if let i = firstNonFinite(payload, offset: 0, count: p) {
-            throw .nonFinite("assign weight[\(i)] is \(float(payload, offset: 0, index: i))")
+        if let i = firstNonFinite(weights, offset: 0, count: p) {
+            throw .nonFinite("assign weight[\(i)] is \(float(weights, offset: 0, index: i))")
         }
         guard materialize else { return (p, nil) }
         let a = Assign(
             step: h.step, leaves: leaves, leafCount: m,
-            weights: floats(payload, offset: 0, count: p),
-            windows: uint32s(payload, offset: 4 * p, count: n))
+            weights: floats(weights, offset: 0, count: p),
+            windows: uint32s(windows, offset: 0, count: n))
         return (p, .assign(a))
     }
 
