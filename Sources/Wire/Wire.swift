@@ -137,6 +137,16 @@ public enum Wire {
         }
     }
 
+    /// The checksum a header of this type and `count` carries for `payload` (the logical
+    /// payload: for an ASSIGN its weights and window starts one after the other, see
+    /// ``assignChecksum(weights:windows:)``; for every other type XXH64 of the payload).
+    public static func checksum(of payload: UnsafeRawBufferPointer, type: MessageType, count: UInt64) -> UInt64 {
+        guard type == .assign, count <= UInt64(payload.count / 4) else { return xxh64(payload) }
+        let split = payload.count - 4 * Int(count)
+        return assignChecksum(weights: UnsafeRawBufferPointer(rebasing: payload[0..<split]),
+                              windows: UnsafeRawBufferPointer(rebasing: payload[split...]))
+    }
+
     /// The window-starts frame of an ASSIGN (little-endian UInt32s).
     public static func windowsFrame(_ windows: UnsafeBufferPointer<UInt32>) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: 4 * windows.count) { buffer, initialized in

@@ -147,7 +147,7 @@ func fuzz(endpoint: String, frames: Int, sent: Counter, stop: StopFlag) throws {
             let k = Int(rng.next() % UInt64(encoded.count))
             var (h, p) = encoded[k]
             if !p.isEmpty { p[Int(rng.next() % UInt64(p.count))] ^= UInt8(1 + rng.next() % 255) }
-            let sum = p.withUnsafeBytes { Wire.xxh64($0) }
+            let sum = p.withUnsafeBytes { Wire.checksum(of: $0, type: MessageType(rawValue: h[6]) ?? .heartbeat, count: (try? Wire.peek(header: h).count) ?? 0) }
             withUnsafeBytes(of: sum.littleEndian) { for (i, b) in $0.enumerated() { h[56 + i] = b } }
             try s.send(parts: [h, p])
         case 4:  // a valid frame of a worker this socket is not
