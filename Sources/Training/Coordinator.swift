@@ -319,6 +319,7 @@ public final class CoordinatorCore {
 
     /// Stop now: tell every worker to shut down.
     public func shutdown(reason: String, now: Double) -> [Outgoing] {
+        _ = settlePendingEpoch()
         finishedFlag = true
         return sent(shutdownAll(reason: reason), now: now)
     }
@@ -390,12 +391,14 @@ public final class CoordinatorCore {
 
     private func startStep(now: Double) -> [Outgoing] {
         guard let n = state.nextBatch(into: &windows) else {
+            if let done = settlePendingEpoch() { return done }
             finishedFlag = true
             emit(.finished)
             return shutdownAll(reason: "training finished")
         }
         stepWindows = n
         stepStart = now
+        stepCredits = [:]
         stepTiming = StepTiming()
         return send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
                                      workers: liveWorkers.map(\.id), now: now))
@@ -409,6 +412,7 @@ public final class CoordinatorCore {
         for o in orders {
             guard let peer = workers.first(where: { $0.value.id == o.worker })?.key, var w = workers[peer] else { continue }
             w.steps += 1
+            stepCredits[peer, default: (0, 0, 0, 0)].steps += 1
             workers[peer] = w
             let a = Assign(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, weights: state.parameters,
                            windows: stepWindows)
@@ -493,6 +497,9 @@ public final class CoordinatorCore {
             w.samples += g.samples
             let compute = Double(g.computeNanos) / 1e9
             w.computeSeconds += compute
+            stepCredits[peer, default: (0, 0, 0, 0)].blocks += 1
+            stepCredits[peer, default: (0, 0, 0, 0)].samples += g.samples
+            stepCredits[peer, default: (0, 0, 0, 0)].compute += compute
             stepTiming.compute = max(stepTiming.compute, compute)
             stepTiming.reduce += reduceSeconds
             workers[peer] = w
@@ -529,6 +536,8 @@ public final class CoordinatorCore {
     }
 
     private func finishStep(now: Double) -> [Outgoing] {
+        // the previous epoch's evaluation decides whether this step counts
+        if let done = settlePendingEpoch() { return done }
         stepTiming.wait = max(0, now - lastAssignSentAt)
         let t1 = ContinuousClock.now
         let loss: Double
@@ -555,7 +564,10 @@ public final class CoordinatorCore {
         emit(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
                    loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0, timing: stepTiming))
         if state.epochEnded {
-            var m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now))
+            var m = EpochMetrics(
+                epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
+                loss: .nan, valLoss: nil, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
+                epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm)
             m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
             m.bytesIn = bytesIn
             m.bytesOut = bytesOut
@@ -565,17 +577,80 @@ public final class CoordinatorCore {
             m.lateOrDuplicate = aggregator.lateOrDuplicate
             m.droppedFrames = droppedFrames
             m.workers = liveWorkers.count
-            state.closeEpoch(loss: m.loss)
-            metrics.append(m)
-            emit(.epoch(m))
             epochTiming = StepTiming()
             epochSteps = 0
             epochTrain = 0
+            let evaluation = EpochEvaluation(evaluator: evaluator, parameters: state.parameters)
+            let checkpointDue = checkpointEvery > 0 && state.step % checkpointEvery == 0
+            if checkpointDue || !overlapEvaluation {
+                if let done = close(epoch: m, evaluation.result(), saved: nil) { return done }
+            } else {
+                // The next step does not wait for the evaluation: it goes out now, as if the target
+                // were not reached, and the evaluation runs while the workers compute. Whoever needs
+                // the outcome (the next step's end, the run's end) waits for it; if the target turns
+                // out reached, the run is put back to this point and the extra step is dropped
+                // unapplied, so the result is the in-process run's.
+                let saved = state
+                state.closeEpoch(loss: .infinity)
+                pendingEpoch = (m, evaluation, saved)
+                evaluation.start()
+            }
         }
         if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
             onCheckpoint?(checkpoint())
         }
         return startStep(now: now)
+    }
+
+    /// What each worker's accepted answers of the step in flight added to its record.
+    private var stepCredits: [PeerID: (blocks: Int, samples: Int, compute: Double, steps: Int)] = [:]
+
+    /// Evaluate an epoch's weights on another thread while the next step computes (the default).
+    public var overlapEvaluation = true
+
+    /// An epoch whose evaluation runs while the next step computes: its metrics without the
+    /// losses, the evaluation, and the run as it was at the epoch's end.
+    private var pendingEpoch: (metrics: EpochMetrics, evaluation: EpochEvaluation, saved: RunState)?
+
+    /// Waits for a pending epoch evaluation and settles it. Returns the messages that end the run
+    /// when the target turned out reached (the step sent meanwhile is dropped), else nil.
+    private func settlePendingEpoch() -> [Outgoing]? {
+        guard let p = pendingEpoch else { return nil }
+        pendingEpoch = nil
+        return close(epoch: p.metrics, p.evaluation.result(), saved: p.saved)
+    }
+
+    /// Records an evaluated epoch. With `saved` (the run at the epoch's end, before the next step
+    /// was started provisionally), a reached target puts the run back there and ends it.
+    private func close(epoch draft: EpochMetrics, _ losses: (loss: Double, valLoss: Double?), saved: RunState?) -> [Outgoing]? {
+        var m = draft
+        m.loss = losses.loss
+        m.valLoss = losses.valLoss
+        metrics.append(m)
+        emit(.epoch(m))
+        if let saved {
+            if let t = config.targetLoss, m.loss < t {
+                state = saved
+                state.closeEpoch(loss: m.loss)
+                aggregator.abandon()
+                // the dropped step's answers do not count: every window is counted once
+                for (peer, c) in stepCredits {
+                    guard var w = workers[peer] else { continue }
+                    w.blocks -= c.blocks
+                    w.samples -= c.samples
+                    w.computeSeconds -= c.compute
+                    w.steps -= c.steps
+                    workers[peer] = w
+                }
+                stepCredits = [:]
+                finishedFlag = true
+                emit(.finished)
+                return shutdownAll(reason: "training finished")
+            }
+            return nil
+        }
+        state.closeEpoch(loss: m.loss)
+        return nil
     }
 
     // MARK: - Helpers
@@ -620,16 +695,21 @@ public final class CoordinatorCore {
 
     /// The outcome, for the outputs.
     public func result(now: Double) -> TrainingResult {
-        evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
+        _ = settlePendingEpoch()
+        return evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
     }
 
     /// The run as it stands between steps.
     public func checkpoint() -> RunCheckpoint {
-        RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
+        _ = settlePendingEpoch()
+        return RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
     }
 
     /// Mean loss of the current weights over all windows.
-    public func meanLoss() -> Double { evaluator.meanLoss(state.parameters, windows: state.split.all) }
+    public func meanLoss() -> Double {
+        _ = settlePendingEpoch()
+        return evaluator.meanLoss(state.parameters, windows: state.split.all)
+    }
 }
 
 extension Message {
@@ -666,4 +746,56 @@ func encodeJSON<T: Encodable>(_ value: T) -> String {
     e.outputFormatting = [.sortedKeys]
     guard let d = try? e.encode(value) else { return "{}" }
     return String(decoding: d, as: UTF8.self)
+}
+
+/// The evaluation of an epoch's weights (loss over every window, and over the validation
+/// windows), computed on another thread or in place.
+final class EpochEvaluation: @unchecked Sendable {
+    // @unchecked: `evaluator` is used by one thread at a time: the evaluation thread between
+    // `start()` and the end of its work, which `result()` waits for; `outcome` is guarded by
+    // `condition`.
+    private let evaluator: Evaluator
+    private let parameters: [Float]
+    private let condition = NSCondition()
+    private var outcome: (loss: Double, valLoss: Double?)?
+    private var started = false
+
+    init(evaluator: Evaluator, parameters: [Float]) {
+        self.evaluator = evaluator
+        self.parameters = parameters
+    }
+
+    private func compute() -> (loss: Double, valLoss: Double?) {
+        let split = evaluator.split
+        return (evaluator.meanLoss(parameters, windows: split.all),
+                split.validation.isEmpty ? nil : evaluator.meanLoss(parameters, windows: split.validation))
+    }
+
+    /// Starts the evaluation on a background thread.
+    func start() {
+        condition.lock()
+        started = true
+        condition.unlock()
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            let r = compute()
+            condition.lock()
+            outcome = r
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The losses: waits for a started evaluation, or computes them here.
+    func result() -> (loss: Double, valLoss: Double?) {
+        condition.lock()
+        defer { condition.unlock() }
+        if !started {
+            started = true
+            let r = compute()
+            outcome = r
+            return r
+        }
+        while outcome == nil { condition.wait() }
+        return outcome ?? (.nan, nil)
+    }
 }

@@ -203,6 +203,12 @@ public struct StepAggregator: Sendable {
         return orders
     }
 
+    /// Drops the step in flight (its late answers are then counted as late).
+    public mutating func abandon() {
+        active = false
+        assignments = [:]
+    }
+
     /// The step's canonical sum (gradient sum then loss sum), once every leaf is in; a copy.
     /// See ``finish(_:)`` for the same without the copy.
     public mutating func reduce() -> [Float]? {

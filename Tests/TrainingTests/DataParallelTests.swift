@@ -117,6 +117,28 @@ struct DataParallelTests {
         }
     }
 
+    /// The epoch's evaluation runs while the next step computes; when it finds the target reached,
+    /// that step is dropped unapplied: the run ends exactly where the in-process run ends, with
+    /// the same weights, metrics and window accounting.
+    @Test func aTargetReachedDuringTheNextStepEndsTheRunWhereInProcessEnds() throws {
+        let series = try referenceSeries()
+        var config = parallelConfig(steps: 1, batch: 64, microBatch: 8)
+        config.steps = nil
+        config.epochs = 100
+        let probe = try InProcessTrainer(config: config, series: series).run()
+        // a target the run reaches after a few epochs
+        config.targetLoss = probe.metrics[min(4, probe.metrics.count - 1)].loss * 1.0001
+        let reference = try InProcessTrainer(config: config, series: series).run()
+        #expect(reference.targetReached == true && reference.epochs < 100)
+        let h = try Harness(config: config, series: series, workers: 2)
+        try h.run()
+        #expect(h.coordinator.failure == nil)
+        #expect(h.coordinator.state.parameters == reference.parameters)
+        #expect(h.coordinator.state.step == reference.steps)
+        #expect(h.coordinator.metrics.map(\.loss) == reference.metrics.map(\.loss))
+        #expect(h.coordinator.workers.values.map(\.samples).reduce(0, +) == reference.samples)
+    }
+
     @Test func everyWindowOncePerEpoch() throws {
         let series = try referenceSeries()
         var config = parallelConfig(steps: 1, batch: 32, microBatch: 8)
