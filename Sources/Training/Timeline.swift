@@ -25,20 +25,23 @@ public struct TimelineSpan: Sendable, Equatable {
 /// Perfetto): one process track per ztrain process (pid 1: the coordinator, pid 1 + id: worker
 /// `id`), named by "M" metadata events, one "X" event per span (microseconds).
 ///
-/// Events are streamed to the file through a 64 KiB buffer, so memory stays bounded however long
-/// the run; after `maxEvents` spans the rest are counted, not written, and a final metadata event
-/// says how many were left out. ``close()`` ends the JSON (an unclosed file is still loaded by
-/// Perfetto, which tolerates a missing `]}`).
-public final class TimelineWriter {
+/// ``add(_:)`` only appends the span to a batch: batches of 4,096 are formatted and written by a
+/// background queue, so the step path pays next to nothing and memory stays bounded however long
+/// the run. After `maxEvents` spans the rest are counted, not written, and a final metadata event
+/// says how many were left out. ``close()`` writes what is left and ends the JSON.
+public final class TimelineWriter: @unchecked Sendable {
+    // @unchecked: `batch`, `named`, `written`, `omitted`, `closed` belong to the thread that
+    // calls `add`/`close`; the file is touched only on `queue` (serial).
     public let path: String
     public let maxEvents: Int
     private let handle: FileHandle
-    private var buffer: [UInt8] = []
-    private var first = true
+    private let queue = DispatchQueue(label: "ztrain.timeline")
+    private var batch: [TimelineSpan] = []
     private var named = Set<UInt32>()
     public private(set) var written = 0
     public private(set) var omitted = 0
     private var closed = false
+    private static let batchSize = 4096
 
     /// Creates (or truncates) the file at `path`.
     public init(path: String, maxEvents: Int = 2_000_000) throws(TrainingError) {
@@ -49,60 +52,78 @@ public final class TimelineWriter {
             throw .invalidConfig("cannot create the timeline file \(path); check that its folder exists and is writable")
         }
         handle = h
-        buffer.reserveCapacity(1 << 16)
-        append("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")
-        metadata(pid: 1, name: "coordinator")
+        batch.reserveCapacity(Self.batchSize)
+        var head = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
+        head += Self.metadata(pid: 1, name: "coordinator")
+        write(head)
     }
 
     deinit { close() }
 
-    /// Adds one span (names its process on first sight).
+    /// Adds one span.
     public func add(_ span: TimelineSpan) {
         guard !closed else { return }
-        let pid = Int(span.process) + 1
-        if !named.contains(span.process) {
-            named.insert(span.process)
-            if span.process != 0 { metadata(pid: pid, name: "worker \(span.process)") }
-        }
         guard written < maxEvents else { omitted += 1; return }
         written += 1
-        let ts = span.start * 1e6, dur = max(0, span.duration * 1e6)
-        event("{\"name\":\"\(span.name)\",\"cat\":\"step\",\"ph\":\"X\",\"ts\":\(fmt(ts)),\"dur\":\(fmt(dur)),\"pid\":\(pid),\"tid\":1,\"args\":{\"step\":\(span.step)}}")
+        batch.append(span)
+        if batch.count >= Self.batchSize { hand() }
     }
 
-    /// Ends the JSON and closes the file. Idempotent.
+    /// Writes what is left, ends the JSON and closes the file (waits for the background writes).
+    /// Idempotent.
     public func close() {
         guard !closed else { return }
-        if omitted > 0 {
-            event("{\"name\":\"note\",\"ph\":\"M\",\"pid\":1,\"tid\":1,\"args\":{\"name\":\"\(omitted) spans after the first \(maxEvents) were left out\"}}")
-        }
         closed = true
-        append("\n]}\n")
-        flush()
+        hand()
+        var tail = ""
+        if omitted > 0 {
+            tail += ",\n{\"name\":\"note\",\"ph\":\"M\",\"pid\":1,\"tid\":1,\"args\":{\"name\":\"\(omitted) spans after the first \(maxEvents) were left out\"}}"
+        }
+        tail += "\n]}\n"
+        write(tail)
+        queue.sync {}
         try? handle.close()
     }
 
-    private func metadata(pid: Int, name: String) {
-        event("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"name\":\"\(name)\"}}")
-        event("{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"sort_index\":\(pid)}}")
+    /// Gives the batch to the background queue, with the metadata of processes seen first.
+    private func hand() {
+        guard !batch.isEmpty else { return }
+        let spans = batch
+        batch.removeAll(keepingCapacity: true)
+        var newNames: [UInt32] = []
+        for s in spans where s.process != 0 && !named.contains(s.process) {
+            named.insert(s.process)
+            newNames.append(s.process)
+        }
+        let job = UncheckedSendable((spans, newNames))
+        queue.async { [self] in
+            let (spans, names) = job.value
+            var text = ""
+            text.reserveCapacity(spans.count * 120)
+            for id in names { text += ",\n" + Self.metadata(pid: Int(id) + 1, name: "worker \(id)") }
+            for s in spans {
+                text += ",\n{\"name\":\"\(s.name)\",\"cat\":\"step\",\"ph\":\"X\",\"ts\":\(Self.micros(s.start)),\"dur\":\(Self.micros(max(0, s.duration))),\"pid\":\(Int(s.process) + 1),\"tid\":1,\"args\":{\"step\":\(s.step)}}"
+            }
+            try? handle.write(contentsOf: Data(text.utf8))
+        }
     }
 
-    private func event(_ json: String) {
-        if !first { append(",\n") }
-        first = false
-        append(json)
+    private func write(_ text: String) {
+        let data = Data(text.utf8)
+        queue.async { [handle] in try? handle.write(contentsOf: data) }
     }
 
-    private func append(_ s: String) {
-        buffer.append(contentsOf: s.utf8)
-        if buffer.count >= 1 << 16 { flush() }
+    private static func metadata(pid: Int, name: String) -> String {
+        "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"name\":\"\(name)\"}},\n"
+            + "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"sort_index\":\(pid)}}"
     }
 
-    private func flush() {
-        guard !buffer.isEmpty else { return }
-        try? handle.write(contentsOf: buffer)
-        buffer.removeAll(keepingCapacity: true)
+    /// Seconds as microseconds with three decimals.
+    private static func micros(_ seconds: Double) -> String {
+        let ns = Int64((seconds * 1e9).rounded())
+        let sign = ns < 0 ? "-" : ""
+        let a = abs(ns)
+        let frac = a % 1000
+        return "\(sign)\(a / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
     }
-
-    private func fmt(_ v: Double) -> String { String(format: "%.3f", v) }
 }
