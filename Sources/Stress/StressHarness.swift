@@ -137,6 +137,7 @@ final class StressRun {
         self.onProgress = onProgress
         p = config.parameterCount
         m = config.leafCount
+        if 4 * p >= LargeBuffers.threshold { LargeBuffers.reuse() }
         gen = LeafGradients(seed: config.seed, parameterCount: p, leafCount: m)
         limits = Limits.training(parameterCount: p, maxWindows: m)
         runID = UInt64.random(in: 1...UInt64.max)

@@ -87,6 +87,7 @@ public final class StressWorker {
         self.parentPID = parentPID
         self.killSelf = killSelf
         self.logger = logger
+        if 4 * config.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         gen = LeafGradients(seed: config.seed, parameterCount: config.parameterCount, leafCount: config.leafCount)
         limits = Limits.training(parameterCount: config.parameterCount, maxWindows: config.leafCount)
         matrix = LeafMatrix(rows: config.leafCount)

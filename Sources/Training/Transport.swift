@@ -70,6 +70,7 @@ public final class CoordinatorServer {
         self.core = core
         self.logger = logger
         t0 = clock.now
+        if 4 * core.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         do {
             context = try Context(blocky: false)
             socket = try context.socket(.router)
@@ -439,7 +440,10 @@ public final class WorkerClient {
     /// else on the compute queue.
     private func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant) {
         guard case .assign = env.message, core.phase == .ready else {
-            if case .welcome = env.message { lastCompute = .infinity }
+            if case .welcome(let w, _) = env.message {
+                lastCompute = .infinity
+                if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
+            }
             for reply in core.handle(env) { send(reply) }
             if core.config == nil { cachedLimits = nil }
             return
@@ -594,4 +598,29 @@ func decode(_ frames: [ZeroMQ.Message], limits: Limits) -> Result<Envelope, Wire
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Large message buffers reused instead of mapped afresh.
+///
+/// libzmq allocates every received message with `malloc`; glibc serves blocks above its mmap
+/// threshold (at most 32 MiB) with a fresh `mmap`, so each multi-megabyte frame costs page faults
+/// and zeroed pages, and its `free` unmaps them again. With mmap off and a high trim threshold the
+/// blocks come from, and return to, the heap: the next round's frames reuse the same pages. For
+/// runs whose frames are large (``threshold`` bytes and up); glibc only (elsewhere a no-op).
+public enum LargeBuffers {
+    /// Frames of this many bytes and more are "large".
+    public static let threshold = 4 << 20
+
+    /// Switches the process to reusing large blocks (idempotent).
+    public static func reuse() {
+        #if canImport(Glibc)
+        // `mallopt` is not in Swift's Glibc module (malloc.h is not part of it): found by name.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4  // <malloc.h>
+        _ = mallopt(M_MMAP_MAX, 0)
+        _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
+        #endif
+    }
 }
