@@ -539,7 +539,8 @@ public final class CoordinatorCore {
         // the previous epoch's evaluation decides whether this step counts
         if let done = settlePendingEpoch() { return done }
         stepTiming.wait = max(0, now - lastAssignSentAt)
-        let t1 = ContinuousClock.now
+        let t0 = ContinuousClock.now
+        let t1 = t0
         let loss: Double
         do {
             // the tree was summed while the answers came in: the root is read in place
@@ -599,7 +600,10 @@ public final class CoordinatorCore {
         if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
             onCheckpoint?(checkpoint())
         }
-        return startStep(now: now)
+        // `now` is when the last gradient arrived; the update (and a synchronous evaluation or a
+        // checkpoint) ran since: the next step starts now + that time, so its step time does not
+        // count them (its `wait` starts when its ASSIGNs really go out, as the transport reports).
+        return startStep(now: now + seconds(since: t0))
     }
 
     /// What each worker's accepted answers of the step in flight added to its record.
