@@ -675,7 +675,9 @@ public final class CoordinatorCore {
     private func sent(_ out: [Outgoing], now: Double) -> [Outgoing] {
         for o in out {
             if var w = workers[o.peer] { w.lastSent = now; workers[o.peer] = w }
-            if case .assign = o.envelope.message { lastAssignSentAt = now }
+            // a step's first ASSIGNs go out after the previous step's update (stepStart), which
+            // the `now` of the message that finished that step predates
+            if case .assign = o.envelope.message { lastAssignSentAt = max(now, stepStart) }
         }
         return out
     }
