@@ -139,6 +139,10 @@ public struct StepAggregator: Sendable {
 
     /// Forgets orders whose leaves are all in.
     private mutating func settle() {
+        if tree.isComplete {
+            assignments = [:]
+            return
+        }
         let missing = Set(tree.missingLeaves)
         for (w, list) in assignments {
             let open = list.filter { a in a.run.contains { missing.contains($0) } }
