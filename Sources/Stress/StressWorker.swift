@@ -212,7 +212,12 @@ public final class StressWorker {
                 windowsFrame.withUnsafeBytes { n in
                     do throws(WireError) {
                         let v = try Wire.validate(header: h, frames: [w, n], limits: limits)
-                        try Wire.readFloats(w, offset: 0, count: p, into: weights)
+                        // only the weights the run's loss values include are read (no copy of all P)
+                        let lo = min(Int(v.header.rangeLower), gen.leafCount), hi = min(Int(v.header.rangeUpper), gen.leafCount)
+                        for leaf in lo..<max(lo, hi) {
+                            let i = gen.weightIndex(leaf: leaf)
+                            try Wire.readFloats(w, offset: 4 * i, count: 1, into: UnsafeMutableBufferPointer(rebasing: weights[i..<(i + 1)]))
+                        }
                         return .success(v.header)
                     } catch {
                         return .failure(error)
