@@ -529,9 +529,14 @@ final class WakePipe: @unchecked Sendable {
     }
 
     func close() {
-        _ = Glibc.close(readFD)
-        _ = Glibc.close(writeFD)
+        closeDescriptor(readFD)
+        closeDescriptor(writeFD)
     }
+}
+
+/// close(2) (a free function: inside a type with a `close()` method the name means the method).
+private func closeDescriptor(_ fd: Int32) {
+    _ = close(fd)
 }
 
 /// The weights frame of an ASSIGN: on a little-endian host the parameter array itself, sent
