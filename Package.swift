@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Stress", targets: ["Stress"]),
+        .library(name: "Bench", targets: ["Bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,15 +28,23 @@ let package = Package(
             name: "CZeroMQ",
             providers: [.apt(["libzmq3-dev"])]
         ),
-        // The CBLAS header of OpenBLAS and nothing else (apt: libopenblas-dev).
+        // The CBLAS header of OpenBLAS and nothing else (apt: libopenblas-dev). Not linked: CKernels loads
+        // libopenblas.so.0 on first use, so processes training small models never map it.
         .systemLibrary(
             name: "CBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // Forward/BPTT kernels in C: per-ISA SIMD variants with identical bits, OpenBLAS GEMMs for big shapes.
+        // Knows nothing of training. Used by RNN only.
+        .target(
+            name: "CKernels",
+            dependencies: ["CBLAS"],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
         // A small, safe Swift API over libzmq. No training concepts.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
-        .target(name: "RNN", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
+        .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
         // The sin/cos series, CSV loading, windows, splits, permutations, micro-batch arithmetic.
         .target(name: "Series"),
         // safetensors read/write, atomic files.
@@ -61,11 +70,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `ztrain bench`: every performance target of issue 5 and its floors (GEMM, memcpy, bare
+        // ZeroMQ), in one run; table, JSON and BENCHMARKS.md.
+        .target(
+            name: "Bench",
+            dependencies: [
+                // not CBLAS: linking OpenBLAS costs every ztrain process ~9 MB of RSS; Bench loads it with dlopen
+                "Training", "Stress", "RNN", "Series", "Wire", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The thin CLI.
         .executableTarget(
             name: "ztrain",
             dependencies: [
-                "Training", "Stress", "RNN", "Series", "Checkpoint", "Plot", "Wire",
+                "Training", "Stress", "Bench", "RNN", "Series", "Checkpoint", "Plot", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -78,6 +97,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ"]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]

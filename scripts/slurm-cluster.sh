@@ -10,6 +10,13 @@
 # key Debian's package creates when it is installed.
 set -euo pipefail
 
+# The daemons started below must not inherit any descriptor of our caller's (a pipe it reads to its
+# end would never close): keep only stdin, stdout and stderr.
+for fd in /proc/$$/fd/*; do
+  fd="${fd##*/}"
+  if [[ "$fd" =~ ^[0-9]+$ ]] && (( fd > 2 )); then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
+
 cmd="${1:-}"
 dir="${2:-}"
 if [[ -z "$cmd" || -z "$dir" ]]; then

@@ -160,6 +160,8 @@ extension CanonicalTree {
     /// - Parameters:
     ///   - rows: the leaf matrix `(M, width)`, row `i` holding leaf `i`.
     ///   - block: a node of the tree over `leafCount` leaves (see ``isNode(_:leafCount:)``).
+    @_specialize(exported: true, where S == Float)
+    @_specialize(exported: true, where S == Double)
     public static func reduceInPlace<S: RNNScalar>(
         _ rows: UnsafeMutablePointer<S>, width: Int, block: Range<Int>, leafCount: Int
     ) {

@@ -1,12 +1,12 @@
-/// The global L2 norm of a gradient block, accumulated in `Double` in index order.
+internal import CKernels
+
+/// The global L2 norm of a gradient block, accumulated in `Double` in a fixed order (8 interleaved partial
+/// sums combined pairwise, see `ck_sumsq_f32`): the same bits on every machine and vector width.
 @_specialize(exported: true, where S == Float)
 @_specialize(exported: true, where S == Double)
 public func globalNorm<S: RNNScalar>(_ g: UnsafeBufferPointer<S>) -> Double {
-    var s = 0.0
-    for x in g {
-        let d = Double(x)
-        s += d * d
-    }
+    guard let base = g.baseAddress else { return 0 }
+    let s = S.self == Float.self ? ck_sumsq_f32(raw(base), g.count) : ck_sumsq_f64(raw(base), g.count)
     return s.squareRoot()
 }
 

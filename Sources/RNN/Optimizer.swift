@@ -1,4 +1,5 @@
 import RealModule
+internal import CKernels
 
 /// Which update rule.
 public enum OptimizerKind: String, Sendable, Codable, CaseIterable {
@@ -88,14 +89,19 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
             let bc2Sqrt = Scalar(bc2.squareRoot())
             let oneMinusB1 = Scalar(1 - b1), sb2 = Scalar(b2), oneMinusB2 = Scalar(1 - b2)
             let eps = Scalar(config.epsilon)
+            precondition(m.count == params.count && v.count == params.count, "optimizer state has \(m.count) values, parameters \(params.count)")
+            guard let p = params.baseAddress, let gp = g.baseAddress else { return }
             m.withUnsafeMutableBufferPointer { mm in
                 v.withUnsafeMutableBufferPointer { vv in
-                    for i in params.indices {
-                        let gi = g[i]
-                        mm[i] += oneMinusB1 * (gi - mm[i])
-                        vv[i] = vv[i] * sb2 + oneMinusB2 * gi * gi
-                        let denom = vv[i].squareRoot() / bc2Sqrt + eps
-                        params[i] -= stepSize * (mm[i] / denom)
+                    // the C loop is this one, vectorized (elementwise: the same bits at any width):
+                    //   m += (1-b1)(g - m); v = v b2 + (1-b2) g g; p -= stepSize (m / (sqrt(v)/bc2Sqrt + eps))
+                    let n = params.count
+                    if Scalar.self == Float.self {
+                        ck_adam_f32(n, raw(p), raw(gp), raw(mm.baseAddress!), raw(vv.baseAddress!), Float(oneMinusB1),
+                                    Float(sb2), Float(oneMinusB2), Float(stepSize), Float(bc2Sqrt), Float(eps))
+                    } else {
+                        ck_adam_f64(n, raw(p), raw(gp), raw(mm.baseAddress!), raw(vv.baseAddress!), Double(oneMinusB1),
+                                    Double(sb2), Double(oneMinusB2), Double(stepSize), Double(bc2Sqrt), Double(eps))
                     }
                 }
             }
@@ -110,4 +116,15 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
             params.withUnsafeMutableBufferPointer { update($0, gradient: gp) }
         }
     }
+}
+
+/// A typed pointer viewed as another scalar type of the same layout (Float/Double dispatch to the C kernels).
+@inline(__always)
+func raw<S, T>(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<T> {
+    UnsafeMutableRawPointer(p).assumingMemoryBound(to: T.self)
+}
+
+@inline(__always)
+func raw<S, T>(_ p: UnsafePointer<S>) -> UnsafePointer<T> {
+    UnsafeRawPointer(p).assumingMemoryBound(to: T.self)
 }

@@ -1,3 +1,5 @@
+internal import CKernels
+
 /// Activations and scratch for one batch of up to `maxBatch` windows, with the forward pass and BPTT.
 ///
 /// Shapes, with `B` the batch, `T` the window length, `I` input size, `H` hidden, `O` output,
@@ -12,66 +14,56 @@
 /// `(y_t - x_{w+t+1})^2`. The kernels return the **sum** of the per-window losses and accumulate the
 /// gradient of that sum; dividing by the number of windows gives PyTorch's `MSELoss` mean.
 ///
+/// The math runs in the C kernels (`CKernels`), for `Float` and `Double` alike: the SIMD path or the
+/// OpenBLAS path, chosen per call by ``KernelPath/forShape(_:batch:)`` from the batch actually run (so a
+/// workspace of any `maxBatch` gives the same bits for the same windows).
+///
 /// Every buffer is allocated once, in `init`; `forward`/`backward` allocate nothing. A workspace is used by
 /// one thread at a time.
 public final class RNNWorkspace<Scalar: RNNScalar> {
     public let config: ModelConfig
     public let layout: ParameterLayout
     public let maxBatch: Int
+    /// The SIMD variant to run (every variant gives the same bits); tests set it.
+    public var isa: KernelISA = .best
+    /// Forces a kernel instead of the static rule (tests comparing the paths).
+    public var pathOverride: KernelPath?
 
-    // activations
-    let d: UnsafeMutablePointer<Scalar>  // (T, B, D)
-    let h: UnsafeMutablePointer<Scalar>  // (T, B, H)
-    let y: UnsafeMutablePointer<Scalar>  // (T, B, O)
-    // backward scratch
-    let dd: UnsafeMutablePointer<Scalar>  // (B, D) gradient w.r.t. d_t
-    let dh: UnsafeMutablePointer<Scalar>  // (B, H) gradient w.r.t. h_t
-    let da: UnsafeMutablePointer<Scalar>  // (B, H) gradient w.r.t. the pre-activation of h_t
-    let dz: UnsafeMutablePointer<Scalar>  // (B, O) gradient w.r.t. the pre-activation of y_t
-    let counts: (d: Int, h: Int, y: Int)
+    var model: ck_model
+    let scratch: UnsafeMutableRawPointer  // the kernels' scratch, ck_workspace_count scalars
+    let y: UnsafeMutablePointer<Scalar>   // (T, B, O) outputs of the last forward
+    let ownPacked: PackedWeights<Scalar>
+    /// Packed weights of the last forward (ours or the caller's), and its kernel.
+    var lastPacked: UnsafeMutableRawPointer?
+    var lastPath: KernelPath = .simd
 
     /// Batch size of the last `forward` (what `backward` works on).
     public private(set) var batch = 0
     /// Window starts of the last `forward`.
-    var windows: [Int]
+    var windows: UnsafeMutablePointer<Int>
 
     public init(config: ModelConfig, maxBatch: Int) {
         precondition(maxBatch >= 1, "maxBatch must be at least 1")
         self.config = config
         self.layout = ParameterLayout(config)
         self.maxBatch = maxBatch
-        let T = config.seqLen, B = maxBatch, H = config.hiddenSize, O = config.outputSize
-        let D = config.concatSize
-        counts = (T * B * D, T * B * H, T * B * O)
-        d = .allocate(capacity: counts.d)
-        h = .allocate(capacity: counts.h)
-        y = .allocate(capacity: counts.y)
-        dd = .allocate(capacity: B * D)
-        dh = .allocate(capacity: B * H)
-        da = .allocate(capacity: B * H)
-        dz = .allocate(capacity: B * O)
-        d.initialize(repeating: 0, count: counts.d)
-        h.initialize(repeating: 0, count: counts.h)
-        y.initialize(repeating: 0, count: counts.y)
-        dd.initialize(repeating: 0, count: B * D)
-        dh.initialize(repeating: 0, count: B * H)
-        da.initialize(repeating: 0, count: B * H)
-        dz.initialize(repeating: 0, count: B * O)
-        windows = [Int](repeating: 0, count: B)
+        model = ck_model(config)
+        let n = max(ck_workspace_count(&model, maxBatch), 1)
+        scratch = .allocate(byteCount: n * MemoryLayout<Scalar>.stride, alignment: 64)
+        scratch.initializeMemory(as: Scalar.self, repeating: 0, count: n)
+        let ny = config.seqLen * maxBatch * config.outputSize
+        y = .allocate(capacity: ny)
+        y.initialize(repeating: 0, count: ny)
+        windows = .allocate(capacity: maxBatch)
+        windows.initialize(repeating: 0, count: maxBatch)
+        ownPacked = PackedWeights(config: config)
     }
 
     deinit {
-        d.deallocate(); h.deallocate(); y.deallocate()
-        dd.deallocate(); dh.deallocate(); da.deallocate(); dz.deallocate()
+        scratch.deallocate()
+        y.deallocate()
+        windows.deallocate()
     }
-
-    /// Does step `t` produce an output that enters the loss?
-    @inline(__always)
-    func hasOutput(_ t: Int) -> Bool { config.loss == .all || t == config.seqLen - 1 }
-
-    /// Is `h_t` used by anything? In the seed cell the last hidden state feeds nothing.
-    @inline(__always)
-    func needsHidden(_ t: Int) -> Bool { config.cell == .elman || t < config.seqLen - 1 }
 
     /// Runs the batch of windows starting at `windows` through the model.
     ///
@@ -87,72 +79,62 @@ public final class RNNWorkspace<Scalar: RNNScalar> {
         series: UnsafeBufferPointer<Scalar>,
         windows ws: UnsafeBufferPointer<Int>
     ) -> Scalar {
+        forward(params: params, packed: nil, series: series, windows: ws)
+    }
+
+    /// ``forward(params:series:windows:)`` with weights already packed from `params` (one packing shared by
+    /// the micro-batches of a step). `packed` must stay unchanged until the matching ``backward(params:series:grads:)``.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public func forward(
+        params: UnsafeBufferPointer<Scalar>,
+        packed: PackedWeights<Scalar>?,
+        series: UnsafeBufferPointer<Scalar>,
+        windows ws: UnsafeBufferPointer<Int>
+    ) -> Scalar {
         let B = ws.count
         precondition(B >= 1 && B <= maxBatch, "batch \(B) outside 1...\(maxBatch)")
         precondition(params.count == layout.count, "parameter block has \(params.count) values, model needs \(layout.count)")
-        batch = B
-        for b in 0..<B { windows[b] = ws[b] }
-        let T = config.seqLen, H = config.hiddenSize, I = config.inputSize, O = config.outputSize
-        let D = H + I, F = config.outputFanIn
-        let P = params.baseAddress!
-        let Wh = P + layout.wh.range.lowerBound, bh = P + layout.bh.range.lowerBound
-        let Wy = P + layout.wy.range.lowerBound, by = P + layout.by.range.lowerBound
-        let X = series.baseAddress!
-        let act = config.activation
-        var lossSum: Scalar = 0
-        let perWindow: Scalar = config.loss == .last ? Scalar(O) : Scalar(T * O)
-
-        for t in 0..<T {
-            let dt = d + t * B * D, ht = h + t * B * H, yt = y + t * B * O
-            // d_t = [h_{t-1}, x_t]                                     (B, D)
-            for b in 0..<B {
-                let row = dt + b * D
-                if t == 0 {
-                    for j in 0..<H { row[j] = 0 }
-                } else {
-                    let prev = h + (t - 1) * B * H + b * H
-                    for j in 0..<H { row[j] = prev[j] }
-                }
-                let x = X + (ws[b] + t) * I
-                for j in 0..<I { row[H + j] = x[j] }
-            }
-            // h_t = act(d_t W_h^T + b_h)                               (B, H)
-            if needsHidden(t) {
-                for b in 0..<B {
-                    let row = dt + b * D, out = ht + b * H
-                    for i in 0..<H {
-                        let w = Wh + i * D
-                        var s = bh[i]
-                        for j in 0..<D { s += w[j] * row[j] }
-                        out[i] = act.apply(s)
-                    }
-                }
-            }
-            // y_t = tanh(W_y · (d_t | h_t) + b_y)                      (B, O)
-            if hasOutput(t) {
-                let src = config.cell == .seed ? dt : ht
-                for b in 0..<B {
-                    let row = src + b * F, out = yt + b * O
-                    let target = X + (ws[b] + t + 1) * I
-                    var l: Scalar = 0
-                    for o in 0..<O {
-                        let w = Wy + o * F
-                        var s = by[o]
-                        for j in 0..<F { s += w[j] * row[j] }
-                        let v = Scalar.tanh(s)
-                        out[o] = v
-                        let e = v - target[o]
-                        l += e * e
-                    }
-                    lossSum += l / perWindow
-                }
-            }
+        let T = config.seqLen, I = config.inputSize
+        for b in 0..<B {
+            let w = ws[b]
+            precondition(w >= 0 && (w + T + 1) * I <= series.count, "window \(w) needs points up to \(w + T) of a series of \(series.count / I)")
+            windows[b] = w
         }
-        return lossSum
+        batch = B
+        let path = pathOverride ?? KernelPath.forShape(config, batch: B)
+        lastPath = path
+        if path == .simd {
+            if let p = packed {
+                precondition(p.isPacked && p.config == config, "packed weights of another model, or not packed")
+                lastPacked = p.storage
+            } else {
+                ownPacked.pack(params)
+                lastPacked = ownPacked.storage
+            }
+        } else {
+            lastPacked = nil
+        }
+        let P = UnsafeRawPointer(params.baseAddress!), X = UnsafeRawPointer(series.baseAddress!)
+        let K = UnsafeRawPointer(lastPacked)
+        if Scalar.self == Float.self {
+            let l = ck_forward_f32(isa.rawValue, path.rawValue, &model, P.assumingMemoryBound(to: Float.self),
+                                   K?.assumingMemoryBound(to: Float.self), X.assumingMemoryBound(to: Float.self),
+                                   windows, B, scratch.assumingMemoryBound(to: Float.self),
+                                   UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self))
+            return Scalar(l)
+        } else {
+            let l = ck_forward_f64(isa.rawValue, path.rawValue, &model, P.assumingMemoryBound(to: Double.self),
+                                   K?.assumingMemoryBound(to: Double.self), X.assumingMemoryBound(to: Double.self),
+                                   windows, B, scratch.assumingMemoryBound(to: Double.self),
+                                   UnsafeMutableRawPointer(y).assumingMemoryBound(to: Double.self))
+            return Scalar(l)
+        }
     }
 
     /// BPTT for the batch of the last ``forward(params:series:windows:)``: **adds** the gradient of the
-    /// loss sum to `grads` (so several batches can accumulate into one block).
+    /// loss sum to `grads` (so several batches can accumulate into one block). `params` and `series` must be
+    /// the forward's.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
     public func backward(
@@ -160,73 +142,22 @@ public final class RNNWorkspace<Scalar: RNNScalar> {
         series: UnsafeBufferPointer<Scalar>,
         grads: UnsafeMutableBufferPointer<Scalar>
     ) {
+        precondition(batch >= 1, "backward needs a forward first")
+        precondition(params.count == layout.count, "parameter block has \(params.count) values, model needs \(layout.count)")
         precondition(grads.count == layout.count, "gradient block has \(grads.count) values, model needs \(layout.count)")
-        let B = batch
-        let T = config.seqLen, H = config.hiddenSize, I = config.inputSize, O = config.outputSize
-        let D = H + I, F = config.outputFanIn
-        let P = params.baseAddress!, G = grads.baseAddress!
-        let Wh = P + layout.wh.range.lowerBound
-        let Wy = P + layout.wy.range.lowerBound
-        let gWh = G + layout.wh.range.lowerBound, gbh = G + layout.bh.range.lowerBound
-        let gWy = G + layout.wy.range.lowerBound, gby = G + layout.by.range.lowerBound
-        let X = series.baseAddress!
-        let act = config.activation
-        let scale: Scalar = 2 / (config.loss == .last ? Scalar(O) : Scalar(T * O))
-
-        // dh = dL/dh_{T-1}: nothing flows in from the future.
-        for k in 0..<(B * H) { dh[k] = 0 }
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            let dt = d + t * B * D, ht = h + t * B * H, yt = y + t * B * O
-            for k in 0..<(B * D) { dd[k] = 0 }
-            if hasOutput(t) {
-                // dz = 2/(n) (y - target) * (1 - y^2)                   (B, O)
-                for b in 0..<B {
-                    let target = X + (windows[b] + t + 1) * I
-                    for o in 0..<O {
-                        let v = yt[b * O + o]
-                        dz[b * O + o] = scale * (v - target[o]) * (1 - v * v)
-                    }
-                }
-                // dW_y += dz^T src ; db_y += sum_b dz ; dsrc += dz W_y
-                let src = config.cell == .seed ? dt : ht
-                let dsrc = config.cell == .seed ? dd : dh
-                let srcStride = config.cell == .seed ? D : H
-                for b in 0..<B {
-                    let row = src + b * srcStride, drow = dsrc + b * srcStride
-                    for o in 0..<O {
-                        let g = dz[b * O + o]
-                        gby[o] += g
-                        let gw = gWy + o * F, w = Wy + o * F
-                        for j in 0..<F {
-                            gw[j] += g * row[j]
-                            drow[j] += g * w[j]
-                        }
-                    }
-                }
-            }
-            if needsHidden(t) {
-                // da = dh * act'(h_t)                                   (B, H)
-                for k in 0..<(B * H) { da[k] = dh[k] * act.derivative(output: ht[k]) }
-                // dW_h += da^T d_t ; db_h += sum_b da ; dd += da W_h
-                for b in 0..<B {
-                    let row = dt + b * D, drow = dd + b * D
-                    for i in 0..<H {
-                        let g = da[b * H + i]
-                        gbh[i] += g
-                        let gw = gWh + i * D, w = Wh + i * D
-                        for j in 0..<D {
-                            gw[j] += g * row[j]
-                            drow[j] += g * w[j]
-                        }
-                    }
-                }
-            }
-            // dL/dh_{t-1} is the h-part of dd
-            if t > 0 {
-                for b in 0..<B {
-                    for j in 0..<H { dh[b * H + j] = dd[b * D + j] }
-                }
-            }
+        let P = UnsafeRawPointer(params.baseAddress!), X = UnsafeRawPointer(series.baseAddress!)
+        let G = UnsafeMutableRawPointer(grads.baseAddress!), K = UnsafeRawPointer(lastPacked)
+        let Y = UnsafeRawPointer(y)
+        if Scalar.self == Float.self {
+            ck_backward_f32(isa.rawValue, lastPath.rawValue, &model, P.assumingMemoryBound(to: Float.self),
+                            K?.assumingMemoryBound(to: Float.self), X.assumingMemoryBound(to: Float.self),
+                            windows, batch, scratch.assumingMemoryBound(to: Float.self),
+                            Y.assumingMemoryBound(to: Float.self), G.assumingMemoryBound(to: Float.self))
+        } else {
+            ck_backward_f64(isa.rawValue, lastPath.rawValue, &model, P.assumingMemoryBound(to: Double.self),
+                            K?.assumingMemoryBound(to: Double.self), X.assumingMemoryBound(to: Double.self),
+                            windows, batch, scratch.assumingMemoryBound(to: Double.self),
+                            Y.assumingMemoryBound(to: Double.self), G.assumingMemoryBound(to: Double.self))
         }
     }
 
@@ -274,10 +205,12 @@ extension RNNWorkspace {
         params.withUnsafeBufferPointer { p in
             series.withUnsafeBufferPointer { s in
                 windows.withUnsafeBufferPointer { w in
+                    ownPacked.pack(p)  // once for every chunk
                     var i = 0
                     while i < w.count {
                         let n = min(maxBatch, w.count - i)
-                        body(forward(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[i..<(i + n)])), n)
+                        let chunk = UnsafeBufferPointer(rebasing: w[i..<(i + n)])
+                        body(forward(params: p, packed: ownPacked, series: s, windows: chunk), n)
                         i += n
                     }
                 }

@@ -23,3 +23,4 @@ public struct MemoryUsage: Sendable, Equatable, Codable {
         line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
     }
 }
+

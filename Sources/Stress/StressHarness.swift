@@ -84,11 +84,8 @@ final class StressRun {
     var agg: StepAggregator
     var weights: [Float]
     let windows: [UInt32]
-    var assignPayload: [UInt8] = []
-    var assignMessage: ZeroMQ.Message?
+    let windowsFrame: [UInt8]
     var assignHeader: Header?
-    let receivedBase: UnsafeMutablePointer<Float>
-    let received: UnsafeMutableBufferPointer<Float>
     let lossMatrix: LeafMatrix
 
     var peers: [UInt32: Peer] = [:]
@@ -98,6 +95,7 @@ final class StressRun {
     var nextSerial = 0
     var lastSupervision = -1.0
     var lastMemorySample = -1.0
+    var lastTimers = -1.0
     /// The latencies of the last rounds (seconds). Orders are given again only after 3 typical
     /// rounds, or a heavy configuration (64 × 4 MB) drowns in its own retries. "Typical" is the
     /// fastest of the recent rounds: a median or a moving average is dragged up by the rounds that
@@ -139,6 +137,7 @@ final class StressRun {
         self.onProgress = onProgress
         p = config.parameterCount
         m = config.leafCount
+        if 4 * p >= LargeBuffers.threshold { LargeBuffers.reuse() }
         gen = LeafGradients(seed: config.seed, parameterCount: p, leafCount: m)
         limits = Limits.training(parameterCount: p, maxWindows: m)
         runID = UInt64.random(in: 1...UInt64.max)
@@ -146,16 +145,13 @@ final class StressRun {
         agg = StepAggregator(width: p + 1)
         weights = (0..<p).map { i in Float(Int(mix64(config.seed &+ UInt64(i)) >> 41) - (1 << 22)) * 0x1p-22 }
         windows = (0..<m).map { UInt32($0) }
-        receivedBase = .allocate(capacity: p + 1)
-        receivedBase.initialize(repeating: 0, count: p + 1)
-        received = UnsafeMutableBufferPointer(start: receivedBase, count: p + 1)
+        windowsFrame = windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
         lossMatrix = LeafMatrix(rows: m, chunk: 1)
         outcomes = Array(repeating: .pending, count: config.rounds + 1)
 
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("ztrain-stress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            receivedBase.deallocate()
             throw .io("cannot create \(dir.path): \(error.localizedDescription)")
         }
         tempDir = dir
@@ -171,7 +167,6 @@ final class StressRun {
             try socket.bind(bind)
             endpoint = try socket.lastEndpoint
         } catch {
-            receivedBase.deallocate()
             try? FileManager.default.removeItem(at: dir)
             throw .transport("cannot bind \(bind): \(error)")
         }
@@ -182,10 +177,6 @@ final class StressRun {
             pool = ProcessWorkers(executable: executable, config: config, endpoint: endpoint, ledgerDirectory: dir, logger: logger)
         }
         checker = ExpectedSums(gen: gen)
-    }
-
-    deinit {
-        receivedBase.deallocate()
     }
 
     var now: Double {
@@ -223,8 +214,8 @@ final class StressRun {
             while true {
                 if stop.isSet { break rounds }
                 service(wait: .milliseconds(2))
-                if agg.isComplete, let root = agg.reduce() {
-                    guard let o = check(round: r, root) else { break rounds }
+                if agg.isComplete, let checked = agg.finish({ root in check(round: r, root) }) {
+                    guard let o = checked else { break rounds }
                     outcome = o
                     break
                 }
@@ -257,7 +248,7 @@ final class StressRun {
     }
 
     /// Compares a completed round's aggregate with the expectation. Nil if the checker was stopped.
-    func check(round r: Int, _ root: [Float]) -> Outcome? {
+    func check(round r: Int, _ root: UnsafeBufferPointer<Float>) -> Outcome? {
         var loss: Float = 0
         weights.withUnsafeBufferPointer { w in
             _ = gen.nodeSum(round: UInt64(r), block: 0..<m, columns: p..<(p + 1), weights: w, matrix: lossMatrix, into: &loss)
@@ -267,13 +258,13 @@ final class StressRun {
             return .wrong
         }
         let firstDifference: Int?? = checker.withExpected(r) { expected in
-            root.withUnsafeBufferPointer { got -> Int? in
+            { (got: UnsafeBufferPointer<Float>) -> Int? in
                 guard let g = got.baseAddress, let e = expected.baseAddress else { return nil }
                 if memcmp(g, e, p * MemoryLayout<Float>.size) == 0 {
-                    return root[p].bitPattern == loss.bitPattern ? nil : p
+                    return got[p].bitPattern == loss.bitPattern ? nil : p
                 }
                 return (0..<p).first { got[$0].bitPattern != expected[$0].bitPattern }
-            }
+            }(root)
         }
         guard let difference = firstDifference else { return nil }
         guard let i = difference else { return .exact }
@@ -289,14 +280,20 @@ final class StressRun {
 
     /// One iteration: wait for messages (at most `wait`), handle them, watch the workers, apply
     /// the liveness rule, give overdue orders again, speculate for stragglers.
+    ///
+    /// While messages flow, the timers (supervision, liveness, retries, speculation) are looked
+    /// at no more than once a millisecond, so a fast round does not pay for them every message.
     func service(wait: Duration) {
+        var readable = false
         do {
-            let events = try socket.poll(.readable, timeout: wait)
-            if events.contains(.readable) { drain() }
+            readable = try socket.poll(.readable, timeout: wait).contains(.readable)
+            if readable { drain() }
         } catch {
             if error.kind != .interrupted { warn("poll", "poll failed: \(error)") }
         }
         let t = now
+        if readable && t - lastTimers < 0.001 { return }
+        lastTimers = t
         if t - lastSupervision >= 0.01 {
             lastSupervision = t
             supervise()
@@ -414,20 +411,25 @@ final class StressRun {
         }
         touch(id)
         let count = p + 1
-        let result: Result<Header, WireError> = header.withUnsafeBytes { h in
+        let t = now
+        let result: Result<(Header, Verdict), WireError> = header.withUnsafeBytes { h in
             payload.withUnsafeBytes { pl in
                 do throws(WireError) {
-                    let v = try Wire.validate(header: h, payload: pl, limits: limits)
-                    try Wire.readFloats(pl, offset: 0, count: count, into: received)
-                    return .success(v.header)
+                    let h = try Wire.validate(header: h, payload: pl, limits: limits).header
+                    guard h.runID == runID, h.workerID == id else { return .success((h, .invalid("ids"))) }
+                    // reduced straight from the received frame (no intermediate copy)
+                    let verdict = agg.accept(
+                        worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
+                        samples: Int(clamping: h.count), littleEndian: UnsafeRawBufferPointer(rebasing: pl[0..<(4 * count)]), now: t)
+                    return .success((h, verdict))
                 } catch {
                     return .failure(error)
                 }
             }
         }
-        let h: Header
+        let h: Header, verdict: Verdict
         switch result {
-        case .success(let header): h = header
+        case .success(let (header, v)): (h, verdict) = (header, v)
         case .failure(let error):
             rejected(error)
             return
@@ -437,9 +439,6 @@ final class StressRun {
             warn("ids", "a GRADIENT with run \(h.runID) worker \(h.workerID) from worker \(id) of run \(runID)")
             return
         }
-        let verdict = agg.accept(
-            worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
-            samples: Int(clamping: h.count), sums: UnsafeBufferPointer(received), now: now)
         logger.trace("answer: round \(h.step) block \(h.rangeLower)..<\(h.rangeUpper) from #\(id): \(verdict)")
         if case .invalid(let why) = verdict {
             invalidAnswers += 1
@@ -482,22 +481,18 @@ final class StressRun {
         liveIDs = peers.filter { $0.value.live }.map(\.key).sorted()
     }
 
-    /// Encodes the round's ASSIGN payload once (`Wire.encodeAssign` into a reused buffer) into a
-    /// ZeroMQ message that every order then sends without copying.
+    /// Prepares the round's ASSIGN: the checksum of its weights and windows (protocol v2: they
+    /// travel as separate frames, the weights straight from this run's weight array).
     func prepareAssign(round r: Int) {
-        let header = weights.withUnsafeBufferPointer { w in
-            windows.withUnsafeBufferPointer { win in
-                Wire.encodeAssign(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
-                                  weights: w, windows: win, into: &assignPayload)
-            }
+        let checksum = weights.withUnsafeBytes { w in
+            windowsFrame.withUnsafeBytes { n in Wire.assignChecksum(weights: w, windows: n) }
         }
-        assignHeader = try? Wire.peek(header: header)
-        assignMessage = try? ZeroMQ.Message(assignPayload)
-        if assignHeader == nil || assignMessage == nil { warn("assign", "cannot build the ASSIGN of round \(r)") }
+        assignHeader = Wire.assignHeader(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
+                                         windows: m, checksum: checksum)
     }
 
     func send(_ orders: [Order]) {
-        guard !orders.isEmpty, let message = assignMessage, var header = assignHeader else { return }
+        guard !orders.isEmpty, var header = assignHeader else { return }
         for o in orders {
             guard let peer = peers[o.worker] else { continue }
             header.workerID = o.worker
@@ -506,8 +501,11 @@ final class StressRun {
             let bytes = header.encode()
             logger.trace("order: round \(header.step) leaves \(o.run) to #\(o.worker)\(o.speculative ? " (speculative)" : "")")
             do {
-                try socket.send(parts: [peer.identity, bytes, message], flags: .dontWait)
-                bytesSent += bytes.count + message.count
+                // no copy of the weights: libzmq sends from the array's storage, which the message
+                // keeps alive (the next round's update then writes a fresh copy if it still holds it)
+                let w = try ZeroMQ.Message(keeping: weights)
+                try socket.send(parts: [peer.identity, bytes, w, windowsFrame], flags: .dontWait)
+                bytesSent += bytes.count + w.count + windowsFrame.count
             } catch {
                 sendFailures += 1
                 logger.debug("ASSIGN to worker #\(o.worker) not sent: \(error)")

@@ -87,6 +87,7 @@ public final class StressWorker {
         self.parentPID = parentPID
         self.killSelf = killSelf
         self.logger = logger
+        if 4 * config.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         gen = LeafGradients(seed: config.seed, parameterCount: config.parameterCount, leafCount: config.leafCount)
         limits = Limits.training(parameterCount: config.parameterCount, maxWindows: config.leafCount)
         matrix = LeafMatrix(rows: config.leafCount)
@@ -171,7 +172,7 @@ public final class StressWorker {
                 if error.kind == .wouldBlock { break }
                 return .failed("receive: \(error)")
             }
-            guard frames.count == 2 else { continue }
+            guard frames.count == 2 || frames.count == 3 else { continue }
             do throws(WireError) {
                 let header = try frames[0].withUnsafeBytes { raw in
                     Result { () throws(WireError) -> Header in try Wire.peek(header: raw) }
@@ -193,7 +194,7 @@ public final class StressWorker {
             case .shutdown:
                 return .shutdown
             case .assign where header.step >= newest:
-                if let exit = assign(frames[0], frames[1]) { return exit }
+                if frames.count == 3, let exit = assign(frames[0], frames[1], frames[2]) { return exit }
             default:
                 break
             }
@@ -204,16 +205,23 @@ public final class StressWorker {
 
     /// Validates an ASSIGN (zero-copy: `Wire.validate`, then the weights straight into this
     /// worker's buffer), then computes and queues the node sums of its run.
-    private func assign(_ headerFrame: ZeroMQ.Message, _ payloadFrame: ZeroMQ.Message) -> WorkerExit? {
+    private func assign(_ headerFrame: ZeroMQ.Message, _ weightsFrame: ZeroMQ.Message, _ windowsFrame: ZeroMQ.Message) -> WorkerExit? {
         let p = config.parameterCount
         let checked: Result<Header, WireError> = headerFrame.withUnsafeBytes { h in
-            payloadFrame.withUnsafeBytes { payload in
-                do throws(WireError) {
-                    let v = try Wire.validate(header: h, payload: payload, limits: limits)
-                    try Wire.readFloats(payload, offset: 0, count: p, into: weights)
-                    return .success(v.header)
-                } catch {
-                    return .failure(error)
+            weightsFrame.withUnsafeBytes { w in
+                windowsFrame.withUnsafeBytes { n in
+                    do throws(WireError) {
+                        let v = try Wire.validate(header: h, frames: [w, n], limits: limits)
+                        // only the weights the run's loss values include are read (no copy of all P)
+                        let lo = min(Int(v.header.rangeLower), gen.leafCount), hi = min(Int(v.header.rangeUpper), gen.leafCount)
+                        for leaf in lo..<max(lo, hi) {
+                            let i = gen.weightIndex(leaf: leaf)
+                            try Wire.readFloats(w, offset: 4 * i, count: 1, into: UnsafeMutableBufferPointer(rebasing: weights[i..<(i + 1)]))
+                        }
+                        return .success(v.header)
+                    } catch {
+                        return .failure(error)
+                    }
                 }
             }
         }
@@ -333,7 +341,8 @@ public final class StressWorker {
     private func send(_ header: [UInt8], _ payload: [UInt8]) {
         guard let socket else { return }
         do {
-            try socket.send(parts: [header, payload])
+            // the payload leaves without a copy (libzmq keeps the array's storage until it is sent)
+            try socket.send(parts: [header, ZeroMQ.Message(keeping: payload)])
             lastSent = now
         } catch {
             logger.debug("worker \(serial): send failed: \(error)")

@@ -144,7 +144,13 @@ public final class CoordinatorCore {
     private var aggregator: StepAggregator
     private var stepActive: Bool { aggregator.active }
     private var stepStart = 0.0
-    private var lastAssignSent = 0.0
+    /// When the step's last ASSIGN went to the socket (the transport reports it).
+    private var lastAssignSentAt = 0.0
+    /// Per worker, when its last ASSIGN went to the socket, and (estimated) when it last sent.
+    private var assignSentAt: [PeerID: Double] = [:]
+    private var workerIdleSince: [PeerID: Double] = [:]
+    /// Receives the spans of every step for `--timeline` (nil: none are made).
+    public var onSpan: ((TimelineSpan) -> Void)?
     private var stepTiming = StepTiming()
     private var epochTiming = StepTiming()
     private var epochSteps = 0
@@ -202,9 +208,9 @@ public final class CoordinatorCore {
     public var isRunning: Bool { started && !isDone }
     public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready }.sorted { $0.id < $1.id } }
 
-    /// Limits for frames from workers: a gradient is exactly `P + 1` floats.
+    /// Limits for frames from workers: a gradient is exactly `P + 1` floats and its span offsets.
     public var limits: Limits {
-        Limits(maxPayloadBytes: max(1 << 20, 4 * (parameterCount + 1)), parameterCount: parameterCount)
+        Limits(maxPayloadBytes: max(1 << 20, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes), parameterCount: parameterCount)
     }
 
     // MARK: - Input
@@ -223,14 +229,7 @@ public final class CoordinatorCore {
 
     /// A decoded message from `peer`.
     public func handle(_ env: Envelope, from peer: PeerID, bytes: Int, now: Double) -> [Outgoing] {
-        if firstSeen == nil { firstSeen = now }
-        if wallStart == nil { wallStart = now }
-        bytesIn += bytes
-        if var w = workers[peer], w.phase != .dead, w.phase != .left {
-            w.lastHeard = now
-            w.bytesIn += bytes
-            workers[peer] = w
-        }
+        noteHeard(peer, bytes: bytes, now: now)
         var out: [Outgoing] = []
         switch env.message {
         case .hello(let hello):
@@ -262,6 +261,17 @@ public final class CoordinatorCore {
         }
         out += advance(now: now)
         return sent(out, now: now)
+    }
+
+    private func noteHeard(_ peer: PeerID, bytes: Int, now: Double) {
+        if firstSeen == nil { firstSeen = now }
+        if wallStart == nil { wallStart = now }
+        bytesIn += bytes
+        if var w = workers[peer], w.phase != .dead, w.phase != .left {
+            w.lastHeard = now
+            w.bytesIn += bytes
+            workers[peer] = w
+        }
     }
 
     /// Time passes: join deadline, liveness, heartbeats.
@@ -309,6 +319,7 @@ public final class CoordinatorCore {
 
     /// Stop now: tell every worker to shut down.
     public func shutdown(reason: String, now: Double) -> [Outgoing] {
+        _ = settlePendingEpoch()
         finishedFlag = true
         return sent(shutdownAll(reason: reason), now: now)
     }
@@ -380,12 +391,14 @@ public final class CoordinatorCore {
 
     private func startStep(now: Double) -> [Outgoing] {
         guard let n = state.nextBatch(into: &windows) else {
+            if let done = settlePendingEpoch() { return done }
             finishedFlag = true
             emit(.finished)
             return shutdownAll(reason: "training finished")
         }
         stepWindows = n
         stepStart = now
+        stepCredits = [:]
         stepTiming = StepTiming()
         return send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
                                      workers: liveWorkers.map(\.id), now: now))
@@ -399,6 +412,7 @@ public final class CoordinatorCore {
         for o in orders {
             guard let peer = workers.first(where: { $0.value.id == o.worker })?.key, var w = workers[peer] else { continue }
             w.steps += 1
+            stepCredits[peer, default: (0, 0, 0, 0)].steps += 1
             workers[peer] = w
             let a = Assign(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, weights: state.parameters,
                            windows: stepWindows)
@@ -408,13 +422,69 @@ public final class CoordinatorCore {
     }
 
     private func gradient(_ g: Gradient, env: Envelope, peer: PeerID, now: Double) -> [Outgoing] {
-        guard var w = workers[peer], w.phase == .ready, env.workerID == w.id else {
+        g.sums.withUnsafeBufferPointer { sums in
+            gradient(GradientInfo(g, runID: env.runID, workerID: env.workerID), values: .floats(sums), peer: peer, now: now)
+        }
+    }
+
+    /// A GRADIENT that ``Wire/validate(header:payload:limits:)`` accepted, its sums still in the
+    /// received frame: they are reduced straight from there (the transport's hot path; the same
+    /// rules as a decoded GRADIENT).
+    public func handleGradient(header h: Header, payload: UnsafeRawBufferPointer, from peer: PeerID, bytes: Int, now: Double) -> [Outgoing] {
+        guard h.type == .gradient, h.rangeLower < h.rangeUpper, let samples = Int(exactly: h.count),
+              payload.count >= 4 * (parameterCount + 1) else {
+            return sent(drop(peer, "a GRADIENT that does not match this run's model"), now: now)
+        }
+        noteHeard(peer, bytes: bytes, now: now)
+        let (start, sendAt) = Wire.spanOffsets(payload, parameterCount: parameterCount)
+        let info = GradientInfo(runID: h.runID, workerID: h.workerID, step: h.step,
+                                block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
+                                samples: samples, computeNanos: h.aux, startNanos: start, sendNanos: sendAt)
+        let sums = UnsafeRawBufferPointer(rebasing: payload[0..<(4 * (parameterCount + 1))])
+        var out = gradient(info, values: .littleEndian(sums), peer: peer, now: now)
+        out += advance(now: now)
+        return sent(out, now: now)
+    }
+
+    /// What the aggregation needs of a GRADIENT, decoded or still in its frame.
+    struct GradientInfo {
+        var runID: UInt64
+        var workerID: UInt32
+        var step: UInt64
+        var block: Range<Int>
+        var leafCount: Int
+        var samples: Int
+        var computeNanos: UInt64
+        var startNanos: UInt64
+        var sendNanos: UInt64
+
+        init(runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int, samples: Int,
+             computeNanos: UInt64, startNanos: UInt64, sendNanos: UInt64) {
+            self.runID = runID; self.workerID = workerID; self.step = step; self.block = block
+            self.leafCount = leafCount; self.samples = samples; self.computeNanos = computeNanos
+            self.startNanos = startNanos; self.sendNanos = sendNanos
+        }
+
+        init(_ g: Gradient, runID: UInt64, workerID: UInt32) {
+            self.init(runID: runID, workerID: workerID, step: g.step, block: g.block, leafCount: g.leafCount,
+                      samples: g.samples, computeNanos: g.computeNanos, startNanos: g.startNanos, sendNanos: g.sendNanos)
+        }
+    }
+
+    private func gradient(_ g: GradientInfo, values: StreamingTree.Source, peer: PeerID, now: Double) -> [Outgoing] {
+        guard var w = workers[peer], w.phase == .ready, g.workerID == w.id else {
             return drop(peer, "GRADIENT from an unknown or not-ready worker")
         }
-        guard env.runID == runID else { return drop(peer, "GRADIENT for run \(env.runID), this run is \(runID)") }
-        let verdict = g.sums.withUnsafeBufferPointer {
-            aggregator.accept(worker: w.id, step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples, sums: $0, now: now)
+        guard g.runID == runID else { return drop(peer, "GRADIENT for run \(g.runID), this run is \(runID)") }
+        let t0 = ContinuousClock.now
+        let verdict: Verdict
+        switch values {
+        case .floats(let f):
+            verdict = aggregator.accept(worker: w.id, step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples, sums: f, now: now)
+        case .littleEndian(let b):
+            verdict = aggregator.accept(worker: w.id, step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples, littleEndian: b, now: now)
         }
+        let reduceSeconds = seconds(since: t0)
         switch verdict {
         case .invalid(let reason):
             return drop(peer, "GRADIENT from worker \(w.id): \(reason)")
@@ -427,28 +497,67 @@ public final class CoordinatorCore {
             w.samples += g.samples
             let compute = Double(g.computeNanos) / 1e9
             w.computeSeconds += compute
+            stepCredits[peer, default: (0, 0, 0, 0)].blocks += 1
+            stepCredits[peer, default: (0, 0, 0, 0)].samples += g.samples
+            stepCredits[peer, default: (0, 0, 0, 0)].compute += compute
             stepTiming.compute = max(stepTiming.compute, compute)
+            stepTiming.reduce += reduceSeconds
             workers[peer] = w
+            if let onSpan { workerSpans(g, worker: w.id, peer: peer, received: now, reduce: reduceSeconds, onSpan) }
         }
         guard aggregator.isComplete else { return [] }
         return finishStep(now: now)
     }
 
+    /// The spans of a worker's answer, placed on this clock: the worker reports its offsets from
+    /// its receipt of the ASSIGN; the rest of the round trip is split evenly between the two
+    /// directions.
+    private func workerSpans(_ g: GradientInfo, worker: UInt32, peer: PeerID, received now: Double, reduce: Double,
+                             _ emitSpan: (TimelineSpan) -> Void) {
+        let step = Int(g.step)
+        guard let sentAt = assignSentAt[peer] else { return }
+        let rtt = max(0, now - sentAt)
+        let inner = min(rtt, Double(g.sendNanos) / 1e9)
+        let oneWay = (rtt - inner) / 2
+        let received = sentAt + oneWay
+        let start = received + min(inner, Double(g.startNanos) / 1e9)
+        let computeEnd = min(start + Double(g.computeNanos) / 1e9, received + inner)
+        let idleFrom = workerIdleSince[peer] ?? received
+        if received > idleFrom {
+            emitSpan(TimelineSpan(process: worker, name: "wait", start: idleFrom, duration: received - idleFrom, step: step))
+        }
+        if start > received {
+            emitSpan(TimelineSpan(process: worker, name: "wait", start: received, duration: start - received, step: step))
+        }
+        emitSpan(TimelineSpan(process: worker, name: "compute", start: start, duration: computeEnd - start, step: step))
+        emitSpan(TimelineSpan(process: worker, name: "send", start: computeEnd, duration: max(0, now - computeEnd), step: step))
+        emitSpan(TimelineSpan(process: 0, name: "reduce", start: now, duration: reduce, step: step))
+        workerIdleSince[peer] = now - oneWay
+    }
+
     private func finishStep(now: Double) -> [Outgoing] {
-        stepTiming.wait = now - lastAssignSent
+        // the previous epoch's evaluation decides whether this step counts
+        if let done = settlePendingEpoch() { return done }
+        stepTiming.wait = max(0, now - lastAssignSentAt)
         let t0 = ContinuousClock.now
-        guard let root = aggregator.reduce() else { return [] }
-        stepTiming.reduce = seconds(since: t0)
-        let t1 = ContinuousClock.now
+        let t1 = t0
         let loss: Double
         do {
-            loss = try root.withUnsafeBufferPointer { r throws(TrainingError) in try state.apply(root: r, windows: stepWindows) }
+            // the tree was summed while the answers came in: the root is read in place
+            let n = stepWindows
+            guard let l = try aggregator.finish({ (r) throws(TrainingError) -> Double in try state.apply(root: r, windows: n) }) else { return [] }
+            loss = l
         } catch {
             failure = error
             return shutdownAll(reason: "training diverged")
         }
         stepTiming.optimizer = seconds(since: t1)
-        let stepSeconds = now - stepStart + stepTiming.reduce + stepTiming.optimizer
+        if let onSpan {
+            let step = state.step - 1
+            onSpan(TimelineSpan(process: 0, name: "wait", start: lastAssignSentAt, duration: stepTiming.wait, step: step))
+            onSpan(TimelineSpan(process: 0, name: "optimizer", start: now, duration: stepTiming.optimizer, step: step))
+        }
+        let stepSeconds = now - stepStart + stepTiming.optimizer
         trainSeconds += stepSeconds
         epochTrain += stepSeconds
         epochTiming.add(stepTiming)
@@ -456,7 +565,10 @@ public final class CoordinatorCore {
         emit(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
                    loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0, timing: stepTiming))
         if state.epochEnded {
-            var m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now))
+            var m = EpochMetrics(
+                epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
+                loss: .nan, valLoss: nil, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
+                epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm)
             m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
             m.bytesIn = bytesIn
             m.bytesOut = bytesOut
@@ -466,17 +578,83 @@ public final class CoordinatorCore {
             m.lateOrDuplicate = aggregator.lateOrDuplicate
             m.droppedFrames = droppedFrames
             m.workers = liveWorkers.count
-            state.closeEpoch(loss: m.loss)
-            metrics.append(m)
-            emit(.epoch(m))
             epochTiming = StepTiming()
             epochSteps = 0
             epochTrain = 0
+            let evaluation = EpochEvaluation(evaluator: evaluator, parameters: state.parameters)
+            let checkpointDue = checkpointEvery > 0 && state.step % checkpointEvery == 0
+            if checkpointDue || !overlapEvaluation {
+                if let done = close(epoch: m, evaluation.result(), saved: nil) { return done }
+            } else {
+                // The next step does not wait for the evaluation: it goes out now, as if the target
+                // were not reached, and the evaluation runs while the workers compute. Whoever needs
+                // the outcome (the next step's end, the run's end) waits for it; if the target turns
+                // out reached, the run is put back to this point and the extra step is dropped
+                // unapplied, so the result is the in-process run's.
+                let saved = state
+                state.closeEpoch(loss: .infinity)
+                pendingEpoch = (m, evaluation, saved)
+                evaluation.start()
+            }
         }
         if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
             onCheckpoint?(checkpoint())
         }
-        return startStep(now: now)
+        // `now` is when the last gradient arrived; the update (and a synchronous evaluation or a
+        // checkpoint) ran since: the next step starts now + that time, so its step time does not
+        // count them (its `wait` starts when its ASSIGNs really go out, as the transport reports).
+        return startStep(now: now + seconds(since: t0))
+    }
+
+    /// What each worker's accepted answers of the step in flight added to its record.
+    private var stepCredits: [PeerID: (blocks: Int, samples: Int, compute: Double, steps: Int)] = [:]
+
+    /// Evaluate an epoch's weights on another thread while the next step computes (the default).
+    public var overlapEvaluation = true
+
+    /// An epoch whose evaluation runs while the next step computes: its metrics without the
+    /// losses, the evaluation, and the run as it was at the epoch's end.
+    private var pendingEpoch: (metrics: EpochMetrics, evaluation: EpochEvaluation, saved: RunState)?
+
+    /// Waits for a pending epoch evaluation and settles it. Returns the messages that end the run
+    /// when the target turned out reached (the step sent meanwhile is dropped), else nil.
+    private func settlePendingEpoch() -> [Outgoing]? {
+        guard let p = pendingEpoch else { return nil }
+        pendingEpoch = nil
+        return close(epoch: p.metrics, p.evaluation.result(), saved: p.saved)
+    }
+
+    /// Records an evaluated epoch. With `saved` (the run at the epoch's end, before the next step
+    /// was started provisionally), a reached target puts the run back there and ends it.
+    private func close(epoch draft: EpochMetrics, _ losses: (loss: Double, valLoss: Double?), saved: RunState?) -> [Outgoing]? {
+        var m = draft
+        m.loss = losses.loss
+        m.valLoss = losses.valLoss
+        metrics.append(m)
+        emit(.epoch(m))
+        if let saved {
+            if let t = config.targetLoss, m.loss < t {
+                state = saved
+                state.closeEpoch(loss: m.loss)
+                aggregator.abandon()
+                // the dropped step's answers do not count: every window is counted once
+                for (peer, c) in stepCredits {
+                    guard var w = workers[peer] else { continue }
+                    w.blocks -= c.blocks
+                    w.samples -= c.samples
+                    w.computeSeconds -= c.compute
+                    w.steps -= c.steps
+                    workers[peer] = w
+                }
+                stepCredits = [:]
+                finishedFlag = true
+                emit(.finished)
+                return shutdownAll(reason: "training finished")
+            }
+            return nil
+        }
+        state.closeEpoch(loss: m.loss)
+        return nil
     }
 
     // MARK: - Helpers
@@ -497,30 +675,47 @@ public final class CoordinatorCore {
     private func sent(_ out: [Outgoing], now: Double) -> [Outgoing] {
         for o in out {
             if var w = workers[o.peer] { w.lastSent = now; workers[o.peer] = w }
-            if case .assign = o.envelope.message { lastAssignSent = now }
+            // a step's first ASSIGNs go out after the previous step's update (stepStart), which
+            // the `now` of the message that finished that step predates
+            if case .assign = o.envelope.message { lastAssignSentAt = max(now, stepStart) }
         }
         return out
     }
 
-    /// The transport tells how many bytes a message took on the wire, and how long sending took.
-    public func recordSent(peer: PeerID, bytes: Int, seconds: Double, isAssign: Bool) {
+    /// The transport tells how many bytes a message took on the wire, how long sending took, and
+    /// (on this core's clock) when it was handed to the socket.
+    public func recordSent(peer: PeerID, bytes: Int, seconds: Double, isAssign: Bool, at: Double? = nil) {
         bytesOut += bytes
         if var w = workers[peer] { w.bytesOut += bytes; workers[peer] = w }
-        if isAssign { stepTiming.broadcast += seconds }
+        if isAssign {
+            stepTiming.broadcast += seconds
+            if let at {
+                assignSentAt[peer] = at
+                lastAssignSentAt = max(lastAssignSentAt, at)
+                if let onSpan {
+                    onSpan(TimelineSpan(process: 0, name: "send", start: at - seconds, duration: seconds, step: Int(aggregator.step)))
+                }
+            }
+        }
     }
 
     /// The outcome, for the outputs.
     public func result(now: Double) -> TrainingResult {
-        evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
+        _ = settlePendingEpoch()
+        return evaluator.result(state: state, metrics: metrics, wallSeconds: now - (wallStart ?? now), trainSeconds: trainSeconds)
     }
 
     /// The run as it stands between steps.
     public func checkpoint() -> RunCheckpoint {
-        RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
+        _ = settlePendingEpoch()
+        return RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
     }
 
     /// Mean loss of the current weights over all windows.
-    public func meanLoss() -> Double { evaluator.meanLoss(state.parameters, windows: state.split.all) }
+    public func meanLoss() -> Double {
+        _ = settlePendingEpoch()
+        return evaluator.meanLoss(state.parameters, windows: state.split.all)
+    }
 }
 
 extension Message {
@@ -557,4 +752,56 @@ func encodeJSON<T: Encodable>(_ value: T) -> String {
     e.outputFormatting = [.sortedKeys]
     guard let d = try? e.encode(value) else { return "{}" }
     return String(decoding: d, as: UTF8.self)
+}
+
+/// The evaluation of an epoch's weights (loss over every window, and over the validation
+/// windows), computed on another thread or in place.
+final class EpochEvaluation: @unchecked Sendable {
+    // @unchecked: `evaluator` is used by one thread at a time: the evaluation thread between
+    // `start()` and the end of its work, which `result()` waits for; `outcome` is guarded by
+    // `condition`.
+    private let evaluator: Evaluator
+    private let parameters: [Float]
+    private let condition = NSCondition()
+    private var outcome: (loss: Double, valLoss: Double?)?
+    private var started = false
+
+    init(evaluator: Evaluator, parameters: [Float]) {
+        self.evaluator = evaluator
+        self.parameters = parameters
+    }
+
+    private func compute() -> (loss: Double, valLoss: Double?) {
+        let split = evaluator.split
+        return (evaluator.meanLoss(parameters, windows: split.all),
+                split.validation.isEmpty ? nil : evaluator.meanLoss(parameters, windows: split.validation))
+    }
+
+    /// Starts the evaluation on a background thread.
+    func start() {
+        condition.lock()
+        started = true
+        condition.unlock()
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            let r = compute()
+            condition.lock()
+            outcome = r
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The losses: waits for a started evaluation, or computes them here.
+    func result() -> (loss: Double, valLoss: Double?) {
+        condition.lock()
+        defer { condition.unlock() }
+        if !started {
+            started = true
+            let r = compute()
+            outcome = r
+            return r
+        }
+        while outcome == nil { condition.wait() }
+        return outcome ?? (.nan, nil)
+    }
 }

@@ -22,6 +22,8 @@ public final class GradientEngine: @unchecked Sendable {
     public var width: Int { parameterCount + 1 }
 
     private let workspaces: [RNNWorkspace<Float>]
+    /// The weights rearranged for the SIMD kernels, once per `compute` and shared by every lane.
+    private let packed: PackedWeights<Float>
     private var rows: UnsafeMutablePointer<Float>
     private var rowCapacity: Int
 
@@ -32,6 +34,7 @@ public final class GradientEngine: @unchecked Sendable {
         self.threads = threads
         parameterCount = ParameterLayout(config).count
         workspaces = (0..<threads).map { _ in RNNWorkspace<Float>(config: config, maxBatch: microBatch) }
+        packed = PackedWeights(config: config)
         rowCapacity = 4
         rows = .allocate(capacity: rowCapacity * (parameterCount + 1))
     }
@@ -55,8 +58,14 @@ public final class GradientEngine: @unchecked Sendable {
         let m = leafCount(windows: windows.count)
         precondition(run.lowerBound >= 0 && run.upperBound <= m && !run.isEmpty, "run \(run) outside 0..<\(m)")
         ensureCapacity(m)
+        // Each leaf's kernel follows from its size alone (the last leaf may be shorter), as in every process.
+        let lastSize = min(run.upperBound * microBatch, windows.count) - (run.upperBound - 1) * microBatch
+        let needsPacked = KernelPath.forShape(config, batch: microBatch) == .simd
+            || KernelPath.forShape(config, batch: lastSize) == .simd
+        if needsPacked { packed.pack(params) }
         let job = LeafJob(params: params, series: series, windows: windows, rows: rows, width: width,
-                          microBatch: microBatch, stride: threads, run: run, workspaces: workspaces)
+                          microBatch: microBatch, stride: threads, run: run, workspaces: workspaces,
+                          packed: needsPacked ? packed : nil)
         let lanes = min(threads, run.count)
         if lanes == 1 {
             job.work(lane: 0)
@@ -102,6 +111,7 @@ private struct LeafJob: @unchecked Sendable {
     let stride: Int
     let run: Range<Int>
     let workspaces: [RNNWorkspace<Float>]
+    let packed: PackedWeights<Float>?
 
     func work(lane t: Int) {
         let ws = workspaces[t]
@@ -110,7 +120,8 @@ private struct LeafJob: @unchecked Sendable {
             let row = rows + i * width
             for j in 0..<width { row[j] = 0 }
             let lo = i * microBatch, hi = min(lo + microBatch, windows.count)
-            let loss = ws.forward(params: params, series: series, windows: UnsafeBufferPointer(rebasing: windows[lo..<hi]))
+            let leaf = UnsafeBufferPointer(rebasing: windows[lo..<hi])
+            let loss = ws.forward(params: params, packed: packed, series: series, windows: leaf)
             ws.backward(params: params, series: series, grads: UnsafeMutableBufferPointer(start: row, count: width - 1))
             row[width - 1] = loss
             i += stride

@@ -106,15 +106,15 @@ public final class InProcessTrainer {
         let values = series.values
         while let n = state.nextBatch(into: &windows) {
             let t0 = ContinuousClock.now
-            let params = state.parameters
-            let root: [Float] = params.withUnsafeBufferPointer { p in
+            // the root lives in the engine's rows (valid until its next call): no copy
+            let root = state.parameters.withUnsafeBufferPointer { p in
                 values.withUnsafeBufferPointer { s in
                     windows.withUnsafeBufferPointer { w in
-                        Array(engine.computeAll(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n])))
+                        engine.computeAll(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]))
                     }
                 }
             }
-            let loss = try root.withUnsafeBufferPointer { r throws(TrainingError) in try state.apply(root: r, windows: n) }
+            let loss = try state.apply(root: root, windows: n)
             let dt = seconds(since: t0)
             trainSeconds += dt
             epochTrain += dt

@@ -42,7 +42,7 @@ public struct StepAggregator: Sendable {
     public private(set) var started = 0.0
     /// When the first worker delivered all its leaves this step (for the straggler rule).
     public private(set) var firstDone: Double?
-    private var tree: TreeReducer<Float>
+    private var tree: StreamingTree
     private var assignments: [UInt32: [Assignment]] = [:]
     /// Leaves already given out speculatively this step (each at most once).
     private var speculated = Set<Int>()
@@ -54,7 +54,7 @@ public struct StepAggregator: Sendable {
 
     public init(width: Int) {
         self.width = width
-        tree = TreeReducer(leafCount: 1, width: width)
+        tree = StreamingTree(leafCount: 1, width: width)
     }
 
     /// Starts a step: `windows` windows in micro-batches of `microBatch`, shared among `workers`
@@ -65,7 +65,7 @@ public struct StepAggregator: Sendable {
         self.windows = windows
         self.microBatch = microBatch
         leafCount = (windows + microBatch - 1) / microBatch
-        if tree.leafCount != leafCount { tree = TreeReducer(leafCount: leafCount, width: width) } else { tree.reset() }
+        tree.reset(leafCount: leafCount)
         assignments = [:]
         speculated = []
         active = true
@@ -95,6 +95,24 @@ public struct StepAggregator: Sendable {
         worker: UInt32, step s: UInt64, block: Range<Int>, leafCount m: Int, samples: Int,
         sums: UnsafeBufferPointer<Float>, now: Double
     ) -> Verdict {
+        accept(worker: worker, step: s, block: block, leafCount: m, samples: samples, values: .floats(sums), now: now)
+    }
+
+    /// An answer whose `P + 1` sums are still the little-endian bytes of the received frame: they
+    /// are reduced straight from there (no intermediate array).
+    public mutating func accept(
+        worker: UInt32, step s: UInt64, block: Range<Int>, leafCount m: Int, samples: Int,
+        littleEndian bytes: UnsafeRawBufferPointer, now: Double
+    ) -> Verdict {
+        guard bytes.count % 4 == 0 else { return .invalid("\(bytes.count) bytes is not a whole number of floats") }
+        return accept(worker: worker, step: s, block: block, leafCount: m, samples: samples, values: .littleEndian(bytes), now: now)
+    }
+
+    private mutating func accept(
+        worker: UInt32, step s: UInt64, block: Range<Int>, leafCount m: Int, samples: Int,
+        values: StreamingTree.Source, now: Double
+    ) -> Verdict {
+        let sums = values
         guard active, s == step else {
             if s < step || !active { lateOrDuplicate += 1; return .lateOrDuplicate }
             return .invalid("an answer for step \(s) while step \(step) runs")
@@ -109,7 +127,7 @@ public struct StepAggregator: Sendable {
         guard samples == self.samples(in: block) else {
             return .invalid("leaves \(block) hold \(self.samples(in: block)) windows, the answer says \(samples)")
         }
-        guard tree.insert(block: block, values: sums) else {
+        guard tree.insert(block: block, values: values) else {
             lateOrDuplicate += 1
             settle()
             return .lateOrDuplicate
@@ -121,6 +139,10 @@ public struct StepAggregator: Sendable {
 
     /// Forgets orders whose leaves are all in.
     private mutating func settle() {
+        if tree.isComplete {
+            assignments = [:]
+            return
+        }
         let missing = Set(tree.missingLeaves)
         for (w, list) in assignments {
             let open = list.filter { a in a.run.contains { missing.contains($0) } }
@@ -185,12 +207,29 @@ public struct StepAggregator: Sendable {
         return orders
     }
 
-    /// The step's canonical sum (gradient sum then loss sum), once every leaf is in.
+    /// Drops the step in flight (its late answers are then counted as late).
+    public mutating func abandon() {
+        active = false
+        assignments = [:]
+    }
+
+    /// The step's canonical sum (gradient sum then loss sum), once every leaf is in; a copy.
+    /// See ``finish(_:)`` for the same without the copy.
     public mutating func reduce() -> [Float]? {
-        guard isComplete, let root = tree.reduce() else { return nil }
+        guard isComplete, let root = tree.root() else { return nil }
         active = false
         assignments = [:]
         return root
+    }
+
+    /// Ends a complete step: calls `body` with its canonical sum (gradient sum then loss sum, in
+    /// place: the tree was summed while the answers arrived). Nil (and nothing ends) before every
+    /// leaf is in.
+    public mutating func finish<R, E: Error>(_ body: (UnsafeBufferPointer<Float>) throws(E) -> R) throws(E) -> R? {
+        guard isComplete else { return nil }
+        active = false
+        assignments = [:]
+        return try tree.withRoot(body)
     }
 
     // MARK: - helpers

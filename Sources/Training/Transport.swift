@@ -70,6 +70,7 @@ public final class CoordinatorServer {
         self.core = core
         self.logger = logger
         t0 = clock.now
+        if 4 * core.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         do {
             context = try Context(blocky: false)
             socket = try context.socket(.router)
@@ -91,21 +92,31 @@ public final class CoordinatorServer {
     public var now: Double { seconds(since: t0) }
 
     /// Runs until the core is done or `stop` is raised; then tells every worker to shut down.
+    ///
+    /// The loop wakes on every message; timers (liveness, heartbeats, retries, speculation) are
+    /// looked at when nothing arrived and otherwise at most once a millisecond, so a busy step
+    /// pays for them rarely.
     public func run(stop: StopFlag) {
+        var lastTick = -1.0
         while !core.isDone {
             if stop.isSet {
                 send(core.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))", now: now))
                 break
             }
+            var readable = false
             do {
-                let events = try socket.poll(.readable, timeout: .milliseconds(20))
-                if events.contains(.readable) { drain() }
+                readable = try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable)
+                if readable { drain() }
             } catch {
                 if error.kind == .interrupted { continue }
                 logger.error("poll failed: \(error)")
                 break
             }
-            send(core.tick(now: now))
+            let t = now
+            if !readable || t - lastTick >= 0.001 {
+                lastTick = t
+                send(core.tick(now: t))
+            }
         }
         if core.failure != nil || stop.isSet {
             send(core.shutdown(reason: "the run stopped", now: now))
@@ -130,6 +141,29 @@ public final class CoordinatorServer {
             }
             let peer = PeerID(frames[0].bytes)
             let size = frames[1].count + frames[2].count
+            // the hot path: a GRADIENT is validated and reduced straight from the received frame
+            let fast: Result<[Outgoing], WireError>? = frames[1].withUnsafeBytes { h in
+                guard h.count == Header.size, h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.gradient.rawValue else { return nil }
+                return frames[2].withUnsafeBytes { p in
+                    do throws(WireError) {
+                        let v = try Wire.validate(header: h, payload: p, limits: core.limits)
+                        return .success(core.handleGradient(header: v.header, payload: p, from: peer, bytes: size, now: now))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            switch fast {
+            case .success(let out)?:
+                send(out)
+                continue
+            case .failure(let error)?:
+                badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
+                send(core.rejectFrame(from: peer, error: error, now: now))
+                continue
+            case nil:
+                break
+            }
             switch decode(header: frames[1], payload: frames[2], limits: core.limits) {
             case .success(let env):
                 send(core.handle(env, from: peer, bytes: size, now: now))
@@ -140,13 +174,31 @@ public final class CoordinatorServer {
         }
     }
 
+    /// What the ASSIGNs of the current step share: the checksum of weights and windows, and the
+    /// windows frame. (The weights are not kept here: a message still holding them after the
+    /// step would make the optimizer's write copy them.)
+    private var assignShared: (runID: UInt64, step: UInt64, checksum: UInt64, windows: [UInt8])?
+
     private func send(_ out: [Outgoing]) {
         for o in out {
             let t = clock.now
-            let (header, payload) = Wire.encode(o.envelope)
+            var bytes = 0
             do {
                 // never block: a peer that does not read (its queue full) must not stall the run
-                try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
+                if case .assign(let a) = o.envelope.message {
+                    let (checksum, windows) = shared(a, runID: o.envelope.runID)
+                    let header = Wire.assignHeader(
+                        runID: o.envelope.runID, workerID: o.envelope.workerID, step: a.step, leaves: a.leaves,
+                        leafCount: a.leafCount, windows: a.windows.count, checksum: checksum).encode()
+                    // the weights go out straight from the run's parameter buffer (protocol v2)
+                    let weights = try weightsFrame(a.weights)
+                    try socket.send(parts: [o.peer.bytes, header, weights, windows], flags: .dontWait)
+                    bytes = header.count + weights.count + windows.count
+                } else {
+                    let (header, payload) = Wire.encode(o.envelope)
+                    try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
+                    bytes = header.count + payload.count
+                }
             } catch {
                 // an unreachable or choked peer loses the message; liveness and retries take care of it
                 unsent += 1
@@ -157,8 +209,25 @@ public final class CoordinatorServer {
             }
             var isAssign = false
             if case .assign = o.envelope.message { isAssign = true }
-            core.recordSent(peer: o.peer, bytes: header.count + payload.count, seconds: seconds(since: t), isAssign: isAssign)
+            core.recordSent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign, at: isAssign ? now : nil)
         }
+    }
+
+    /// The step's ASSIGN checksum and windows frame (made on the step's first ASSIGN).
+    private func shared(_ a: Assign, runID: UInt64) -> (UInt64, [UInt8]) {
+        if let c = assignShared, c.runID == runID, c.step == a.step { return (c.checksum, c.windows) }
+        let windows = a.windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
+        let checksum = windows.withUnsafeBytes { win in
+            a.weights.withUnsafeBytes { w in
+                #if _endian(little)
+                Wire.assignChecksum(weights: w, windows: win)
+                #else
+                Wire.assignChecksum(weights: UnsafeRawBufferPointer(Wire.littleEndianFrame(a.weights)), windows: win)
+                #endif
+            }
+        }
+        assignShared = (runID, a.step, checksum, windows)
+        return (checksum, windows)
     }
 
     /// Closes the socket and the context (messages still queued get the linger time).
@@ -169,6 +238,12 @@ public final class CoordinatorServer {
 }
 
 /// The worker's transport: one DEALER socket connected to the coordinator, and the ``WorkerCore``.
+///
+/// A short computation (the last one took less than ``inlineLimit``) runs right on the poll
+/// thread: the GRADIENT leaves the moment it is ready. A long one (the first, or with an
+/// artificial delay) runs on a compute thread so heartbeats keep flowing; that thread wakes the
+/// poll loop through a pipe the loop polls together with the socket, so the answer leaves at
+/// once too.
 public final class WorkerClient {
     public let core: WorkerCore
     private let context: Context
@@ -179,13 +254,22 @@ public final class WorkerClient {
     private var lastHeard = 0.0
     private var lastSent = 0.0
     private var badFrames = RateLimitedLog(interval: 5)
-    /// Gradients are computed off the poll thread, so heartbeats keep flowing during a long step.
-    /// While a computation runs, the poll thread leaves `core` alone and queues what arrives.
+    /// While a computation runs off the poll thread, the poll thread leaves `core` alone and
+    /// queues what arrives.
     private let computeQueue = DispatchQueue(label: "ztrain.worker.compute")
     private let mailbox = Mailbox()
     private var computing = false
-    private var queued: [Envelope] = []
+    private var queued: [(Envelope, ContinuousClock.Instant)] = []
     private var heartbeatIDs: (run: UInt64, worker: UInt32) = (0, 0)
+    /// Seconds the last computation took (infinity before the first).
+    private var lastCompute = Double.infinity
+    /// When the ASSIGN being answered arrived.
+    private var assignReceived: ContinuousClock.Instant?
+    private let poller = Poller()
+    private let wake: WakePipe?
+
+    /// Computations expected to take less than this many seconds run on the poll thread.
+    public var inlineLimit = 0.05
 
     /// Connects (the coordinator may come up later; messages wait for it).
     public init(core: WorkerCore, connect: String, logger: Logger) throws(TrainingError) {
@@ -211,7 +295,12 @@ public final class WorkerClient {
         } catch {
             throw .invalidConfig("cannot connect to \(connect): \(error)")
         }
+        wake = WakePipe()
+        poller.register(socket, for: .readable)
+        if let wake { poller.register(fileDescriptor: wake.readFD, for: .readable) }
     }
+
+    deinit { wake?.close() }
 
     public var now: Double { seconds(since: t0) }
 
@@ -229,33 +318,43 @@ public final class WorkerClient {
         var lostSince: Double? = nil
         var backoff = 0.5
         var nextHello = 0.0
+        var lastParentCheck = -1.0
         while computing || core.phase != .done {
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
                 return "stopped by signal \(stop.signal)"
             }
-            if let p = parentPID, getppid() != p {
-                return "the process that started this worker (pid \(p)) is gone"
+            if let p = parentPID, now - lastParentCheck > 0.05 {
+                lastParentCheck = now
+                if getppid() != p { return "the process that started this worker (pid \(p)) is gone" }
             }
             do {
-                let events = try socket.poll(.readable, timeout: .milliseconds(computing ? 2 : 20))
-                if events.contains(.readable) { drain() }
+                if computing, wake != nil {
+                    // the compute thread writes to the pipe when it is done
+                    let ready = try poller.poll(timeout: .milliseconds(20))
+                    wake?.drain()
+                    if ready.isReadable(socket) { drain() }
+                } else {
+                    let events = try socket.poll(.readable, timeout: .milliseconds(computing ? 2 : 20))
+                    if events.contains(.readable) { drain() }
+                }
             } catch {
                 if error.kind == .interrupted { continue }
                 return "poll failed: \(error)"
             }
             if computing {
-                guard let replies = mailbox.take() else {
+                guard let (replies, took) = mailbox.take() else {
                     if now - lastSent > heartbeatInterval {
                         send(Envelope(runID: heartbeatIDs.run, workerID: heartbeatIDs.worker, message: .heartbeat))
                     }
                     continue
                 }
                 computing = false
+                lastCompute = took
                 for r in replies { send(r) }
                 let backlog = queued
                 queued = []
-                for env in backlog { handle(env) }
+                for (env, at) in backlog { handle(env, receivedAt: at) }
                 if computing { continue }
             }
             switch core.phase {
@@ -281,6 +380,7 @@ public final class WorkerClient {
                     logger.warning("the coordinator at \(endpoint) has been silent for \(String(format: "%.1f", core.liveness)) s; saying HELLO again")
                     lostSince = now
                     _ = core.rejoin()
+                    lastCompute = .infinity
                     nextHello = now
                 } else if now - lastSent > core.heartbeat {
                     send(Envelope(runID: core.runID, workerID: core.workerID, message: .heartbeat))
@@ -294,11 +394,14 @@ public final class WorkerClient {
 
     /// Before WELCOME: the handshake bound; after it: ASSIGNs of exactly this model and batch.
     private var limits: Limits {
+        if let l = cachedLimits { return l }
         guard let c = core.config else { return .handshake }
         var l = Limits.training(parameterCount: ParameterLayout(c.model).count, maxWindows: c.batch)
         l.maxPayloadBytes = max(l.maxPayloadBytes, Limits.handshake.maxPayloadBytes)  // a re-sent WELCOME still fits
+        cachedLimits = l
         return l
     }
+    private var cachedLimits: Limits?
 
     private func drain() {
         for _ in 0..<1000 {
@@ -309,17 +412,19 @@ public final class WorkerClient {
                 if error.kind != .wouldBlock { logger.error("receive failed: \(error)") }
                 return
             }
+            let received = ContinuousClock.now
             lastHeard = now
-            guard frames.count == 2 else {
-                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header, payload)")
+            guard frames.count == 2 || frames.count == 3 else {
+                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header and payload, or header, weights and windows)")
                 continue
             }
-            switch decode(header: frames[0], payload: frames[1], limits: limits) {
+            if core.config == nil { cachedLimits = nil }
+            switch decode(frames, limits: limits) {
             case .success(let env):
                 if computing {
-                    queued.append(env)
+                    queued.append((env, received))
                 } else {
-                    handle(env)
+                    handle(env, receivedAt: received)
                     if core.phase == .done { return }
                 }
             case .failure(let error):
@@ -331,25 +436,46 @@ public final class WorkerClient {
     /// Heartbeat period while computing (the core's, read before the computation started).
     private var heartbeatInterval = 1.0
 
-    /// Hands a message to the core; an ASSIGN is computed on the compute queue.
-    private func handle(_ env: Envelope) {
+    /// Hands a message to the core; an ASSIGN is computed inline when it is expected to be short,
+    /// else on the compute queue.
+    private func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant) {
         guard case .assign = env.message, core.phase == .ready else {
+            if case .welcome(let w, _) = env.message {
+                lastCompute = .infinity
+                if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
+            }
             for reply in core.handle(env) { send(reply) }
+            if core.config == nil { cachedLimits = nil }
+            return
+        }
+        assignReceived = receivedAt
+        if core.options.artificialDelay == 0 && lastCompute < min(inlineLimit, core.heartbeat / 4) {
+            let t = ContinuousClock.now
+            let replies = core.handle(env, receivedAt: receivedAt)
+            lastCompute = seconds(since: t)
+            for r in replies { send(r) }
             return
         }
         computing = true
         heartbeatIDs = (core.runID, core.workerID)
         heartbeatInterval = core.heartbeat
-        let core = self.core, mailbox = self.mailbox
-        let job = UncheckedSendable((core, env))
+        let core = self.core, mailbox = self.mailbox, wake = self.wake
+        let job = UncheckedSendable((core, env, receivedAt))
         computeQueue.async {
-            let (c, e) = job.value
-            mailbox.put(c.handle(e))
+            let (c, e, r) = job.value
+            let t = ContinuousClock.now
+            let replies = c.handle(e, receivedAt: r)
+            mailbox.put(replies, took: seconds(since: t))
+            wake?.signal()
         }
-        _ = core
     }
 
     private func send(_ env: Envelope) {
+        var env = env
+        if case .gradient(var g) = env.message, let r = assignReceived {
+            g.sendNanos = nanoseconds(since: r)
+            env.message = .gradient(g)
+        }
         var (header, payload) = Wire.encode(env)
         if core.options.protocolVersion != Wire.protocolVersion {
             // a worker pretending to speak another version (tests of the refusal)
@@ -371,6 +497,58 @@ public final class WorkerClient {
     }
 }
 
+/// Nanoseconds since `start`, never negative.
+func nanoseconds(since start: ContinuousClock.Instant) -> UInt64 {
+    UInt64(max(0, seconds(since: start) * 1e9))
+}
+
+/// A pipe a compute thread writes one byte to when it is done, polled by the poll loop together
+/// with the socket (so the loop wakes at once instead of at its next timeout).
+final class WakePipe: @unchecked Sendable {
+    // @unchecked: the descriptors are immutable; `signal` is a write(2), safe from any thread.
+    let readFD: Int32
+    let writeFD: Int32
+
+    init?() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        readFD = fds[0]
+        writeFD = fds[1]
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+    }
+
+    func signal() {
+        var b: UInt8 = 1
+        _ = write(writeFD, &b, 1)
+    }
+
+    /// Empties the pipe (non-blocking).
+    func drain() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readFD, &buffer, buffer.count) > 0 {}
+    }
+
+    func close() {
+        closeDescriptor(readFD)
+        closeDescriptor(writeFD)
+    }
+}
+
+/// close(2) (a free function: inside a type with a `close()` method the name means the method).
+private func closeDescriptor(_ fd: Int32) {
+    _ = close(fd)
+}
+
+/// The weights frame of an ASSIGN: on a little-endian host the parameter array itself, sent
+/// without a copy (libzmq keeps the storage alive until it is sent; see `Message(keeping:)`).
+func weightsFrame(_ weights: [Float]) throws(ZMQError) -> ZeroMQ.Message {
+    #if _endian(little)
+    try ZeroMQ.Message(keeping: weights)
+    #else
+    try ZeroMQ.Message(Wire.littleEndianFrame(weights))
+    #endif
+}
+
 /// Validates and decodes a header frame and a payload frame in place (no copy of the frames).
 func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> Result<Envelope, WireError> {
     header.withUnsafeBytes { h in
@@ -384,19 +562,19 @@ func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> 
     }
 }
 
-/// One computation's replies, handed from the compute queue to the poll thread.
+/// One computation's replies and duration, handed from the compute queue to the poll thread.
 final class Mailbox: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = NSLock()
-    private var replies: [Envelope]?
+    private var replies: ([Envelope], Double)?
 
-    func put(_ r: [Envelope]) {
+    func put(_ r: [Envelope], took: Double) {
         lock.lock()
-        replies = r
+        replies = (r, took)
         lock.unlock()
     }
 
-    func take() -> [Envelope]? {
+    func take() -> ([Envelope], Double)? {
         lock.lock()
         defer { lock.unlock() }
         let r = replies
@@ -405,8 +583,49 @@ final class Mailbox: @unchecked Sendable {
     }
 }
 
+/// Validates and decodes the frames of a message (header first), in place.
+func decode(_ frames: [ZeroMQ.Message], limits: Limits) -> Result<Envelope, WireError> {
+    guard frames.count == 3 else { return decode(header: frames[0], payload: frames[1], limits: limits) }
+    return frames[0].withUnsafeBytes { h in
+        frames[1].withUnsafeBytes { w in
+            frames[2].withUnsafeBytes { n in
+                do throws(WireError) {
+                    return .success(try Wire.decode(header: h, frames: [w, n], limits: limits))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+    }
+}
+
 /// Moves a value to another thread when the code guarantees only one side touches it at a time.
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Large message buffers reused instead of mapped afresh.
+///
+/// libzmq allocates every received message with `malloc`; glibc serves blocks above its mmap
+/// threshold (at most 32 MiB) with a fresh `mmap`, so each multi-megabyte frame costs page faults
+/// and zeroed pages, and its `free` unmaps them again. With mmap off and a high trim threshold the
+/// blocks come from, and return to, the heap: the next round's frames reuse the same pages. For
+/// runs whose frames are large (``threshold`` bytes and up); glibc only (elsewhere a no-op).
+public enum LargeBuffers {
+    /// Frames of this many bytes and more are "large".
+    public static let threshold = 4 << 20
+
+    /// Switches the process to reusing large blocks (idempotent).
+    public static func reuse() {
+        #if canImport(Glibc)
+        // `mallopt` is not in Swift's Glibc module (malloc.h is not part of it): found by name.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4  // <malloc.h>
+        _ = mallopt(M_MMAP_MAX, 0)
+        _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
+        #endif
+    }
 }

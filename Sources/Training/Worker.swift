@@ -72,8 +72,9 @@ public final class WorkerCore {
     /// Has this worker ever been welcomed?
     public var hasJoined: Bool { runID != 0 }
 
-    /// Handles one decoded message; returns the replies.
-    public func handle(_ env: Envelope) -> [Envelope] {
+    /// Handles one decoded message; returns the replies. `receivedAt` (default: now) is when the
+    /// message arrived: a GRADIENT reports its compute start relative to it (`startNanos`).
+    public func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant = .now) -> [Envelope] {
         switch env.message {
         case .welcome(let w, let values):
             return welcome(w, values: values, env: env)
@@ -83,7 +84,7 @@ public final class WorkerCore {
             return []
         case .assign(let a):
             guard phase == .ready, env.runID == runID, env.workerID == workerID else { ignored += 1; return [] }
-            return compute(a)
+            return compute(a, receivedAt: receivedAt)
         case .heartbeat:
             return []
         case .shutdown:
@@ -129,7 +130,7 @@ public final class WorkerCore {
         return [Envelope(runID: runID, workerID: workerID, message: .ready(Ready(numericsFingerprint: fp, threads: options.threads)))]
     }
 
-    private func compute(_ a: Assign) -> [Envelope] {
+    private func compute(_ a: Assign, receivedAt: ContinuousClock.Instant) -> [Envelope] {
         guard let engine, let series, let config else { ignored += 1; return [] }
         let n = a.windows.count
         let T = config.model.seqLen
@@ -151,11 +152,12 @@ public final class WorkerCore {
                 windowBuffer.withUnsafeBufferPointer { w in
                     let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: a.leaves)
                     let nanos = UInt64(max(0, seconds(since: t0)) * 1e9)
+                    let startNanos = UInt64(max(0, seconds(since: receivedAt) - seconds(since: t0)) * 1e9)
                     for node in nodes {
                         let samples = min(node.block.upperBound * engine.microBatch, n) - node.block.lowerBound * engine.microBatch
                         out.append(Envelope(runID: runID, workerID: workerID, message: .gradient(Gradient(
                             step: a.step, block: node.block, leafCount: m, samples: samples,
-                            computeNanos: nanos, sums: Array(node.sums)))))
+                            computeNanos: nanos, startNanos: startNanos, sums: Array(node.sums)))))
                     }
                 }
             }

@@ -61,7 +61,7 @@ public struct Header: Sendable, Equatable, CustomStringConvertible {
 
     /// The message type.
     public var type: MessageType
-    /// Flags; 0 in protocol version 1.
+    /// Flags; 0 in protocol versions 1 and 2.
     public var flags: UInt8
     /// The run this message belongs to (0 before a worker is welcomed).
     public var runID: UInt64

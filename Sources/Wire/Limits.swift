@@ -28,7 +28,7 @@ public struct Limits: Sendable, Equatable {
         maxPayloadBytes: 8 + maxJSONBytes + handshakeSeriesBytes)
 
     /// For a connection during training with P parameters and at most `maxWindows` windows in a
-    /// global batch: room for the larger of an assign (4P + 4n), a gradient (4(P + 1)) and a
+    /// global batch: room for the larger of an assign (4P + 4n), a gradient (4(P + 1) + 16) and a
     /// reason text, with `parameterCount` pinned to P.
     public static func training(
         parameterCount: Int, maxWindows: Int, allowNonFinite: Bool = false
@@ -37,7 +37,8 @@ public struct Limits: Sendable, Equatable {
         let n = max(0, maxWindows)
         let (pn, o1) = p.addingReportingOverflow(max(n, 1))
         let (bytes, o2) = pn.multipliedReportingOverflow(by: 4)
-        let payload = o1 || o2 ? Int.max : max(bytes, maxReasonBytes)
+        let (withTrailer, o3) = bytes.addingReportingOverflow(Wire.gradientTrailerBytes)
+        let payload = o1 || o2 || o3 ? Int.max : max(withTrailer, maxReasonBytes)
         return Limits(
             maxPayloadBytes: payload, parameterCount: parameterCount,
             allowNonFinite: allowNonFinite)

@@ -190,19 +190,25 @@ public struct Gradient: Sendable, Equatable {
     public var samples: Int
     /// Nanoseconds the worker spent computing.
     public var computeNanos: UInt64
+    /// Nanoseconds from the worker's receipt of the ASSIGN to the start of the computation.
+    public var startNanos: UInt64
+    /// Nanoseconds from the worker's receipt of the ASSIGN to the sending of this message.
+    public var sendNanos: UInt64
     /// P + 1 floats: the gradient sum, then the loss sum.
     public var sums: [Float]
 
     /// A gradient message.
     public init(
         step: UInt64, block: Range<Int>, leafCount: Int, samples: Int, computeNanos: UInt64,
-        sums: [Float]
+        startNanos: UInt64 = 0, sendNanos: UInt64 = 0, sums: [Float]
     ) {
         self.step = step
         self.block = block
         self.leafCount = leafCount
         self.samples = samples
         self.computeNanos = computeNanos
+        self.startNanos = startNanos
+        self.sendNanos = sendNanos
         self.sums = sums
     }
 

@@ -2,12 +2,32 @@
 /// a pure, total binary codec.
 ///
 /// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
-/// XXH64 the header carries. ``decode(header:payload:limits:)`` accepts any bytes: it returns a
+/// XXH64 the header carries.
+///
+/// Protocol version 2 (this one) differs from version 1 in two ways. An ASSIGN travels as three
+/// frames (header, weights, window starts; ``decode(header:frames:limits:)``) and its checksum
+/// chains the two (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
+/// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
+/// from the worker's receipt of the ASSIGN: when the computation started (`startNanos`) and when
+/// the message was handed to the socket (`sendNanos`). With the compute time of the header's
+/// `aux`, they let the coordinator draw the worker's spans on its own clock (`--timeline`)
+/// without a clock shared between hosts.
+///
+/// | type | payload frame |
+/// |---|---|
+/// | HELLO, READY | UTF-8 JSON |
+/// | WELCOME | UInt64 JSON length, JSON, then points × channels Float32 |
+/// | REJECT, SHUTDOWN, BYE | UTF-8 text (≤ 64 KiB) |
+/// | HEARTBEAT | empty |
+/// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch); sent as two frames (weights, windows), so the weights go out straight from the coordinator's buffer; checksum: ``assignChecksum(weights:windows:)`` |
+/// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` | ``decode(header:payload:limits:)`` accepts any bytes: it returns a
 /// message or throws a ``WireError``, never traps, and never allocates more than the payload's
 /// size.
 public enum Wire {
     /// The protocol version this build speaks, bytes 4–5 of every header.
-    public static let protocolVersion: UInt16 = 1
+    public static let protocolVersion: UInt16 = 2
+    /// Bytes after the P + 1 sums of a GRADIENT payload: the two span offsets.
+    public static let gradientTrailerBytes = 16
     /// XXH64 (seed 0) of the empty payload.
     public static let emptyChecksum: UInt64 = 0xEF46_DB37_51D8_E999
 
@@ -59,7 +79,7 @@ public enum Wire {
                 encodeGradient(
                     runID: e.runID, workerID: e.workerID, step: g.step, block: g.block,
                     leafCount: g.leafCount, samples: g.samples, computeNanos: g.computeNanos,
-                    sums: sums, into: &payload)
+                    startNanos: g.startNanos, sendNanos: g.sendNanos, sums: sums, into: &payload)
             }
             return (h, payload)
         }
@@ -86,28 +106,85 @@ public enum Wire {
                 windows.baseAddress.map(UnsafeRawPointer.init), count: n, to: target,
                 offset: 4 * p)
         }
+        let checksum = payload.withUnsafeBytes { b in
+            assignChecksum(weights: UnsafeRawBufferPointer(rebasing: b[0..<(4 * p)]),
+                           windows: UnsafeRawBufferPointer(rebasing: b[(4 * p)...]))
+        }
         let header = Header(
             type: .assign, runID: runID, step: step, workerID: workerID,
             rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
             rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
             leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n),
-            checksum: xxh64(payload))
+            checksum: checksum)
         return header.encode()
     }
 
+    /// The checksum of an ASSIGN: XXH64 of the window starts, seeded with XXH64 of the weights,
+    /// so the two can travel as separate frames (the weights straight from the sender's buffer)
+    /// and still be checked as one payload.
+    public static func assignChecksum(weights: UnsafeRawBufferPointer, windows: UnsafeRawBufferPointer) -> UInt64 {
+        xxh64(windows, seed: xxh64(weights))
+    }
+
+    /// Floats as a little-endian frame (a copy; on little-endian hosts the array's own bytes
+    /// are that frame already).
+    public static func littleEndianFrame(_ values: [Float]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 4 * values.count) { buffer, initialized in
+            values.withUnsafeBytes { src in
+                write32(src.baseAddress, count: values.count, to: UnsafeMutableRawBufferPointer(buffer), offset: 0)
+            }
+            initialized = 4 * values.count
+        }
+    }
+
+    /// The checksum a header of this type and `count` carries for `payload` (the logical
+    /// payload: for an ASSIGN its weights and window starts one after the other, see
+    /// ``assignChecksum(weights:windows:)``; for every other type XXH64 of the payload).
+    public static func checksum(of payload: UnsafeRawBufferPointer, type: MessageType, count: UInt64) -> UInt64 {
+        guard type == .assign, count <= UInt64(payload.count / 4) else { return xxh64(payload) }
+        let split = payload.count - 4 * Int(count)
+        return assignChecksum(weights: UnsafeRawBufferPointer(rebasing: payload[0..<split]),
+                              windows: UnsafeRawBufferPointer(rebasing: payload[split...]))
+    }
+
+    /// The window-starts frame of an ASSIGN (little-endian UInt32s).
+    public static func windowsFrame(_ windows: UnsafeBufferPointer<UInt32>) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 4 * windows.count) { buffer, initialized in
+            write32(windows.baseAddress.map(UnsafeRawPointer.init), count: windows.count,
+                    to: UnsafeMutableRawBufferPointer(buffer), offset: 0)
+            initialized = 4 * windows.count
+        }
+    }
+
+    /// The header of an ASSIGN with `windows` window starts whose parts have the checksum
+    /// `checksum` (``assignChecksum(weights:windows:)``).
+    public static func assignHeader(
+        runID: UInt64, workerID: UInt32, step: UInt64, leaves: Range<Int>, leafCount: Int, windows n: Int,
+        checksum: UInt64
+    ) -> Header {
+        Header(
+            type: .assign, runID: runID, step: step, workerID: workerID,
+            rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
+            rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
+            leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n), checksum: checksum)
+    }
+
     /// Encodes a gradient straight from the caller's buffer: writes the P + 1 `sums` (gradient
-    /// sum, then loss sum) little-endian into `payload`, reusing its storage when its capacity
-    /// suffices, and returns the 64-byte header.
+    /// sum, then loss sum) little-endian into `payload`, then the span offsets `startNanos` and
+    /// `sendNanos` (see ``Wire``), reusing its storage when its capacity suffices, and returns
+    /// the 64-byte header.
     public static func encodeGradient(
         runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
-        samples: Int, computeNanos: UInt64, sums: UnsafeBufferPointer<Float>,
-        into payload: inout [UInt8]
+        samples: Int, computeNanos: UInt64, startNanos: UInt64 = 0, sendNanos: UInt64 = 0,
+        sums: UnsafeBufferPointer<Float>, into payload: inout [UInt8]
     ) -> [UInt8] {
-        resize(&payload, to: 4 * sums.count)
+        resize(&payload, to: 4 * sums.count + gradientTrailerBytes)
         payload.withUnsafeMutableBytes { target in
             write32(
                 sums.baseAddress.map(UnsafeRawPointer.init), count: sums.count, to: target,
                 offset: 0)
+            target.storeBytes(of: startNanos.littleEndian, toByteOffset: 4 * sums.count, as: UInt64.self)
+            target.storeBytes(of: sendNanos.littleEndian, toByteOffset: 4 * sums.count + 8, as: UInt64.self)
         }
         return gradientHeader(
             runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
@@ -118,16 +195,18 @@ public enum Wire {
     /// with the P gradient sums and the loss sum given separately.
     public static func encodeGradient(
         runID: UInt64, workerID: UInt32, step: UInt64, block: Range<Int>, leafCount: Int,
-        samples: Int, computeNanos: UInt64, gradient: UnsafeBufferPointer<Float>, lossSum: Float,
-        into payload: inout [UInt8]
+        samples: Int, computeNanos: UInt64, startNanos: UInt64 = 0, sendNanos: UInt64 = 0,
+        gradient: UnsafeBufferPointer<Float>, lossSum: Float, into payload: inout [UInt8]
     ) -> [UInt8] {
         let p = gradient.count
-        resize(&payload, to: 4 * (p + 1))
+        resize(&payload, to: 4 * (p + 1) + gradientTrailerBytes)
         payload.withUnsafeMutableBytes { target in
             write32(
                 gradient.baseAddress.map(UnsafeRawPointer.init), count: p, to: target, offset: 0)
             target.storeBytes(
                 of: lossSum.bitPattern.littleEndian, toByteOffset: 4 * p, as: UInt32.self)
+            target.storeBytes(of: startNanos.littleEndian, toByteOffset: 4 * (p + 1), as: UInt64.self)
+            target.storeBytes(of: sendNanos.littleEndian, toByteOffset: 4 * (p + 1) + 8, as: UInt64.self)
         }
         return gradientHeader(
             runID: runID, workerID: workerID, step: step, block: block, leafCount: leafCount,
@@ -219,7 +298,8 @@ public enum Wire {
         /// The header.
         public var header: Header
         /// For assign and gradient, P: assign has P weights at byte 0 and `header.count`
-        /// window starts at byte `4 * P`; gradient has P + 1 sums at byte 0. 0 for other types.
+        /// window starts at byte `4 * P`; gradient has P + 1 sums at byte 0 (then the span
+        /// offsets, see ``Wire/spanOffsets(_:parameterCount:)``). 0 for other types.
         public var parameterCount: Int
     }
 
@@ -234,6 +314,56 @@ public enum Wire {
         return Validated(header: h, parameterCount: p)
     }
 
+    /// The span offsets (`startNanos`, `sendNanos`) of a validated GRADIENT payload with P
+    /// parameters; zeros if the payload is too short to hold them.
+    public static func spanOffsets(_ payload: UnsafeRawBufferPointer, parameterCount p: Int) -> (start: UInt64, send: UInt64) {
+        let at = 4 * (p + 1)
+        guard p >= 0, payload.count >= at + gradientTrailerBytes else { return (0, 0) }
+        return (UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
+                UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
+    }
+
+    /// Validates and decodes a message from the frames after its header: its payload frame, or
+    /// for an ASSIGN either its one logical payload or its two frames as sent (the weights, then
+    /// the window starts). Any other count of frames is ``WireError/wrongFrameCount(_:)`` (the
+    /// count includes the header frame).
+    public static func decode(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Envelope {
+        if frames.count == 1 { return try decode(header: header, payload: frames[0], limits: limits) }
+        let h = try checkSplitAssign(header: header, frames: frames, limits: limits)
+        let (_, message) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: true)
+        guard let message else { throw .badLength("internal: no message decoded") }
+        return Envelope(runID: h.runID, workerID: h.workerID, message: message)
+    }
+
+    /// ``validate(header:payload:limits:)`` for the frames after the header (see
+    /// ``decode(header:frames:limits:)``). For a two-frame ASSIGN the weights are at byte 0 of
+    /// the first frame and the window starts at byte 0 of the second.
+    public static func validate(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Validated {
+        if frames.count == 1 { return try validate(header: header, payload: frames[0], limits: limits) }
+        let h = try checkSplitAssign(header: header, frames: frames, limits: limits)
+        let (p, _) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: false)
+        return Validated(header: h, parameterCount: p)
+    }
+
+    private static func checkSplitAssign(
+        header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
+    ) throws(WireError) -> Header {
+        let h = try Header.decode(header)
+        guard frames.count == 2, h.type == .assign else { throw .wrongFrameCount(frames.count + 1) }
+        let (total, overflow) = frames[0].count.addingReportingOverflow(frames[1].count)
+        guard !overflow, total <= limits.maxPayloadBytes else {
+            throw .oversized(overflow ? Int.max : total, limit: limits.maxPayloadBytes)
+        }
+        guard h.aux == 0 else {
+            throw .unexpectedField("assign has aux = \(h.aux); assign does not use it, it must be 0")
+        }
+        return h
+    }
+
     private static func checkFrames(
         header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
     ) throws(WireError) -> Header {
@@ -241,7 +371,8 @@ public enum Wire {
         guard payload.count <= limits.maxPayloadBytes else {
             throw .oversized(payload.count, limit: limits.maxPayloadBytes)
         }
-        guard xxh64(payload) == h.checksum else { throw .checksumMismatch }
+        // an ASSIGN's checksum covers its two parts (see `assignChecksum`): checked once they are split
+        guard h.type == .assign || xxh64(payload) == h.checksum else { throw .checksumMismatch }
         return h
     }
 
@@ -353,17 +484,43 @@ public enum Wire {
                 "assign payload holds \(values) 32-bit values, not enough for \(h.count) window "
                     + "starts and at least 1 weight")
         }
-        let n = Int(h.count)  // < values, so it fits
-        let p = values - n
+        let p = values - Int(h.count)  // h.count < values, so it fits
+        _ = (leaves, m)
+        return try assignParts(
+            h, weights: UnsafeRawBufferPointer(rebasing: payload[0..<(4 * p)]),
+            windows: UnsafeRawBufferPointer(rebasing: payload[(4 * p)...]), limits, materialize: materialize)
+    }
+
+    /// An ASSIGN as its two parts: P weights, `h.count` window starts.
+    private static func assignParts(
+        _ h: Header, weights: UnsafeRawBufferPointer, windows: UnsafeRawBufferPointer, _ limits: Limits,
+        materialize: Bool
+    ) throws(WireError) -> (Int, Message?) {
+        let (leaves, m) = try leafRange(h, "leaves")
+        guard h.count >= 1 else { throw .badRange("assign count is 0, a batch has at least 1 window") }
+        guard UInt64(h.leafCount) <= h.count else {
+            throw .badRange(
+                "assign has \(h.leafCount) leaves for \(h.count) windows; every leaf holds at least 1 window")
+        }
+        guard weights.count % 4 == 0, windows.count % 4 == 0 else {
+            throw .badLength("assign frames of \(weights.count) and \(windows.count) bytes are not whole 32-bit values")
+        }
+        guard UInt64(windows.count / 4) == h.count else {
+            throw .badLength("assign windows frame holds \(windows.count / 4) window starts, the header says \(h.count)")
+        }
+        let p = weights.count / 4
+        guard p >= 1 else { throw .badLength("assign carries no weights, at least 1 is needed") }
+        guard assignChecksum(weights: weights, windows: windows) == h.checksum else { throw .checksumMismatch }
+        let n = windows.count / 4
         try checkParameterCount(p, h, limits)
-        if let i = firstNonFinite(payload, offset: 0, count: p) {
-            throw .nonFinite("assign weight[\(i)] is \(float(payload, offset: 0, index: i))")
+        if let i = firstNonFinite(weights, offset: 0, count: p) {
+            throw .nonFinite("assign weight[\(i)] is \(float(weights, offset: 0, index: i))")
         }
         guard materialize else { return (p, nil) }
         let a = Assign(
             step: h.step, leaves: leaves, leafCount: m,
-            weights: floats(payload, offset: 0, count: p),
-            windows: uint32s(payload, offset: 4 * p, count: n))
+            weights: floats(weights, offset: 0, count: p),
+            windows: uint32s(windows, offset: 0, count: n))
         return (p, .assign(a))
     }
 
@@ -377,10 +534,12 @@ public enum Wire {
         guard let samples = Int(exactly: h.count) else {
             throw .badRange("gradient count \(h.count) does not fit this host's Int")
         }
-        guard payload.count % 4 == 0 else {
-            throw .badLength("gradient payload is \(payload.count) bytes, not a multiple of 4")
+        let t = gradientTrailerBytes
+        guard payload.count >= t, (payload.count - t) % 4 == 0 else {
+            throw .badLength(
+                "gradient payload is \(payload.count) bytes, not 4 × (P + 1) floats + \(t) bytes of span offsets")
         }
-        let values = payload.count / 4
+        let values = (payload.count - t) / 4
         guard values >= 2 else {
             throw .badLength(
                 "gradient payload holds \(values) floats, needs P + 1 with P >= 1 (the sums, then the loss)")
@@ -397,6 +556,8 @@ public enum Wire {
         guard materialize else { return (p, nil) }
         let g = Gradient(
             step: h.step, block: block, leafCount: m, samples: samples, computeNanos: h.aux,
+            startNanos: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 4 * values, as: UInt64.self)),
+            sendNanos: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 4 * values + 8, as: UInt64.self)),
             sums: floats(payload, offset: 0, count: values))
         return (p, .gradient(g))
     }

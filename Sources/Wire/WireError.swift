@@ -9,7 +9,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedVersion(UInt16)
     /// The message type byte is not a ``MessageType``.
     case unknownType(UInt8)
-    /// The flags byte is not zero (no flags exist in protocol version 1).
+    /// The flags byte is not zero (no flags exist in protocol versions 1 and 2).
     case badFlags(UInt8)
     /// A payload (or a part of it: JSON body, reason text) of this many bytes is over `limit`.
     case oversized(Int, limit: Int)

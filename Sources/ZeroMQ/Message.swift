@@ -68,6 +68,34 @@ public final class Message: ContiguousBytes {
         pointer = message
     }
 
+    /// A message that sends the bytes of `array` without copying them (`zmq_msg_init_data`).
+    ///
+    /// libzmq reads the bytes straight from the array's storage, which the message keeps alive:
+    /// it holds a reference to the storage until libzmq calls the free function (possibly on its
+    /// I/O thread, once the last copy of the message is sent or dropped). The array stays a value:
+    /// if the caller writes to its copy while libzmq still holds the storage, copy-on-write gives
+    /// the caller a fresh buffer, and the bytes in flight never change. (This relies on a native
+    /// Swift array's storage not moving while a reference to it is alive — true of every array
+    /// made in Swift.)
+    ///
+    /// - Throws: ``ZMQError`` if libzmq cannot set the message up.
+    public init<Element: BitwiseCopyable>(keeping array: [Element]) throws(ZMQError) {
+        let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+        let box = Unmanaged.passRetained(StorageBox(array) as AnyObject)
+        let rc: Int32 = array.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress, raw.count > 0 else { return zmq_msg_init(message) }
+            return zmq_msg_init_data(message, UnsafeMutableRawPointer(mutating: base), raw.count, releaseStorageBox, box.toOpaque())
+        }
+        guard rc == 0 else {
+            let error = ZMQError.last("Message(keeping: \(array.count) elements)")
+            box.release()
+            message.deallocate()
+            throw error
+        }
+        if array.isEmpty { box.release() }
+        pointer = message
+    }
+
     /// A message holding the UTF-8 bytes of `string`.
     public convenience init(_ string: String) throws(ZMQError) {
         try self.init(Array(string.utf8))
@@ -103,4 +131,17 @@ public final class Message: ContiguousBytes {
     public var string: String {
         withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
     }
+}
+
+/// Keeps an array's storage alive while libzmq sends from it.
+private final class StorageBox<Element> {
+    let value: [Element]
+    init(_ value: [Element]) { self.value = value }
+}
+
+/// libzmq's free function for ``Message/init(keeping:)``: drops the message's reference to the
+/// storage (called once, from whichever thread releases the message last).
+private func releaseStorageBox(_ data: UnsafeMutableRawPointer?, _ hint: UnsafeMutableRawPointer?) {
+    guard let hint else { return }
+    Unmanaged<AnyObject>.fromOpaque(hint).release()
 }

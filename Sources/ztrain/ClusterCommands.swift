@@ -25,6 +25,9 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Do not give idle workers copies of a straggler's micro-batches.")
     var noSpeculation = false
 
+    @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
+    var timeline: String?
+
     func options(workers: Int) throws -> CoordinatorOptions {
         guard joinTimeout.isFinite && joinTimeout > 0 else { throw ValidationError("--join-timeout must be a positive number of seconds") }
         guard liveness.isFinite && liveness >= 0.2 else { throw ValidationError("--liveness must be at least 0.2 seconds") }
@@ -72,7 +75,7 @@ struct Coordinator: ParsableCommand {
             ?? PreparedCLIRun(runOptions, logger: logger)
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
-                                      keep: runOptions.keep, global: global, logger: logger)
+                                      keep: runOptions.keep, timeline: cluster.timeline, global: global, logger: logger)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -158,7 +161,7 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
 /// Returns the exit status.
 func runCoordinator(
     prepared p: PreparedCLIRun, options: CoordinatorOptions, bind: String?, spawnWorkers: Int, workerThreads: Int,
-    checkpointEvery: Int, keep: Int, global: GlobalOptions, logger: Logger
+    checkpointEvery: Int, keep: Int, timeline: String? = nil, global: GlobalOptions, logger: Logger
 ) throws -> Int32 {
     guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
     guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
@@ -196,6 +199,18 @@ func runCoordinator(
         }
     } catch {
         throw fail("\(error)")
+    }
+
+    var timelineWriter: TimelineWriter? = nil
+    if let path = timeline {
+        do { timelineWriter = try TimelineWriter(path: path) } catch { throw fail("\(error)") }
+        core.onSpan = { span in timelineWriter?.add(span) }
+    }
+    defer {
+        timelineWriter?.close()
+        if let t = timelineWriter {
+            logger.info("timeline: \(t.written) spans in \(t.path)\(t.omitted > 0 ? " (\(t.omitted) more left out)" : "")")
+        }
     }
 
     if checkpointEvery > 0 {

@@ -134,6 +134,9 @@ struct Train: ParsableCommand {
         if inProcess && workers != nil { throw ValidationError("--in-process and --workers exclude each other") }
         if let w = workers, !(1...256).contains(w) { throw ValidationError("--workers must be in 1...256 (got \(w))") }
         if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be in 1...1024 (got \(t))") }
+        if workers == nil && cluster.timeline != nil {
+            throw ValidationError("--timeline needs --workers (or 'ztrain coordinator'): it draws the data-parallel steps")
+        }
         if workers == nil && runOptions.checkpointEvery != 0 {
             throw ValidationError("--checkpoint-every needs --workers (or 'ztrain coordinator'); in-process runs do not checkpoint yet")
         }
@@ -148,7 +151,7 @@ struct Train: ParsableCommand {
             let code = try runCoordinator(
                 prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
                 workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
-                global: global, logger: logger)
+                timeline: cluster.timeline, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
             return
         }

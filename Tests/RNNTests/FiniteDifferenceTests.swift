@@ -70,3 +70,34 @@ struct FiniteDifferenceTests {
         for i in whole.indices { #expect(abs(whole[i] - (a[i] + b[i])) < 1e-12) }
     }
 }
+
+@Suite("BPTT of the OpenBLAS path against central finite differences (Float64)")
+struct BLASFiniteDifferenceTests {
+    @Test(arguments: FiniteDifferenceTests.configs)
+    func gradientMatchesFiniteDifferences(config: ModelConfig) {
+        let series: [Double] = sincos(200)
+        let windows = [0, 3, 17, 40, 99, 150]
+        let ws = RNNWorkspace<Double>(config: config, maxBatch: 8)
+        ws.pathOverride = .blas
+        let p = randomParams(config, seed: 43 &+ UInt64(config.hashValue & 0xffff))
+        let (_, g) = ws.lossAndGradient(params: p, series: series, windows: windows)
+        let eps = 1e-5
+        var worst = 0.0
+        var checked = 0
+        let l0 = ws.lossSum(params: p, series: series, windows: windows)
+        for i in p.indices {
+            var plus = p, minus = p
+            plus[i] += eps
+            minus[i] -= eps
+            let lp = ws.lossSum(params: plus, series: series, windows: windows)
+            let lm = ws.lossSum(params: minus, series: series, windows: windows)
+            let fd = (lp - lm) / (2 * eps)
+            let right = (lp - l0) / eps, left = (l0 - lm) / eps
+            if config.activation == .relu && abs(right - left) > 1e-3 * max(1, abs(fd)) { continue }
+            checked += 1
+            worst = max(worst, abs(fd - g[i]) / max(abs(fd), abs(g[i]), 1e-4))
+        }
+        #expect(checked > p.count * 9 / 10, "too many parameters skipped at relu kinks: \(checked)/\(p.count)")
+        #expect(worst < 1e-6, "\(config.cell)/\(config.activation)/\(config.loss): worst relative error \(worst)")
+    }
+}

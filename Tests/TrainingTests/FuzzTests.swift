@@ -88,7 +88,7 @@ func fuzz(endpoint: String, frames: Int, sent: Counter, stop: StopFlag) throws {
 
     // the templates: valid frames of every kind a worker may send
     let P = ParameterLayout(parallelConfig().model).count
-    let hello = Envelope(runID: 0, workerID: 0, message: .hello(Hello(protocolVersion: 1, host: "fuzz", pid: 1, threads: 1, ztrainVersion: "x", expect: nil)))
+    let hello = Envelope(runID: 0, workerID: 0, message: .hello(Hello(protocolVersion: Int(Wire.protocolVersion), host: "fuzz", pid: 1, threads: 1, ztrainVersion: "x", expect: nil)))
     let templates: [Envelope] = [
         hello,
         Envelope(runID: 77, workerID: 1, message: .heartbeat),
@@ -110,8 +110,8 @@ func fuzz(endpoint: String, frames: Int, sent: Counter, stop: StopFlag) throws {
     var n = 0
     while n < frames && !stop.isSet {
         // service the joined socket
-        while let msg = try joiner.receiveMultipartMessages(timeout: .zero), msg.count == 2 {
-            guard case .success(let env) = decode(header: msg[0], payload: msg[1], limits: .handshake) else { continue }
+        while let msg = try joiner.receiveMultipartMessages(timeout: .zero), msg.count == 2 || msg.count == 3 {
+            guard case .success(let env) = decode(msg, limits: .handshake) else { continue }
             switch env.message {
             case .welcome(let w, _):
                 joinedID = w.workerID
@@ -147,7 +147,7 @@ func fuzz(endpoint: String, frames: Int, sent: Counter, stop: StopFlag) throws {
             let k = Int(rng.next() % UInt64(encoded.count))
             var (h, p) = encoded[k]
             if !p.isEmpty { p[Int(rng.next() % UInt64(p.count))] ^= UInt8(1 + rng.next() % 255) }
-            let sum = p.withUnsafeBytes { Wire.xxh64($0) }
+            let sum = p.withUnsafeBytes { Wire.checksum(of: $0, type: MessageType(rawValue: h[6]) ?? .heartbeat, count: (try? Wire.peek(header: h).count) ?? 0) }
             withUnsafeBytes(of: sum.littleEndian) { for (i, b) in $0.enumerated() { h[56 + i] = b } }
             try s.send(parts: [h, p])
         case 4:  // a valid frame of a worker this socket is not

@@ -62,13 +62,13 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
         #expect(decodeError([UInt8](repeating: 0, count: 64), []) == .badMagic(0))
     }
 
-    @Test(arguments: [UInt16(0), 2, 0xFFFF])
+    @Test(arguments: [UInt16(0), 1, 3, 0xFFFF])
     func unsupportedVersion(_ version: UInt16) {
         var (h, p) = validGradient()
         put(version, at: 4, in: &h)
         #expect(decodeError(h, p) == .unsupportedVersion(version))
         let text = WireError.unsupportedVersion(version).description
-        #expect(text.contains("peer speaks protocol \(version), this build speaks 1"))
+        #expect(text.contains("peer speaks protocol \(version), this build speaks 2"))
     }
 
     @Test(arguments: [UInt8(0), 10, 255])
@@ -97,8 +97,8 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
 
     @Test func oversizedPayload() {
         let (h, p) = validGradient()
-        #expect(decodeError(h, p, limits: Limits(maxPayloadBytes: 16)) == nil)
-        #expect(decodeError(h, p, limits: Limits(maxPayloadBytes: 15)) == .oversized(16, limit: 15))
+        #expect(decodeError(h, p, limits: Limits(maxPayloadBytes: 32)) == nil)
+        #expect(decodeError(h, p, limits: Limits(maxPayloadBytes: 31)) == .oversized(32, limit: 31))
         // Checked before the checksum: a huge payload with a wrong checksum is "oversized".
         let big = [UInt8](repeating: 1, count: 1000)
         #expect(decodeError(h, big, limits: Limits(maxPayloadBytes: 999)) == .oversized(1000, limit: 999))
@@ -187,7 +187,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
             #expect(isCase(error(f), "badRange"), "gradient [\(lo), \(hi)) of \(m), count \(n)")
         }
         // The boundary cases are fine.
-        #expect(error(frames(Header(type: .gradient, rangeLower: 0, rangeUpper: .max, leafCount: .max, count: .max >> 1), floatBytes([1, 2]))) == nil)
+        #expect(error(frames(Header(type: .gradient, rangeLower: 0, rangeUpper: .max, leafCount: .max, count: .max >> 1), floatBytes([1, 2]) + [UInt8](repeating: 0, count: 16))) == nil)
         #expect(error(frames(Header(type: .assign, rangeLower: 3, rangeUpper: 4, leafCount: 4, count: 4), floatBytes([1]) + le(UInt32(0)) + le(UInt32(0)) + le(UInt32(0)) + le(UInt32(0)))) == nil)
     }
 

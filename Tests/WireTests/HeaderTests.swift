@@ -11,7 +11,7 @@ import Wire
         let (header, payload) = Wire.encode(e)
         let expectedHeader: [UInt8] = [
             0x5A, 0x54, 0x52, 0x4E,  // magic "ZTRN"
-            0x01, 0x00,  // version 1
+            0x02, 0x00,  // version 2
             0x06,  // type gradient
             0x00,  // flags
             0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // run id
@@ -22,12 +22,14 @@ import Wire
             0x08, 0x00, 0x00, 0x00,  // leafCount
             0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // count (samples 40)
             0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,  // aux (compute nanos)
-            0x1A, 0xE7, 0xC6, 0xBD, 0xC0, 0xC6, 0x18, 0x93,  // XXH64(payload) = 0x9318C6C0BDC6E71A
+            0x04, 0x81, 0xD4, 0xD8, 0x79, 0x18, 0x7C, 0xAB,  // XXH64(payload) = 0xAB7C1879D8D48104
         ]
         let expectedPayload: [UInt8] = [
             0x00, 0x00, 0x80, 0x3F,  // 1.0
             0x00, 0x00, 0x00, 0xC0,  // -2.0
             0x00, 0x00, 0x00, 0x3F,  // 0.5 (the loss sum)
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // startNanos
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // sendNanos
         ]
         #expect(header.count == Header.size)
         #expect(header == expectedHeader)
@@ -65,10 +67,10 @@ import Wire
         let (header, _) = Wire.encode(Envelope(runID: 77, workerID: 5, message: .gradient(g)))
         let h = try Wire.peek(header: header)
         #expect(h.type == .gradient && h.runID == 77 && h.workerID == 5 && h.step == 3)
-        var v2 = header
-        put(UInt16(2), at: 4, in: &v2)
-        #expect(throws: WireError.unsupportedVersion(2)) {
-            _ = try Wire.peek(header: v2)
+        var v3 = header
+        put(UInt16(3), at: 4, in: &v3)
+        #expect(throws: WireError.unsupportedVersion(3)) {
+            _ = try Wire.peek(header: v3)
         }
     }
 

@@ -27,7 +27,7 @@ import Wire
         ]
         let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: values)
         let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
-        #expect(p == floatBytes(values))
+        #expect(p == floatBytes(values) + [UInt8](repeating: 0, count: Wire.gradientTrailerBytes))
         guard case .gradient(let back) = try Wire.decode(frames: [h, p], limits: .handshake).message
         else { Issue.record("not a gradient"); return }
         #expect(bitsEqual(back.sums, values))
@@ -184,7 +184,7 @@ import Wire
             runID: 7, workerID: 2, config: "{\"a\":\"x\\y\"}\n", points: 2, channels: 1, seriesHash: 3,
             parameterCount: 10, microBatch: 8, heartbeatMillis: 500, livenessMillis: 5000)
         let (_, p) = Wire.encode(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2])))
-        let json = #"{"protocol_version":1,"run_id":7,"worker_id":2,"config":"{\"a\":\"x\\y\"}\n","points":2,"channels":1,"series_hash":3,"parameter_count":10,"micro_batch":8,"heartbeat_millis":500,"liveness_millis":5000}"#
+        let json = #"{"protocol_version":2,"run_id":7,"worker_id":2,"config":"{\"a\":\"x\\y\"}\n","points":2,"channels":1,"series_hash":3,"parameter_count":10,"micro_batch":8,"heartbeat_millis":500,"liveness_millis":5000}"#
         #expect(p == welcomePayload(json: Array(json.utf8), series: floatBytes([1, 2])))
     }
 
@@ -208,7 +208,7 @@ import Wire
         #expect(Limits.handshake.maxPayloadBytes == 8 + (1 << 20) + (256 << 20))
         #expect(Limits.handshake.parameterCount == nil && !Limits.handshake.allowNonFinite)
         let t = Limits.training(parameterCount: 100_000, maxWindows: 1000)
-        #expect(t.maxPayloadBytes == 4 * 101_000 && t.parameterCount == 100_000)
+        #expect(t.maxPayloadBytes == 4 * 101_000 + Wire.gradientTrailerBytes && t.parameterCount == 100_000)
         #expect(Limits.training(parameterCount: 10, maxWindows: 1).maxPayloadBytes == Limits.maxReasonBytes)
         #expect(Limits.training(parameterCount: Int.max, maxWindows: 5).maxPayloadBytes == Int.max)
     }
@@ -221,7 +221,7 @@ import Wire
         let g = Gradient(step: 10, block: 0..<64, leafCount: 64, samples: 512, computeNanos: 1, sums: sums)
         let e = Envelope(runID: 1, workerID: 1, message: .gradient(g))
         let (h, payload) = Wire.encode(e)
-        #expect(payload.count == 4 * (p + 1))
+        #expect(payload.count == 4 * (p + 1) + Wire.gradientTrailerBytes)
         #expect(try Wire.decode(frames: [h, payload], limits: .training(parameterCount: p, maxWindows: 512)) == e)
     }
 }

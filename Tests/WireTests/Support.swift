@@ -142,14 +142,17 @@ func decodeError(_ header: [UInt8], _ payload: [UInt8], limits: Limits = .handsh
 /// Header frame for `header` with its checksum set to the payload's.
 func sealed(_ header: Header, _ payload: [UInt8]) -> [UInt8] {
     var h = header
-    h.checksum = Wire.xxh64(payload)
+    h.checksum = payload.withUnsafeBytes { Wire.checksum(of: $0, type: header.type, count: header.count) }
     return h.encode()
 }
 
 /// Rewrites the checksum field of a header frame to match `payload`.
 func reseal(_ header: inout [UInt8], _ payload: [UInt8]) {
     guard header.count >= 64 else { return }
-    let c = Wire.xxh64(payload)
+    let type = MessageType(rawValue: header[6]) ?? .heartbeat
+    var count: UInt64 = 0
+    for i in 0..<8 { count |= UInt64(header[40 + i]) << (8 * UInt64(i)) }
+    let c = payload.withUnsafeBytes { Wire.checksum(of: $0, type: type, count: count) }
     for i in 0..<8 { header[56 + i] = UInt8(truncatingIfNeeded: c >> (8 * UInt64(i))) }
 }
 

@@ -38,6 +38,34 @@ struct DataParallelCLITests {
         for w in workers { if let pid = w["pid"] as? Int { #expect(!pidAlive(Int32(pid)), "worker \(pid) still running") } }
     }
 
+    /// `--timeline` writes a Chrome trace: valid JSON, one named track per process, and the
+    /// compute, send, wait, reduce and optimizer spans.
+    @Test func timelineIsAChromeTraceWithEveryProcessAndSpanKind() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let r = try runZtrain(["train", "--workers", "2", "--steps", "30", "--batch", "64", "--quiet",
+                               "--out", tmp.path("run"), "--timeline", tmp.path("trace.json")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: tmp.path("trace.json")))
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let events = try #require(root["traceEvents"] as? [[String: Any]])
+        let spans = events.filter { $0["ph"] as? String == "X" }
+        let names = events.filter { $0["ph"] as? String == "M" && $0["name"] as? String == "process_name" }
+            .compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
+        #expect(Set(names) == ["coordinator", "worker 1", "worker 2"], "process names: \(names)")
+        let pids = Set(spans.compactMap { $0["pid"] as? Int })
+        #expect(pids.count == 3, "spans of processes \(pids)")
+        let kinds = Set(spans.compactMap { $0["name"] as? String })
+        #expect(kinds == ["compute", "send", "wait", "reduce", "optimizer"], "span kinds: \(kinds)")
+        for pid in pids.subtracting([1]) {
+            let mine = Set(spans.filter { $0["pid"] as? Int == pid }.compactMap { $0["name"] as? String })
+            #expect(mine.isSuperset(of: ["compute", "send", "wait"]), "worker track \(pid): \(mine)")
+        }
+        #expect(spans.allSatisfy { ($0["dur"] as? Double ?? -1) >= 0 && $0["ts"] is Double })
+        let steps = Set(spans.compactMap { ($0["args"] as? [String: Any])?["step"] as? Int })
+        #expect(steps.count == 30)
+    }
+
     @Test func sigtermStopsTheWholeJobAndLeavesNoProcess() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -83,9 +111,9 @@ struct DataParallelCLITests {
         let hidden = try runZtrain(["worker", "--connect", endpoint, "--hidden", "64", "--connect-timeout", "20"], timeout: 30)
         #expect(hidden.exitedNormally && hidden.status == 1)
         #expect(hidden.stderr.contains("worker expects --hidden 64 but the run has hidden 32"), "\(hidden.stderr)")
-        let version = try runZtrain(["worker", "--connect", endpoint, "--protocol-version", "2", "--connect-timeout", "20"], timeout: 30)
+        let version = try runZtrain(["worker", "--connect", endpoint, "--protocol-version", "1", "--connect-timeout", "20"], timeout: 30)
         #expect(version.exitedNormally && version.status == 1)
-        #expect(version.stderr.contains("protocol version 2") && version.stderr.contains("speaks 1"), "\(version.stderr)")
+        #expect(version.stderr.contains("protocol version 1") && version.stderr.contains("speaks 2"), "\(version.stderr)")
         // a matching worker still trains the run to its end
         let good = try runZtrain(["worker", "--connect", endpoint, "--hidden", "32", "--connect-timeout", "20"], timeout: 60)
         #expect(good.status == 0, "\(good.stderr)")

@@ -1,0 +1,133 @@
+import Foundation
+import Stress
+
+/// A process the bench started: its own process group (a terminal's Ctrl-C reaches only the bench,
+/// which then ends it), SIGINT/SIGTERM/SIGPIPE/SIGHUP at their defaults, stdin and stdout on
+/// `/dev/null`, stderr into a file. A thread blocks in `waitpid` for it, so the exit time is
+/// exact and the bench never polls.
+public final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `exitRecord` is guarded by `lock`; the rest is immutable.
+    /// The process id.
+    public let pid: pid_t
+    /// For messages: `ztrain train --workers 2 …`.
+    public let label: String
+    /// Just before `posix_spawn`.
+    public let started: ContinuousClock.Instant
+    let stderrPath: String
+    private let lock = NSLock()
+    private var exitRecord: (status: Int32, at: ContinuousClock.Instant)?
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Starts `executable arguments…`.
+    public init(executable: String, arguments: [String], label: String, stderrPath: String) throws(BenchError) {
+        self.label = label
+        self.stderrPath = stderrPath
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child: pid_t = 0
+        let t0 = ContinuousClock.now
+        let rc = posix_spawn(&child, executable, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw .process("cannot start \(label) (\(executable)): \(String(cString: strerror(rc)))") }
+        pid = child
+        started = t0
+        Thread.detachNewThread { [self] in self.reap() }
+    }
+
+    private func reap() {
+        var status: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+        let at = ContinuousClock.now
+        lock.withLock { exitRecord = (r == pid ? status : 0, at) }
+        exited.signal()
+    }
+
+    /// Waits up to `timeout` seconds; true once the process has exited (and been reaped).
+    @discardableResult
+    public func wait(timeout: Double) -> Bool {
+        if hasExited { return true }
+        guard exited.wait(timeout: .now() + max(0, timeout)) == .success else { return false }
+        exited.signal()  // later waits return at once
+        return true
+    }
+
+    /// Has it exited (and been reaped)?
+    public var hasExited: Bool { lock.withLock { exitRecord != nil } }
+
+    /// Seconds from just before `posix_spawn` to the exit (nil while it runs).
+    public var lifetime: Double? {
+        lock.withLock { exitRecord.map { t in let d = t.at - started; return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 } }
+    }
+
+    /// `exited with status N` / `killed by signal N`; nil while it runs.
+    public var outcome: (ok: Bool, text: String)? {
+        guard let s = lock.withLock({ exitRecord?.status }) else { return nil }
+        let signal = s & 0x7f
+        if signal != 0 { return (false, "killed by signal \(signal)") }
+        let code = (s >> 8) & 0xff
+        return (code == 0, "exited with status \(code)")
+    }
+
+    /// The direct children of the process (`/proc/PID/task/PID/children`).
+    public var children: [pid_t] {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return [] }
+        return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// SIGTERM, up to `grace` seconds, then SIGKILL; returns once the process is reaped.
+    public func terminate(grace: Double) {
+        guard !hasExited else { return }
+        kill(pid, SIGTERM)
+        if !wait(timeout: grace) {
+            kill(pid, SIGKILL)
+            wait(timeout: 10)
+        }
+    }
+
+    /// The last `lines` lines of its stderr.
+    public func stderrTail(lines: Int = 5) -> String {
+        guard let text = try? String(contentsOfFile: stderrPath, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(lines).joined(separator: " | ")
+    }
+}
+
+/// Peak resident memory of processes, sampled from `/proc/PID/status` (VmHWM) while they run: the
+/// last value read before a process exits is its peak. (`wait4`'s `ru_maxrss` is no use: Linux
+/// carries the parent's maximum across `exec`.)
+public struct PeakSampler {
+    /// pid → the last VmHWM read, bytes.
+    public private(set) var peaks: [pid_t: Int] = [:]
+
+    public init() {}
+
+    /// Reads VmHWM of each pid that is still there.
+    public mutating func sample(_ pids: [pid_t]) {
+        for pid in pids {
+            if let m = MemoryUsage.read(pid: String(pid)) { peaks[pid] = m.peakResidentBytes }
+        }
+    }
+}
+
+/// `/proc/PID/cmdline` as arguments (empty when the process is gone).
+func commandLine(of pid: pid_t) -> [String] {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
+    return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+}

@@ -1,0 +1,116 @@
+import Foundation
+
+/// What `--only` can select: the eight targets of issue 5 (by name or number) and the floors.
+public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
+    /// 1. Single thread, seed cell, H=32, batch 32.
+    case singleH32 = "single-h32"
+    /// 2. Single thread, H=256, batch 996: against PyTorch and against the GEMM floor.
+    case singleH256 = "single-h256"
+    /// 3. `ztrain train --workers 2`, H=32, global batch 64.
+    case workersH32 = "workers-h32"
+    /// 4. One aggregation round, H=32, 2 worker processes, tcp loopback.
+    case roundH32 = "round-h32"
+    /// 5. One aggregation round of 10,000,000 parameters, 2 workers.
+    case round10M = "round-10m"
+    /// 6. Two workers × one thread against one, H=256, global batch 996.
+    case scalingH256 = "scaling-h256"
+    /// 7. Peak RSS of a worker and of the coordinator at H=32.
+    case rss
+    /// 8. The reference task to MSE < 1e-4, whole process, in-process and with 2 workers.
+    case timeToTarget = "time-to-target"
+    /// Floor: memcpy of 40 MB.
+    case memcpy
+    /// Floor: float32 GEMM, one thread (square, and the model's shapes).
+    case gemm
+    /// Floor: bare ZeroMQ round trips of the H=32 and 10M rounds' bytes.
+    case zmq
+
+    /// The target's number in issue 5 (nil for floors).
+    public var number: Int? {
+        switch self {
+        case .singleH32: 1
+        case .singleH256: 2
+        case .workersH32: 3
+        case .roundH32: 4
+        case .round10M: 5
+        case .scalingH256: 6
+        case .rss: 7
+        case .timeToTarget: 8
+        case .memcpy, .gemm, .zmq: nil
+        }
+    }
+
+    public static func < (a: BenchGroup, b: BenchGroup) -> Bool {
+        (allCases.firstIndex(of: a) ?? 0) < (allCases.firstIndex(of: b) ?? 0)
+    }
+
+    /// The targets (without the floors).
+    public static var targets: [BenchGroup] { allCases.filter { $0.number != nil } }
+
+    /// Parses `--only`: names or target numbers, comma-separated (`1,round-h32,gemm`).
+    public static func parse(_ list: String) throws(BenchError) -> Set<BenchGroup> {
+        var out = Set<BenchGroup>()
+        for raw in list.split(separator: ",", omittingEmptySubsequences: false) {
+            let item = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            if let g = BenchGroup(rawValue: item) {
+                out.insert(g)
+            } else if let n = Int(item), let g = allCases.first(where: { $0.number == n }) {
+                out.insert(g)
+            } else {
+                let names = allCases.map { g in g.number.map { "\($0)|\(g.rawValue)" } ?? g.rawValue }.joined(separator: ", ")
+                throw .invalidOption("--only: unknown benchmark '\(item)'; use a comma-separated list of \(names)")
+            }
+        }
+        return out
+    }
+}
+
+/// The workload sizes: full (the figures of issue 5) or `--quick` (tiny; for tests).
+public struct BenchSizes: Sendable, Equatable {
+    /// Timed repetitions of each in-process and process measurement (after a warm-up).
+    public var repetitions: Int
+    /// Seconds of training steps each repetition of targets 1 and 2 aims for.
+    public var secondsPerRepetition: Double
+    /// Target 2's model, batch and micro-batch (498: two leaves of 498 windows, whose activations stay in
+    /// L2; one leaf of 996 runs at about 87% of the GEMM rate, see `Sources/CKernels/kernels.c`).
+    public var bigHidden: Int
+    public var bigBatch: Int
+    public var bigMicroBatch: Int
+    /// Target 3: runs of `train --workers 2` and the training seconds each aims for.
+    public var clusterRuns: Int
+    public var clusterSeconds: Double
+    /// Target 4: stress rounds, and rounds of its bare ZeroMQ floor.
+    public var smallRounds: Int
+    public var smallFloorRounds: Int
+    /// Target 5: parameters and rounds (and rounds of its floor).
+    public var bigParameters: Int
+    public var bigRounds: Int
+    /// Target 6: model, global batch, micro-batch, runs per worker count, training seconds per run.
+    public var scalingHidden: Int
+    public var scalingBatch: Int
+    public var scalingMicroBatch: Int
+    public var scalingRuns: Int
+    public var scalingSeconds: Double
+    /// Target 8: runs of each command.
+    public var timeRuns: Int
+    /// Floors.
+    public var memcpyBytes: Int
+    public var gemmSquare: Int
+    public var gemmSeconds: Double
+
+    /// The sizes issue 5 names.
+    public static let full = BenchSizes(
+        repetitions: 5, secondsPerRepetition: 0.4, bigHidden: 256, bigBatch: 996, bigMicroBatch: 498,
+        clusterRuns: 3, clusterSeconds: 1.2, smallRounds: 3000, smallFloorRounds: 3000,
+        bigParameters: 10_000_000, bigRounds: 12,
+        scalingHidden: 256, scalingBatch: 996, scalingMicroBatch: 498, scalingRuns: 3, scalingSeconds: 1.2,
+        timeRuns: 5, memcpyBytes: 40_000_000, gemmSquare: 1024, gemmSeconds: 0.2)
+
+    /// Tiny sizes and few repetitions: the same table in seconds, for tests. The figures mean nothing.
+    public static let quick = BenchSizes(
+        repetitions: 2, secondsPerRepetition: 0.02, bigHidden: 64, bigBatch: 128, bigMicroBatch: 64,
+        clusterRuns: 1, clusterSeconds: 0.05, smallRounds: 50, smallFloorRounds: 50,
+        bigParameters: 100_000, bigRounds: 4,
+        scalingHidden: 64, scalingBatch: 128, scalingMicroBatch: 64, scalingRuns: 1, scalingSeconds: 0.05,
+        timeRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01)
+}

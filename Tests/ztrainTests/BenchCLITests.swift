@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// Every process below `root` (children, grandchildren, …).
+func descendantPIDs(of root: Int32) -> [Int32] {
+    var out: [Int32] = []
+    var frontier = [root]
+    while let p = frontier.popLast() {
+        let kids = childPIDs(of: p)
+        out += kids
+        frontier += kids
+    }
+    return out
+}
+
+@Suite("ztrain bench")
+struct BenchCLITests {
+    @Test func quickBenchReportsEveryTarget() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let md = tmp.path("BENCHMARKS.md")
+        try "# Mine\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n\n## Notes\n\nkeep me\n".write(toFile: md, atomically: true, encoding: .utf8)
+        let r = try runZtrain(["bench", "--quick", "--json", tmp.path("bench.json"), "--markdown", md, "--quiet"], timeout: 300)
+        #expect(r.exitedNormally && r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("goals met"), "no table: \(r.stdout)")
+
+        let data = try Data(contentsOf: URL(fileURLWithPath: tmp.path("bench.json")))
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let machine = try #require(root["machine"] as? [String: Any])
+        for key in ["cpu", "cores", "flags", "os", "swift"] { #expect(machine.keys.contains(key), "machine lacks \(key)") }
+        let results = try #require(root["results"] as? [[String: Any]])
+        let targets = Set(results.compactMap { ($0["target"] as? String)?.prefix(1) }.map(String.init))
+        #expect(targets == Set((1...8).map(String.init)), "targets: \(targets.sorted())")
+        #expect(results.count == 11)
+        for entry in results {
+            for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {
+                #expect(entry.keys.contains(key), "\(entry["name"] ?? "?") lacks \(key)")
+            }
+            #expect(entry["error"] is NSNull, "\(entry["name"] ?? "?") failed: \(entry["error"] ?? "")")
+            #expect(entry["value"] is NSNumber, "\(entry["name"] ?? "?") has no value")
+        }
+        let floors = try #require(root["floors"] as? [[String: Any]])
+        #expect(floors.count == 5)
+
+        let text = try String(contentsOfFile: md, encoding: .utf8)
+        #expect(text.hasPrefix("# Mine\n"))
+        #expect(text.hasSuffix("## Notes\n\nkeep me\n"))
+        #expect(!text.contains("\nold\n"))
+        #expect(text.contains("| 8b |"))
+    }
+
+    @Test func onlySelectsAndBadFlagsAreUsageErrors() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let r = try runZtrain(["bench", "--quick", "--only", "memcpy,gemm", "--json", tmp.path("b.json"), "--quiet"], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("b.json")))) as? [String: Any])
+        #expect((root["results"] as? [Any])?.isEmpty == true)
+        #expect((root["floors"] as? [Any])?.count == 3)
+
+        for (args, needle) in [(["bench", "--only", "nine"], "unknown benchmark 'nine'"),
+                               (["bench", "--pytorch-json", tmp.path("missing.json")], "--pytorch-json"),
+                               (["bench", "--json", "/nonexistent-ztrain-dir/b.json"], "does not exist"),
+                               (["bench", "--no-such-flag"], "no-such-flag")] {
+            let bad = try runZtrain(args, timeout: 60)
+            #expect(bad.exitedNormally && bad.status == 64, "\(args): status \(bad.status)")
+            #expect(bad.stderr.contains(needle), "\(args): \(bad.stderr)")
+        }
+        let garbage = tmp.path("garbage.json")
+        try "[1, 2]".write(toFile: garbage, atomically: true, encoding: .utf8)
+        let g = try runZtrain(["bench", "--pytorch-json", garbage], timeout: 60)
+        #expect(g.status == 64 && g.stderr.contains("JSON object"), "\(g.stderr)")
+    }
+
+    @Test func interruptEndsEveryProcessItStarted() throws {
+        let p = Process()
+        p.executableURL = ztrainBinary()
+        // not --quick: the first run of train --workers 2 lasts long enough to be interrupted
+        p.arguments = ["bench", "--only", "workers-h32", "--quiet"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        // wait for the coordinator and its two workers
+        var seen: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && p.isRunning {
+            seen = descendantPIDs(of: p.processIdentifier)
+            if seen.count >= 3 { break }
+            usleep(20_000)
+        }
+        #expect(seen.count >= 3, "expected a coordinator and 2 workers, saw \(seen)")
+        kill(p.processIdentifier, SIGINT)
+        let stopBy = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < stopBy { usleep(20_000) }
+        #expect(!p.isRunning, "the bench did not stop on SIGINT")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + SIGINT)
+        let settle = Date().addingTimeInterval(5)
+        while seen.contains(where: pidAlive) && Date() < settle { usleep(20_000) }
+        for c in seen { #expect(!pidAlive(c), "process \(c) left behind") }
+    }
+}
