@@ -64,16 +64,41 @@ public final class CoordinatorServer {
     private var badFrames = RateLimitedLog(interval: 5)
     /// Messages that could not be sent (peer gone or not reading).
     public private(set) var unsent = 0
+    private var authenticator: Authenticator?
+    /// Refreshed about once a second while the loop runs (for liveness probes).
+    public var healthFile: HealthFile?
 
     /// Binds `bind` (`tcp://HOST:PORT`, `tcp://127.0.0.1:*`, `ipc://PATH`).
-    public init(core: CoordinatorCore, bind: String, logger: Logger) throws(TrainingError) {
+    ///
+    /// With `security`, the socket is a CURVE server whose ZAP handler admits only the allow-listed worker
+    /// keys; refusals (unknown keys, plaintext clients) are logged as warnings and counted in
+    /// ``refusedConnections``. Without it, binding an address other machines can reach logs a warning.
+    public init(core: CoordinatorCore, bind: String, security: CurveServerSecurity? = nil, logger: Logger) throws(TrainingError) {
         self.core = core
         self.logger = logger
         t0 = clock.now
         if 4 * core.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
+        if security == nil && !isLocalEndpoint(bind) {
+            logger.warning("binding \(bind) without CURVE: anyone who can reach it can join the run and read the model; give the coordinator --curve-dir (see 'ztrain keygen')")
+        }
         do {
             context = try Context(blocky: false)
             socket = try context.socket(.router)
+            if let security {
+                // the ZAP handler must be bound before the socket accepts anyone
+                let log = logger
+                authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
+                    switch event {
+                    case .accepted(let key, let address): log.info("worker key \(key) from \(address) admitted")
+                    case .refusedKey(let key, let address):
+                        log.warning("refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                    case .refusedMechanism(let m, let address): log.warning("refused a \(m) connection from \(address): CURVE required")
+                    case .handshakeFailed(let endpoint, let reason):
+                        log.warning("refused a connection on \(endpoint): \(reason)")
+                    }
+                }
+                try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
+            }
             try socket.setRouterMandatory(true)
             try socket.setLinger(.milliseconds(500))
             // every frame a worker may send is bounded by the model size
@@ -116,6 +141,7 @@ public final class CoordinatorServer {
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
                 send(core.tick(now: t))
+                healthFile?.beat(now: t)
             }
         }
         if core.failure != nil || stop.isSet {
@@ -230,8 +256,15 @@ public final class CoordinatorServer {
         return (checksum, windows)
     }
 
+    /// Connections the CURVE allow-list refused (unknown keys, plaintext clients, failed handshakes).
+    public var refusedConnections: Int {
+        authenticator.map { $0.statistics.refused + $0.statistics.failedHandshakes } ?? 0
+    }
+
     /// Closes the socket and the context (messages still queued get the linger time).
     public func close() {
+        authenticator?.unwatch()
+        authenticator?.stop()
         socket.close()
         try? context.terminate()
     }
@@ -270,15 +303,25 @@ public final class WorkerClient {
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
+    /// Refreshed about once a second while the loop runs (for liveness probes).
+    public var healthFile: HealthFile?
 
-    /// Connects (the coordinator may come up later; messages wait for it).
-    public init(core: WorkerCore, connect: String, logger: Logger) throws(TrainingError) {
+    /// Connects (the coordinator may come up later; messages wait for it). With `security`, the
+    /// connection is CURVE-encrypted and authenticated (a coordinator with another key is never reached).
+    public init(core: WorkerCore, connect: String, security: CurveClientSecurity? = nil, logger: Logger) throws(TrainingError) {
         self.core = core
         self.logger = logger
         endpoint = connect
+        if security == nil && !isLocalEndpoint(connect) {
+            logger.warning("connecting to \(connect) without CURVE: traffic is neither encrypted nor authenticated; give the worker --curve-dir (see 'ztrain keygen')")
+        }
         do {
             context = try Context(blocky: false)
             socket = try context.socket(.dealer)
+            if let security {
+                try socket.configureCurveClient(serverKey: security.serverKey, publicKey: security.certificate.publicKey,
+                                                secretKey: security.certificate.secretKey ?? "")
+            }
             try socket.setLinger(.milliseconds(500))
             // the largest frame a coordinator sends is WELCOME with the series
             try socket.setMaxMessageSize(Int64(Limits.handshake.maxPayloadBytes + 4096))
@@ -320,6 +363,7 @@ public final class WorkerClient {
         var nextHello = 0.0
         var lastParentCheck = -1.0
         while computing || core.phase != .done {
+            healthFile?.beat(now: now)
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
                 return "stopped by signal \(stop.signal)"

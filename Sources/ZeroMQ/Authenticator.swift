@@ -186,7 +186,7 @@ private final class Job: @unchecked Sendable {
                 reason = Int32(value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
                     ? "security mechanism mismatch (a plaintext client?)" : "protocol error 0x\(String(value, radix: 16))"
             case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: reason = "authentication refused (ZAP status \(value))"
-            default: reason = "handshake failed (errno \(value))"
+            default: reason = "security handshake failed (\(String(cString: strerror(Int32(bitPattern: value))))): a plaintext client, or one with another server key?"
             }
             let e = AuthEvent.handshakeFailed(endpoint: endpoint, reason: reason)
             owner.count(e)

@@ -40,6 +40,66 @@ struct ClusterOptions: ParsableArguments {
     }
 }
 
+/// CURVE keys and the health file (coordinator, worker and launch).
+struct SecurityOptions: ParsableArguments {
+    @Option(help: "CURVE keys from 'ztrain keygen': the coordinator reads coordinator.key_secret and allowed/*.key; a worker reads coordinator.key and worker-RANK.key_secret or worker.key_secret.")
+    var curveDir: String?
+
+    @Option(help: "Coordinator: its secret key file (instead of --curve-dir). Worker: its own secret key file.")
+    var curveSecret: String?
+
+    @Option(help: "Coordinator: the folder of admitted worker public keys (*.key; instead of --curve-dir).")
+    var curveAllow: String?
+
+    @Option(help: "Worker: the coordinator's public key file (instead of --curve-dir).")
+    var curveServer: String?
+
+    @Option(help: "Refresh this file about once a second while running (for liveness probes).")
+    var healthFile: String?
+
+    /// The coordinator's CURVE setting, or nil for plaintext.
+    func server() throws -> CurveServerSecurity? {
+        do {
+            if let secret = curveSecret {
+                guard let allow = curveAllow ?? curveDir.map({ $0 + "/allowed" }) else {
+                    throw ValidationError("--curve-secret needs --curve-allow DIR (the admitted worker keys)")
+                }
+                return try CurveServerSecurity(secretFile: secret, allowDirectory: allow)
+            }
+            if let dir = curveDir {
+                return try CurveServerSecurity(secretFile: dir + "/coordinator.key_secret", allowDirectory: curveAllow ?? dir + "/allowed")
+            }
+        } catch let e as TrainingError {
+            throw fail("\(e)")
+        }
+        if curveAllow != nil { throw ValidationError("--curve-allow needs --curve-secret or --curve-dir") }
+        return nil
+    }
+
+    /// A worker's CURVE setting (`rank` picks worker-RANK.key_secret when present), or nil for plaintext.
+    func client(rank: Int? = nil) throws -> CurveClientSecurity? {
+        do {
+            if curveSecret != nil || curveServer != nil {
+                guard let server = curveServer ?? curveDir.map({ $0 + "/coordinator.key" }) else {
+                    throw ValidationError("--curve-secret needs --curve-server FILE (the coordinator's public key)")
+                }
+                guard let secret = curveSecret ?? curveDir.map({ $0 + "/worker.key_secret" }) else {
+                    throw ValidationError("--curve-server needs --curve-secret FILE (this worker's key pair)")
+                }
+                return try CurveClientSecurity(serverFile: server, secretFile: secret)
+            }
+            if let dir = curveDir { return try CurveClientSecurity(directory: dir, rank: rank) }
+        } catch let e as TrainingError {
+            throw fail("\(e)")
+        }
+        return nil
+    }
+
+    func health() throws -> HealthFile? {
+        do { return try healthFile.map { path throws(TrainingError) in try HealthFile(path: path) } } catch { throw fail("\(error)") }
+    }
+}
+
 struct Coordinator: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the coordinator of a data-parallel job: waits for workers, then trains.",
@@ -61,7 +121,12 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Continue the run whose output folder (with checkpoints/) is this; its configuration wins.")
     var resume: String?
 
+    @Flag(help: "Continue from --out's checkpoints when it has any, else start (for restarts by systemd or Kubernetes).")
+    var autoResume = false
+
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
+
+    @OptionGroup(title: "Security") var security: SecurityOptions
 
     @OptionGroup var global: GlobalOptions
 
@@ -71,11 +136,11 @@ struct Coordinator: ParsableCommand {
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.coordinator")
-        let prepared = try resume.map { dir throws in try PreparedCLIRun(resume: dir, logger: logger) }
-            ?? PreparedCLIRun(runOptions, logger: logger)
+        let prepared = try prepareCoordinatorRun(runOptions, resume: resume, autoResume: autoResume, logger: logger)
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
-                                      keep: runOptions.keep, timeline: cluster.timeline, global: global, logger: logger)
+                                      keep: runOptions.keep, timeline: cluster.timeline, security: security.server(),
+                                      healthFile: security.health(), global: global, logger: logger)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -120,6 +185,8 @@ struct Worker: ParsableCommand {
     @Option(help: .hidden)
     var protocolVersion: UInt16 = Wire.protocolVersion
 
+    @OptionGroup(title: "Security") var security: SecurityOptions
+
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
@@ -134,17 +201,20 @@ struct Worker: ParsableCommand {
         let expect: Expectation? = (hidden == nil && cell == nil && seqLen == nil && microBatch == nil) ? nil
             : Expectation(hidden: hidden, input: nil, output: nil, seqLen: seqLen, cell: cell?.rawValue, activation: nil, microBatch: microBatch)
         try runWorker(connect: connect, threads: threads, expect: expect, protocolVersion: protocolVersion, parentPID: parentPid,
-                      connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout, logger: logger)
+                      connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout, security: security.client(),
+                      healthFile: security.health(), logger: logger)
     }
 }
 
 /// Runs a worker until the coordinator shuts it down; throws (exit 1) with the reason otherwise.
 func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVersion: UInt16 = Wire.protocolVersion,
-               parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, logger: Logger) throws {
+               parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
+               healthFile: HealthFile? = nil, logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
     let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
     let client: WorkerClient
-    do { client = try WorkerClient(core: core, connect: connect, logger: logger) } catch { throw fail("\(error)") }
+    do { client = try WorkerClient(core: core, connect: connect, security: security, logger: logger) } catch { throw fail("\(error)") }
+    client.healthFile = healthFile
     let stop = StopFlag()
     let trap = SignalTrap(stop)
     logger.info("worker connecting to \(connect) with \(k) thread(s)")
@@ -157,11 +227,27 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
     logger.info("worker \(core.workerID) done after \(core.steps) assignments")
 }
 
+/// The coordinator's run: `--resume DIR`, or with `autoResume` the `--out` folder when it holds checkpoints,
+/// else a new run from the flags.
+func prepareCoordinatorRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger: Logger) throws -> PreparedCLIRun {
+    if let dir = resume { return try PreparedCLIRun(resume: dir, logger: logger) }
+    if autoResume {
+        guard let out = options.out else { throw ValidationError("--auto-resume needs --out DIR (where the checkpoints are)") }
+        if FileManager.default.fileExists(atPath: out + "/checkpoints"),
+           let names = try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"), !names.isEmpty {
+            logger.notice("resuming from the checkpoints in \(out)/checkpoints")
+            return try PreparedCLIRun(resume: out, logger: logger)
+        }
+    }
+    return try PreparedCLIRun(options, logger: logger)
+}
+
 /// Runs a coordinator until the run ends; with `spawnWorkers > 0` also starts and reaps local workers.
 /// Returns the exit status.
 func runCoordinator(
     prepared p: PreparedCLIRun, options: CoordinatorOptions, bind: String?, spawnWorkers: Int, workerThreads: Int,
-    checkpointEvery: Int, keep: Int, timeline: String? = nil, global: GlobalOptions, logger: Logger
+    checkpointEvery: Int, keep: Int, timeline: String? = nil, security: CurveServerSecurity? = nil,
+    healthFile: HealthFile? = nil, workerSecurity: [String] = [], global: GlobalOptions, logger: Logger
 ) throws -> Int32 {
     guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
     guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
@@ -235,7 +321,8 @@ func runCoordinator(
     defer { if let d = tempDir { try? FileManager.default.removeItem(at: d) } }
 
     let server: CoordinatorServer
-    do { server = try CoordinatorServer(core: core, bind: endpoint, logger: logger) } catch { throw fail("\(error)") }
+    do { server = try CoordinatorServer(core: core, bind: endpoint, security: security, logger: logger) } catch { throw fail("\(error)") }
+    server.healthFile = healthFile
     logger.info("coordinator on \(server.endpoint): \(p.series.count) points, H=\(config.model.hiddenSize), cell \(config.model.cell.rawValue), batch \(config.batch), micro-batch \(config.microBatch), waiting for \(options.workers) worker(s); out \(p.dir.url.path)")
 
     let stop = StopFlag()
@@ -246,7 +333,7 @@ func runCoordinator(
         for _ in 0..<spawnWorkers {
             args.append(["worker", "--connect", server.endpoint, "--threads", String(workerThreads),
                          "--parent-pid", String(getpid()), "--log-level", global.quiet ? "warning" : "notice",
-                         "--connect-timeout", String(options.joinTimeout)])
+                         "--connect-timeout", String(options.joinTimeout)] + workerSecurity)
         }
         let w = LocalWorkers(executable: LocalWorkers.currentExecutable, arguments: args)
         do { try w.start() } catch { server.close(); throw fail("\(error)") }
@@ -256,6 +343,9 @@ func runCoordinator(
 
     server.run(stop: stop)
     progress.finish()
+    if server.refusedConnections > 0 {
+        logger.warning("\(server.refusedConnections) connection(s) refused by the CURVE allow-list during the run")
+    }
     local?.stop(grace: 5)
     server.close()
     _ = trap

@@ -44,9 +44,17 @@ struct Launch: ParsableCommand {
     @Option(help: "Seconds a worker waits for the coordinator's first welcome.")
     var connectTimeout: Double = 120
 
+    @Flag(help: "Rank 0: continue from --out's checkpoints when it has any, else start.")
+    var autoResume = false
+
+    @Option(help: "Rank 0: continue the run in this folder (its configuration wins).")
+    var resume: String?
+
     @OptionGroup var runOptions: RunOptions
 
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
+
+    @OptionGroup(title: "Security") var security: SecurityOptions
 
     @OptionGroup var global: GlobalOptions
 
@@ -69,14 +77,18 @@ struct Launch: ParsableCommand {
         let logger = try global.bootstrap(label: plan.isCoordinator ? "ztrain.coordinator" : "ztrain.worker")
         logger.info("launch: rank \(plan.rank) of \(plan.worldSize) (\(plan.engine)), coordinator \(plan.connectEndpoint)")
         if plan.isCoordinator {
-            let prepared = try PreparedCLIRun(runOptions, logger: logger)
+            let prepared = try prepareCoordinatorRun(runOptions, resume: resume, autoResume: autoResume, logger: logger)
             let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: plan.workers), bind: plan.bindEndpoint,
                                           spawnWorkers: plan.rankZeroWorks ? 1 : 0, workerThreads: threads ?? 1,
-                                          checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep, global: global, logger: logger)
+                                          checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
+                                          timeline: cluster.timeline, security: security.server(), healthFile: security.health(),
+                                          workerSecurity: security.curveDir == nil ? [] : ["--curve-dir", security.curveDir ?? ""],
+                                          global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
         } else {
             try runWorker(connect: plan.connectEndpoint, threads: threads, expect: nil, parentPID: nil,
-                          connectTimeout: connectTimeout, reconnectTimeout: 600, logger: logger)
+                          connectTimeout: connectTimeout, reconnectTimeout: 600, security: security.client(rank: plan.rank),
+                          healthFile: security.health(), logger: logger)
         }
     }
 }
