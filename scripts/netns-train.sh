@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# Trains across three network namespaces on this machine: a coordinator and two workers, each in its
-# own namespace with a 10.x address, joined by a bridge in a fourth namespace. Everything it creates
-# (namespaces, links, processes) is removed on exit, whatever happens. Needs root (ip netns).
+# Trains across network namespaces on this machine: a coordinator and HOSTS-1 workers, each in its own
+# namespace with a 10.x address, joined by a bridge in one more namespace. Everything it creates
+# (namespaces, links, processes, keys) is removed on exit, whatever happens. Needs root (ip netns).
 #
 #   scripts/netns-train.sh ZTRAIN_BINARY OUT_DIR [training flags...]
 #   e.g. scripts/netns-train.sh .build/release/ztrain /tmp/netns-run --target-loss 1e-4
+#
+# Knobs (environment):
+#   HOSTS=3        hosts in all: one coordinator, HOSTS-1 workers
+#   CURVE=1        CURVE keys from `ztrain keygen`; every worker authenticates, traffic is encrypted
+#   RATE=100mbit   shape every host's link both ways with tc tbf
+#   DELAY_MS=2     one-way latency added by a user-space proxy in each worker's namespace
+#                  (scripts/delay-proxy.py; the kernel has no netem)
 set -euo pipefail
 bin="$(readlink -f "$1")"; out="$2"; shift 2
 [ "$(id -u)" -eq 0 ] || { echo "netns-train: needs root for ip netns" >&2; exit 2; }
 command -v ip >/dev/null || { echo "netns-train: needs iproute2 (ip)" >&2; exit 2; }
 
+hosts="${HOSTS:-3}"
+(( hosts >= 2 && hosts <= 32 )) || { echo "netns-train: HOSTS must be in 2...32" >&2; exit 2; }
 tag="zt$$"                       # unique per run: parallel runs do not collide
-sw="${tag}s"; nc="${tag}c"; n1="${tag}a"; n2="${tag}b"
+sw="${tag}s"; nc="${tag}c"
+workers=()
+for i in $(seq 1 $((hosts - 1))); do workers+=("${tag}w$i"); done
 pids=()
+keys=""
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.2
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for ns in "$nc" "$n1" "$n2" "$sw"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "$nc" "${workers[@]}" "$sw"; do ip netns del "$ns" 2>/dev/null || true; done
+  if [ -n "$keys" ]; then rm -rf "$keys"; fi
 }
 trap cleanup EXIT INT TERM
 
-for ns in "$sw" "$nc" "$n1" "$n2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+for ns in "$sw" "$nc" "${workers[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip -n "$sw" link add br0 type bridge
 ip -n "$sw" link set br0 up
 i=1
-for ns in "$nc" "$n1" "$n2"; do
+for ns in "$nc" "${workers[@]}"; do
   ip link add "${ns}v" type veth peer name "${ns}p"
   ip link set "${ns}v" netns "$ns"
   ip link set "${ns}p" netns "$sw"
@@ -33,17 +46,41 @@ for ns in "$nc" "$n1" "$n2"; do
   ip -n "$sw" link set "${ns}p" up
   ip -n "$ns" addr add "10.77.0.$i/24" dev "${ns}v"
   ip -n "$ns" link set "${ns}v" up
+  if [ -n "${RATE:-}" ]; then
+    # both directions: the host's own egress, and the bridge port towards it
+    ip netns exec "$ns" tc qdisc add dev "${ns}v" root tbf rate "$RATE" burst 32kb latency 100ms
+    ip netns exec "$sw" tc qdisc add dev "${ns}p" root tbf rate "$RATE" burst 32kb latency 100ms
+  fi
   i=$((i + 1))
 done
 
+security=()
+if [ "${CURVE:-0}" = 1 ]; then
+  keys="$(mktemp -d)"
+  "$bin" keygen --out "$keys" >/dev/null
+  security=(--curve-dir "$keys")
+fi
+
 endpoint="tcp://10.77.0.1:5555"
-ip netns exec "$nc" "$bin" coordinator --bind "$endpoint" --workers 2 --out "$out" --join-timeout 30 "$@" &
+ip netns exec "$nc" "$bin" coordinator --bind "$endpoint" --workers "$((hosts - 1))" --out "$out" --join-timeout 60 \
+  "${security[@]}" "$@" &
 coord=$!; pids+=("$coord")
-ip netns exec "$n1" "$bin" worker --connect "$endpoint" --threads 1 --connect-timeout 30 & pids+=("$!")
-ip netns exec "$n2" "$bin" worker --connect "$endpoint" --threads 1 --connect-timeout 30 & pids+=("$!")
+for ns in "${workers[@]}"; do
+  connect="$endpoint"
+  if [ -n "${DELAY_MS:-}" ]; then
+    ip netns exec "$ns" python3 "$(dirname "$0")/delay-proxy.py" 127.0.0.1:6000 10.77.0.1:5555 "$DELAY_MS" >/dev/null &
+    pids+=("$!")
+    connect="tcp://127.0.0.1:6000"
+  fi
+  ip netns exec "$ns" "$bin" worker --connect "$connect" --threads 1 --connect-timeout 60 "${security[@]}" & pids+=("$!")
+done
 
 status=0
 wait "$coord" || status=$?
-for p in "${pids[@]:1}"; do wait "$p" || status=$((status == 0 ? $? : status)); done
-echo "netns-train: coordinator in $nc (10.77.0.1), workers in $n1 (10.77.0.2) and $n2 (10.77.0.3); exit $status" >&2
+for p in "${pids[@]:1}"; do
+  # the delay proxies run until the cleanup stops them
+  if ps -o args= -p "$p" 2>/dev/null | grep -q delay-proxy; then continue; fi
+  wait "$p" || status=$((status == 0 ? $? : status))
+done
+echo "netns-train: coordinator in $nc (10.77.0.1), $((hosts - 1)) workers in ${workers[*]}; curve ${CURVE:-0}, rate ${RATE:-unshaped}, delay ${DELAY_MS:-0} ms; exit $status" >&2
 exit "$status"

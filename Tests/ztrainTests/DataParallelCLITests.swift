@@ -144,6 +144,33 @@ struct DataParallelCLITests {
     }
 }
 
+extension DataParallelCLITests {
+    /// Four hosts (a coordinator and three workers in network namespaces), CURVE on, every link shaped
+    /// with `tc tbf` and 2 ms of latency each way from a user-space proxy: the same bits as a local run.
+    @Test(.enabled(if: netnsAvailability.ok && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"),
+                   "network namespaces need root and iproute2; the delay proxy needs python3"))
+    func shapedFourHostCurveRunIsBitIdenticalToLocal() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let flags = ["--target-loss", "1e-4", "--epochs", "200", "--quiet"]
+        let script = repoRoot().appendingPathComponent("scripts/netns-train.sh").path
+        let r = try runCommand("/bin/bash", [script, ztrainBinary().path, tmp.path("cluster")] + flags,
+                               environment: ["HOSTS": "4", "CURVE": "1", "RATE": "50mbit", "DELAY_MS": "2"], timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("3 workers") && r.stderr.contains("curve 1, rate 50mbit, delay 2 ms"), "\(r.stderr)")
+        let local = try runZtrain(["train", "--in-process", "--out", tmp.path("local")] + flags)
+        #expect(local.status == 0, "\(local.stderr)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: tmp.path("cluster/model.safetensors")))
+        let b = try Data(contentsOf: URL(fileURLWithPath: tmp.path("local/model.safetensors")))
+        #expect(a == b, "the shaped 4-host run's weights differ from the local run's")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("cluster/summary.json")))) as? [String: Any])
+        #expect((summary["workers"] as? [Any])?.count == 3)
+        // 2 ms each way through the proxies: a step cannot be faster than the round trip
+        let seconds = summary["train_seconds"] as? Double ?? 0, steps = summary["steps"] as? Int ?? 1
+        #expect(seconds / Double(steps) > 0.004, "\(seconds) s for \(steps) steps: the delay was not applied")
+    }
+}
+
 /// Direct children of a process, from /proc.
 func childPIDs(of parent: Int32) -> [Int32] {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
