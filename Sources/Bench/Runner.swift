@@ -63,7 +63,7 @@ public final class BenchRunner {
             throw .io("cannot create \(scratch.path): \(error.localizedDescription)")
         }
         defer { try? FileManager.default.removeItem(at: scratch) }
-        if case .success(let blas) = OpenBLAS.shared { blas.setThreads(1) }
+        _ = OpenBLAS.shared  // loaded (one thread) before the first measurement
         floors = []
         results = []
 
@@ -139,7 +139,7 @@ public final class BenchRunner {
         let shapes = FlopCount.gemmShapes(bigModel, batch: sizes.bigMicroBatch)
         let model = try GemmFloor.measure(shapes: shapes, repetitions: reps, minSeconds: sizes.gemmSeconds)
         gemmModelRate = model.median
-        floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigBatch)",
+        floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigMicroBatch)",
                             title: "float32 GEMM at the H=\(sizes.bigHidden), micro-batch \(sizes.bigMicroBatch) step's shapes, 1 thread",
                             value: model.median / 1e9, unit: "GFLOP/s",
                             detail: "cblas_sgemm over one micro-batch's hidden-layer products (M×N×K×count: \(shapes.map(\.description).joined(separator: ", "))), median of \(reps); range \(Stats.spread(model.all) { Format.number($0 / 1e9) })"))
