@@ -43,6 +43,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
             if errno == EINTR { continue }
             return errno
         }
+        if n == 0 { return EIO }
         done += n
     }
     return 0
