@@ -75,8 +75,8 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                // not CBLAS: linking OpenBLAS costs every ztrain process ~9 MB of RSS; Bench loads it with dlopen
-                "Training", "Stress", "RNN", "Series", "Wire", "ZeroMQ",
+                // OpenBLAS through CKernels' loader (dlopen on first use; linking it would cost every process ~3 MB)
+                "Training", "Stress", "RNN", "CKernels", "Series", "Wire", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,5 +1,19 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
 import Stress
+import Training
+import ZeroMQ
 
 /// A process the bench started: its own process group (a terminal's Ctrl-C reaches only the bench,
 /// which then ends it), SIGINT/SIGTERM/SIGPIPE/SIGHUP at their defaults, stdin and stdout on
@@ -14,7 +28,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Just before `posix_spawn`.
     public let started: ContinuousClock.Instant
     let stderrPath: String
-    private let lock = NSLock()
+    private let lock = Lock()
     private var exitRecord: (status: Int32, at: ContinuousClock.Instant)?
     private let exited = DispatchSemaphore(value: 0)
 
@@ -48,7 +62,7 @@ public final class ChildProcess: @unchecked Sendable {
         guard rc == 0 else { throw .process("cannot start \(label) (\(executable)): \(String(cString: strerror(rc)))") }
         pid = child
         started = t0
-        Thread.detachNewThread { [self] in self.reap() }
+        detachThread { [self] in self.reap() }
     }
 
     private func reap() {
@@ -89,7 +103,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// The direct children of the process (`/proc/PID/task/PID/children`).
     public var children: [pid_t] {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else { return [] }
-        return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return text.split(separator: " ").compactMap { pid_t(trimmingWhitespace($0)) }
     }
 
     /// SIGTERM, up to `grace` seconds, then SIGKILL; returns once the process is reaped.

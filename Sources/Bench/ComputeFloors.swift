@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// memcpy bandwidth: `bytes` copied between two buffers that were touched first (no page faults in
 /// the timing), median of `repetitions`.
@@ -29,7 +40,6 @@ public enum GemmFloor {
     /// repetition loops until at least `minSeconds` have passed, so short products are timed well.
     public static func measure(shapes: [GemmShape], repetitions: Int, minSeconds: Double) throws(BenchError) -> (median: Double, all: [Double]) {
         let blas = try OpenBLAS.shared.get()
-        blas.setThreads(1)
         let sizeA = shapes.map { $0.m * $0.k }.max() ?? 1
         let sizeB = shapes.map { $0.k * $0.n }.max() ?? 1
         let sizeC = shapes.map { $0.m * $0.n }.max() ?? 1

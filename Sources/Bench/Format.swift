@@ -1,4 +1,16 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Training
 
 /// Number formatting for the table and BENCHMARKS.md.
 public enum Format {
@@ -9,7 +21,7 @@ public enum Format {
         if a >= 999.5 { return grouped(v) }
         if a == 0 { return "0" }
         let decimals = max(0, 2 - Int(floor(log10(a))))
-        return String(format: "%.\(decimals)f", v)
+        return cFormat("%.\(decimals)f", v)
     }
 
     /// `1234567.8` → `1,234,568`.
@@ -33,7 +45,7 @@ public enum Format {
     /// `3.58×`, or `n/a`.
     public static func ratio(_ r: Double?) -> String {
         guard let r, r.isFinite else { return "n/a" }
-        return r >= 100 ? String(format: "%.0f×", r) : r >= 10 ? String(format: "%.1f×", r) : String(format: "%.2f×", r)
+        return r >= 100 ? cFormat("%.0f×", r) : r >= 10 ? cFormat("%.1f×", r) : cFormat("%.2f×", r)
     }
 
     /// `yes`, `NO`, or `n/a`.

@@ -1,4 +1,16 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Training
 
 /// The machine a report was measured on.
 public struct MachineInfo: Sendable, Codable, Equatable {
@@ -47,7 +59,7 @@ public struct MachineInfo: Sendable, Codable, Equatable {
         var model = "unknown"
         var present = Set<String>()
         for line in cpuinfo.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: ":", maxSplits: 1).map { trimmingWhitespace($0) }
             guard parts.count == 2 else { continue }
             if parts[0] == "model name" && model == "unknown" { model = parts[1] }
             if parts[0] == "flags" && present.isEmpty { present = Set(parts[1].split(separator: " ").map(String.init)) }
@@ -57,7 +69,7 @@ public struct MachineInfo: Sendable, Codable, Equatable {
         let release = (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? ""
         var os = "unknown"
         for line in release.split(separator: "\n") where line.hasPrefix("PRETTY_NAME=") {
-            os = String(line.dropFirst("PRETTY_NAME=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            os = String(line.dropFirst("PRETTY_NAME=".count).drop(while: { $0 == "\"" }).reversed().drop(while: { $0 == "\"" }).reversed())
         }
         var u = utsname()
         uname(&u)

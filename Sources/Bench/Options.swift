@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Training
 
 /// What `--only` can select: the eight targets of issue 5 (by name or number) and the floors.
 public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
@@ -51,7 +56,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     public static func parse(_ list: String) throws(BenchError) -> Set<BenchGroup> {
         var out = Set<BenchGroup>()
         for raw in list.split(separator: ",", omittingEmptySubsequences: false) {
-            let item = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            let item = trimmingWhitespace(raw).lowercased()
             if let g = BenchGroup(rawValue: item) {
                 out.insert(g)
             } else if let n = Int(item), let g = allCases.first(where: { $0.number == n }) {

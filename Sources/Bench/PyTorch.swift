@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Training
 
 /// One PyTorch figure and where it comes from.
 public struct PyTorchFigure: Sendable, Codable, Equatable {
@@ -66,27 +71,27 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     /// (marked same-run). Throws when the file is not a JSON object or a present key is not a
     /// positive number.
     public static func load(json data: Data, path: String) throws(BenchError) -> PyTorchFigures {
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw .invalidOption("--pytorch-json \(path) is not JSON (\(error.localizedDescription)); write it with scripts/pytorch_baseline.py")
-        }
-        guard let dict = object as? [String: Any] else {
-            throw .invalidOption("--pytorch-json \(path) must hold a JSON object (see scripts/pytorch_baseline.py)")
+        let dict: [String: JSONScalar]
+        do { dict = try JSONDecoder().decode([String: JSONScalar].self, from: data) } catch {
+            if case .typeMismatch = error as? DecodingError {
+                throw .invalidOption("--pytorch-json \(path) must hold a JSON object (see scripts/pytorch_baseline.py)")
+            }
+            throw .invalidOption("--pytorch-json \(path) is not JSON (\(error)); write it with scripts/pytorch_baseline.py")
         }
         var f = recorded
         func take(_ key: Key, _ figure: inout PyTorchFigure) throws(BenchError) {
-            guard let raw = dict[key.rawValue], !(raw is NSNull) else { return }
-            guard let n = raw as? NSNumber, n.doubleValue.isFinite, n.doubleValue > 0 else {
+            guard let raw = dict[key.rawValue], raw != .null else { return }
+            guard case .number(let n) = raw, n.isFinite, n > 0 else {
                 throw .invalidOption("--pytorch-json \(path): \"\(key.rawValue)\" must be a positive number (got \(raw))")
             }
-            figure = PyTorchFigure(value: n.doubleValue, unit: figure.unit, source: .sameRun)
+            figure = PyTorchFigure(value: n, unit: figure.unit, source: .sameRun)
         }
         try take(.eagerH32, &f.eagerH32)
         try take(.eagerH256, &f.eagerH256)
         try take(.ddp, &f.ddp)
         try take(.allreduce1e7, &f.allreduce1e7)
         try take(.timeToTarget, &f.timeToTarget)
-        f.torchVersion = dict["torch"] as? String
+        if case .string(let version)? = dict["torch"] { f.torchVersion = version }
         return f
     }
 
@@ -94,7 +99,7 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     public static func load(path: String) throws(BenchError) -> PyTorchFigures {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .invalidOption("cannot read --pytorch-json \(path): \(error.localizedDescription)")
+            throw .invalidOption("cannot read --pytorch-json \(path): \(systemMessage(error))")
         }
         return try load(json: data, path: path)
     }
@@ -102,5 +107,40 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     /// Is any figure from this run?
     public var anySameRun: Bool {
         [eagerH32, eagerH256, ddp, allreduce1e7, timeToTarget].contains { $0.source == .sameRun }
+    }
+}
+
+/// A value of the `--pytorch-json` object: a number, a string, a boolean, null, or something else
+/// (an array or an object); its description is the value as JSON would show it.
+enum JSONScalar: Decodable, Equatable, CustomStringConvertible {
+    case number(Double)
+    case string(String)
+    case bool(Bool)
+    case null
+    case other
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else {
+            self = .other
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
+        case .string(let s): return s
+        case .bool(let b): return String(b)
+        case .null: return "null"
+        case .other: return "an array or object"
+        }
     }
 }

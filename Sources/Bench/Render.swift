@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Training
 
 /// The report as a terminal table and as the generated part of BENCHMARKS.md.
 public enum Render {
@@ -20,7 +25,7 @@ public enum Render {
         var widths = [Int](repeating: 0, count: n)
         for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
         return rows.map { row in
-            row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            row.enumerated().map { i, c in i == row.count - 1 ? c : c + String(repeating: " ", count: max(0, widths[i] - c.count)) }
                 .joined(separator: "  ")
         }.joined(separator: "\n")
     }
@@ -55,11 +60,11 @@ public enum Render {
 
     /// `load average 1.50 at the start, 3.80 at the end (2 cores)`.
     static func loadLine(_ a: [Double], _ b: [Double], cores: Int) -> String {
-        let f = { (x: [Double]) in x.first.map { String(format: "%.2f", $0) } ?? "?" }
+        let f = { (x: [Double]) in x.first.map { cFormat("%.2f", $0) } ?? "?" }
         return "load average (1 min) \(f(a)) at the start, \(f(b)) at the end, on \(cores) core(s): above 0 means other work shared the machine"
     }
 
-    static func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+    static func cell(_ s: String) -> String { s.replacing("|", with: "\\|") }
 
     static func mdTable(_ rows: [[String]]) -> String {
         guard let head = rows.first else { return "" }
@@ -164,8 +169,8 @@ public enum Render {
 
                 """
         }
-        let begin = text.range(of: beginMarker)
-        let end = text.range(of: endMarker)
+        let begin = text.firstRange(of: beginMarker)
+        let end = text.firstRange(of: endMarker)
         switch (begin, end) {
         case (nil, nil):
             return text + (text.hasSuffix("\n") ? "\n" : "\n\n") + generated + "\n"

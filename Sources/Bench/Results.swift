@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where a baseline figure comes from.
 public enum BaselineSource: String, Sendable, Codable, Equatable {

@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import RNN
 import Series
@@ -57,13 +68,13 @@ public final class BenchRunner {
     /// folder cannot be made.
     public func run(command: String, version: String) throws(BenchError) -> BenchReport {
         let start = ContinuousClock.now
-        let date = ISO8601DateFormatter().string(from: Date())
+        let date = utcTimestamp("%Y-%m-%dT%H:%M:%SZ")
         let loadAtStart = loadAverage()
         do { try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true) } catch {
-            throw .io("cannot create \(scratch.path): \(error.localizedDescription)")
+            throw .io("cannot create \(scratch.path): \(systemMessage(error))")
         }
         defer { try? FileManager.default.removeItem(at: scratch) }
-        if case .success(let blas) = OpenBLAS.shared { blas.setThreads(1) }
+        _ = OpenBLAS.shared  // loaded (one thread) before the first measurement
         floors = []
         results = []
 
@@ -139,7 +150,7 @@ public final class BenchRunner {
         let shapes = FlopCount.gemmShapes(bigModel, batch: sizes.bigMicroBatch)
         let model = try GemmFloor.measure(shapes: shapes, repetitions: reps, minSeconds: sizes.gemmSeconds)
         gemmModelRate = model.median
-        floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigBatch)",
+        floors.append(Floor(name: "gemm-model-h\(sizes.bigHidden)-b\(sizes.bigMicroBatch)",
                             title: "float32 GEMM at the H=\(sizes.bigHidden), micro-batch \(sizes.bigMicroBatch) step's shapes, 1 thread",
                             value: model.median / 1e9, unit: "GFLOP/s",
                             detail: "cblas_sgemm over one micro-batch's hidden-layer products (M×N×K×count: \(shapes.map(\.description).joined(separator: ", "))), median of \(reps); range \(Stats.spread(model.all) { Format.number($0 / 1e9) })"))
@@ -262,12 +273,28 @@ public final class BenchRunner {
 
     // MARK: - targets 3 and 7: train --workers 2, H=32
 
+    /// Reads summary.json as ``RunDirectory`` writes it (snake-case keys, "nan"/"inf" as strings).
+    private static func summaryDecoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
     private struct ClusterRun {
         var samplesPerSecond: Double
-        var summary: [String: Any]
+        var summary: SummaryFigures
         var seconds: Double
         var coordinatorPeak: Int?
         var workerPeaks: [Int]
+    }
+
+    /// The figures of a run's summary.json that the bench reads (``RunSummary``'s snake-case keys).
+    struct SummaryFigures: Decodable {
+        var samplesPerSecond: Double?
+        var targetReached: Bool?
+        var finalLoss: Double?
+        var epochs: Int?
     }
 
     /// Starts `ztrain ARGS --out DIR --quiet`, waits for it (sampling VmHWM of it and its children
@@ -301,10 +328,10 @@ public final class BenchRunner {
         }
         let summaryURL = out.appendingPathComponent("summary.json")
         guard let data = FileManager.default.contents(atPath: summaryURL.path),
-              let summary = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+              let summary = try? Self.summaryDecoder().decode(SummaryFigures.self, from: data) else {
             throw .process("\(child.label) wrote no readable \(summaryURL.path)")
         }
-        let rate = (summary["samples_per_second"] as? NSNumber)?.doubleValue ?? 0
+        let rate = summary.samplesPerSecond ?? 0
         return ClusterRun(samplesPerSecond: rate, summary: summary, seconds: child.lifetime ?? 0,
                           coordinatorPeak: sampler.peaks[child.pid],
                           workerPeaks: sampler.peaks.filter { $0.key != child.pid }.map(\.value))
@@ -512,11 +539,11 @@ public final class BenchRunner {
                 var epochs: [Int] = []
                 for _ in 0..<sizes.timeRuns {
                     let run = try train(args, label: "time", sampleMemory: false)
-                    guard (run.summary["target_reached"] as? Bool) == true else {
-                        throw .measurement("ztrain train \(args.joined(separator: " ")) stopped without reaching MSE < 1e-4 (final \(run.summary["final_loss"] ?? "?"))")
+                    guard run.summary.targetReached == true else {
+                        throw .measurement("ztrain train \(args.joined(separator: " ")) stopped without reaching MSE < 1e-4 (final \(run.summary.finalLoss.map { "\($0)" } ?? "?"))")
                     }
                     times.append(run.seconds)
-                    epochs.append((run.summary["epochs"] as? NSNumber)?.intValue ?? 0)
+                    epochs.append(run.summary.epochs ?? 0)
                 }
                 out.append(BenchResult(name: template.name, target: template.target, title: template.title, value: Stats.median(times),
                                        unit: template.unit, baseline: template.baseline, baselineName: template.baselineName,

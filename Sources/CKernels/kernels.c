@@ -34,6 +34,8 @@ typedef void (*dgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, con
                          const blasint, const double, double *, const blasint);
 static sgemm_fn blas_sgemm;
 static dgemm_fn blas_dgemm;
+static char *(*blas_get_config)(void);
+static char *(*blas_get_corename)(void);
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 static void blas_load(void) {
@@ -47,7 +49,17 @@ static void blas_load(void) {
     if (shutdown) shutdown();
     sgemm_fn s = (sgemm_fn)dlsym(lib, "cblas_sgemm");
     dgemm_fn d = (dgemm_fn)dlsym(lib, "cblas_dgemm");
+    blas_get_config = (char *(*)(void))dlsym(lib, "openblas_get_config");
+    blas_get_corename = (char *(*)(void))dlsym(lib, "openblas_get_corename");
     if (s && d) { blas_sgemm = s; blas_dgemm = d; }
+}
+
+const char *ck_blas_config(void) {
+    return ck_blas_available() && blas_get_config ? blas_get_config() : "";
+}
+
+const char *ck_blas_corename(void) {
+    return ck_blas_available() && blas_get_corename ? blas_get_corename() : "";
 }
 
 int ck_blas_available(void) {

@@ -1,4 +1,10 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An axis: its domain in data units and its labelled ("major") and unlabelled ("minor") ticks.
 package struct AxisScale: Sendable, Equatable {
@@ -18,8 +24,8 @@ package struct AxisScale: Sendable, Equatable {
     /// Where `value` falls in the domain: 0 at `lower`, 1 at `upper` (not clamped).
     package func fraction(_ value: Double) -> Double {
         if isLog {
-            let l0 = Foundation.log10(lower), l1 = Foundation.log10(upper)
-            return (Foundation.log10(value) - l0) / (l1 - l0)
+            let l0 = log10(lower), l1 = log10(upper)
+            return (log10(value) - l0) / (l1 - l0)
         }
         return (value - lower) / (upper - lower)
     }
@@ -33,10 +39,10 @@ package enum Ticks {
     /// Exact-as-possible `10^e`.
     package static func pow10(_ e: Int) -> Double {
         if e >= 0 {
-            return e <= 22 ? exactPowers[e] : Foundation.pow(10.0, Double(e))
+            return e <= 22 ? exactPowers[e] : pow(10.0, Double(e))
         }
         // 1 / 10^n is correctly rounded when 10^n is exact, so 0.1, 0.01 … come out as literals do.
-        return -e <= 22 ? 1.0 / exactPowers[-e] : Foundation.pow(10.0, Double(e))
+        return -e <= 22 ? 1.0 / exactPowers[-e] : pow(10.0, Double(e))
     }
 
     private static let exactPowers: [Double] = {
@@ -48,7 +54,7 @@ package enum Ticks {
     /// The smallest step `m × 10^e` with `m ∈ {1, 2, 5}` that is at least `rough`.
     package static func niceStep(_ rough: Double) -> (mantissa: Double, exponent: Int) {
         guard rough.isFinite, rough > 0 else { return (1, 0) }
-        var e = Int(Foundation.floor(Foundation.log10(rough)))
+        var e = Int(floor(log10(rough)))
         let f = rough / pow10(e)
         let m: Double
         if f <= 1 + 1e-9 {
@@ -141,8 +147,8 @@ package enum Ticks {
             let v = e >= 0 ? k * m * pow10(e) : k * m / pow10(-e)
             return v == 0 ? 0 : v
         }
-        let kLo = expand ? Foundation.floor(lo / size + 1e-9) : Foundation.ceil(lo / size - 1e-9)
-        let kHi = expand ? Foundation.ceil(hi / size - 1e-9) : Foundation.floor(hi / size + 1e-9)
+        let kLo = expand ? floor(lo / size + 1e-9) : ceil(lo / size - 1e-9)
+        let kHi = expand ? ceil(hi / size - 1e-9) : floor(hi / size + 1e-9)
         guard kHi >= kLo, kHi - kLo <= 1000 else { return [] }
         return stride(from: kLo, through: kHi, by: 1).map(tick)
     }
@@ -170,13 +176,13 @@ package enum Ticks {
             lo /= 10.0.squareRoot()
             hi *= 10.0.squareRoot()
         }
-        var e0 = Int(Foundation.floor(Foundation.log10(lo) + 1e-9))
-        var e1 = Int(Foundation.ceil(Foundation.log10(hi) - 1e-9))
+        var e0 = Int(floor(log10(lo) + 1e-9))
+        var e1 = Int(ceil(log10(hi) - 1e-9))
         if e1 <= e0 { e1 = e0 + 1 }
         let decadeStep = max(1, Int((Double(e1 - e0) / Double(max(1, maxMajorCount - 1))).rounded(.up)))
         if decadeStep > 1 {
-            e0 = Int(Foundation.floor(Double(e0) / Double(decadeStep))) * decadeStep
-            e1 = Int(Foundation.ceil(Double(e1) / Double(decadeStep))) * decadeStep
+            e0 = Int(floor(Double(e0) / Double(decadeStep))) * decadeStep
+            e1 = Int(ceil(Double(e1) / Double(decadeStep))) * decadeStep
         }
         if expand {
             lo = pow10(e0)
@@ -229,15 +235,26 @@ package enum Ticks {
     package static func format(_ value: Double, stepExponent: Int, scientific: Bool) -> String {
         if value == 0 || !value.isFinite { return value.isFinite ? "0" : String(value) }
         if !scientific {
-            return trimmed(String(format: "%.\(max(0, -stepExponent))f", value))
+            return trimmed(fixed(value, decimals: max(0, -stepExponent)))
         }
-        var mag = Int(Foundation.floor(Foundation.log10(abs(value)) + 1e-9))
-        var mantissa = trimmed(String(format: "%.\(max(0, mag - stepExponent))f", value / pow10(mag)))
+        var mag = Int(floor(log10(abs(value)) + 1e-9))
+        var mantissa = trimmed(fixed(value / pow10(mag), decimals: max(0, mag - stepExponent)))
         if let m = Double(mantissa), abs(m) >= 10 {
             mag += 1
-            mantissa = trimmed(String(format: "%.\(max(0, mag - stepExponent))f", value / pow10(mag)))
+            mantissa = trimmed(fixed(value / pow10(mag), decimals: max(0, mag - stepExponent)))
         }
         return "\(mantissa)e\(mag)"
+    }
+
+    /// `value` with `decimals` digits after the point, as C's `printf("%.*f")` writes it.
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = Int(withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(decimals)f", $0) })
+        if count >= buffer.count {
+            buffer = [CChar](repeating: 0, count: count + 1)
+            _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(decimals)f", $0) }
+        }
+        return String(decoding: buffer.prefix(max(0, count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Drops trailing zeros after a decimal point, the point itself if bare, and a minus on zero.

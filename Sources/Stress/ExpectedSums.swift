@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
+import Training
+import ZeroMQ
 
 /// The checker: a thread that computes each round's expected gradient aggregate (columns
 /// `0..<P` of the canonical sum of all M leaves) from ``LeafGradients`` alone, one round ahead of
@@ -16,7 +23,7 @@ final class ExpectedSums: @unchecked Sendable {
     }
 
     let gen: LeafGradients
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var slots = [Slot(), Slot()]
     private let buffers: [UnsafeMutablePointer<Float>]
     private var queue: [Int] = []
@@ -33,12 +40,10 @@ final class ExpectedSums: @unchecked Sendable {
             return b
         }
         running = true
-        let thread = Thread { [self] in
+        detachThread { [self] in
             loop()
             done.signal()
         }
-        thread.name = "stress-checker"
-        thread.start()
     }
 
     deinit {

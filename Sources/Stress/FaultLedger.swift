@@ -1,4 +1,16 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ZeroMQ
 
 /// Where workers record the faults they inject: kind and round of each.
 public protocol FaultSink: Sendable {
@@ -9,7 +21,7 @@ public protocol FaultSink: Sendable {
 /// The injected faults of a run, by kind and round; thread-safe.
 public final class FaultLedger: FaultSink, @unchecked Sendable {
     // @unchecked: every access holds `lock`.
-    private let lock = NSLock()
+    private let lock = Lock()
     private var counts: [FaultKind: [Int: Int]] = [:]
 
     /// An empty ledger.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Resident memory of a process from `/proc/PID/status`.
 public struct MemoryUsage: Sendable, Equatable, Codable {

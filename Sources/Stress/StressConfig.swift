@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Why a stress run could not be carried out (as opposed to a run that found a problem, which is
 /// a ``StressReport`` with ``StressReport/passed`` false).

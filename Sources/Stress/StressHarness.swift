@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Histogram
 import Logging
 import RNN
@@ -152,7 +163,7 @@ final class StressRun {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("ztrain-stress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw .io("cannot create \(dir.path): \(error.localizedDescription)")
+            throw .io("cannot create \(dir.path): \(systemMessage(error))")
         }
         tempDir = dir
         let bind = config.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(dir.path)/coordinator.sock"
@@ -304,7 +315,7 @@ final class StressRun {
         }
         for id in liveIDs {
             if let peer = peers[id], t - peer.lastHeard > config.liveness {
-                declareLost(id, because: String(format: "silent for %.2f s", t - peer.lastHeard))
+                declareLost(id, because: cFormat("silent for %.2f s", t - peer.lastHeard))
             }
         }
         send(agg.overdue(now: t, timeout: max(config.retryAfter, 3 * typicalRound), live: liveIDs))

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Training
 
 /// Injected and survived faults of one kind. A fault *survived* when its round still ended with
 /// the exact aggregate.
@@ -121,15 +126,15 @@ public struct StressReport: Sendable, Equatable, Codable {
 
     /// The human-readable summary, one fact per line.
     public var summary: String {
-        func mb(_ b: Int?) -> String { b.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "n/a" }
-        func rate(_ b: Double) -> String { String(format: "%.1f MiB/s", b / 1_048_576) }
+        func mb(_ b: Int?) -> String { b.map { cFormat("%.1f MiB", Double($0) / 1_048_576) } ?? "n/a" }
+        func rate(_ b: Double) -> String { cFormat("%.1f MiB/s", b / 1_048_576) }
         let c = config
         var lines: [String] = []
         lines.append("ztrain stress: \(c.workers) worker \(mode), P = \(c.parameterCount), M = \(c.leafCount) leaves (\(c.leavesPerWorker) per worker), \(c.rounds) rounds, seed \(c.seed), \(endpoint)")
-        lines.append(String(format: "rounds        %d completed (%d exact, %d wrong), %d lost, in %.2f s = %.2f rounds/s",
+        lines.append(cFormat("rounds        %ld completed (%ld exact, %ld wrong), %ld lost, in %.2f s = %.2f rounds/s",
                             rounds, exactRounds, wrongAggregates, lostRounds, seconds, roundsPerSecond))
         let l = latencyMicros
-        lines.append(String(format: "latency (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu  mean %.0f",
+        lines.append(cFormat("latency (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu  mean %.0f",
                             l.p50, l.p90, l.p99, l.max, l.mean))
         lines.append("bytes         sent \(mb(bytesSent)) (\(rate(bytesSentPerSecond))), received \(mb(bytesReceived)) (\(rate(bytesReceivedPerSecond)))")
         var memory = "memory        peak RSS \(mb(peakRSS)); RSS after first quarter \(mb(rssFirstQuarter)), after last quarter \(mb(rssLastQuarter))"
@@ -175,7 +180,7 @@ public struct StressProgress: Sendable {
     /// One line: `round 120/200  41.2 rounds/s  p50 12.3 ms  in 1.2 GB/s …`.
     public var line: String {
         let rps = seconds > 0 ? Double(round) / seconds : 0
-        return String(format: "round %d/%d  %.1f rounds/s  p50 %.1f ms  out %.0f MiB/s  in %.0f MiB/s  faults %d  lost workers %d  wrong %d",
+        return cFormat("round %ld/%ld  %.1f rounds/s  p50 %.1f ms  out %.0f MiB/s  in %.0f MiB/s  faults %ld  lost workers %ld  wrong %ld",
                       round, rounds, rps, Double(p50Micros) / 1000,
                       seconds > 0 ? Double(bytesSent) / seconds / 1_048_576 : 0,
                       seconds > 0 ? Double(bytesReceived) / seconds / 1_048_576 : 0, faults, lostWorkers, wrong)

@@ -1,6 +1,18 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Training
+import ZeroMQ
 
 /// A worker that has ended.
 struct WorkerDeath: Sendable {
@@ -33,7 +45,7 @@ protocol WorkerPool: AnyObject {
 final class ThreadWorkers: WorkerPool {
     private final class Handle: @unchecked Sendable {
         // @unchecked: `exit` is guarded by `lock`.
-        let lock = NSLock()
+        let lock = Lock()
         var exit: WorkerExit?
         var reported = false
         func finish(_ e: WorkerExit) { lock.withLock { exit = e } }
@@ -58,12 +70,10 @@ final class ThreadWorkers: WorkerPool {
         let handle = Handle()
         handles[serial] = handle
         let (config, endpoint, ledger, stop, logger) = (self.config, self.endpoint, self.ledger, self.stop, self.logger)
-        let thread = Thread {
+        detachThread {
             let worker = StressWorker(config: config, serial: serial, sink: ledger, stop: stop, logger: logger)
             handle.finish(worker.run(endpoint: endpoint))
         }
-        thread.name = "stress-worker-\(serial)"
-        thread.start()
     }
 
     func reap() -> [WorkerDeath] {

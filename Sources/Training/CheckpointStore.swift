@@ -1,5 +1,9 @@
 import Checkpoint
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RNN
 
 /// A point a run can continue from, bit for bit.
@@ -53,7 +57,7 @@ public struct CheckpointStore: Sendable {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw .output("cannot create \(directory.path): \(error.localizedDescription)")
+            throw .output("cannot create \(directory.path): \(systemMessage(error))")
         }
         var tensors = [TensorData(name: "parameters", shape: [c.parameters.count], values: c.parameters)]
         if !c.m.isEmpty { tensors.append(TensorData(name: "optimizer.m", shape: [c.m.count], values: c.m)) }
@@ -67,7 +71,7 @@ public struct CheckpointStore: Sendable {
             "metrics": encodeJSON(c.metrics),
             "train_seconds": String(c.trainSeconds),
         ]
-        let name = String(format: "\(Self.prefix)%010d\(Self.suffix)", c.counters.step)
+        let name = Self.prefix + cFormat("%010ld", c.counters.step) + Self.suffix
         do {
             try AtomicFile.write(SafeTensors.encode(tensors: tensors, metadata: meta), to: directory.appendingPathComponent(name).path)
         } catch {

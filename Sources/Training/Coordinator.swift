@@ -1,13 +1,19 @@
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RNN
 import Series
 import Wire
+import class ZeroMQ.Condition
 
 /// A peer as the coordinator's ROUTER knows it: its routing id.
 public struct PeerID: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public var description: String { bytes.map { String(format: "%02x", $0) }.joined() }
+    public var description: String { bytes.map { cFormat("%02x", $0) }.joined() }
 }
 
 /// Options of the coordinator that do not change the result.
@@ -762,7 +768,7 @@ final class EpochEvaluation: @unchecked Sendable {
     // `condition`.
     private let evaluator: Evaluator
     private let parameters: [Float]
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var outcome: (loss: Double, valLoss: Double?)?
     private var started = false
 

@@ -1,5 +1,18 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
 import Logging
+import ZeroMQ
 
 /// Worker processes started on this machine by `ztrain train --workers N`, and their end.
 ///
@@ -10,8 +23,8 @@ public final class LocalWorkers: @unchecked Sendable {
     // @unchecked: `statuses` is guarded by `lock`; the rest is immutable after `start`.
     public let executable: URL
     public let arguments: [[String]]
-    private var processes: [Process] = []
-    private let lock = NSLock()
+    private var processes: [pid_t] = []
+    private let lock = Lock()
     private var statuses: [Int: (status: Int32, normal: Bool)] = [:]
 
     /// - Parameter arguments: one argument list per worker.
@@ -25,32 +38,53 @@ public final class LocalWorkers: @unchecked Sendable {
         if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             return URL(fileURLWithPath: p)
         }
-        return Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return URL(fileURLWithPath: CommandLine.arguments[0])
     }
 
     public func start() throws(TrainingError) {
         for (i, args) in arguments.enumerated() {
-            let p = Process()
-            p.executableURL = executable
-            p.arguments = args
-            p.standardInput = FileHandle.nullDevice
-            p.terminationHandler = { [weak self] proc in
-                guard let self else { return }
-                self.lock.lock()
-                self.statuses[i] = (proc.terminationStatus, proc.terminationReason == .exit)
-                self.lock.unlock()
-            }
+            let pid: pid_t
             do {
-                try p.run()
+                pid = try Self.spawn(executable.path, args)
             } catch {
                 stop(grace: 0)
-                throw .invalidConfig("cannot start worker \(i) (\(executable.path)): \(error.localizedDescription)")
+                throw .invalidConfig("cannot start worker \(i) (\(executable.path)): \(error)")
             }
-            processes.append(p)
+            processes.append(pid)
+            // as Foundation's `Process` did: a thread waits for the child and records how it ended
+            detachThread { [self] in
+                var status: Int32 = 0
+                var r: pid_t
+                repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+                let signal = status & 0x7f
+                lock.withLock { statuses[i] = signal != 0 ? (signal, false) : ((status >> 8) & 0xff, true) }
+            }
         }
     }
 
-    public var pids: [Int32] { processes.map(\.processIdentifier) }
+    /// `posix_spawn` of `path args…` as Foundation's `Process` started the workers: its own process
+    /// group, stdin on /dev/null, stdout and stderr inherited, no other descriptor of this process.
+    private static func spawn(_ path: String, _ args: [String]) throws(SystemError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for fd in open.compactMap({ Int32($0) }) where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw SystemError(code: rc) }
+        return pid
+    }
+
+    public var pids: [Int32] { processes }
 
     /// Workers that have exited so far: index → (status, exited normally rather than by a signal).
     public var exited: [Int: (status: Int32, normal: Bool)] {
@@ -63,24 +97,30 @@ public final class LocalWorkers: @unchecked Sendable {
     public var failures: [String] {
         exited.sorted { $0.key < $1.key }.compactMap { i, s in
             if s.normal && s.status == 0 { return nil }
-            return "worker \(i) (pid \(processes[i].processIdentifier)) \(s.normal ? "exited with status \(s.status)" : "was killed by signal \(s.status)")"
+            return "worker \(i) (pid \(processes[i])) \(s.normal ? "exited with status \(s.status)" : "was killed by signal \(s.status)")"
         }
+    }
+
+    /// Indices of the workers that have not been reaped yet.
+    private var running: [Int] {
+        let done = exited
+        return processes.indices.filter { done[$0] == nil }
     }
 
     /// Waits up to `grace` seconds for the workers to exit on their own, then SIGTERM, then SIGKILL.
     public func stop(grace: Double) {
-        let deadline = Date().addingTimeInterval(grace)
-        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(10_000) }
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let hard = Date().addingTimeInterval(2)
-        while processes.contains(where: \.isRunning) && Date() < hard { usleep(10_000) }
-        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        for p in processes { p.waitUntilExit() }
+        let deadline = ContinuousClock.now + .seconds(max(0, grace))
+        while !running.isEmpty && ContinuousClock.now < deadline { usleep(10_000) }
+        for i in running { kill(processes[i], SIGTERM) }
+        let hard = ContinuousClock.now + .seconds(2)
+        while !running.isEmpty && ContinuousClock.now < hard { usleep(10_000) }
+        for i in running { kill(processes[i], SIGKILL) }
+        while !running.isEmpty { usleep(1_000) }
     }
 
     /// Forwards a signal to every running worker.
     public func signal(_ sig: Int32) {
-        for p in processes where p.isRunning { kill(p.processIdentifier, sig) }
+        for i in running { kill(processes[i], sig) }
     }
 }
 
@@ -92,7 +132,7 @@ public final class SignalTrap: @unchecked Sendable {
 
     public init(_ flag: StopFlag, signals: [Int32] = [SIGINT, SIGTERM], onSignal: @escaping @Sendable (Int32) -> Void = { _ in }) {
         for sig in signals {
-            Foundation.signal(sig, SIG_IGN)
+            _ = signal(sig, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
                 flag.set(signal: sig)

@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 
 /// Shows a run's progress: one live line on a terminal (epoch, loss, samples/s, ETA), plain log lines
@@ -40,7 +51,7 @@ public final class ProgressReporter {
             latestLoss = m.loss
             let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
             let bytes = m.bytesOut.map { out in "  \(formatBytes(Double(out + (m.bytesIn ?? 0)))) moved" } ?? ""
-            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map(formatTiming) ?? "")\(bytes)  \(String(format: "%.2f", m.wallSeconds))s"
+            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map(formatTiming) ?? "")\(bytes)  \(cFormat("%.2f", m.wallSeconds))s"
             if live {
                 let done = totalEpochs.map { Double(m.epoch) / Double($0) }
                 draw(line + (done.map { $0 < 1 ? "  ETA \(eta($0))" : "" } ?? ""))
@@ -52,12 +63,12 @@ public final class ProgressReporter {
 
     /// Ends the live line so that later output starts on a fresh line.
     public func finish() {
-        if live && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        if live && drawn { writeToStandardError("\n") }
         drawn = false
     }
 
     private func draw(_ s: String) {
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(s)".utf8))
+        writeToStandardError("\r\u{1B}[K\(s)")
         drawn = true
     }
 
@@ -71,27 +82,27 @@ public final class ProgressReporter {
     private func eta(_ done: Double?) -> String {
         guard let d = done, d > 0 else { return "?" }
         let elapsed = seconds(since: start)
-        return String(format: "%.1fs", elapsed * (1 - d) / d)
+        return cFormat("%.1fs", elapsed * (1 - d) / d)
     }
 }
 
-func format(_ x: Double) -> String { x.isNaN ? "-" : String(format: "%.4e", x) }
+func format(_ x: Double) -> String { x.isNaN ? "-" : cFormat("%.4e", x) }
 
 func formatRate(_ x: Double) -> String {
-    if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
-    if x >= 1e3 { return String(format: "%.1fk", x / 1e3) }
-    return String(format: "%.0f", x)
+    if x >= 1e6 { return cFormat("%.2fM", x / 1e6) }
+    if x >= 1e3 { return cFormat("%.1fk", x / 1e3) }
+    return cFormat("%.0f", x)
 }
 
 /// Per-step phases in microseconds: compute, wait, reduce, optimizer, broadcast.
 func formatTiming(_ t: StepTiming) -> String {
-    String(format: "  [µs/step compute %.0f wait %.0f reduce %.0f opt %.0f bcast %.0f]",
+    cFormat("  [µs/step compute %.0f wait %.0f reduce %.0f opt %.0f bcast %.0f]",
            t.compute * 1e6, t.wait * 1e6, t.reduce * 1e6, t.optimizer * 1e6, t.broadcast * 1e6)
 }
 
 func formatBytes(_ b: Double) -> String {
-    if b >= 1e9 { return String(format: "%.2f GB", b / 1e9) }
-    if b >= 1e6 { return String(format: "%.1f MB", b / 1e6) }
-    if b >= 1e3 { return String(format: "%.1f kB", b / 1e3) }
-    return String(format: "%.0f B", b)
+    if b >= 1e9 { return cFormat("%.2f GB", b / 1e9) }
+    if b >= 1e6 { return cFormat("%.1f MB", b / 1e6) }
+    if b >= 1e3 { return cFormat("%.1f kB", b / 1e3) }
+    return cFormat("%.0f B", b)
 }

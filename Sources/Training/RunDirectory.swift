@@ -1,5 +1,9 @@
 import Checkpoint
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Plot
 import RNN
 
@@ -73,7 +77,7 @@ public struct RunSummary: Sendable, Codable {
 /// `metrics.jsonl` gets a line as each epoch ends (flushed), so an interrupted run keeps its history.
 public final class RunDirectory {
     public let url: URL
-    private let metricsHandle: FileHandle
+    private let metricsFile: OutputFile
     private var metrics: [EpochMetrics] = []
 
     public var modelURL: URL { url.appendingPathComponent("model.safetensors") }
@@ -86,24 +90,21 @@ public final class RunDirectory {
     public init(path: String, history: [EpochMetrics] = []) throws(TrainingError) {
         url = URL(fileURLWithPath: path, isDirectory: true)
         let fm = FileManager.default
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue {
+        if fm.fileExists(atPath: url.path), !isDirectory(url.path) {
             throw .output("--out \(path) exists and is not a directory")
         }
         do {
             try fm.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
-            throw .output("cannot create --out \(path): \(error.localizedDescription)")
+            throw .output("cannot create --out \(path): \(systemMessage(error))")
         }
         let m = url.appendingPathComponent("metrics.jsonl")
-        guard fm.createFile(atPath: m.path, contents: nil), let h = try? FileHandle(forWritingTo: m) else {
+        guard let file = try? OutputFile(path: m.path) else {
             throw .output("cannot write \(m.path): check permissions of --out \(path)")
         }
-        metricsHandle = h
+        metricsFile = file
         for m in history { try append(m) }
     }
-
-    deinit { try? metricsHandle.close() }
 
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
@@ -117,11 +118,11 @@ public final class RunDirectory {
     public func append(_ m: EpochMetrics) throws(TrainingError) {
         metrics.append(m)
         do {
-            var line = try Self.encoder().encode(m)
+            var line = Array(try Self.encoder().encode(m))
             line.append(0x0A)
-            try metricsHandle.write(contentsOf: line)
+            try metricsFile.write(line)
         } catch {
-            throw .output("cannot append to \(metricsURL.path): \(error.localizedDescription)")
+            throw .output("cannot append to \(metricsURL.path): \(systemMessage(error))")
         }
     }
 

@@ -1,5 +1,9 @@
 import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RNN
 
 /// The canonical reduction tree of a step (see `CanonicalTree`), summed *as the nodes arrive*.

@@ -1,4 +1,9 @@
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One span of a step on the coordinator's clock, for `--timeline`.
 public struct TimelineSpan: Sendable, Equatable {
@@ -34,7 +39,7 @@ public final class TimelineWriter: @unchecked Sendable {
     // calls `add`/`close`; the file is touched only on `queue` (serial).
     public let path: String
     public let maxEvents: Int
-    private let handle: FileHandle
+    private let file: OutputFile
     private let queue = DispatchQueue(label: "ztrain.timeline")
     private var batch: [TimelineSpan] = []
     private var named = Set<UInt32>()
@@ -47,11 +52,11 @@ public final class TimelineWriter: @unchecked Sendable {
     public init(path: String, maxEvents: Int = 2_000_000) throws(TrainingError) {
         self.path = path
         self.maxEvents = maxEvents
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-              let h = FileHandle(forWritingAtPath: path) else {
+        do {
+            file = try OutputFile(path: path)
+        } catch {
             throw .invalidConfig("cannot create the timeline file \(path); check that its folder exists and is writable")
         }
-        handle = h
         batch.reserveCapacity(Self.batchSize)
         var head = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
         head += Self.metadata(pid: 1, name: "coordinator")
@@ -69,7 +74,8 @@ public final class TimelineWriter: @unchecked Sendable {
         if batch.count >= Self.batchSize { hand() }
     }
 
-    /// Writes what is left, ends the JSON and closes the file (waits for the background writes).
+    /// Writes what is left and ends the JSON (waits for the background writes); the file is closed
+    /// with the writer.
     /// Idempotent.
     public func close() {
         guard !closed else { return }
@@ -82,7 +88,6 @@ public final class TimelineWriter: @unchecked Sendable {
         tail += "\n]}\n"
         write(tail)
         queue.sync {}
-        try? handle.close()
     }
 
     /// Gives the batch to the background queue, with the metadata of processes seen first.
@@ -104,13 +109,13 @@ public final class TimelineWriter: @unchecked Sendable {
             for s in spans {
                 text += ",\n{\"name\":\"\(s.name)\",\"cat\":\"step\",\"ph\":\"X\",\"ts\":\(Self.micros(s.start)),\"dur\":\(Self.micros(max(0, s.duration))),\"pid\":\(Int(s.process) + 1),\"tid\":1,\"args\":{\"step\":\(s.step)}}"
             }
-            try? handle.write(contentsOf: Data(text.utf8))
+            try? file.write(Array(text.utf8))
         }
     }
 
     private func write(_ text: String) {
-        let data = Data(text.utf8)
-        queue.async { [handle] in try? handle.write(contentsOf: data) }
+        let bytes = Array(text.utf8)
+        queue.async { [file] in try? file.write(bytes) }
     }
 
     private static func metadata(pid: Int, name: String) -> String {

@@ -1,4 +1,16 @@
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import RNN
 import Wire
@@ -7,7 +19,7 @@ import ZeroMQ
 /// A stop request that a signal handler (or any thread) can raise and a loop can poll.
 public final class StopFlag: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
-    private let lock = NSLock()
+    private let lock = Lock()
     private var raised = false
     private var signalNumber: Int32 = 0
 
@@ -421,7 +433,7 @@ public final class WorkerClient {
                 lostSince = nil
                 backoff = 0.5
                 if now - lastHeard > core.liveness {
-                    logger.warning("the coordinator at \(endpoint) has been silent for \(String(format: "%.1f", core.liveness)) s; saying HELLO again")
+                    logger.warning("the coordinator at \(endpoint) has been silent for \(cFormat("%.1f", core.liveness)) s; saying HELLO again")
                     lostSince = now
                     _ = core.rejoin()
                     lastCompute = .infinity
@@ -609,7 +621,7 @@ func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> 
 /// One computation's replies and duration, handed from the compute queue to the poll thread.
 final class Mailbox: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
-    private let lock = NSLock()
+    private let lock = Lock()
     private var replies: ([Envelope], Double)?
 
     func put(_ r: [Envelope], took: Double) {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The JSON bodies are written by hand, so that the output is canonical (fixed key order, no
 /// whitespace, no escaped slashes) and writing cannot fail, and read with `JSONDecoder`, which
@@ -132,7 +136,7 @@ enum JSON {
             var text = context.debugDescription
             if context.codingPath.isEmpty == false { text = "\(path(context)): " + text }
             if let underlying = context.underlyingError {
-                text += " (\(underlying.localizedDescription))"
+                text += " (\(underlying))"
             }
             return "not valid JSON or a bad value: " + text
         @unknown default:

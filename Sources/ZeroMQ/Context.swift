@@ -1,5 +1,9 @@
 import CZeroMQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A libzmq context (`zmq_ctx_new`): the container for sockets and I/O threads.
 ///
@@ -19,7 +23,7 @@ import Foundation
 public final class Context: @unchecked Sendable {
     // Thread safety: `state` and `handle`'s validity are guarded by `lock`;
     // libzmq's context functions themselves are thread-safe.
-    private let lock = NSLock()
+    private let lock = Lock()
     private let handle: UnsafeMutableRawPointer
     private var state: State = .active
 

@@ -1,5 +1,9 @@
 import CZeroMQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// CURVE (CurveZMQ) key handling.
 ///

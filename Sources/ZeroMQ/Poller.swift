@@ -1,5 +1,9 @@
 import CZeroMQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Readiness conditions for ``Poller`` and ``Socket/poll(_:timeout:)``.
 public struct PollEvents: OptionSet, Sendable, Hashable {

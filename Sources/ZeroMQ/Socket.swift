@@ -1,5 +1,9 @@
 import CZeroMQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The libzmq socket types.
 public enum SocketType: Int32, Sendable, CaseIterable, CustomStringConvertible {

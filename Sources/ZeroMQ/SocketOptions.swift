@@ -1,5 +1,9 @@
 import CZeroMQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 // Typed socket options. Setters are `set…(_:)` methods and getters are throwing
 // properties (Swift properties cannot have throwing setters). Most options must be

@@ -1,6 +1,17 @@
 import ArgumentParser
 import Bench
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Training
 
@@ -53,8 +64,7 @@ struct BenchCommand: ParsableCommand {
         for (flag, path) in [("--json", json), ("--markdown", markdown)] {
             guard let path else { continue }
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            guard isDirectory(dir) else {
                 throw ValidationError("\(flag) \(path): the folder \(dir) does not exist")
             }
         }
@@ -78,14 +88,14 @@ struct BenchCommand: ParsableCommand {
         let runner = BenchRunner(
             executable: LocalWorkers.currentExecutable, quick: quick, only: selection, pytorch: pytorch, stop: stop,
             logger: logger,
-            progress: { line in if !quiet { FileHandle.standardError.write(Data("bench: \(line)\n".utf8)) } })
+            progress: { line in if !quiet { writeToStandardError("bench: \(line)\n") } })
         let report: BenchReport
         do throws(BenchError) {
             report = try runner.run(command: command, version: ZTrain.configuration.version)
         } catch {
             _ = trap
             if case .interrupted(let sig) = error {
-                FileHandle.standardError.write(Data("bench: interrupted by signal \(sig); every process it started has ended\n".utf8))
+                writeToStandardError("bench: interrupted by signal \(sig); every process it started has ended\n")
                 throw ExitCode(128 + (sig == 0 ? SIGINT : sig))
             }
             throw fail("\(error)")
@@ -116,7 +126,7 @@ struct BenchCommand: ParsableCommand {
 
     private func write(_ data: Data, to path: String) throws(BenchError) {
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw .io("cannot write \(path): \(error.localizedDescription)")
+            throw .io("cannot write \(path): \(systemMessage(error))")
         }
     }
 }

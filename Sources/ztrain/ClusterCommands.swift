@@ -1,5 +1,16 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import RNN
 import Training
@@ -311,9 +322,9 @@ func runCoordinator(
     var tempDir: URL? = nil
     var endpoint = bind ?? "tcp://127.0.0.1:5555"
     if spawnWorkers > 0 && bind == nil {
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ztrain-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw fail("cannot create \(dir.path): \(error.localizedDescription)")
+            throw fail("cannot create \(dir.path): \(systemMessage(error))")
         }
         tempDir = dir
         endpoint = "ipc://\(dir.path)/coordinator.sock"
@@ -375,17 +386,17 @@ func runCoordinator(
         return 128 + stop.signal
     }
     if let f = core.failure {
-        FileHandle.standardError.write(Data("error: \(f) (last good weights saved to \(p.dir.modelURL.path))\n".utf8))
+        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.modelURL.path))\n")
         return 1
     }
     if let e = writeError {
-        FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        writeToStandardError("error: \(e)\n")
         return 1
     }
     p.logDone(result, summary: summary, windows: core.state.split.all.count, logger: logger)
     let failures = local?.failures ?? []
     if !failures.isEmpty {
-        FileHandle.standardError.write(Data("error: training finished, but \(failures.joined(separator: "; "))\n".utf8))
+        writeToStandardError("error: training finished, but \(failures.joined(separator: "; "))\n")
         return 1
     }
     print(p.dir.url.path)

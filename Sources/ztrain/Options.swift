@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RNN
 import Training
 
@@ -24,13 +28,13 @@ struct DataOptions: ParsableArguments {
         let data = self.data ?? "sincos"
         if data == "sincos" {
             guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
-            let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { trimmingWhitespace($0) }
             guard parts.count == 2, let a = Double(parts[0]), let b = Double(parts[1]), a.isFinite, b.isFinite, a < b else {
                 throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 (got '\(range)')")
             }
             return .sincos(points: points, from: a, to: b)
         }
-        let cols = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
         return .csv(path: data, columns: cols)
     }
 }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Checkpoint
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Plot
 import RNN
 import Series
@@ -76,7 +80,7 @@ struct Predict: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        logger.info("one-step MSE \(String(format: "%.4e", forecast.oneStepMSE)), rollout MSE \(String(format: "%.4e", forecast.rolloutMSE)) over \(steps) points from \(from + T)")
+        logger.info("one-step MSE \(cFormat("%.4e", forecast.oneStepMSE)), rollout MSE \(cFormat("%.4e", forecast.rolloutMSE)) over \(steps) points from \(from + T)")
         print(out)
     }
 }

@@ -1,5 +1,16 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import Stress
 import Training
@@ -124,18 +135,18 @@ struct Stress: ParsableCommand {
         let live = !global.quiet && isatty(STDERR_FILENO) == 1
         if live {
             harness.onProgress = { progress in
-                FileHandle.standardError.write(Data("\r\u{1B}[2K\(progress.line)".utf8))
+                writeToStandardError("\r\u{1B}[2K\(progress.line)")
             }
         }
         let stop = StopFlag()
         let trap = SignalTrap(stop)
         let report: StressReport
         do { report = try harness.run(stop: stop) } catch {
-            if live { FileHandle.standardError.write(Data("\n".utf8)) }
+            if live { writeToStandardError("\n") }
             throw fail("\(error)")
         }
         _ = trap
-        if live { FileHandle.standardError.write(Data("\n".utf8)) }
+        if live { writeToStandardError("\n") }
         print(report.summary)
         if let path = json {
             do {

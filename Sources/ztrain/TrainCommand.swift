@@ -1,6 +1,10 @@
 import ArgumentParser
 import Checkpoint
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import RNN
 import Series
@@ -93,7 +97,7 @@ struct PreparedCLIRun {
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
         let reached = r.targetReached.map { $0 ? "  target reached" : "  target NOT reached" } ?? ""
-        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over all \(windows) windows \(String(format: "%.4e", r.finalLoss)), \(String(format: "%.3f", r.wallSeconds)) s wall, \(String(format: "%.0f", summary.samplesPerSecond)) samples/s\(reached)")
+        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over all \(windows) windows \(cFormat("%.4e", r.finalLoss)), \(cFormat("%.3f", r.wallSeconds)) s wall, \(cFormat("%.0f", summary.samplesPerSecond)) samples/s\(reached)")
         if r.targetReached == false, let t = config.targetLoss {
             logger.warning("the MSE did not reach --target-loss \(t) within the epoch/step limit")
         }
@@ -196,11 +200,7 @@ struct Train: ParsableCommand {
 }
 
 func defaultRunDirectory() -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "yyyyMMdd-HHmmss"
-    return "runs/\(f.string(from: Date()))"
+    "runs/\(utcTimestamp("%Y%m%d-%H%M%S"))"
 }
 
 func configJSON(_ c: TrainingConfig) -> String {

@@ -1,6 +1,11 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
+import Training
 
 /// `ztrain`: train a recurrent network data-parallel over ZeroMQ.
 @main
@@ -42,6 +47,6 @@ struct GlobalOptions: ParsableArguments {
 /// Prints `error: …` to stderr and exits with status 1: the way every command reports a failure that
 /// is not a usage error.
 func fail(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    writeToStandardError("error: \(message)\n")
     return ExitCode.failure
 }

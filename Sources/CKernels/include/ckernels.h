@@ -42,8 +42,13 @@ int ck_isa_supported(int isa);
 /// The kernel for a leaf of `batch` windows: a pure function of the shape (see the table in kernels.c).
 int ck_path_for(const ck_model *m, ptrdiff_t batch);
 
-// Is OpenBLAS loadable (libopenblas.so.0, dlopen'ed on the first call)? The BLAS path needs it.
+// Is OpenBLAS loadable (libopenblas.so.0, dlopen'ed on the first call, set to one thread)? The BLAS
+// path needs it.
 int ck_blas_available(void);
+
+// openblas_get_config() and openblas_get_corename() of the loaded library ("" when unknown).
+const char *ck_blas_config(void);
+const char *ck_blas_corename(void);
 
 // C = alpha op(A) op(B) + beta C, row-major, through OpenBLAS's cblas_sgemm (one thread). Only after
 // ck_blas_available() returned 1. For measuring the GEMM rate next to the kernels.
