@@ -1,5 +1,12 @@
 import CZeroMQ
-import Foundation
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What the ``Authenticator`` saw.
 public enum AuthEvent: Sendable, Equatable {
@@ -31,7 +38,7 @@ public enum AuthEvent: Sendable, Equatable {
 public final class Authenticator: @unchecked Sendable {
     // @unchecked: after `init`, the two sockets are used only by the handler thread; the counters and the
     // stop flag are guarded by `lock`.
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stopping = false
     private var counts = (accepted: 0, refused: 0, failedHandshakes: 0)
     private let done = DispatchSemaphore(value: 0)
@@ -66,9 +73,8 @@ public final class Authenticator: @unchecked Sendable {
             watched = socket
         }
         let job = Job(zap: zap, monitor: monitor, allowed: allowed, onEvent: onEvent, owner: self)
-        let thread = Thread { job.run() }
-        thread.name = "ztrain.zap"
-        thread.start()
+        // a thread of its own for the life of the handler (it polls; it never returns to a pool)
+        DispatchQueue(label: "ztrain.zap").async { job.run() }
         started = true
     }
 

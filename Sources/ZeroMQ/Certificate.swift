@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A CURVE certificate on disk, in the ZPL text format of CZMQ's `zcert` and pyzmq's
 /// `zmq.auth.create_certificates`: `NAME.key` holds the public key (shareable), `NAME.key_secret` the
@@ -69,7 +80,7 @@ public struct CurveCertificate: Sendable, Equatable {
     public static func loadDirectory(_ directory: String) throws(CertificateError) -> [String: String] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw .unreadable(directory, "cannot list the folder: \(error.localizedDescription)")
+            throw .unreadable(directory, "cannot list the folder: \(error)")
         }
         var keys: [String: String] = [:]
         for name in names.sorted() where name.hasSuffix(".key") {
@@ -97,7 +108,7 @@ public struct CurveCertificate: Sendable, Equatable {
     static func parse(path: String) throws(CertificateError) -> [String: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path, error.localizedDescription)
+            throw .unreadable(path, "\(error)")
         }
         guard data.count <= 64 * 1024 else { throw .invalid(path, "\(data.count) bytes is too large for a certificate") }
         guard let text = String(data: data, encoding: .utf8) else { throw .invalid(path, "not UTF-8 text") }
@@ -105,8 +116,8 @@ public struct CurveCertificate: Sendable, Equatable {
         for raw in text.split(whereSeparator: \.isNewline) {
             let line = raw.drop(while: { $0 == " " || $0 == "\t" })
             guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { continue }
-            let name = line[..<eq].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            let name = trimmed(line[..<eq])
+            var value = trimmed(line[line.index(after: eq)...])
             if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
             fields[name] = value
         }
@@ -140,9 +151,14 @@ public struct CurveCertificate: Sendable, Equatable {
         defer { close(fd) }
         _ = fchmod(fd, mode)  // whatever the umask
         let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard written == bytes.count else { throw .unwritable(path, String(cString: strerror(errno))) }
     }
+}
+
+/// `s` without leading and trailing spaces and tabs.
+private func trimmed(_ s: Substring) -> String {
+    String(s.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
 }
 
 /// Why a certificate could not be read or written.

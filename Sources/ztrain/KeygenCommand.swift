@@ -1,5 +1,10 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Training
 import ZeroMQ
 
 struct Keygen: ParsableCommand {
@@ -34,7 +39,7 @@ struct Keygen: ParsableCommand {
         do {
             try fm.createDirectory(atPath: out + "/allowed", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw fail("cannot create \(out)/allowed: \(error.localizedDescription)")
+            throw fail("cannot create \(out)/allowed: \(systemMessage(error))")
         }
         for name in names {
             let cert: CurveCertificate
@@ -43,7 +48,7 @@ struct Keygen: ParsableCommand {
             if name != "coordinator" {
                 let text = CurveCertificate.text(public: cert.publicKey, secret: nil)
                 do { try text.write(toFile: "\(out)/allowed/\(name).key", atomically: true, encoding: .utf8) } catch {
-                    throw fail("cannot write \(out)/allowed/\(name).key: \(error.localizedDescription)")
+                    throw fail("cannot write \(out)/allowed/\(name).key: \(systemMessage(error))")
                 }
             }
             print("\(out)/\(name).key_secret  public key \(cert.publicKey)")
