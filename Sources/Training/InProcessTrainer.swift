@@ -63,7 +63,7 @@ public struct TrainingResult: Sendable {
     /// Seconds spent computing steps (evaluation excluded).
     public var trainSeconds: Double
     public var samples: Int
-    /// MSE over all windows with the final weights.
+    /// MSE over all windows with the final weights (the last epoch's ``EpochMetrics/loss``).
     public var finalLoss: Double
     public var finalValLoss: Double?
     /// nil when no target was set.
@@ -158,6 +158,13 @@ public final class InProcessTrainer {
                 }
                 epochTrain = 0
             }
+        }
+        if var m = pending?.metrics {
+            // not reached (the rule leaves a next step); evaluated here rather than lost
+            m.loss = evaluator.meanLoss(pending?.saved.parameters ?? state.parameters, windows: split.all)
+            state.closeEpoch(loss: m.loss)
+            metrics.append(m)
+            onEvent(.epoch(m))
         }
         return evaluator.result(state: state, metrics: metrics, wallSeconds: seconds(since: start), trainSeconds: trainSeconds)
     }
