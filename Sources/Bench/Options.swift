@@ -108,7 +108,7 @@ public struct BenchSizes: Sendable, Equatable {
         repetitions: 5, secondsPerRepetition: 0.4, bigHidden: 256, bigBatch: 996, bigMicroBatch: 498,
         clusterRuns: 3, clusterSeconds: 1.2, smallRounds: 3000, smallFloorRounds: 3000,
         bigParameters: 10_000_000, bigRounds: 12,
-        scalingHidden: 256, scalingBatch: 996, scalingMicroBatch: 498, scalingRuns: 3, scalingSeconds: 1.2,
+        scalingHidden: 256, scalingBatch: 996, scalingMicroBatch: 249, scalingRuns: 3, scalingSeconds: 1.2,
         timeRuns: 5, memcpyBytes: 40_000_000, gemmSquare: 1024, gemmSeconds: 0.2)
 
     /// Tiny sizes and few repetitions: the same table in seconds, for tests. The figures mean nothing.

@@ -542,15 +542,16 @@ public final class CoordinatorCore {
     }
 
     private func finishStep(now: Double) -> [Outgoing] {
-        // the previous epoch's evaluation decides whether this step counts
-        if let done = settlePendingEpoch() { return done }
+        // the previous epoch's evaluation (or, at full batch, this step's loss) decides whether this step counts
+        let n = stepWindows
+        let measured = aggregator.withRoot { RunState.epochLoss(root: $0, windows: n) }
+        if let done = settlePendingEpoch(measured: measured) { return done }
         stepTiming.wait = max(0, now - lastAssignSentAt)
         let t0 = ContinuousClock.now
         let t1 = t0
         let loss: Double
         do {
             // the tree was summed while the answers came in: the root is read in place
-            let n = stepWindows
             guard let l = try aggregator.finish({ (r) throws(TrainingError) -> Double in try state.apply(root: r, windows: n) }) else { return [] }
             loss = l
         } catch {
@@ -587,8 +588,19 @@ public final class CoordinatorCore {
             epochTiming = StepTiming()
             epochSteps = 0
             epochTrain = 0
-            let evaluation = EpochEvaluation(evaluator: evaluator, parameters: state.parameters)
             let checkpointDue = checkpointEvery > 0 && state.step % checkpointEvery == 0
+            if state.nextStepMeasuresEpochLoss {
+                // Full batch: the next step's forward pass runs on these weights over every window,
+                // so its loss sum is this epoch's loss (as in-process: same rule, same bits). The
+                // next step goes out at once; its end settles this epoch before applying it, or
+                // drops it unapplied when the target turns out reached. A checkpoint due now is
+                // written then, of the run as it is here.
+                let saved = state
+                state.closeEpoch(loss: .infinity)
+                pendingEpoch = PendingEpoch(metrics: m, evaluation: nil, saved: saved, checkpoint: checkpointDue)
+                return startStep(now: now + seconds(since: t0))
+            }
+            let evaluation = EpochEvaluation(evaluator: evaluator, parameters: state.parameters)
             if checkpointDue || !overlapEvaluation {
                 if let done = close(epoch: m, evaluation.result(), saved: nil) { return done }
             } else {
@@ -599,7 +611,7 @@ public final class CoordinatorCore {
                 // unapplied, so the result is the in-process run's.
                 let saved = state
                 state.closeEpoch(loss: .infinity)
-                pendingEpoch = (m, evaluation, saved)
+                pendingEpoch = PendingEpoch(metrics: m, evaluation: evaluation, saved: saved, checkpoint: false)
                 evaluation.start()
             }
         }
@@ -618,16 +630,41 @@ public final class CoordinatorCore {
     /// Evaluate an epoch's weights on another thread while the next step computes (the default).
     public var overlapEvaluation = true
 
-    /// An epoch whose evaluation runs while the next step computes: its metrics without the
-    /// losses, the evaluation, and the run as it was at the epoch's end.
-    private var pendingEpoch: (metrics: EpochMetrics, evaluation: EpochEvaluation, saved: RunState)?
+    /// An epoch settled while the next step computes: its metrics without the losses, the run as it
+    /// was at the epoch's end, and either its evaluation (running on another thread) or, when nil,
+    /// the next step measures its loss (``RunState/nextStepMeasuresEpochLoss``).
+    private struct PendingEpoch {
+        var metrics: EpochMetrics
+        var evaluation: EpochEvaluation?
+        var saved: RunState
+        /// A checkpoint was due at the epoch's end: it is written once the epoch is settled.
+        var checkpoint: Bool
+    }
+    private var pendingEpoch: PendingEpoch?
 
-    /// Waits for a pending epoch evaluation and settles it. Returns the messages that end the run
-    /// when the target turned out reached (the step sent meanwhile is dropped), else nil.
-    private func settlePendingEpoch() -> [Outgoing]? {
+    /// Settles a pending epoch: with the loss the next step measured (`measured`, the complete
+    /// step's loss sum over its windows) when the next step measures it, else by waiting for its
+    /// evaluation. (A run stopped before that step completes evaluates the epoch here instead.)
+    /// Returns the messages that end the run when the target turned out reached (the step sent
+    /// meanwhile is dropped), else nil.
+    private func settlePendingEpoch(measured: Double? = nil) -> [Outgoing]? {
         guard let p = pendingEpoch else { return nil }
         pendingEpoch = nil
-        return close(epoch: p.metrics, p.evaluation.result(), saved: p.saved)
+        let losses: (loss: Double, valLoss: Double?)
+        if let e = p.evaluation {
+            losses = e.result()
+        } else if let measured {
+            losses = (measured, nil)
+        } else {
+            losses = EpochEvaluation(evaluator: evaluator, parameters: p.saved.parameters).result()
+        }
+        if let done = close(epoch: p.metrics, losses, saved: p.saved) { return done }
+        if p.checkpoint, let onCheckpoint {
+            var closed = p.saved
+            closed.closeEpoch(loss: losses.loss)
+            onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+        }
+        return nil
     }
 
     /// Records an evaluated epoch. With `saved` (the run at the epoch's end, before the next step

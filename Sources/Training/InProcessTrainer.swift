@@ -16,6 +16,12 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     /// Mean of the step losses of this epoch, weighted by windows.
     public var trainLoss: Double
     /// MSE over all windows of the series with the weights at the end of the epoch.
+    ///
+    /// When one step covers every window (full batch, no validation split) and a next step
+    /// follows, this is that step's loss sum over the window count: the training forward pass at
+    /// the epoch's weights, summed in Float in the canonical tree order, so its last digits can
+    /// differ from a separate evaluation's (``RunState/nextStepMeasuresEpochLoss``). The last
+    /// epoch of a run, and every epoch of a mini-batch run, is evaluated separately.
     public var loss: Double
     /// MSE over the validation windows, if there are any.
     public var valLoss: Double?
@@ -61,7 +67,7 @@ public struct TrainingResult: Sendable {
     /// Seconds spent computing steps (evaluation excluded).
     public var trainSeconds: Double
     public var samples: Int
-    /// MSE over all windows with the final weights.
+    /// MSE over all windows with the final weights (the last epoch's ``EpochMetrics/loss``).
     public var finalLoss: Double
     public var finalValLoss: Double?
     /// nil when no target was set.
@@ -108,6 +114,9 @@ public final class InProcessTrainer {
         var metrics: [EpochMetrics] = []
         var trainSeconds = 0.0, epochTrain = 0.0
         let values = series.values
+        // A full-batch epoch whose loss the next step measures (``RunState/nextStepMeasuresEpochLoss``):
+        // its metrics without the loss, and the run as it was at the epoch's end.
+        var pending: (metrics: EpochMetrics, saved: RunState)?
         while let n = state.nextBatch(into: &windows) {
             let t0 = ContinuousClock.now
             // the root lives in the engine's rows (valid until its next call): no copy
@@ -118,6 +127,20 @@ public final class InProcessTrainer {
                     }
                 }
             }
+            if let p = pending {
+                // settled before the update (and `saved` released, so the update copies no array)
+                pending = nil
+                var m = p.metrics
+                m.loss = RunState.epochLoss(root: root, windows: n)
+                metrics.append(m)
+                onEvent(.epoch(m))
+                if let t = config.targetLoss, m.loss < t {
+                    // the target was reached at the epoch's end: this step is dropped unapplied
+                    state = p.saved
+                    state.closeEpoch(loss: m.loss)
+                    break
+                }
+            }
             let loss = try state.apply(root: root, windows: n)
             let dt = seconds(since: t0)
             trainSeconds += dt
@@ -125,12 +148,27 @@ public final class InProcessTrainer {
             onEvent(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
                           loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0))
             if state.epochEnded {
-                let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
-                state.closeEpoch(loss: m.loss)
-                metrics.append(m)
-                onEvent(.epoch(m))
+                if state.nextStepMeasuresEpochLoss {
+                    // the next step's forward pass gives the loss: closed provisionally, settled there
+                    let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start),
+                                                   evaluate: false)
+                    pending = (m, state)
+                    state.closeEpoch(loss: .infinity)
+                } else {
+                    let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
+                    state.closeEpoch(loss: m.loss)
+                    metrics.append(m)
+                    onEvent(.epoch(m))
+                }
                 epochTrain = 0
             }
+        }
+        if var m = pending?.metrics {
+            // not reached (the rule leaves a next step); evaluated here rather than lost
+            m.loss = evaluator.meanLoss(pending?.saved.parameters ?? state.parameters, windows: split.all)
+            state.closeEpoch(loss: m.loss)
+            metrics.append(m)
+            onEvent(.epoch(m))
         }
         return evaluator.result(state: state, metrics: metrics, wallSeconds: seconds(since: start), trainSeconds: trainSeconds)
     }
@@ -183,11 +221,13 @@ final class Evaluator {
         return workspace.lossSum(params: parameters, series: series.values, windows: windows) / Double(windows.count)
     }
 
-    func epochMetrics(state: RunState, epochSeconds: Double, wallSeconds: Double) -> EpochMetrics {
+    /// The record of an ended epoch; with `evaluate: false` its losses are left NaN/nil (the next
+    /// step measures them: ``RunState/nextStepMeasuresEpochLoss``).
+    func epochMetrics(state: RunState, epochSeconds: Double, wallSeconds: Double, evaluate: Bool = true) -> EpochMetrics {
         EpochMetrics(
             epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
-            loss: meanLoss(state.parameters, windows: split.all),
-            valLoss: split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
+            loss: evaluate ? meanLoss(state.parameters, windows: split.all) : .nan,
+            valLoss: !evaluate || split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
             samplesPerSecond: Double(state.epochSamples) / max(epochSeconds, 1e-9),
             epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm)
     }

@@ -109,6 +109,37 @@ public struct RunState: Sendable {
         return loss / Double(count)
     }
 
+    /// At an ended epoch: does the next step's forward pass measure this epoch's loss?
+    ///
+    /// True when one step covers every window the epoch-end loss is about (the global batch is the
+    /// whole training split and there is no validation split, so the step's windows are
+    /// `split.all`) and the limits leave a next step. That step runs on the epoch's weights, so its
+    /// loss sum (the last value of the reduced root) over the window count *is* the MSE over all
+    /// windows: no separate evaluation is needed. Every trainer follows this rule, so in-process
+    /// and data-parallel runs report the same losses and stop at the same epoch:
+    ///
+    ///     if state.nextStepMeasuresEpochLoss {
+    ///         let saved = state; state.closeEpoch(loss: .infinity)   // provisionally
+    ///         … next step: root = canonical sum; loss = Double(root[P]) / Double(n)
+    ///         if loss < target { state = saved; state.closeEpoch(loss: loss) }  // step dropped unapplied
+    ///         else { try state.apply(root: root, windows: n) }
+    ///     }
+    ///
+    /// The last epoch of a run (no next step) is evaluated separately, as are mini-batch epochs.
+    public var nextStepMeasuresEpochLoss: Bool {
+        guard epochEnded, stepsPerEpoch == 1, split.validation.isEmpty, split.train == split.all else { return false }
+        if let s = config.steps, step >= s { return false }
+        if let e = config.epochs, epoch >= e { return false }
+        return true
+    }
+
+    /// The epoch-end loss that a step's reduced root measures when ``nextStepMeasuresEpochLoss`` was
+    /// true at the epoch's end: the step's loss sum `root[P]` (Float, summed in the canonical tree
+    /// order) over its `count` windows.
+    public static func epochLoss(root: UnsafeBufferPointer<Float>, windows count: Int) -> Double {
+        Double(root[root.count - 1]) / Double(count)
+    }
+
     /// Records the evaluation at the end of an epoch and checks the target.
     public mutating func closeEpoch(loss: Double) {
         epochEnded = false

@@ -222,6 +222,13 @@ public struct StepAggregator: Sendable {
         return root
     }
 
+    /// Calls `body` with a complete step's canonical sum (in place) without ending the step; nil
+    /// before every leaf is in.
+    public func withRoot<R>(_ body: (UnsafeBufferPointer<Float>) -> R) -> R? {
+        guard isComplete else { return nil }
+        return tree.withRoot(body)
+    }
+
     /// Ends a complete step: calls `body` with its canonical sum (gradient sum then loss sum, in
     /// place: the tree was summed while the answers arrived). Nil (and nothing ends) before every
     /// leaf is in.

@@ -38,6 +38,37 @@ struct DataParallelCLITests {
         for w in workers { if let pid = w["pid"] as? Int { #expect(!pidAlive(Int32(pid)), "worker \(pid) still running") } }
     }
 
+    /// Full batch with a target: the next step measures each epoch's loss, in-process and with
+    /// two workers alike, so both stop at the same epoch with the same bytes and the same losses.
+    @Test func fullBatchRunsStopAtTheSameEpochWithTheSameBytes() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--hidden", "16", "--batch", "996", "--micro-batch", "250", "--epochs", "60",
+                      "--target-loss", "0.03", "--quiet"]
+        let a = try runZtrain(["train", "--in-process", "--out", tmp.path("a")] + common)
+        let b = try runZtrain(["train", "--workers", "2", "--out", tmp.path("b")] + common)
+        for r in [a, b] { #expect(r.status == 0, "\(r.stderr)") }
+        let bytesA = try Data(contentsOf: URL(fileURLWithPath: tmp.path("a/model.safetensors")))
+        let bytesB = try Data(contentsOf: URL(fileURLWithPath: tmp.path("b/model.safetensors")))
+        #expect(bytesA == bytesB)
+        func lines(_ run: String) throws -> [[String: Any]] {
+            try String(contentsOfFile: tmp.path("\(run)/metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+                try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            }
+        }
+        let la = try lines("a"), lb = try lines("b")
+        let lossA = la.compactMap { $0["loss"] as? Double }, lossB = lb.compactMap { $0["loss"] as? Double }
+        #expect(lossA.count == la.count && lossA == lossB)
+        #expect(lossA.count > 1 && lossA.count < 60 && (lossA.last ?? 1) < 0.03)
+        // every epoch but the last has the next step's loss: the next epoch's train loss
+        let trainA = la.compactMap { $0["train_loss"] as? Double }
+        #expect(Array(lossA.dropLast()) == Array(trainA.dropFirst()))
+        for run in ["a", "b"] {
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("\(run)/summary.json")))) as? [String: Any])
+            #expect(summary["target_reached"] as? Bool == true && summary["epochs"] as? Int == lossA.count, "\(run)")
+        }
+    }
+
     /// `--timeline` writes a Chrome trace: valid JSON, one named track per process, and the
     /// compute, send, wait, reduce and optimizer spans.
     @Test func timelineIsAChromeTraceWithEveryProcessAndSpanKind() throws {
