@@ -65,11 +65,16 @@ chown munge:munge "$dir/munge"
 chmod 711 "$dir/munge"  # munged insists that clients can reach its socket
 [[ -f /etc/munge/munge.key ]] || { echo "no /etc/munge/munge.key (reinstall munge)" >&2; exit 1; }
 cpus="$(nproc)"
+# ports of their own, so that two clusters (tests running in parallel) do not meet
+ctld_port=$((20000 + RANDOM % 20000))
+slurmd_port=$((ctld_port + 1))
 mem="$(awk '/MemTotal/{print int($2/1024/2)}' /proc/meminfo)"
 
 cat >"$dir/slurm.conf" <<EOF
 ClusterName=zt
 SlurmctldHost=localhost
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket=$dir/munge/munge.socket
