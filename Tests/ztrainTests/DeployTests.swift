@@ -28,7 +28,8 @@ func runCommand(_ executable: String, _ args: [String], environment: [String: St
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     }
     p.waitUntilExit()
-    group.wait()
+    // a grandchild that outlived a killed child may still hold the pipes: do not wait for it forever
+    _ = group.wait(timeout: .now() + 10)
     return RunResult(status: p.terminationStatus, exitedNormally: p.terminationReason == .exit,
                      stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
@@ -64,7 +65,7 @@ struct DeployTests {
         let env = ["SLURM_CONF": state + "/slurm.conf", "ZTRAIN": ztrainBinary().path, "ZTRAIN_OUT": tmp.path("run"),
                    "ZTRAIN_TIMEOUT": "240"]
         let sbatch = repoRoot().appendingPathComponent("deploy/slurm/ztrain.sbatch").path
-        let job = try runCommand("/usr/bin/timeout", ["280", "sbatch", "--wait", "--ntasks=3", sbatch,
+        let job = try runCommand("/usr/bin/timeout", ["-k", "10", "280", "sbatch", "--wait", "--ntasks=3", sbatch,
                                                       "--target-loss", "1e-4", "--epochs", "200", "--quiet"],
                                  environment: env, cwd: tmp.url, timeout: 300)
         let logs = (try? FileManager.default.contentsOfDirectory(atPath: tmp.url.path).filter { $0.hasSuffix(".out") }) ?? []
