@@ -87,6 +87,9 @@ struct DeployTests {
         var args = ["-np", "3", "--oversubscribe"]
         if geteuid() == 0 { args.append("--allow-run-as-root") }
         args += [ztrainBinary().path, "launch", "--target-loss", "1e-4", "--epochs", "200", "--quiet", "--out", tmp.path("run")]
+        // a port of its own (launch's default is torchrun's 29500): parallel runs must not meet
+        let port = String(Int.random(in: 20_000...60_000))
+        args.insert(contentsOf: ["-x", "MASTER_PORT=\(port)"], at: 0)
         let r = try runCommand(which("mpirun") ?? "mpirun", args, environment: ["OMPI_MCA_btl": "self,tcp"], timeout: 240)
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         let s = try summary(tmp.path("run"))
