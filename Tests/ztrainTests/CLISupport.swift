@@ -20,16 +20,22 @@ struct RunResult {
 
 /// Runs `ztrain` with `args`, killing it after `timeout` seconds; never leaves the process behind.
 func runZtrain(_ args: [String], cwd: URL? = nil, timeout: Double = 120) throws -> RunResult {
+    try runCommand(ztrainBinary().path, args, cwd: cwd, timeout: timeout)
+}
+
+/// Runs a command with `environment` added, in `cwd`, killing it after `timeout` seconds.
+func runCommand(_ executable: String, _ args: [String], environment: [String: String] = [:], cwd: URL? = nil,
+                timeout: Double = 300) throws -> RunResult {
     let p = Process()
-    p.executableURL = ztrainBinary()
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     if let cwd { p.currentDirectoryURL = cwd }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
     p.standardInput = FileHandle.nullDevice
     try p.run()
-    // read both pipes concurrently so a chatty child never blocks on a full pipe
     let group = DispatchGroup()
     nonisolated(unsafe) var outData = Data(), errData = Data()
     group.enter()
@@ -37,14 +43,15 @@ func runZtrain(_ args: [String], cwd: URL? = nil, timeout: Double = 120) throws 
     group.enter()
     DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { usleep(10_000) }
+    while p.isRunning && Date() < deadline { usleep(20_000) }
     if p.isRunning {
         p.terminate()
-        usleep(200_000)
+        usleep(500_000)
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     }
     p.waitUntilExit()
-    group.wait()
+    // a grandchild that outlived a killed child may still hold the pipes: do not wait for it forever
+    _ = group.wait(timeout: .now() + 10)
     return RunResult(status: p.terminationStatus, exitedNormally: p.terminationReason == .exit,
                      stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
