@@ -36,30 +36,11 @@ public final class ChildProcess: @unchecked Sendable {
     public init(executable: String, arguments: [String], label: String, stderrPath: String) throws(BenchError) {
         self.label = label
         self.stderrPath = stderrPath
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var child: pid_t = 0
         let t0 = ContinuousClock.now
-        let rc = posix_spawn(&child, executable, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw .process("cannot start \(label) (\(executable)): \(String(cString: strerror(rc)))") }
+        let child: pid_t
+        do { child = try spawnProcess(executable, arguments, stdout: .discard, stderr: .file(stderrPath)) } catch {
+            throw .process("cannot start \(label) (\(executable)): \(error)")
+        }
         pid = child
         started = t0
         detachThread { [self] in self.reap() }

@@ -142,31 +142,9 @@ final class ProcessWorkers: WorkerPool {
         children[serial] = Child(pid: pid)
     }
 
-    /// `posix_spawn` of `path args…` with stdin and stdout on /dev/null, stderr inherited.
+    /// `path args…` with stdin and stdout on /dev/null, stderr inherited.
     static func spawn(_ path: String, _ args: [String]) throws(StressError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw .spawn("\(path): \(String(cString: strerror(rc)))") }
-        return pid
+        do { return try spawnProcess(path, args, stdout: .discard) } catch { throw .spawn("\(path): \(error)") }
     }
 
     /// Reaps `serial` if it has exited (`wait4` with `WNOHANG` unless `block`).

@@ -45,7 +45,7 @@ public final class LocalWorkers: @unchecked Sendable {
         for (i, args) in arguments.enumerated() {
             let pid: pid_t
             do {
-                pid = try Self.spawn(executable.path, args)
+                pid = try spawnProcess(executable.path, args)
             } catch {
                 stop(grace: 0)
                 throw .invalidConfig("cannot start worker \(i) (\(executable.path)): \(error)")
@@ -60,28 +60,6 @@ public final class LocalWorkers: @unchecked Sendable {
                 lock.withLock { statuses[i] = signal != 0 ? (signal, false) : ((status >> 8) & 0xff, true) }
             }
         }
-    }
-
-    /// `posix_spawn` of `path args…` as Foundation's `Process` started the workers: its own process
-    /// group, stdin on /dev/null, stdout and stderr inherited, no other descriptor of this process.
-    private static func spawn(_ path: String, _ args: [String]) throws(SystemError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        for fd in open.compactMap({ Int32($0) }) where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw SystemError(code: rc) }
-        return pid
     }
 
     public var pids: [Int32] { processes }
