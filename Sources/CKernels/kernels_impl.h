@@ -177,6 +177,16 @@ static ATTR void FN(colsum)(ptrdiff_t B, const REAL *X, ptrdiff_t ldx, REAL *sum
 // ---------------------------------------------------------------------------------------------------
 // SIMD path.
 
+/// Sum over o of (v[o] - target[o])^2, in the order of o: one window's squared error at one step.
+INL REAL FN(squared_error)(const REAL *v, const REAL *target, int O) {
+    REAL l = 0;
+    for (int o = 0; o < O; o++) {
+        REAL e = v[o] - target[o];
+        l += e * e;
+    }
+    return l;
+}
+
 static ATTR REAL FN(simd_forward)(const ck_model *m, const REAL *P, const REAL *series, const ptrdiff_t *w,
                                   ptrdiff_t B, REAL *wsbase, REAL *y) {
     simd_ws s;
@@ -204,15 +214,9 @@ static ATTR REAL FN(simd_forward)(const ck_model *m, const REAL *P, const REAL *
             if (m->cell == 0) FN(dense)(B, st, S, H, Hp, I, pk.WyT, Op, pk.by, 0, s.yp, Op, POST_TANH);
             else FN(dense)(B, st1, S, H, 0, 0, pk.WyT, Op, pk.by, 0, s.yp, Op, POST_TANH);
             for (ptrdiff_t b = 0; b < B; b++) {
-                const REAL *target = series + (w[b] + t + 1) * I;
-                REAL l = 0;
-                for (int o = 0; o < O; o++) {
-                    REAL v = s.yp[b * Op + o];
-                    y[((ptrdiff_t)t * B + b) * O + o] = v;
-                    REAL e = v - target[o];
-                    l += e * e;
-                }
-                lossSum += l / perWindow;
+                REAL *yb = y + ((ptrdiff_t)t * B + b) * O;
+                for (int o = 0; o < O; o++) yb[o] = s.yp[b * Op + o];
+                lossSum += FN(squared_error)(yb, series + (w[b] + t + 1) * I, O) / perWindow;
             }
         }
     }
@@ -335,13 +339,7 @@ static ATTR REAL FN(blas_forward)(const ck_model *m, const REAL *P, const REAL *
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, O, F, 1, src, D, Wy, F, 0, yt, O);
             for (ptrdiff_t b = 0; b < B; b++) {
                 FN(bias_act)(yt + b * O, by, O, POST_TANH);
-                const REAL *target = series + (w[b] + t + 1) * I;
-                REAL l = 0;
-                for (int o = 0; o < O; o++) {
-                    REAL e = yt[b * O + o] - target[o];
-                    l += e * e;
-                }
-                lossSum += l / perWindow;
+                lossSum += FN(squared_error)(yt + b * O, series + (w[b] + t + 1) * I, O) / perWindow;
             }
         }
     }
