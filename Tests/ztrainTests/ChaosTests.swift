@@ -95,8 +95,10 @@ struct ChaosTests {
             } else if stopped && !coordinatorKilled && epochs >= 9 {
                 coordinator.kill9()
                 coordinatorKilled = true
+                // the workers' HELLO back-off grows to 8 s while the coordinator is away: a resumed
+                // coordinator waits longer than that for them (the CLI's default is 60 s)
                 coordinator = try Child("coordinator-resumed", ["coordinator", "--bind", endpoint, "--workers", "3", "--min-workers", "1",
-                                                                "--join-timeout", "5", "--liveness", "1", "--checkpoint-every", "15",
+                                                                "--join-timeout", "20", "--liveness", "1", "--checkpoint-every", "15",
                                                                 "--keep", "2", "--resume", run, "--quiet"], log: log)
             } else if coordinatorKilled && !coordinator.isRunning {
                 break
