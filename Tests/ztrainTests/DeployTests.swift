@@ -46,6 +46,48 @@ struct DeployTests {
         #expect((s["workers"] as? [Any])?.count == 3, "rank 0 works and ranks 1, 2 work")
     }
 
+    @Test("a two-node Slurm cluster (each slurmd in its own network namespace) runs sbatch --nodes=2 --ntasks-per-node=2 with CURVE to the target",
+          .enabled(if: slurmAvailability && netnsAvailability.ok && which("nsenter") != nil,
+                   "needs root, slurm-wlm, munge, iproute2 and nsenter (scripts/ensure-deps.sh --test installs them)"))
+    func slurmTwoNodes() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let cluster = repoRoot().appendingPathComponent("scripts/slurm-cluster.sh").path
+        let state = tmp.path("slurm")
+        let up = try runCommand("/bin/bash", [cluster, "start", state], environment: ["NODES": "2"], timeout: 90)
+        // stops the daemons and removes the namespaces, whatever happened (also after a failed start)
+        defer { _ = try? runCommand("/bin/bash", [cluster, "stop", state], timeout: 60) }
+        try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
+        let keys = try runZtrain(["keygen", "--out", tmp.path("keys")])
+        try #require(keys.status == 0, "\(keys.stderr)")
+        let env = ["ZTRAIN": ztrainBinary().path, "ZTRAIN_OUT": tmp.path("run"), "ZTRAIN_TIMEOUT": "240",
+                   "ZTRAIN_CURVE": tmp.path("keys")]
+        let sbatch = repoRoot().appendingPathComponent("deploy/slurm/ztrain.sbatch").path
+        // the README's form: the job's shape on the command line only
+        let job = try runCommand("/usr/bin/timeout", ["-k", "10", "280", "/bin/bash", cluster, "run", state,
+                                                      "sbatch", "--wait", "--parsable", "--nodes=2", "--ntasks-per-node=2", sbatch,
+                                                      "--target-loss", "1e-4", "--epochs", "200", "--quiet"],
+                                 environment: env, cwd: tmp.url, timeout: 300)
+        let logs = (try? FileManager.default.contentsOfDirectory(atPath: tmp.url.path).filter { $0.hasSuffix(".out") }) ?? []
+        let log = logs.compactMap { try? String(contentsOfFile: tmp.path($0), encoding: .utf8) }.joined()
+        if job.status != 0 { _ = try? runCommand("/bin/bash", [cluster, "run", state, "scancel", "--user=root"], timeout: 20) }
+        #expect(job.status == 0, "sbatch: \(job.stdout)\(job.stderr)\njob log: \(log)")
+        #expect(log.contains("(2 nodes), 4 tasks"), "\(log)")
+        // rank 0 is on n1; the coordinator is reached at n1's NodeAddr (a 10.x address on the bridge)
+        #expect(log.range(of: #"coordinator 10\.[0-9]+\.[0-9]+\.11:"#, options: .regularExpression) != nil, "\(log)")
+        // both slurmd's launched tasks of the step: the workers on n2 reached n1 across the bridge
+        let jobID = job.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        for node in ["n1", "n2"] {
+            let slurmd = (try? String(contentsOfFile: state + "/log/slurmd-\(node).log", encoding: .utf8)) ?? ""
+            #expect(slurmd.contains("launch task StepId=\(jobID).0"), "\(node) ran no task of job \(jobID): \(slurmd)")
+        }
+        let s = try summary(tmp.path("run"))
+        #expect(s["target_reached"] as? Bool == true)
+        #expect((s["final_loss"] as? Double ?? 1) < 1e-4)
+        #expect((s["workers"] as? [Any])?.count == 4, "2 nodes x 2 tasks, rank 0 works too")
+        #expect(!log.contains("without CURVE"), "ZTRAIN_CURVE was not used: \(log)")
+    }
+
     @Test("mpirun -np 3 ztrain launch trains to the target",
           .enabled(if: mpiAvailability, "needs Open MPI (apt-get install openmpi-bin)"))
     func openMPI() throws {
