@@ -116,5 +116,60 @@ struct DeployTests {
             #expect(r.stdout.contains(name) || r.stderr.contains(name), "\(name) was not validated")
         }
         #expect(r.stdout.contains("units verify") && r.stdout.contains("Containerfile lints clean"))
+        #expect(!r.stdout.contains("FAIL:"), "\(r.stdout)")
+        for line in ["ok: changing WORKERS alone to 7 changes the Job to 7",
+                     "ok: Job/ztrain-coordinator: its run folder /runs/ztrain is on a PersistentVolumeClaim",
+                     "ok: Job/ztrain-coordinator: resumes with --auto-resume",
+                     "ok: ztrain-worker@.service: Restart=on-failure is bounded",
+                     "ok: ztrain-worker@.service: User=ztrain is created",
+                     "ok: the Containerfile builds 4 dependencies at exact versions",
+                     "ok: ztrain.sbatch: sets no job shape"] {
+            #expect(r.stdout.contains(line), "missing '\(line)' in:\n\(r.stdout)")
+        }
+    }
+
+    @Test("validate-deploy.sh fails a copy of deploy/ with the old problems put back, naming each",
+          .enabled(if: which("python3") != nil, "needs python3 for kubernetes-validate and hadolint"))
+    func manifestsCatchOldProblems() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let copy = tmp.path("deploy")
+        try FileManager.default.copyItem(atPath: repoRoot().appendingPathComponent("deploy").path, toPath: copy)
+        func edit(_ file: String, _ old: String, _ new: String) throws {
+            let path = copy + "/" + file
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            try #require(text.contains(old), "\(file) no longer contains '\(old)': update this test")
+            try text.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        // Kubernetes: the worker count in three places, the run folder in an emptyDir, a shell `if` and --resume
+        try edit("kubernetes/configmap.yaml", "  WORKERS: \"4\"\n", "  WORKERS: \"4\"\n  WORLD_SIZE: \"5\"\n")
+        try edit("kubernetes/workers-job.yaml", "  completionMode: Indexed\n", "  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n")
+        try edit("kubernetes/coordinator.yaml", "persistentVolumeClaim:\n            claimName: ztrain-runs", "emptyDir: {}")
+        try edit("kubernetes/coordinator.yaml", "--auto-resume", "--resume /runs/ztrain")
+        // systemd: workers restarting forever, a user nothing creates
+        try edit("systemd/ztrain-worker@.service", "StartLimitIntervalSec=15min", "StartLimitIntervalSec=0")
+        try FileManager.default.removeItem(atPath: copy + "/systemd/ztrain.sysusers")
+        // Containerfile: dependencies left at `from:` (the step still runs, but pins nothing)
+        try edit("container/Containerfile", "\\1exact: \\2", "\\1from: \\2")
+        try edit("container/Containerfile", "grep -v 'exact: \"'", "grep -v 'from: \"'")
+        // sbatch: a job shape of its own, key files keygen never writes
+        try edit("slurm/ztrain.sbatch", "#SBATCH --overcommit\n", "#SBATCH --nodes=1\n#SBATCH --ntasks=3\n#SBATCH --overcommit\n")
+        try edit("slurm/ztrain.sbatch", "worker.key_secret and allowed/", "worker.pub and allowed/")
+
+        let script = repoRoot().appendingPathComponent("scripts/validate-deploy.sh").path
+        let r = try runCommand("/bin/bash", [script, ztrainBinary().path], environment: ["ZTRAIN_DEPLOY_DIR": copy], timeout: 600)
+        #expect(r.status != 0, "\(r.stdout)\(r.stderr)")
+        for line in ["FAIL: no second copy of the worker count in the ConfigMap: also WORLD_SIZE",
+                     "FAIL: the indexed Job's size is not written in its file",
+                     "FAIL: Job/ztrain-coordinator: its run folder /runs/ztrain is on a PersistentVolumeClaim",
+                     "FAIL: Job/ztrain-coordinator: resumes with --auto-resume",
+                     "FAIL: ztrain-worker@.service: Restart=on-failure is bounded",
+                     "FAIL: ztrain-worker@.service: User=ztrain is created by a sysusers.d file",
+                     "FAIL: ztrain-coordinator.service: User=ztrain is created by a sysusers.d file",
+                     "FAIL: the Containerfile's build leaves dependencies unpinned",
+                     "FAIL: ztrain.sbatch: sets no job shape",
+                     "FAIL: ztrain.sbatch: the key files it names are those `ztrain keygen` writes: keygen never writes worker.pub"] {
+            #expect(r.stdout.contains(line), "missing '\(line)' in:\n\(r.stdout)")
+        }
     }
 }
