@@ -19,7 +19,7 @@ let mpiAvailability: Bool = which("mpirun") != nil
 
 @Suite("deploy/: Slurm, Open MPI, manifests and units", .serialized)
 struct DeployTests {
-    @Test("a one-node Slurm cluster runs deploy/slurm/ztrain.sbatch to the target",
+    @Test("a one-node Slurm cluster runs deploy/slurm/ztrain.sbatch with --ntasks=3 and with --ntasks-per-node=2 to the target",
           .enabled(if: slurmAvailability, "needs root, slurm-wlm and munge (scripts/ensure-deps.sh --test installs them)"))
     func slurm() throws {
         let tmp = try TempDir()
@@ -29,21 +29,38 @@ struct DeployTests {
         let up = try runCommand("/bin/bash", [cluster, "start", state], timeout: 60)
         defer { _ = try? runCommand("/bin/bash", [cluster, "stop", state], timeout: 30) }
         try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
-        let env = ["SLURM_CONF": state + "/slurm.conf", "ZTRAIN": ztrainBinary().path, "ZTRAIN_OUT": tmp.path("run"),
-                   "ZTRAIN_TIMEOUT": "240"]
         let sbatch = repoRoot().appendingPathComponent("deploy/slurm/ztrain.sbatch").path
-        let job = try runCommand("/usr/bin/timeout", ["-k", "10", "280", "sbatch", "--wait", "--ntasks=3", sbatch,
-                                                      "--target-loss", "1e-4", "--epochs", "200", "--quiet"],
-                                 environment: env, cwd: tmp.url, timeout: 300)
-        let logs = (try? FileManager.default.contentsOfDirectory(atPath: tmp.url.path).filter { $0.hasSuffix(".out") }) ?? []
-        let log = logs.compactMap { try? String(contentsOfFile: tmp.path($0), encoding: .utf8) }.joined()
-        if job.status != 0 { _ = try? runCommand("/usr/bin/scancel", ["--user=root"], environment: env, timeout: 20) }
-        #expect(job.status == 0, "sbatch: \(job.stdout)\(job.stderr)\njob log: \(log)")
-        #expect(log.contains("3 tasks"), "\(log)")
-        let s = try summary(tmp.path("run"))
-        #expect(s["target_reached"] as? Bool == true)
-        #expect((s["final_loss"] as? Double ?? 1) < 1e-4)
-        #expect((s["workers"] as? [Any])?.count == 3, "rank 0 works and ranks 1, 2 work")
+        // the two one-node forms, at once: --ntasks=3, and --ntasks-per-node=2 (which the script's own
+        // --ntasks once contradicted); each job gets a port of its own (the cluster is on this host's loopback)
+        let forms = [(name: "ntasks", option: "--ntasks=3", tasks: 3), (name: "per-node", option: "--ntasks-per-node=2", tasks: 2)]
+        let firstPort = Int.random(in: 20_000...59_000)
+        nonisolated(unsafe) var jobs = [RunResult?](repeating: nil, count: forms.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: forms.count) { i in
+            let dir = tmp.path(forms[i].name)
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let env = ["SLURM_CONF": state + "/slurm.conf", "ZTRAIN": ztrainBinary().path, "ZTRAIN_OUT": dir + "/run",
+                       "ZTRAIN_TIMEOUT": "240", "MASTER_PORT": String(firstPort + i)]
+            let r = try? runCommand("/usr/bin/timeout", ["-k", "10", "280", "sbatch", "--wait", forms[i].option, sbatch,
+                                                         "--target-loss", "1e-4", "--epochs", "200", "--quiet"],
+                                    environment: env, cwd: URL(fileURLWithPath: dir), timeout: 300)
+            lock.withLock { jobs[i] = r }
+        }
+        for (i, form) in forms.enumerated() {
+            let dir = tmp.path(form.name)
+            let logs = (try? FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".out") }) ?? []
+            let log = logs.compactMap { try? String(contentsOfFile: dir + "/" + $0, encoding: .utf8) }.joined()
+            let job = try #require(jobs[i], "sbatch \(form.option) did not run")
+            if job.status != 0 {
+                _ = try? runCommand("/usr/bin/scancel", ["--user=root"], environment: ["SLURM_CONF": state + "/slurm.conf"], timeout: 20)
+            }
+            #expect(job.status == 0, "sbatch \(form.option): \(job.stdout)\(job.stderr)\njob log: \(log)")
+            #expect(log.contains("\(form.tasks) tasks"), "\(log)")
+            let s = try summary(dir + "/run")
+            #expect(s["target_reached"] as? Bool == true)
+            #expect((s["final_loss"] as? Double ?? 1) < 1e-4)
+            #expect((s["workers"] as? [Any])?.count == form.tasks, "rank 0 works, and every other rank")
+        }
     }
 
     @Test("a two-node Slurm cluster (each slurmd in its own network namespace) runs sbatch --nodes=2 --ntasks-per-node=2 with CURVE to the target",
