@@ -13,8 +13,9 @@
 #                                               # removes the namespaces it created
 #
 # Everything lives in DIR (config, sockets, state, logs); nothing under /etc is changed except the munge
-# key Debian's package creates when it is installed. Namespace, link names and the subnet derive from the
-# PID of `start`, and the ports are drawn at random, so clusters started in parallel do not meet.
+# key Debian's package creates when it is installed. Namespace and link names derive from the PID of
+# `start` and a random byte, the subnet from that PID, and the ports are drawn at random, so clusters
+# started in parallel do not meet.
 set -euo pipefail
 
 # The daemons started below must not inherit any descriptor of our caller's (a pipe it reads to its
@@ -106,8 +107,14 @@ if (( nodes == 1 )); then
   node_lines="NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN"
   node_list="localhost"
 else
-  # namespaces: <tag>c (slurmctld and the bridge), <tag>n1..N (one per slurmd); 10.A.B.0/24 from our PID
-  tag="zs$$"
+  # namespaces: <tag>c (slurmctld and the bridge), <tag>n1..N (one per slurmd); 10.A.B.0/24 from our PID.
+  # The tag is our PID and a random byte: this process ends before the cluster does, so its PID alone
+  # could come back in another run's start while this cluster is up.
+  tag=""
+  for _ in 1 2 3 4 5; do
+    tag="zs$$$(printf '%02x' $((RANDOM % 256)))"
+    [[ -e "/var/run/netns/${tag}c" ]] || break
+  done
   net="10.$((64 + ($$ >> 8) % 64)).$(($$ % 256))"
   ctl_ns="${tag}c"
   bridge="${tag}b"
