@@ -126,6 +126,15 @@ public final class RunDirectory {
         }
     }
 
+    /// Appends lines already encoded (each ending in a newline) to `metrics.jsonl`, in one write.
+    public func appendLines(_ bytes: [UInt8]) throws(TrainingError) {
+        do {
+            try metricsFile.write(bytes)
+        } catch {
+            throw .output("cannot append to \(metricsURL.path): \(systemMessage(error))")
+        }
+    }
+
     /// Writes `model.safetensors` atomically, tensors named as the reference PyTorch module.
     public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:]) throws(TrainingError) {
         var meta = extra

@@ -155,7 +155,7 @@ struct Train: ParsableCommand {
             let code = try runCoordinator(
                 prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
                 workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
-                timeline: cluster.timeline, global: global, logger: logger)
+                timeline: cluster.timeline, watch: cluster.watch.options, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
             return
         }
@@ -176,9 +176,18 @@ struct Train: ParsableCommand {
         var writeError: (any Error)? = nil
         var result: TrainingResult? = nil
         var runError: (any Error)? = nil
+        let watch = try startWatch(cluster.watch.options, directory: p.dir, mode: "in-process", coordinator: false, logger: logger)
         do {
             result = try trainer.run { event in
                 progress.handle(event)
+                if let watch {
+                    switch event {
+                    case .step(_, _, _, _, let loss, let sps, let timing):
+                        watch.step(StepRecord(state: trainer.state, loss: loss, samplesPerSecond: sps, timing: timing))
+                    case .epoch(let m):
+                        watch.epoch(m)
+                    }
+                }
                 if case .epoch(let m) = event, writeError == nil {
                     do { try p.dir.append(m) } catch { writeError = error }
                 }
@@ -187,6 +196,7 @@ struct Train: ParsableCommand {
             runError = error
         }
         progress.finish()
+        if let e = watch?.close(), writeError == nil { writeError = e }
         let params = result?.parameters ?? trainer.parameters
         let summary = p.summary(result: result, parameters: params,
                                 finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.all),
