@@ -289,6 +289,7 @@ func runCoordinator(
                 if writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
             case .joined(let w):
                 logger.info("worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
+                hub.timeline?.name(process: w.id, host: w.host, pid: w.pid)
             case .fingerprintMismatch(let w):
                 logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) computes different bits for the same gradient (numerics fingerprint differs): its machine, compiler or build differs; results will not be bit-identical")
             case .rejected(let peer, let reason):
@@ -319,7 +320,8 @@ func runCoordinator(
 
     var timelineWriter: TimelineWriter? = nil
     if let path = timeline {
-        do { timelineWriter = try TimelineWriter(path: path) } catch { throw fail("\(error)") }
+        do { timelineWriter = try TimelineWriter(path: path, coordinatorName: "coordinator (\(RunIdentity.host) pid \(getpid()))") } catch { throw fail("\(error)") }
+        hub.timeline = timelineWriter
         core.onSpan = { span in timelineWriter?.add(span) }
     }
     defer {

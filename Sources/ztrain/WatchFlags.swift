@@ -47,4 +47,5 @@ func startWatch(_ options: WatchOptions, directory: RunDirectory, mode: String, 
 final class WatchHub {
     var watch: RunWatch?
     var core: CoordinatorCore?
+    var timeline: TimelineWriter?
 }
