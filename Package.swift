@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ"]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
-        .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training"]),
+        .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],
