@@ -20,13 +20,14 @@ public final class PrometheusExporter: CoordinatorObserver, @unchecked Sendable 
     private var lastHeard: [UInt32: Gauge] = [:]
     private var seen = Counts()
     private var lastTick = -1.0
+    private var roundP50: Gauge?
 
     /// Buckets of the per-worker answer latency, in seconds: 100 µs to 30 s.
     public static let latencyBuckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                   0.25, 0.5, 1, 2.5, 5, 10, 30]
 
     private struct Counts {
-        var reassigned = 0, retried = 0, speculative = 0, lateOrDuplicate = 0, refused = 0, bytesIn = 0, bytesOut = 0, unsent = 0
+        var rounds = 0, reassigned = 0, retried = 0, speculative = 0, lateOrDuplicate = 0, refused = 0, bytesIn = 0, bytesOut = 0, unsent = 0
     }
 
     public init(version: String, commit: String, mode: String) {
@@ -65,6 +66,26 @@ public final class PrometheusExporter: CoordinatorObserver, @unchecked Sendable 
         gradNorm.set(r.gradNorm)
         samplesPerSecond.set(r.samplesPerSecond)
         if let t = r.timing { stepSeconds.set(t.wait) }
+    }
+
+    /// `ztrain stress` progress (about once a second): rounds count as steps.
+    public func record(stressRounds rounds: Int, bytesSent: Int, bytesReceived: Int, p50Seconds: Double) {
+        var r = seen.rounds
+        if rounds > r { steps.increment(by: Int64(rounds - r)) }
+        r = rounds
+        seen.rounds = r
+        var b = seen.bytesIn
+        if bytesReceived > b { bytesIn.increment(by: Int64(bytesReceived - b)) }
+        b = bytesReceived
+        seen.bytesIn = b
+        var o = seen.bytesOut
+        if bytesSent > o { bytesOut.increment(by: Int64(bytesSent - o)) }
+        o = bytesSent
+        seen.bytesOut = o
+        if roundP50 == nil {
+            roundP50 = registry.makeGauge(descriptor: metric("ztrain_stress_round_p50_seconds", "ztrain stress: median round latency so far"))
+        }
+        roundP50?.set(p50Seconds)
     }
 
     /// At each epoch's end.
