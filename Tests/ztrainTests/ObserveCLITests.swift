@@ -201,6 +201,27 @@ final class ObserveCLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(waited, threshold, hang)
     }
 
+    /// `ztrain stress --metrics-bind` counts its rounds in ztrain_steps_total while it runs.
+    func testStressServesMetrics() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let run = try BackgroundProcess(ztrainBinary().path, ["stress", "--workers", "2", "--params", "1000", "--rounds", "100000000",
+                                                              "--metrics-bind", "127.0.0.1:0"], errPath: tmp.path("stress.err"))
+        defer { run.stop() }
+        let line = try XCTUnwrap(run.waitForLine(containing: "metrics at http://"), run.stderr)
+        let address = try XCTUnwrap(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
+        var rounds = 0.0
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && rounds == 0 && run.process.isRunning {
+            let page = fetchURL("http://\(address)/metrics") ?? ""
+            if let l = page.split(separator: "\n").first(where: { $0.hasPrefix("ztrain_steps_total ") }) {
+                rounds = Double(l.split(separator: " ").last ?? "") ?? 0
+            }
+            usleep(300_000)
+        }
+        XCTAssertGreaterThan(rounds, 0, run.stderr)
+    }
+
     /// The Python of a throwaway virtual environment with tensorboard (made once per machine, in the temp folder).
     private func tensorboardPython() throws -> String {
         let venv = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-tensorboard-venv").path
