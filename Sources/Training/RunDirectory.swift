@@ -4,6 +4,13 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Plot
 import RNN
 
@@ -72,9 +79,21 @@ public struct RunSummary: Sendable, Codable {
     }
 }
 
+/// What a new ``RunDirectory`` does with a folder that already holds files.
+public enum ExistingOutput: Sendable, Equatable {
+    /// A new run: refuse a folder that is not empty, so that no run overwrites another by accident.
+    case refuse
+    /// A new run in place of an old one (`--overwrite`): empty the folder first. Only a folder that
+    /// holds a run's files (``RunDirectory/runFiles``) is emptied; anything else is refused.
+    case overwrite
+    /// The same run continued (`--resume`, `--auto-resume`): keep what is there.
+    case resume
+}
+
 /// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`.
 ///
 /// `metrics.jsonl` gets a line as each epoch ends (flushed), so an interrupted run keeps its history.
+/// The one place that decides whether a folder may be written: see ``ExistingOutput``.
 public final class RunDirectory {
     public let url: URL
     private let metricsFile: OutputFile
@@ -85,13 +104,40 @@ public final class RunDirectory {
     public var summaryURL: URL { url.appendingPathComponent("summary.json") }
     public var lossPlotURL: URL { url.appendingPathComponent("loss.svg") }
 
+    /// The names a run writes in its folder; a folder holding one of them is a run's.
+    public static let runFiles = ["model.safetensors", "metrics.jsonl", "summary.json", "loss.svg", "checkpoints"]
+
     /// Creates the folder (and parents) and starts `metrics.jsonl` with `history` (empty for a new run,
-    /// the checkpoint's epochs for a resumed one).
-    public init(path: String, history: [EpochMetrics] = []) throws(TrainingError) {
+    /// the checkpoint's epochs for a resumed one). `existing` says what to do when the folder is not empty.
+    public init(path: String, existing: ExistingOutput = .refuse, history: [EpochMetrics] = []) throws(TrainingError) {
         url = URL(fileURLWithPath: path, isDirectory: true)
         let fm = FileManager.default
         if fm.fileExists(atPath: url.path), !isDirectory(url.path) {
             throw .output("--out \(path) exists and is not a directory")
+        }
+        if isDirectory(url.path), existing != .resume {
+            let names = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).sorted()
+            if !names.isEmpty {
+                let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
+                let isRun = names.contains { Self.runFiles.contains($0) }
+                switch existing {
+                case .refuse:
+                    throw .output(isRun
+                        ? "--out \(path) already holds a run (\(shown)): pass --overwrite to replace it, or choose another --out"
+                        : "--out \(path) is not empty (\(shown)): choose a new or empty folder")
+                case .overwrite:
+                    guard isRun else {
+                        throw .output("--out \(path) holds files that are not a run's (\(shown)); --overwrite only replaces a run: choose a new or empty folder")
+                    }
+                    for name in names {
+                        do { try fm.removeItem(at: url.appendingPathComponent(name)) } catch {
+                            throw .output("cannot remove \(url.appendingPathComponent(name).path) for --overwrite: \(systemMessage(error))")
+                        }
+                    }
+                case .resume:
+                    break
+                }
+            }
         }
         do {
             try fm.createDirectory(at: url, withIntermediateDirectories: true)
@@ -104,6 +150,24 @@ public final class RunDirectory {
         }
         metricsFile = file
         for m in history { try append(m) }
+    }
+
+    /// A new folder `parent/stem`, or `parent/stem-2`, `-3`, … when that exists: two runs started in
+    /// the same second get folders of their own (mkdir(2) decides, so it holds across processes).
+    public static func createUnique(parent: String, stem: String) throws(TrainingError) -> RunDirectory {
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw .output("cannot create \(parent): \(systemMessage(error))")
+        }
+        for n in 1...10_000 {
+            let path = parent + "/" + stem + (n == 1 ? "" : "-\(n)")
+            if mkdir(path, 0o755) == 0 { return try RunDirectory(path: path) }
+            guard errno == EEXIST else {
+                throw .output("cannot create \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        throw .output("\(parent) already holds 10000 runs named \(stem)*: pass --out")
     }
 
     static func encoder() -> JSONEncoder {

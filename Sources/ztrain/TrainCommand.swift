@@ -20,8 +20,11 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Start from these weights (a model.safetensors of the same shape).")
     var `init`: String?
 
-    @Option(help: "Output folder (default: runs/<UTC date-time>).")
+    @Option(help: "Output folder; must be new or empty (default: runs/<UTC date-time>, made unique).")
     var out: String?
+
+    @Flag(help: "Replace the run already in --out (its files are removed first).")
+    var overwrite = false
 
     @Option(help: "With workers: write a checkpoint to OUT/checkpoints every this many steps (0: never).")
     var checkpointEvery: Int = 0
@@ -47,12 +50,15 @@ struct PreparedCLIRun {
         config = c.config
         do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
         initial = nil
-        do { dir = try RunDirectory(path: directory, history: c.metrics) } catch { throw fail("\(error)") }
+        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
         resume = c
         logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
     }
 
-    init(_ o: RunOptions, logger: Logger) throws {
+    /// A new run from the flags. `existing` is what to do with a non-empty `--out` (default: what
+    /// `--overwrite` says).
+    init(_ o: RunOptions, existing: ExistingOutput? = nil, logger: Logger) throws {
+        if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
         let series: Series
         do { series = try spec.load() } catch { throw fail("\(error)") }
@@ -68,7 +74,15 @@ struct PreparedCLIRun {
         } else {
             initial = nil
         }
-        do { dir = try RunDirectory(path: o.out ?? defaultRunDirectory()) } catch { throw fail("\(error)") }
+        do {
+            if let out = o.out {
+                dir = try RunDirectory(path: out, existing: existing ?? (o.overwrite ? .overwrite : .refuse))
+            } else {
+                dir = try RunDirectory.createUnique(parent: "runs", stem: utcTimestamp("%Y%m%d-%H%M%S"))
+            }
+        } catch {
+            throw fail("\(error)")
+        }
     }
 
     /// Writes model, summary and loss plot, whatever happened.
@@ -197,10 +211,6 @@ struct Train: ParsableCommand {
         if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
         print(p.dir.url.path)
     }
-}
-
-func defaultRunDirectory() -> String {
-    "runs/\(utcTimestamp("%Y%m%d-%H%M%S"))"
 }
 
 func configJSON(_ c: TrainingConfig) -> String {
