@@ -142,6 +142,11 @@ public func terminalColumns() -> Int {
     return 80
 }
 
+/// `line` cut to one character less than the terminal's width, for a line redrawn in place.
+public func cutToTerminalWidth(_ line: String) -> String {
+    ProgressReporter.fit([(line, 0)], width: terminalColumns() - 1)
+}
+
 /// `h:mm:ss` (`0:01:05`), or `?` for a time that is not finite.
 func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite, seconds >= 0, seconds < 1e9 else { return "?" }
