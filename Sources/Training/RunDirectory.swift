@@ -35,6 +35,13 @@ public struct RunSummary: Sendable, Codable {
     public var config: TrainingConfig
     public var model: String
     public var error: String?
+    /// The `ztrain` version, the host, the command line, and when the run started and finished
+    /// (ISO 8601, UTC).
+    public var version: String? = nil
+    public var host: String? = nil
+    public var commandLine: [String]? = nil
+    public var startedAt: String? = nil
+    public var finishedAt: String? = nil
     /// Data-parallel runs: one record per worker that joined, and the coordinator's counters.
     public var workers: [WorkerRecord]? = nil
     public var droppedFrames: Int? = nil
@@ -77,6 +84,11 @@ public struct RunSummary: Sendable, Codable {
         self.model = model
         self.error = error
     }
+}
+
+/// The time now as ISO 8601 in UTC, to the second: `2026-11-28T02:50:00Z`.
+public func isoTimestamp() -> String {
+    utcTimestamp("%Y-%m-%dT%H:%M:%SZ")
 }
 
 /// What a new ``RunDirectory`` does with a folder that already holds files.
@@ -173,13 +185,15 @@ public final class RunDirectory {
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return e
     }
 
-    /// Appends one epoch's line to `metrics.jsonl`.
+    /// Appends one epoch's line to `metrics.jsonl`, stamped with the time now unless it has one.
     public func append(_ m: EpochMetrics) throws(TrainingError) {
+        var m = m
+        if m.time == nil { m.time = isoTimestamp() }
         metrics.append(m)
         do {
             var line = Array(try Self.encoder().encode(m))
@@ -206,7 +220,7 @@ public final class RunDirectory {
     /// Writes `summary.json` atomically.
     public func writeSummary(_ s: RunSummary) throws(TrainingError) {
         let e = Self.encoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         do {
             let data = try e.encode(s)
             try AtomicFile.write([UInt8](data) + [0x0A], to: summaryURL.path)
@@ -215,17 +229,26 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `loss.svg`: training, all-window and validation loss per epoch, log scale.
-    public func writeLossPlot(title: String) throws(TrainingError) {
+    /// Writes `loss.svg`: training, all-window and validation loss per epoch of the series `data`, log scale, and `target`
+    /// (`--target-loss`) as a dashed line. Up to 20 epochs every point is marked, so that a short run
+    /// (one epoch: one point per curve) still shows its values.
+    public func writeLossPlot(title: String, data: String = "", target: Double? = nil) throws(TrainingError) {
         let epochs = metrics.map { Double($0.epoch) }
+        let marked = metrics.count <= 20
         var lines = [
-            LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss)),
-            LineSeries(name: "all windows", xs: epochs, ys: metrics.map(\.loss)),
+            LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss), markers: marked),
+            LineSeries(name: "all windows", xs: epochs, ys: metrics.map(\.loss), markers: marked),
         ]
         if metrics.contains(where: { $0.valLoss != nil }) {
-            lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true))
+            lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true, markers: marked))
         }
-        let chart = Chart(title: "MSE per epoch", xLabel: "epoch", yLabel: "MSE", series: lines, logY: true)
+        if let target, let first = epochs.first, let last = epochs.last {
+            let (a, b) = first < last ? (first, last) : (first - 0.5, last + 0.5)
+            lines.append(LineSeries(name: "target \(cFormat("%g", target))", xs: [a, b], ys: [target, target],
+                                    color: "#555555", dashed: true, width: 1))
+        }
+        let subtitle = (metrics.count == 1 ? "MSE after the only epoch" : "MSE per epoch") + (data.isEmpty ? "" : ": " + data)
+        let chart = Chart(title: subtitle, xLabel: "epoch", yLabel: "MSE", series: lines, logY: true)
         let svg = SVG.render([chart], title: title)
         do {
             try AtomicFile.write(Array(svg.utf8), to: lossPlotURL.path)

@@ -41,6 +41,8 @@ struct PreparedCLIRun {
     let dir: RunDirectory
     /// Set when continuing a checkpointed run.
     var resume: RunCheckpoint? = nil
+    /// When this process started the run (ISO 8601, UTC).
+    let startedAt = isoTimestamp()
 
     /// Continues the newest checkpoint in `directory` (its configuration wins over any flag).
     init(resume directory: String, logger: Logger) throws {
@@ -85,12 +87,18 @@ struct PreparedCLIRun {
         }
     }
 
+    /// The loss plot's title: the settings that shape the curve.
+    var plotTitle: String {
+        let c = config
+        return "ztrain: H=\(c.model.hiddenSize), \(c.model.cell.rawValue) cell, \(c.optimizer.kind.rawValue) lr \(cFormat("%g", c.optimizer.learningRate)), batch \(c.batch), random seed \(c.seed)"
+    }
+
     /// Writes model, summary and loss plot, whatever happened.
     func writeOutputs(parameters: [Float], summary: RunSummary) throws {
         do {
             try dir.writeModel(parameters: parameters, config: config, extra: ["training_config": configJSON(config)])
             try dir.writeSummary(summary)
-            try dir.writeLossPlot(title: "ztrain: \(config.data) H=\(config.model.hiddenSize) \(config.model.cell.rawValue)")
+            try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
         } catch {
             throw fail("\(error)")
         }
@@ -98,7 +106,7 @@ struct PreparedCLIRun {
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
                  split: WindowSplit, error: (any Error)?) -> RunSummary {
-        RunSummary(
+        var s = RunSummary(
             finalLoss: finalLoss, finalValLoss: result?.finalValLoss,
             epochs: result?.epochs ?? 0, steps: result?.steps ?? 0, samples: result?.samples ?? 0,
             wallSeconds: result?.wallSeconds ?? 0, trainSeconds: result?.trainSeconds ?? 0,
@@ -107,6 +115,12 @@ struct PreparedCLIRun {
             mode: mode, threads: threads, parameters: parameters.count,
             windows: split.all.count, trainWindows: split.train.count, validationWindows: split.validation.count,
             config: config, model: dir.modelURL.path, error: error.map { "\($0)" })
+        s.version = ztrainVersion
+        s.host = ProcessInfo.processInfo.hostName
+        s.commandLine = CommandLine.arguments
+        s.startedAt = startedAt
+        s.finishedAt = isoTimestamp()
+        return s
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {

@@ -20,7 +20,7 @@ struct ZTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ztrain",
         abstract: "Train a vanilla RNN (Elman) on time series, in one process or data-parallel over ZeroMQ.",
-        version: "0.1.0",
+        version: ztrainVersion,
         subcommands: [Train.self, Coordinator.self, Worker.self, Launch.self, Keygen.self, Predict.self, Stress.self,
                       BenchCommand.self, BenchPeerCommand.self],
         defaultSubcommand: nil
@@ -131,7 +131,7 @@ struct LineLogHandler: LogHandler {
         let all = metadata.merging(event.metadata ?? [:]) { _, new in new }
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let error = event.error.map { " (\($0))" } ?? ""
-        writeToStandardError("\(utcTimestamp("%Y-%m-%dT%H:%M:%SZ")) \(event.level) \(label): \(event.message)\(error)\(tail)\n")
+        writeToStandardError("\(isoTimestamp()) \(event.level) \(label): \(event.message)\(error)\(tail)\n")
     }
 }
 
