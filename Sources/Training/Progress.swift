@@ -24,6 +24,7 @@ public final class ProgressReporter {
     private let totalEpochs: Int?
     private let totalSteps: Int?
     private let columns: () -> Int
+    private let output: (String) -> Void
     private let start = ContinuousClock.now
     private var lastDraw = ContinuousClock.now - .seconds(1)
     private var drawn = false
@@ -34,13 +35,16 @@ public final class ProgressReporter {
     /// - Parameters:
     ///   - live: draw a self-updating line on stderr (pass ``stderrIsTerminal``).
     ///   - columns: the terminal's width, asked before each redraw (default: ``terminalColumns()``).
+    ///   - output: where the live line goes (default: stderr).
     public init(logger: Logger, live: Bool, totalEpochs: Int?, totalSteps: Int?,
-                columns: @escaping () -> Int = { terminalColumns() }) {
+                columns: @escaping () -> Int = { terminalColumns() },
+                output: @escaping (String) -> Void = { writeToStandardError($0) }) {
         self.logger = logger
         self.live = live
         self.totalEpochs = totalEpochs
         self.totalSteps = totalSteps
         self.columns = columns
+        self.output = output
     }
 
     /// Whether stderr is a terminal (and TERM is not "dumb").
@@ -90,12 +94,12 @@ public final class ProgressReporter {
 
     /// Ends the live line so that later output starts on a fresh line.
     public func finish() {
-        if live && drawn { writeToStandardError("\n") }
+        if live && drawn { output("\n") }
         drawn = false
     }
 
     private func draw(_ parts: [(String, Int)]) {
-        writeToStandardError("\r\u{1B}[K\(Self.fit(parts, width: columns() - 1))")
+        output("\r\u{1B}[K\(Self.fit(parts, width: columns() - 1))")
         drawn = true
     }
 
