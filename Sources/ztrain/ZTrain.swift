@@ -30,30 +30,29 @@ struct ZTrain: ParsableCommand {
     /// names the command's help and exits with 64 (EX_USAGE), any other failure with 1.
     static func main() {
         let arguments = joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))
-        var command: any ParsableCommand
+        var command: (any ParsableCommand)? = nil
         do {
             command = try parseAsRoot(arguments)
+            try command?.run()
+            terminate(0)
+        } catch let e as ExitCode {
+            terminate(e.rawValue)
+        } catch let e as ValidationError where command != nil {
+            // found while running, after parsing: name the command's help, not the top level's
+            let type = command.map { Swift.type(of: $0) } ?? ZTrain.self
+            let name = type.configuration.commandName ?? String(describing: type).lowercased()
+            writeToStandardError("error: \(e.message)\n  See 'ztrain \(name) --help' for more information.\n")
+            terminate(ExitCode.validationFailure.rawValue)
         } catch {
+            // parse errors, help, version and completion requests, anything else
             let code = exitCode(for: error)
             let text = fullMessage(for: error)
             if code == .success {
                 print(text)
-            } else {
+            } else if !text.isEmpty {
                 writeToStandardError(lowercasingErrorPrefix(text) + "\n")
             }
             terminate(code.rawValue)
-        }
-        do {
-            try command.run()
-        } catch let e as ExitCode {
-            terminate(e.rawValue)
-        } catch let e as ValidationError {
-            let name = type(of: command).configuration.commandName ?? String(describing: type(of: command)).lowercased()
-            writeToStandardError("error: \(e.message)\n  See 'ztrain \(name) --help' for more information.\n")
-            terminate(ExitCode.validationFailure.rawValue)
-        } catch {
-            writeToStandardError("error: \(error)\n")
-            terminate(ExitCode.failure.rawValue)
         }
     }
 }

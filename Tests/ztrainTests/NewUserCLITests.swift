@@ -150,10 +150,15 @@ struct NewUserCLITests {
         #expect(svg.contains("200 points"), "the title names the series predicted")
     }
 
-    @Test("shell completion scripts are generated")
-    func completion() throws {
+    @Test("help, version and shell completion scripts go to stdout with status 0")
+    func helpAndCompletion() throws {
         let r = try runZtrain(["--generate-completion-script", "bash"])
         #expect(r.status == 0 && r.stdout.contains("_ztrain"), "\(r.stderr)")
+        let help = try runZtrain(["predict", "--help"])
+        #expect(help.status == 0 && help.stdout.contains("USAGE: ztrain predict") && help.stderr.isEmpty, "\(help.stderr)")
+        #expect(help.stdout.contains("predict: the model's"), "predict's help says where --data comes from")
+        let version = try runZtrain(["--version"])
+        #expect(version.status == 0 && version.stdout == "0.1.0\n")
     }
 
     // MARK: outputs
