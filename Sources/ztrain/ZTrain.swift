@@ -102,7 +102,8 @@ struct GlobalOptions: ParsableArguments {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical (got '\(logLevel)')")
         }
         let effective = quiet ? .warning : level
-        LoggingSystem.bootstrap { name in LineLogHandler(label: name, level: effective) }
+        let terminal = ProgressReporter.stderrIsTerminal
+        LoggingSystem.bootstrap { name in LineLogHandler(label: name, level: effective, clearsLine: terminal) }
         var logger = Logger(label: label)
         logger.logLevel = effective
         return logger
@@ -110,15 +111,18 @@ struct GlobalOptions: ParsableArguments {
 }
 
 /// One log line on stderr: `2026-11-28T02:50:00Z info ztrain.train: message key=value`, written
-/// with one write(2) so that lines of several threads do not interleave.
+/// with one write(2) so that lines of several threads do not interleave. On a terminal it first erases
+/// the line (a live progress line, redrawn below at its next update).
 struct LineLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
+    let clearsLine: Bool
 
-    init(label: String, level: Logger.Level) {
+    init(label: String, level: Logger.Level, clearsLine: Bool) {
         self.label = label
         self.logLevel = level
+        self.clearsLine = clearsLine
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -130,7 +134,7 @@ struct LineLogHandler: LogHandler {
         let all = metadata.merging(event.metadata ?? [:]) { _, new in new }
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let error = event.error.map { " (\($0))" } ?? ""
-        writeToStandardError("\(isoTimestamp()) \(event.level) \(label): \(event.message)\(error)\(tail)\n")
+        writeToStandardError("\(clearsLine ? "\r\u{1B}[K" : "")\(isoTimestamp()) \(event.level) \(label): \(event.message)\(error)\(tail)\n")
     }
 }
 
