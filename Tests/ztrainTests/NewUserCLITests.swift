@@ -31,10 +31,17 @@ struct NewUserCLITests {
     func defaultFoldersAreUnique() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
-        nonisolated(unsafe) var results: [RunResult?] = [nil, nil, nil]
-        DispatchQueue.concurrentPerform(iterations: 3) { i in
-            results[i] = try? runZtrain(["train"] + quick, cwd: tmp.url)
+        final class Results: @unchecked Sendable {
+            // @unchecked: `runs` is only touched under `lock`
+            let lock = NSLock()
+            var runs: [RunResult?] = [nil, nil, nil]
         }
+        let box = Results()
+        DispatchQueue.concurrentPerform(iterations: 3) { i in
+            let r = try? runZtrain(["train"] + quick, cwd: tmp.url)
+            box.lock.withLock { box.runs[i] = r }
+        }
+        let results = box.runs
         let paths = results.compactMap { $0 }.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
         #expect(results.allSatisfy { $0?.status == 0 }, "\(results.map { $0?.stderr ?? "not run" })")
         #expect(Set(paths).count == 3, "\(paths)")
