@@ -575,7 +575,8 @@ public final class CoordinatorCore {
             var m = EpochMetrics(
                 epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
                 loss: .nan, valLoss: nil, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
-                epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm)
+                epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm,
+                lr: state.learningRate)
             m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
             m.bytesIn = bytesIn
             m.bytesOut = bytesOut

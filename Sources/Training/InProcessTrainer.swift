@@ -32,6 +32,10 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var wallSeconds: Double
     /// Global gradient norm of the epoch's last step, before clipping.
     public var gradNorm: Double
+    /// The learning rate of the epoch's last step.
+    public var lr: Double? = nil
+    /// When the line was written to `metrics.jsonl` (ISO 8601, UTC; ``RunDirectory/append(_:)`` sets it).
+    public var time: String? = nil
     /// Data-parallel runs: mean time per step in each phase.
     public var timing: StepTiming? = nil
     /// Data-parallel runs: bytes received and sent by the coordinator so far.
@@ -229,7 +233,7 @@ final class Evaluator {
             loss: evaluate ? meanLoss(state.parameters, windows: split.all) : .nan,
             valLoss: !evaluate || split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
             samplesPerSecond: Double(state.epochSamples) / max(epochSeconds, 1e-9),
-            epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm)
+            epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm, lr: state.learningRate)
     }
 
     func result(state: RunState, metrics: [EpochMetrics], wallSeconds: Double, trainSeconds: Double) -> TrainingResult {

@@ -14,6 +14,9 @@ import Series
 ///     }
 public struct RunState: Sendable {
     public let config: TrainingConfig
+
+    /// The learning rate the optimizer applies now.
+    public var learningRate: Double { config.optimizer.learningRate }
     public let split: WindowSplit
     public private(set) var parameters: [Float]
     public private(set) var optimizer: Optimizer<Float>

@@ -10,8 +10,8 @@ public enum DataSpec: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .sincos(let n, let a, let b): return "sincos(points: \(n), range: \(a)...\(b))"
-        case .csv(let path, let cols): return cols.map { "\(path) [\($0.joined(separator: ","))]" } ?? path
+        case .sincos(let n, let a, let b): return "sincos, \(n) points, x from \(cFormat("%g", a)) to \(cFormat("%g", b))"
+        case .csv(let path, let cols): return cols.map { "\(path), columns \($0.joined(separator: ","))" } ?? path
         }
     }
 

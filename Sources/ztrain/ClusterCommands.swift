@@ -249,6 +249,8 @@ func prepareCoordinatorRun(_ options: RunOptions, resume: String?, autoResume: B
             logger.notice("resuming from the checkpoints in \(out)/checkpoints")
             return try PreparedCLIRun(resume: out, logger: logger)
         }
+        // no checkpoint yet: what is there is an earlier start of this same run
+        return try PreparedCLIRun(options, existing: .overwrite, logger: logger)
     }
     return try PreparedCLIRun(options, logger: logger)
 }
@@ -322,7 +324,9 @@ func runCoordinator(
     var tempDir: URL? = nil
     var endpoint = bind ?? "tcp://127.0.0.1:5555"
     if spawnWorkers > 0 && bind == nil {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let temp = FileManager.default.temporaryDirectory
+        for path in LocalWorkers.removeStaleFolders(in: temp) { logger.info("removed \(path), left by a launcher that is gone") }
+        let dir = LocalWorkers.privateFolder(in: temp)
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
             throw fail("cannot create \(dir.path): \(systemMessage(error))")
         }

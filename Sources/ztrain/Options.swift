@@ -9,33 +9,55 @@ import Training
 
 /// Where the series comes from.
 struct DataOptions: ParsableArguments {
-    @Option(help: "'sincos' for the reference series, or a CSV file with a header row (default: sincos).")
+    @Option(help: "'sincos' for the reference series, or a CSV file with a header row (default: sincos; predict: the model's).")
     var data: String?
 
-    @Option(help: "Points of the sincos series.")
-    var points: Int = 1000
+    @Option(help: "Points of the sincos series, at most 10000000 (default: 1000; predict: the model's).")
+    var points: Int?
 
-    @Option(help: "x range of the sincos series, as FROM:TO.")
-    var range: String = "0:100"
+    @Option(help: "x range of the sincos series, as FROM:TO (default: 0:100; predict: the model's).")
+    var range: String?
 
-    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all).")
+    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all; predict: the model's).")
     var columns: String?
 
-    /// Was the data named on the command line?
-    var isGiven: Bool { data != nil }
+    /// The most points of a sincos series.
+    static let maxPoints = 10_000_000
 
-    func spec() throws -> DataSpec {
-        let data = self.data ?? "sincos"
-        if data == "sincos" {
-            guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
-            let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { trimmingWhitespace($0) }
-            guard parts.count == 2, let a = Double(parts[0]), let b = Double(parts[1]), a.isFinite, b.isFinite, a < b else {
-                throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 (got '\(range)')")
+    /// The series the flags name; what they leave out comes from `base` (predict: the model's series),
+    /// else the defaults. Flags that do not apply to the series are usage errors.
+    func spec(base: DataSpec? = nil) throws -> DataSpec {
+        let name = data ?? {
+            switch base {
+            case .csv(let path, _): return path
+            case .sincos, nil: return "sincos"
             }
-            return .sincos(points: points, from: a, to: b)
+        }()
+        if name == "sincos" {
+            if columns != nil {
+                throw ValidationError("--columns picks CSV columns; the sincos series has none (give --data FILE.csv, or leave --columns out)")
+            }
+            var (n, a, b) = (1000, 0.0, 100.0)
+            if case .sincos(let bn, let ba, let bb)? = base { (n, a, b) = (bn, ba, bb) }
+            if let p = points { n = p }
+            guard (2...Self.maxPoints).contains(n) else {
+                throw ValidationError("--points must be in 2...\(Self.maxPoints) (got \(n))")
+            }
+            if let range {
+                let parts = range.split(separator: ":", omittingEmptySubsequences: false).map { trimmingWhitespace($0) }
+                guard parts.count == 2, let from = Double(parts[0]), let to = Double(parts[1]), from.isFinite, to.isFinite, from < to else {
+                    throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 or -10:10 (got '\(range)')")
+                }
+                (a, b) = (from, to)
+            }
+            return .sincos(points: n, from: a, to: b)
         }
-        let cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
-        return .csv(path: data, columns: cols)
+        if points != nil || range != nil {
+            throw ValidationError("--points and --range shape the sincos series; --data \(name) is a CSV file (leave them out)")
+        }
+        var cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
+        if cols == nil, data == nil, case .csv(_, let c)? = base { cols = c }
+        return .csv(path: name, columns: cols)
     }
 }
 

@@ -46,8 +46,8 @@ struct Stress: ParsableCommand {
     @Option(help: "Leaves per worker, L: the reduction tree has workers × L leaves.")
     var leavesPerWorker: Int = 1
 
-    @Flag(help: "Workers as threads of this process (default) or as child processes.")
-    var workerMode: Mode = .threads
+    @Flag(help: "Workers as child processes (default: threads of this process).")
+    var processes = false
 
     @Option(help: "Seed of the leaf gradients and of every fault decision.")
     var seed: UInt64 = 0
@@ -105,10 +105,6 @@ struct Stress: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    enum Mode: String, EnumerableFlag {
-        case threads, processes
-    }
-
     var config: StressConfig {
         StressConfig(workers: workers, parameterCount: params, rounds: rounds, leavesPerWorker: leavesPerWorker,
                      seed: seed, killRate: killRate, slowRate: slowRate, slowFactor: slowFactor, dropRate: dropRate,
@@ -129,13 +125,13 @@ struct Stress: ParsableCommand {
             return
         }
         let logger = try global.bootstrap(label: "ztrain.stress")
-        let mode: WorkerMode = workerMode == .processes ? .processes(executable: LocalWorkers.currentExecutable) : .threads
+        let mode: WorkerMode = processes ? .processes(executable: LocalWorkers.currentExecutable) : .threads
         let harness: StressHarness
         do { harness = try StressHarness(config: config, mode: mode, logger: logger) } catch { throw fail("\(error)") }
         let live = !global.quiet && isatty(STDERR_FILENO) == 1
         if live {
             harness.onProgress = { progress in
-                writeToStandardError("\r\u{1B}[2K\(progress.line)")
+                writeToStandardError("\r\u{1B}[2K\(cutToTerminalWidth(progress.line))")
             }
         }
         let stop = StopFlag()

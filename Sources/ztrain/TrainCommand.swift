@@ -20,8 +20,11 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Start from these weights (a model.safetensors of the same shape).")
     var `init`: String?
 
-    @Option(help: "Output folder (default: runs/<UTC date-time>).")
+    @Option(help: "Output folder; must be new or empty (default: runs/<UTC date-time>, made unique).")
     var out: String?
+
+    @Flag(help: "Replace the run already in --out (its files are removed first).")
+    var overwrite = false
 
     @Option(help: "With workers: write a checkpoint to OUT/checkpoints every this many steps (0: never).")
     var checkpointEvery: Int = 0
@@ -38,6 +41,8 @@ struct PreparedCLIRun {
     let dir: RunDirectory
     /// Set when continuing a checkpointed run.
     var resume: RunCheckpoint? = nil
+    /// When this process started the run (ISO 8601, UTC).
+    let startedAt = isoTimestamp()
 
     /// Continues the newest checkpoint in `directory` (its configuration wins over any flag).
     init(resume directory: String, logger: Logger) throws {
@@ -47,12 +52,15 @@ struct PreparedCLIRun {
         config = c.config
         do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
         initial = nil
-        do { dir = try RunDirectory(path: directory, history: c.metrics) } catch { throw fail("\(error)") }
+        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
         resume = c
         logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
     }
 
-    init(_ o: RunOptions, logger: Logger) throws {
+    /// A new run from the flags. `existing` is what to do with a non-empty `--out` (default: what
+    /// `--overwrite` says).
+    init(_ o: RunOptions, existing: ExistingOutput? = nil, logger: Logger) throws {
+        if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
         let series: Series
         do { series = try spec.load() } catch { throw fail("\(error)") }
@@ -68,7 +76,21 @@ struct PreparedCLIRun {
         } else {
             initial = nil
         }
-        do { dir = try RunDirectory(path: o.out ?? defaultRunDirectory()) } catch { throw fail("\(error)") }
+        do {
+            if let out = o.out {
+                dir = try RunDirectory(path: out, existing: existing ?? (o.overwrite ? .overwrite : .refuse))
+            } else {
+                dir = try RunDirectory.createUnique(parent: "runs", stem: utcTimestamp("%Y%m%d-%H%M%S"))
+            }
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+
+    /// The loss plot's title: the settings that shape the curve.
+    var plotTitle: String {
+        let c = config
+        return "ztrain: H=\(c.model.hiddenSize), \(c.model.cell.rawValue) cell, \(c.optimizer.kind.rawValue) lr \(cFormat("%g", c.optimizer.learningRate)), batch \(c.batch), random seed \(c.seed)"
     }
 
     /// Writes model, summary and loss plot, whatever happened.
@@ -76,7 +98,7 @@ struct PreparedCLIRun {
         do {
             try dir.writeModel(parameters: parameters, config: config, extra: ["training_config": configJSON(config)])
             try dir.writeSummary(summary)
-            try dir.writeLossPlot(title: "ztrain: \(config.data) H=\(config.model.hiddenSize) \(config.model.cell.rawValue)")
+            try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
         } catch {
             throw fail("\(error)")
         }
@@ -84,7 +106,7 @@ struct PreparedCLIRun {
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
                  split: WindowSplit, error: (any Error)?) -> RunSummary {
-        RunSummary(
+        var s = RunSummary(
             finalLoss: finalLoss, finalValLoss: result?.finalValLoss,
             epochs: result?.epochs ?? 0, steps: result?.steps ?? 0, samples: result?.samples ?? 0,
             wallSeconds: result?.wallSeconds ?? 0, trainSeconds: result?.trainSeconds ?? 0,
@@ -93,6 +115,12 @@ struct PreparedCLIRun {
             mode: mode, threads: threads, parameters: parameters.count,
             windows: split.all.count, trainWindows: split.train.count, validationWindows: split.validation.count,
             config: config, model: dir.modelURL.path, error: error.map { "\($0)" })
+        s.version = ztrainVersion
+        s.host = ProcessInfo.processInfo.hostName
+        s.commandLine = CommandLine.arguments
+        s.startedAt = startedAt
+        s.finishedAt = isoTimestamp()
+        return s
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
@@ -197,10 +225,6 @@ struct Train: ParsableCommand {
         if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
         print(p.dir.url.path)
     }
-}
-
-func defaultRunDirectory() -> String {
-    "runs/\(utcTimestamp("%Y%m%d-%H%M%S"))"
 }
 
 func configJSON(_ c: TrainingConfig) -> String {
