@@ -43,6 +43,12 @@ public struct RunSummary: Sendable, Codable {
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.
     public var timing: StepTiming? = nil
+    /// With a validation part: the epoch with the lowest validation MSE (its weights are
+    /// `model.safetensors`) and that MSE.
+    public var bestEpoch: Int? = nil
+    public var bestValLoss: Double? = nil
+    /// With `--early-stopping`: whether it ended the run.
+    public var earlyStopped: Bool? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,
@@ -72,7 +78,8 @@ public struct RunSummary: Sendable, Codable {
     }
 }
 
-/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`.
+/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`, and
+/// with a validation part `last.safetensors`.
 ///
 /// `metrics.jsonl` gets a line as each epoch ends (flushed), so an interrupted run keeps its history.
 public final class RunDirectory {
@@ -81,6 +88,8 @@ public final class RunDirectory {
     private var metrics: [EpochMetrics] = []
 
     public var modelURL: URL { url.appendingPathComponent("model.safetensors") }
+    /// With a validation part: the last weights (`model.safetensors` holds the best by validation).
+    public var lastModelURL: URL { url.appendingPathComponent("last.safetensors") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     public var summaryURL: URL { url.appendingPathComponent("summary.json") }
     public var lossPlotURL: URL { url.appendingPathComponent("loss.svg") }
@@ -126,14 +135,14 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `model.safetensors` atomically, tensors named as the reference PyTorch module.
-    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:]) throws(TrainingError) {
+    /// Writes `model.safetensors` (or `to`) atomically, tensors named as the reference PyTorch module.
+    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:], to: URL? = nil) throws(TrainingError) {
         var meta = extra
         meta["optimizer"] = config.optimizer.kind.rawValue
         meta["data"] = config.data.description
         meta["seed"] = String(config.seed)
         do {
-            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: modelURL.path)
+            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: (to ?? modelURL).path)
         } catch {
             throw .output("\(error)")
         }
@@ -151,12 +160,12 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `loss.svg`: training, all-window and validation loss per epoch, log scale.
+    /// Writes `loss.svg`: training (mean of steps and at the epoch's end) and validation loss per epoch, log scale.
     public func writeLossPlot(title: String) throws(TrainingError) {
         let epochs = metrics.map { Double($0.epoch) }
         var lines = [
             LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss)),
-            LineSeries(name: "all windows", xs: epochs, ys: metrics.map(\.loss)),
+            LineSeries(name: "train (epoch end)", xs: epochs, ys: metrics.map(\.loss)),
         ]
         if metrics.contains(where: { $0.valLoss != nil }) {
             lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true))
