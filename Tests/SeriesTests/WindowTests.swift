@@ -63,7 +63,7 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
         #expect(s.validation == [7, 8])
     }
 
-    @Test func errors() {
+    @Test func errors() throws {
         #expect(splitMessage(100, 0, 0) == "--seq-len must be at least 1 (got 0)")
         #expect(
             splitMessage(4, 4, 0)
