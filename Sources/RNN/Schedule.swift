@@ -67,7 +67,7 @@ public struct LRScheduleConfig: Sendable, Codable, Equatable {
         case .step:
             guard let s = stepSize else { return "--lr-schedule step needs --lr-step-size EPOCHS" }
             if s < 1 { return "--lr-step-size must be at least 1 epoch (got \(s))" }
-            if !(gamma.isFinite && gamma > 0 && gamma <= 1) { return "--lr-gamma must be in (0, 1] (got \(gamma))" }
+            if !(gamma.isFinite && gamma > 0) { return "--lr-gamma must be a positive number (got \(gamma))" }
         case .cosine:
             if let t = tMax, t < 1 { return "--lr-t-max must be at least 1 epoch (got \(t))" }
             if !(minLR.isFinite && minLR >= 0) { return "--lr-min must be 0 or a positive number (got \(minLR))" }

@@ -11,7 +11,7 @@ struct ScheduleCLITests {
             (["--lr-schedule", "linear"], "lr-schedule"),
             (["--lr-schedule", "step"], "--lr-step-size"),
             (["--lr-schedule", "step", "--lr-step-size", "0"], "--lr-step-size"),
-            (["--lr-schedule", "step", "--lr-step-size", "2", "--lr-gamma", "2"], "--lr-gamma"),
+            (["--lr-schedule", "step", "--lr-step-size", "2", "--lr-gamma", "0"], "--lr-gamma"),
             (["--lr-gamma", "0.5"], "--lr-gamma applies to --lr-schedule step"),
             (["--lr-schedule", "cosine", "--lr-t-max", "0"], "--lr-t-max"),
             (["--lr-schedule", "cosine", "--lr-min", "-1"], "--lr-min"),
