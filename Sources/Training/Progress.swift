@@ -51,7 +51,8 @@ public final class ProgressReporter {
             latestLoss = m.loss
             let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
             let bytes = m.bytesOut.map { out in "  \(formatBytes(Double(out + (m.bytesIn ?? 0)))) moved" } ?? ""
-            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map(formatTiming) ?? "")\(bytes)  \(cFormat("%.2f", m.wallSeconds))s"
+            let lr = m.lr.map { "  lr \(format($0))" } ?? ""
+            let line = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)  loss \(format(m.loss))\(val)\(lr)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map(formatTiming) ?? "")\(bytes)  \(cFormat("%.2f", m.wallSeconds))s"
             if live {
                 let done = totalEpochs.map { Double(m.epoch) / Double($0) }
                 draw(line + (done.map { $0 < 1 ? "  ETA \(eta($0))" : "" } ?? ""))

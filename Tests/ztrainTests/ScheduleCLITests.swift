@@ -83,6 +83,20 @@ struct ScheduleCLITests {
         #expect(wBest == wShort && wBest != wLast)
     }
 
+    /// A run whose final loss is NaN (a rate so large that one finite gradient makes the weights
+    /// infinite) exits with status 1 and says so, in-process and with workers; the outputs are written.
+    @Test func aFinalNaNLossExitsNonZero() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        for (mode, run) in [(["--in-process"], "a"), (["--workers", "2", "--val-fraction", "0.2"], "b")] {
+            let r = try runZtrain(["train", "--hidden", "4", "--optimizer", "sgd", "--lr", "1e300", "--steps", "1", "--quiet",
+                                   "--out", tmp.path(run)] + mode)
+            #expect(r.exitedNormally && r.status == 1, "\(mode): status \(r.status)")
+            #expect(r.stderr.contains("loss is NaN"), "\(mode): \(r.stderr)")
+            #expect(FileManager.default.fileExists(atPath: tmp.path("\(run)/summary.json")))
+        }
+    }
+
     /// Without a validation part the outputs are as before: no last.safetensors, no best epoch.
     @Test func withoutValidationThereIsOneModelFile() throws {
         let tmp = try TempDir()
