@@ -44,7 +44,7 @@ public struct RunState: Sendable {
     public private(set) var monitor = Monitor()
     /// With a validation part: the weights at the end of the epoch with the best validation loss.
     public private(set) var bestParameters: [Float]?
-    /// The step's windows ran out of the epoch or the step limit: time to evaluate and ``closeEpoch(_:)``.
+    /// The step's windows ran out of the epoch or the step limit: time to evaluate and ``closeEpoch(loss:valLoss:)``.
     public private(set) var epochEnded = false
     private var order: [Int] = []
     private var gradient: [Float]
@@ -97,7 +97,7 @@ public struct RunState: Sendable {
     /// Writes the window starts of the next step into `windows` and returns how many, or nil when the
     /// run is over. Starts the next epoch (and its permutation) when the current one is done.
     public mutating func nextBatch(into windows: inout [Int]) -> Int? {
-        precondition(!epochEnded, "closeEpoch(_:) must follow an ended epoch")
+        precondition(!epochEnded, "closeEpoch(loss:valLoss:) must follow an ended epoch")
         guard !isFinished else { return nil }
         if epoch == 0 || stepInEpoch >= stepsPerEpoch {
             epoch += 1
