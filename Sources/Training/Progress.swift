@@ -74,12 +74,14 @@ public final class ProgressReporter {
             let val = m.valLoss.map { "  val_loss \(format($0))" } ?? ""
             let bytes = m.bytesOut.map { out in "  \(formatBytes(Double(out + (m.bytesIn ?? 0)))) moved" } ?? ""
             let head = "epoch \(m.epoch)\(totalEpochs.map { "/\($0)" } ?? "") step \(m.step)"
+            let lr = m.lr.map { "  lr \(format($0))" } ?? ""
             if live {
                 let done = totalEpochs.map { Double(m.epoch) / Double($0) }
                 draw([
                     (head, 0),
                     ("loss \(format(m.loss))", 0),
                     (m.valLoss.map { "val_loss \(format($0))" } ?? "", 1),
+                    (m.lr.map { "lr \(format($0))" } ?? "", 3),
                     (done.map { $0 < 1 ? "ETA \(eta($0))" : "" } ?? "", 1),
                     ("\(formatRate(m.samplesPerSecond)) samples/s", 2),
                     ("elapsed \(formatDuration(m.wallSeconds))", 3),
@@ -87,7 +89,7 @@ public final class ProgressReporter {
                     (bytes.isEmpty ? "" : String(bytes.dropFirst(2)), 5),
                 ])
             } else {
-                logger.info("\(head)  loss \(format(m.loss))\(val)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map { "  " + formatTiming($0) } ?? "")\(bytes)  \(cFormat("%.2f", m.wallSeconds))s")
+                logger.info("\(head)  loss \(format(m.loss))\(val)\(lr)  \(formatRate(m.samplesPerSecond)) samples/s\(m.timing.map { "  " + formatTiming($0) } ?? "")\(bytes)  \(cFormat("%.2f", m.wallSeconds))s")
             }
         }
     }

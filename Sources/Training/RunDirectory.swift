@@ -57,6 +57,12 @@ public struct RunSummary: Sendable, Codable {
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.
     public var timing: StepTiming? = nil
+    /// With a validation part: the epoch with the lowest validation MSE (its weights are
+    /// `model.safetensors`) and that MSE.
+    public var bestEpoch: Int? = nil
+    public var bestValLoss: Double? = nil
+    /// With `--early-stopping`: whether it ended the run.
+    public var earlyStopped: Bool? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,
@@ -102,7 +108,8 @@ public enum ExistingOutput: Sendable, Equatable {
     case resume
 }
 
-/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`.
+/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`, and
+/// with a validation part `last.safetensors`.
 ///
 /// `metrics.jsonl` gets a line as each epoch ends (flushed), so an interrupted run keeps its history.
 /// The one place that decides whether a folder may be written: see ``ExistingOutput``.
@@ -112,6 +119,8 @@ public final class RunDirectory {
     private var metrics: [EpochMetrics] = []
 
     public var modelURL: URL { url.appendingPathComponent("model.safetensors") }
+    /// With a validation part: the last weights (`model.safetensors` holds the best by validation).
+    public var lastModelURL: URL { url.appendingPathComponent("last.safetensors") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     public var summaryURL: URL { url.appendingPathComponent("summary.json") }
     public var lossPlotURL: URL { url.appendingPathComponent("loss.svg") }
@@ -204,14 +213,14 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `model.safetensors` atomically, tensors named as the reference PyTorch module.
-    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:]) throws(TrainingError) {
+    /// Writes `model.safetensors` (or `to`) atomically, tensors named as the reference PyTorch module.
+    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:], to: URL? = nil) throws(TrainingError) {
         var meta = extra
         meta["optimizer"] = config.optimizer.kind.rawValue
         meta["data"] = config.data.description
         meta["seed"] = String(config.seed)
         do {
-            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: modelURL.path)
+            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: (to ?? modelURL).path)
         } catch {
             throw .output("\(error)")
         }
@@ -229,7 +238,7 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `loss.svg`: training, all-window and validation loss per epoch of the series `data`, log scale, and `target`
+    /// Writes `loss.svg`: training (mean of steps and at the epoch's end) and validation loss per epoch of the series `data`, log scale, and `target`
     /// (`--target-loss`) as a dashed line. Up to 20 epochs every point is marked, so that a short run
     /// (one epoch: one point per curve) still shows its values.
     public func writeLossPlot(title: String, data: String = "", target: Double? = nil) throws(TrainingError) {
@@ -237,7 +246,7 @@ public final class RunDirectory {
         let marked = metrics.count <= 20
         var lines = [
             LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss), markers: marked),
-            LineSeries(name: "all windows", xs: epochs, ys: metrics.map(\.loss), markers: marked),
+            LineSeries(name: "train (epoch end)", xs: epochs, ys: metrics.map(\.loss), markers: marked),
         ]
         if metrics.contains(where: { $0.valLoss != nil }) {
             lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true, markers: marked))

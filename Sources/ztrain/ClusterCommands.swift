@@ -383,21 +383,22 @@ func runCoordinator(
     summary.timing = result.metrics.compactMap { $0.timing }.reduce(into: StepTiming()) { acc, t in acc.add(t) }
         .scaled(1 / Double(max(1, result.metrics.count)))
     _ = steps
-    try p.writeOutputs(parameters: core.state.parameters, summary: summary)
+    try p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split, summary: summary)
 
     if stop.isSet {
         logger.warning("stopped by signal \(stop.signal); last weights saved to \(p.dir.modelURL.path)")
         return 128 + stop.signal
     }
     if let f = core.failure {
-        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.modelURL.path))\n")
+        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.url.path))\n")
         return 1
     }
     if let e = writeError {
         writeToStandardError("error: \(e)\n")
         return 1
     }
-    p.logDone(result, summary: summary, windows: core.state.split.all.count, logger: logger)
+    p.logDone(result, summary: summary, windows: core.state.split.train.count, logger: logger)
+    if p.nanFailure(result) != nil { return 1 }   // the message is written
     let failures = local?.failures ?? []
     if !failures.isEmpty {
         writeToStandardError("error: training finished, but \(failures.joined(separator: "; "))\n")

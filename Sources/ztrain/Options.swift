@@ -111,8 +111,35 @@ struct OptimOptions: ParsableArguments {
     @Option(help: "Clip the global gradient L2 norm to this (as torch.nn.utils.clip_grad_norm_).")
     var clipNorm: Double?
 
-    @Option(help: "Stop once the MSE over all windows is below this (checked after each epoch).")
+    @Option(help: "Stop once the monitored MSE is below this (checked after each epoch): the validation MSE with --val-fraction, else the MSE over all windows.")
     var targetLoss: Double?
+
+    @Option(help: ArgumentHelp("Stop once the monitored MSE (as --target-loss) has not improved for this many epochs (Lightning's EarlyStopping, min_delta 0).", valueName: "patience"))
+    var earlyStopping: Int?
+
+    @Option(help: "Learning-rate schedule, stepped once per epoch: constant, step (StepLR), cosine (CosineAnnealingLR) or plateau (ReduceLROnPlateau on the monitored MSE).")
+    var lrSchedule: LRScheduleKind = .constant
+
+    @Option(help: ArgumentHelp("Linear warmup over this many optimizer steps: step k < STEPS runs at (k+1)/(STEPS+1) of the rate (LinearLR).", valueName: "steps"))
+    var warmup: Int = 0
+
+    @Option(help: ArgumentHelp("step: epochs between decays (StepLR step_size; required).", valueName: "epochs"))
+    var lrStepSize: Int?
+
+    @Option(help: "step: decay factor (StepLR gamma; default 0.1).")
+    var lrGamma: Double?
+
+    @Option(help: ArgumentHelp("cosine: half period in epochs (T_max; default: --epochs).", valueName: "epochs"))
+    var lrTMax: Int?
+
+    @Option(help: "cosine: the floor (eta_min); plateau: the floor (min_lr). Default 0.")
+    var lrMin: Double?
+
+    @Option(help: ArgumentHelp("plateau: epochs without improvement before a decay (default 10).", valueName: "epochs"))
+    var lrPatience: Int?
+
+    @Option(help: "plateau: decay factor (default 0.1).")
+    var lrFactor: Double?
 
     @Option(help: "Seed for the initial weights and the epoch shuffles.")
     var seed: UInt64 = 0
@@ -125,6 +152,27 @@ extension Cell: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 extension LossKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension LRScheduleKind: ExpressibleByArgument {}
+
+extension OptimOptions {
+    /// The schedule the flags describe (nil: constant, no warmup); a flag of another schedule is an error.
+    func schedule() throws -> LRScheduleConfig? {
+        let given: [(String, Bool, Set<LRScheduleKind>)] = [
+            ("--lr-step-size", lrStepSize != nil, [.step]), ("--lr-gamma", lrGamma != nil, [.step]),
+            ("--lr-t-max", lrTMax != nil, [.cosine]), ("--lr-min", lrMin != nil, [.cosine, .plateau]),
+            ("--lr-patience", lrPatience != nil, [.plateau]), ("--lr-factor", lrFactor != nil, [.plateau]),
+        ]
+        for (flag, isGiven, kinds) in given where isGiven && !kinds.contains(lrSchedule) {
+            let names = kinds.map(\.rawValue).sorted().joined(separator: " or ")
+            throw ValidationError("\(flag) applies to --lr-schedule \(names) (got --lr-schedule \(lrSchedule.rawValue))")
+        }
+        let defaults = LRScheduleConfig()
+        let s = LRScheduleConfig(
+            kind: lrSchedule, warmup: warmup, stepSize: lrStepSize, gamma: lrGamma ?? defaults.gamma, tMax: lrTMax,
+            minLR: lrMin ?? defaults.minLR, patience: lrPatience ?? defaults.patience, factor: lrFactor ?? defaults.factor)
+        return s.isConstant ? nil : s
+    }
+}
 
 /// Builds the run's configuration from the flags; errors name the flag.
 func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
@@ -150,7 +198,9 @@ func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelO
         shuffle: !optim.noShuffle,
         clipNorm: optim.clipNorm,
         targetLoss: optim.targetLoss,
-        validationFraction: windows.valFraction)
+        validationFraction: windows.valFraction,
+        schedule: try optim.schedule(),
+        earlyStopping: optim.earlyStopping)
     do {
         try config.validate()
     } catch {

@@ -93,10 +93,16 @@ struct PreparedCLIRun {
         return "ztrain: H=\(c.model.hiddenSize), \(c.model.cell.rawValue) cell, \(c.optimizer.kind.rawValue) lr \(cFormat("%g", c.optimizer.learningRate)), batch \(c.batch), random seed \(c.seed)"
     }
 
-    /// Writes model, summary and loss plot, whatever happened.
-    func writeOutputs(parameters: [Float], summary: RunSummary) throws {
+    /// Writes model, summary and loss plot, whatever happened. With a validation part (`split`),
+    /// `model.safetensors` is the best epoch's weights (`best`; the last ones before any epoch ended)
+    /// and `last.safetensors` the last ones.
+    func writeOutputs(parameters: [Float], best: [Float]?, split: WindowSplit, summary: RunSummary) throws {
         do {
-            try dir.writeModel(parameters: parameters, config: config, extra: ["training_config": configJSON(config)])
+            let extra = ["training_config": configJSON(config)]
+            if !split.validation.isEmpty {
+                try dir.writeModel(parameters: parameters, config: config, extra: extra, to: dir.lastModelURL)
+            }
+            try dir.writeModel(parameters: split.validation.isEmpty ? parameters : best ?? parameters, config: config, extra: extra)
             try dir.writeSummary(summary)
             try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
         } catch {
@@ -120,12 +126,25 @@ struct PreparedCLIRun {
         s.commandLine = CommandLine.arguments
         s.startedAt = startedAt
         s.finishedAt = isoTimestamp()
+        s.bestEpoch = result?.bestEpoch
+        s.bestValLoss = result?.bestValLoss
+        s.earlyStopped = result?.earlyStopped
         return s
+    }
+
+    /// A run whose final loss is NaN failed, whatever stopped it: the error to exit with, or nil.
+    func nanFailure(_ r: TrainingResult) -> ExitCode? {
+        guard r.finalLoss.isNaN || r.finalValLoss?.isNaN == true else { return nil }
+        return fail("the final \(r.finalLoss.isNaN ? "training" : "validation") loss is NaN; lower --lr or set --clip-norm (weights saved to \(dir.url.path))")
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
         let reached = r.targetReached.map { $0 ? "  target reached" : "  target NOT reached" } ?? ""
-        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over all \(windows) windows \(cFormat("%.4e", r.finalLoss)), \(cFormat("%.3f", r.wallSeconds)) s wall, \(cFormat("%.0f", summary.samplesPerSecond)) samples/s\(reached)")
+        let early = r.earlyStopped == true ? "  stopped early" : ""
+        let val = r.finalValLoss.map { v in
+            ", validation MSE \(cFormat("%.4e", v)) (best \(r.bestValLoss.map { cFormat("%.4e", $0) } ?? "none") at epoch \(r.bestEpoch ?? 0))"
+        } ?? ""
+        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over the \(windows) training windows \(cFormat("%.4e", r.finalLoss))\(val), \(cFormat("%.3f", r.wallSeconds)) s wall, \(cFormat("%.0f", summary.samplesPerSecond)) samples/s\(reached)\(early)")
         if r.targetReached == false, let t = config.targetLoss {
             logger.warning("the MSE did not reach --target-loss \(t) within the epoch/step limit")
         }
@@ -217,12 +236,16 @@ struct Train: ParsableCommand {
         progress.finish()
         let params = result?.parameters ?? trainer.parameters
         let summary = p.summary(result: result, parameters: params,
-                                finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.all),
+                                finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.train),
                                 mode: "in-process", threads: threads, split: trainer.split, error: runError)
-        try p.writeOutputs(parameters: params, summary: summary)
+        try p.writeOutputs(parameters: params, best: result?.bestParameters ?? trainer.state.bestParameters, split: trainer.split,
+                           summary: summary)
         if let e = writeError { throw fail("\(e)") }
-        if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.modelURL.path))") }
-        if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
+        if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.url.path))") }
+        if let r = result {
+            p.logDone(r, summary: summary, windows: trainer.split.train.count, logger: logger)
+            if let e = p.nanFailure(r) { throw e }
+        }
         print(p.dir.url.path)
     }
 }
