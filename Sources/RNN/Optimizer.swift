@@ -60,13 +60,22 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
         self.v = v
     }
 
-    /// Applies one update to `params` from the (already averaged and clipped) gradient `g`.
+    /// Applies one update to `params` from the (already averaged and clipped) gradient `g`, at the
+    /// configured learning rate.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
     public mutating func update(_ params: UnsafeMutableBufferPointer<Scalar>, gradient g: UnsafeBufferPointer<Scalar>) {
+        update(params, gradient: g, learningRate: config.learningRate)
+    }
+
+    /// Applies one update at `learningRate` (PyTorch's `param_group["lr"]` of this step, as a schedule sets it).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public mutating func update(_ params: UnsafeMutableBufferPointer<Scalar>, gradient g: UnsafeBufferPointer<Scalar>,
+                                learningRate: Double) {
         precondition(params.count == g.count, "parameters and gradient differ in size")
         step += 1
-        let lr = Scalar(config.learningRate)
+        let lr = Scalar(learningRate)
         switch config.kind {
         case .sgd:
             if config.momentum == 0 {
@@ -85,7 +94,7 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
             let b1 = config.beta1, b2 = config.beta2
             let bc1 = 1 - Double.pow(b1, step)
             let bc2 = 1 - Double.pow(b2, step)
-            let stepSize = Scalar(config.learningRate / bc1)
+            let stepSize = Scalar(learningRate / bc1)
             let bc2Sqrt = Scalar(bc2.squareRoot())
             let oneMinusB1 = Scalar(1 - b1), sb2 = Scalar(b2), oneMinusB2 = Scalar(1 - b2)
             let eps = Scalar(config.epsilon)
@@ -112,8 +121,15 @@ public struct Optimizer<Scalar: RNNScalar>: Sendable {
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
     public mutating func update(_ params: inout [Scalar], gradient g: [Scalar]) {
+        update(&params, gradient: g, learningRate: config.learningRate)
+    }
+
+    /// Array convenience for ``update(_:gradient:learningRate:)``.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    public mutating func update(_ params: inout [Scalar], gradient g: [Scalar], learningRate: Double) {
         g.withUnsafeBufferPointer { gp in
-            params.withUnsafeMutableBufferPointer { update($0, gradient: gp) }
+            params.withUnsafeMutableBufferPointer { update($0, gradient: gp, learningRate: learningRate) }
         }
     }
 }

@@ -137,6 +137,12 @@ extension Series {
                 guard let d = Double(cell) else {
                     throw fail(lineNumber, "column \(label(header, c)): \"\(cell)\" is not a number")
                 }
+                guard !d.isFinite || isDecimal(cell) else {
+                    throw fail(
+                        lineNumber,
+                        "column \(label(header, c)): \"\(cell)\" is not a decimal number "
+                            + "(hexadecimal is not read); write it as digits, e.g. 16 or 1.5e-3")
+                }
                 guard d.isFinite else {
                     throw fail(
                         lineNumber,
@@ -154,6 +160,28 @@ extension Series {
         }
         return Series(unchecked: selected.map { header[$0] }, values: values)
     }
+}
+
+/// A decimal number as written in a CSV file: an optional sign, digits with an optional point, and an
+/// optional exponent (`-1.5`, `.5`, `3.`, `1e-3`); not hexadecimal (`0x10`, `0x1p3`), which `Double`
+/// would also read.
+func isDecimal(_ s: String) -> Bool {
+    var u = Substring(s).utf8[...]
+    func digits() -> Int {
+        var n = 0
+        while let c = u.first, c >= 0x30 && c <= 0x39 { u = u.dropFirst(); n += 1 }
+        return n
+    }
+    if let c = u.first, c == 0x2B || c == 0x2D { u = u.dropFirst() }
+    var mantissa = digits()
+    if u.first == 0x2E { u = u.dropFirst(); mantissa += digits() }
+    guard mantissa > 0 else { return false }
+    if let c = u.first, c == 0x65 || c == 0x45 {
+        u = u.dropFirst()
+        if let c = u.first, c == 0x2B || c == 0x2D { u = u.dropFirst() }
+        guard digits() > 0 else { return false }
+    }
+    return u.isEmpty
 }
 
 /// How a column is named in messages: `"temp"`, or `#3` when the header cell is empty.

@@ -5,9 +5,12 @@
 ///
 /// With a validation fraction `f > 0` the *series* is cut in two: the first
 /// `nTrain = N - round(f * N)` points form the training part (rounding half to even, like
-/// Python's `round`). Windows lying entirely inside it (`w + T < nTrain`, target included) are
-/// training windows; windows starting at or after `nTrain` are validation windows; the `T`
-/// windows that straddle the cut are dropped, so no training window sees a validation point.
+/// Python's `round`), the last `N - nTrain` the held-out part. A window belongs to the part its
+/// target lies in: windows lying entirely inside the training part (`w + T < nTrain`, target
+/// included) are training windows, so no training window sees a held-out point; every window whose
+/// target is a held-out point (`w + T >= nTrain`) is a validation window, so validation covers
+/// every held-out point once (its first windows take their inputs from before the cut, as a
+/// forecast from the end of the training part does). `train + validation == all`.
 /// With `f == 0` every window is a training window and `validation` is empty.
 public struct WindowSplit: Sendable, Equatable {
     /// Start indices of the training windows, ascending.
@@ -22,7 +25,7 @@ public struct WindowSplit: Sendable, Equatable {
     /// Cuts a series of `N` points into windows of `T` points and splits them.
     ///
     /// Throws when `T < 1`, when the series has no window (`N - T < 1`), when `f` is not in
-    /// `[0, 1)`, or when the split leaves no training window or (with `f > 0`) no validation window.
+    /// `[0, 1)`, or when the split leaves no training window or (with `f > 0`) no held-out point.
     public static func make(pointCount N: Int, seqLen T: Int, validationFraction f: Double)
         throws(SeriesError) -> WindowSplit
     {
@@ -50,14 +53,13 @@ public struct WindowSplit: Sendable, Equatable {
         }
         let validation: [Int]
         if f > 0 {
-            guard nTrain < windows else {
+            guard validationPoints >= 1 else {
                 throw .invalidArgument(
                     "the validation part (last \(validationPoints) of \(N) points, "
-                        + "validation fraction \(f)) holds no complete window of \(T) points "
-                        + "plus a target; it needs at least \(T + 1) points: "
-                        + "raise --val-fraction, lower --seq-len, or use --val-fraction 0")
+                        + "validation fraction \(f)) holds no point; "
+                        + "raise --val-fraction or use --val-fraction 0")
             }
-            validation = Array(nTrain..<windows)
+            validation = Array(trainCount..<windows)
         } else {
             validation = []
         }

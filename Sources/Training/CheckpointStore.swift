@@ -15,6 +15,8 @@ public struct RunCheckpoint: Sendable {
     public var m: [Float]
     public var v: [Float]
     public var counters: RunState.Counters
+    /// With a validation part: the best weights so far (``RunState/bestParameters``).
+    public var best: [Float]?
     /// The epoch records so far (so `metrics.jsonl` and `summary.json` continue).
     public var metrics: [EpochMetrics]
     public var trainSeconds: Double
@@ -26,6 +28,7 @@ public struct RunCheckpoint: Sendable {
         m = state.optimizer.m
         v = state.optimizer.v
         counters = state.counters
+        best = state.bestParameters
         self.metrics = metrics
         self.trainSeconds = trainSeconds
     }
@@ -62,6 +65,7 @@ public struct CheckpointStore: Sendable {
         var tensors = [TensorData(name: "parameters", shape: [c.parameters.count], values: c.parameters)]
         if !c.m.isEmpty { tensors.append(TensorData(name: "optimizer.m", shape: [c.m.count], values: c.m)) }
         if !c.v.isEmpty { tensors.append(TensorData(name: "optimizer.v", shape: [c.v.count], values: c.v)) }
+        if let b = c.best { tensors.append(TensorData(name: "best.parameters", shape: [b.count], values: b)) }
         let meta: [String: String] = [
             "format": "ztrain-checkpoint",
             "version": "1",
@@ -124,8 +128,12 @@ public struct CheckpointStore: Sendable {
         guard (!needsM || m.count == params.count) && (config.optimizer.kind != .adam || v.count == params.count) else {
             throw .data("\(url.path): optimizer state does not match the model")
         }
-        var c = RunCheckpoint(runID: runID, config: config, parameters: params, m: m, v: v, counters: counters, metrics: metrics,
-                              trainSeconds: Double(meta["train_seconds"] ?? "") ?? 0)
+        let best = decoded.tensors["best.parameters"]?.values
+        if let b = best, b.count != params.count {
+            throw .data("\(url.path): best weights have \(b.count) values for a model of \(params.count)")
+        }
+        var c = RunCheckpoint(runID: runID, config: config, parameters: params, m: m, v: v, counters: counters, best: best,
+                              metrics: metrics, trainSeconds: Double(meta["train_seconds"] ?? "") ?? 0)
         c.runID = runID
         return c
     }
@@ -133,13 +141,14 @@ public struct CheckpointStore: Sendable {
 
 extension RunCheckpoint {
     init(runID: UInt64, config: TrainingConfig, parameters: [Float], m: [Float], v: [Float], counters: RunState.Counters,
-         metrics: [EpochMetrics], trainSeconds: Double) {
+         best: [Float]? = nil, metrics: [EpochMetrics], trainSeconds: Double) {
         self.runID = runID
         self.config = config
         self.parameters = parameters
         self.m = m
         self.v = v
         self.counters = counters
+        self.best = best
         self.metrics = metrics
         self.trainSeconds = trainSeconds
     }

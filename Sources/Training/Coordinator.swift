@@ -199,7 +199,7 @@ public final class CoordinatorCore {
         self.options = options
         self.runID = runID
         if let r = resume {
-            state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters)
+            state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters, best: r.best)
             metrics = r.metrics
             trainSeconds = r.trainSeconds
         } else {
@@ -582,7 +582,7 @@ public final class CoordinatorCore {
         if state.epochEnded {
             var m = EpochMetrics(
                 epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
-                loss: .nan, valLoss: nil, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
+                loss: .nan, valLoss: nil, lr: state.lastLR, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
                 epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm)
             m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
             m.bytesIn = bytesIn
@@ -604,7 +604,7 @@ public final class CoordinatorCore {
                 // drops it unapplied when the target turns out reached. A checkpoint due now is
                 // written then, of the run as it is here.
                 let saved = state
-                state.closeEpoch(loss: .infinity)
+                state.closeEpochProvisionally()
                 pendingEpoch = PendingEpoch(metrics: m, evaluation: nil, saved: saved, checkpoint: checkpointDue)
                 return startStep(now: now + seconds(since: t0))
             }
@@ -618,7 +618,7 @@ public final class CoordinatorCore {
                 // out reached, the run is put back to this point and the extra step is dropped
                 // unapplied, so the result is the in-process run's.
                 let saved = state
-                state.closeEpoch(loss: .infinity)
+                state.closeEpochProvisionally()
                 pendingEpoch = PendingEpoch(metrics: m, evaluation: evaluation, saved: saved, checkpoint: false)
                 evaluation.start()
             }
@@ -669,14 +669,15 @@ public final class CoordinatorCore {
         if let done = close(epoch: p.metrics, losses, saved: p.saved) { return done }
         if p.checkpoint, let onCheckpoint {
             var closed = p.saved
-            closed.closeEpoch(loss: losses.loss)
+            closed.closeEpoch(loss: losses.loss, valLoss: losses.valLoss)
             onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
         }
         return nil
     }
 
     /// Records an evaluated epoch. With `saved` (the run at the epoch's end, before the next step
-    /// was started provisionally), a reached target puts the run back there and ends it.
+    /// was started provisionally), that copy takes the epoch-end decisions: if they end the run
+    /// (target, early stopping) the run is put back there and ends, else the run in flight adopts them.
     private func close(epoch draft: EpochMetrics, _ losses: (loss: Double, valLoss: Double?), saved: RunState?) -> [Outgoing]? {
         var m = draft
         m.loss = losses.loss
@@ -684,9 +685,10 @@ public final class CoordinatorCore {
         metrics.append(m)
         emit(.epoch(m))
         if let saved {
-            if let t = config.targetLoss, m.loss < t {
-                state = saved
-                state.closeEpoch(loss: m.loss)
+            var closed = saved
+            closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
+            if closed.isStopping {
+                state = closed
                 aggregator.abandon()
                 // the dropped step's answers do not count: every window is counted once
                 for (peer, c) in stepCredits {
@@ -702,9 +704,10 @@ public final class CoordinatorCore {
                 emit(.finished)
                 return shutdownAll(reason: "training finished")
             }
+            state.adoptEpochClose(closed)
             return nil
         }
-        state.closeEpoch(loss: m.loss)
+        state.closeEpoch(loss: m.loss, valLoss: m.valLoss)
         return nil
     }
 
@@ -763,10 +766,10 @@ public final class CoordinatorCore {
         return RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
     }
 
-    /// Mean loss of the current weights over all windows.
+    /// Mean loss of the current weights over the training windows.
     public func meanLoss() -> Double {
         _ = settlePendingEpoch()
-        return evaluator.meanLoss(state.parameters, windows: state.split.all)
+        return evaluator.meanLoss(state.parameters, windows: state.split.train)
     }
 }
 
@@ -806,7 +809,7 @@ func encodeJSON<T: Encodable>(_ value: T) -> String {
     return String(decoding: d, as: UTF8.self)
 }
 
-/// The evaluation of an epoch's weights (loss over every window, and over the validation
+/// The evaluation of an epoch's weights (loss over the training windows, and over the validation
 /// windows), computed on another thread or in place.
 final class EpochEvaluation: @unchecked Sendable {
     // @unchecked: `evaluator` is used by one thread at a time: the evaluation thread between
@@ -825,7 +828,7 @@ final class EpochEvaluation: @unchecked Sendable {
 
     private func compute() -> (loss: Double, valLoss: Double?) {
         let split = evaluator.split
-        return (evaluator.meanLoss(parameters, windows: split.all),
+        return (evaluator.meanLoss(parameters, windows: split.train),
                 split.validation.isEmpty ? nil : evaluator.meanLoss(parameters, windows: split.validation))
     }
 

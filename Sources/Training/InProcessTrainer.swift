@@ -15,7 +15,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var samples: Int
     /// Mean of the step losses of this epoch, weighted by windows.
     public var trainLoss: Double
-    /// MSE over all windows of the series with the weights at the end of the epoch.
+    /// MSE over the training windows with the weights at the end of the epoch (every window of the
+    /// series when there is no validation part).
     ///
     /// When one step covers every window (full batch, no validation split) and a next step
     /// follows, this is that step's loss sum over the window count: the training forward pass at
@@ -25,6 +26,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var loss: Double
     /// MSE over the validation windows, if there are any.
     public var valLoss: Double?
+    /// The learning rate of the epoch's last step (nil only in records from before schedules).
+    public var lr: Double? = nil
     /// Training windows per second of compute time this epoch (evaluation excluded).
     public var samplesPerSecond: Double
     public var epochSeconds: Double
@@ -32,6 +35,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var wallSeconds: Double
     /// Global gradient norm of the epoch's last step, before clipping.
     public var gradNorm: Double
+    /// When the line was written to `metrics.jsonl` (ISO 8601, UTC; ``RunDirectory/append(_:)`` sets it).
+    public var time: String? = nil
     /// Data-parallel runs: mean time per step in each phase.
     public var timing: StepTiming? = nil
     /// Data-parallel runs: bytes received and sent by the coordinator so far.
@@ -67,12 +72,19 @@ public struct TrainingResult: Sendable {
     /// Seconds spent computing steps (evaluation excluded).
     public var trainSeconds: Double
     public var samples: Int
-    /// MSE over all windows with the final weights (the last epoch's ``EpochMetrics/loss``).
+    /// MSE over the training windows with the final weights (the last epoch's ``EpochMetrics/loss``).
     public var finalLoss: Double
     public var finalValLoss: Double?
     /// nil when no target was set.
     public var targetReached: Bool?
     public var optimizerStep: Int
+    /// With a validation part: the weights, epoch and validation MSE of the epoch with the lowest
+    /// validation MSE (nil without a validation part, or before any finite one).
+    public var bestParameters: [Float]? = nil
+    public var bestEpoch: Int? = nil
+    public var bestValLoss: Double? = nil
+    /// nil unless `--early-stopping` was given.
+    public var earlyStopped: Bool? = nil
 }
 
 /// Training in this process, with the same micro-batches, the same canonical reduction and the same
@@ -134,12 +146,14 @@ public final class InProcessTrainer {
                 m.loss = RunState.epochLoss(root: root, windows: n)
                 metrics.append(m)
                 onEvent(.epoch(m))
-                if let t = config.targetLoss, m.loss < t {
-                    // the target was reached at the epoch's end: this step is dropped unapplied
-                    state = p.saved
-                    state.closeEpoch(loss: m.loss)
+                var closed = p.saved
+                closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
+                if closed.isStopping {
+                    // the run ended at the epoch's end (target, early stopping): this step is dropped unapplied
+                    state = closed
                     break
                 }
+                state.adoptEpochClose(closed)
             }
             let loss = try state.apply(root: root, windows: n)
             let dt = seconds(since: t0)
@@ -153,20 +167,21 @@ public final class InProcessTrainer {
                     let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start),
                                                    evaluate: false)
                     pending = (m, state)
-                    state.closeEpoch(loss: .infinity)
+                    state.closeEpochProvisionally()
                 } else {
                     let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
-                    state.closeEpoch(loss: m.loss)
+                    state.closeEpoch(loss: m.loss, valLoss: m.valLoss)
                     metrics.append(m)
                     onEvent(.epoch(m))
                 }
                 epochTrain = 0
             }
         }
-        if var m = pending?.metrics {
+        if var m = pending?.metrics, var closed = pending?.saved {
             // not reached (the rule leaves a next step); evaluated here rather than lost
-            m.loss = evaluator.meanLoss(pending?.saved.parameters ?? state.parameters, windows: split.all)
-            state.closeEpoch(loss: m.loss)
+            m.loss = evaluator.meanLoss(closed.parameters, windows: split.train)
+            closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
+            state = closed
             metrics.append(m)
             onEvent(.epoch(m))
         }
@@ -226,8 +241,9 @@ final class Evaluator {
     func epochMetrics(state: RunState, epochSeconds: Double, wallSeconds: Double, evaluate: Bool = true) -> EpochMetrics {
         EpochMetrics(
             epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
-            loss: evaluate ? meanLoss(state.parameters, windows: split.all) : .nan,
+            loss: evaluate ? meanLoss(state.parameters, windows: split.train) : .nan,
             valLoss: !evaluate || split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
+            lr: state.lastLR,
             samplesPerSecond: Double(state.epochSamples) / max(epochSeconds, 1e-9),
             epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm)
     }
@@ -236,9 +252,13 @@ final class Evaluator {
         TrainingResult(
             parameters: state.parameters, metrics: metrics, steps: state.step, epochs: state.epoch,
             wallSeconds: wallSeconds, trainSeconds: trainSeconds, samples: state.samples,
-            finalLoss: metrics.last?.loss ?? meanLoss(state.parameters, windows: split.all),
+            finalLoss: metrics.last?.loss ?? meanLoss(state.parameters, windows: split.train),
             finalValLoss: split.validation.isEmpty ? nil : (metrics.last?.valLoss ?? meanLoss(state.parameters, windows: split.validation)),
-            targetReached: state.config.targetLoss == nil ? nil : state.targetReached, optimizerStep: state.optimizer.step)
+            targetReached: state.config.targetLoss == nil ? nil : state.targetReached, optimizerStep: state.optimizer.step,
+            bestParameters: state.bestParameters,
+            bestEpoch: state.bestParameters == nil ? nil : state.monitor.bestEpoch,
+            bestValLoss: state.bestParameters == nil ? nil : state.monitor.best,
+            earlyStopped: state.config.earlyStopping == nil ? nil : state.monitor.earlyStopped)
     }
 }
 

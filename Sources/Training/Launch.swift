@@ -13,7 +13,8 @@
 /// The port is the one in `--coordinator`, else `--port`, else `MASTER_PORT`, else 29500 (torchrun's
 /// default). What an engine does not set comes from `WORLD_SIZE`/`MASTER_ADDR`/`MASTER_PORT`; explicit
 /// flags (`--rank`, `--world-size`, `--coordinator`, `--port`) override the environment. An engine's
-/// world size that disagrees with `WORLD_SIZE` is an error naming both, never a silent pick.
+/// world size that disagrees with `WORLD_SIZE`, or its rank that disagrees with `RANK` (unless torchrun's
+/// `LOCAL_RANK` says torchrun runs inside the engine), is an error naming both, never a silent pick.
 ///
 /// ```swift
 /// let plan = try LaunchPlan.resolve(environment: ProcessInfo.processInfo.environment, flags: LaunchFlags())
@@ -94,7 +95,7 @@ extension LaunchPlan {
     public static let variables = [
         "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_JOB_NODELIST",
         "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "JOB_COMPLETION_INDEX", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+        "JOB_COMPLETION_INDEX", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
     ]
 
     /// torchrun's default `MASTER_PORT`.
@@ -125,7 +126,21 @@ extension LaunchPlan {
         } else if let r = flags.rank {
             engine = "flags"; rank = ("--rank", r)
         } else {
-            throw LaunchError("no rank: not started by torchrun, Open MPI, Slurm or a Kubernetes indexed Job (\(looked)); pass --rank and --world-size")
+            throw LaunchError("no rank: not started by torchrun, Open MPI, Slurm or a Kubernetes indexed Job (\(looked)); pass --rank and --world-size, or to train on this machine alone run 'ztrain train --workers N'")
+        }
+        // RANK beside the engine's own rank must agree, unless torchrun (LOCAL_RANK) runs inside the engine
+        if engine == "torchrun", flags.rank == nil, env["LOCAL_RANK"] == nil {
+            var beneath: (String, Int)? = nil
+            if let r = try int(env, "OMPI_COMM_WORLD_RANK") {
+                beneath = ("OMPI_COMM_WORLD_RANK", r)
+            } else if let r = try int(env, "SLURM_PROCID") {
+                beneath = ("SLURM_PROCID", r)
+            } else if let r = try int(env, "JOB_COMPLETION_INDEX") {
+                beneath = ("JOB_COMPLETION_INDEX+\(flags.rankOffset)", r + flags.rankOffset)
+            }
+            if let (name, value) = beneath, value != rank.value {
+                throw LaunchError("contradictory ranks: RANK=\(rank.value) but \(name)=\(value); unset RANK or pass --rank")
+            }
         }
         if let s = size, let w = worldSize, w != s.value, flags.worldSize == nil {
             throw LaunchError("contradictory world sizes: \(s.source)=\(s.value) but WORLD_SIZE=\(w); unset WORLD_SIZE or pass --world-size")

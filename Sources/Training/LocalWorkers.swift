@@ -48,7 +48,7 @@ public final class LocalWorkers: @unchecked Sendable {
                 pid = try spawnProcess(executable.path, args)
             } catch {
                 stop(grace: 0)
-                throw .invalidConfig("cannot start worker \(i) (\(executable.path)): \(error)")
+                throw .invalidConfig("cannot start local worker \(i + 1) of \(arguments.count) (\(executable.path)): \(error)")
             }
             processes.append(pid)
             // as Foundation's `Process` did: a thread waits for the child and records how it ended
@@ -64,6 +64,30 @@ public final class LocalWorkers: @unchecked Sendable {
 
     public var pids: [Int32] { processes }
 
+    /// The private folder (for the ipc:// endpoint) of the launcher with process id `pid`:
+    /// `ztrain-PID-N` in `parent`.
+    public static func privateFolder(in parent: URL, pid: Int32 = getpid()) -> URL {
+        parent.appendingPathComponent("ztrain-\(pid)-\(UInt32.random(in: 0...UInt32.max))")
+    }
+
+    /// Removes the private folders in `parent` whose launcher is dead (its PID names no process), such
+    /// as one left by a `ztrain train --workers` killed with SIGKILL. Folders of live processes stay.
+    /// Returns the paths removed.
+    @discardableResult
+    public static func removeStaleFolders(in parent: URL) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent.path) else { return [] }
+        var removed: [String] = []
+        for name in names {
+            let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts[0] == "ztrain", let pid = Int32(parts[1]), pid > 0,
+                  !parts[2].isEmpty, parts[2].allSatisfy(\.isASCII), UInt32(parts[2]) != nil else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let url = parent.appendingPathComponent(name)
+            if (try? FileManager.default.removeItem(at: url)) != nil { removed.append(url.path) }
+        }
+        return removed
+    }
+
     /// Workers that have exited so far: index → (status, exited normally rather than by a signal).
     public var exited: [Int: (status: Int32, normal: Bool)] {
         lock.lock()
@@ -75,7 +99,7 @@ public final class LocalWorkers: @unchecked Sendable {
     public var failures: [String] {
         exited.sorted { $0.key < $1.key }.compactMap { i, s in
             if s.normal && s.status == 0 { return nil }
-            return "worker \(i) (pid \(processes[i])) \(s.normal ? "exited with status \(s.status)" : "was killed by signal \(s.status)")"
+            return "the worker with pid \(processes[i]) \(s.normal ? "exited with status \(s.status)" : "was killed by signal \(s.status)")"
         }
     }
 

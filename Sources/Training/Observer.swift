@@ -29,7 +29,7 @@ public struct StepRecord: Sendable, Equatable {
     /// The record of the step `state` just applied (after ``RunState/apply(root:windows:)``).
     public init(state: RunState, loss: Double, samplesPerSecond: Double, timing: StepTiming? = nil,
                 bytesIn: Int? = nil, bytesOut: Int? = nil) {
-        self.init(step: state.step, epoch: state.epoch, loss: loss, learningRate: state.config.optimizer.learningRate,
+        self.init(step: state.step, epoch: state.epoch, loss: loss, learningRate: state.lastLR,
                   gradNorm: state.lastGradNorm, windows: state.batch, samples: state.samples,
                   samplesPerSecond: samplesPerSecond, timing: timing, bytesIn: bytesIn, bytesOut: bytesOut)
     }

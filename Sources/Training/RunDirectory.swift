@@ -4,6 +4,13 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Plot
 import RNN
 
@@ -28,6 +35,18 @@ public struct RunSummary: Sendable, Codable {
     public var config: TrainingConfig
     public var model: String
     public var error: String?
+    /// The `ztrain` version, the host, the command line, and when the run started and finished
+    /// (ISO 8601, UTC).
+    public var version: String? = nil
+    public var host: String? = nil
+    public var commandLine: [String]? = nil
+    public var startedAt: String? = nil
+    public var finishedAt: String? = nil
+    /// The git commit ztrain was built from, when known (see `RunIdentity.gitCommit` in Observe).
+    public var gitCommit: String? = nil
+    /// Why the run ended: `target_reached`, `early_stopped`, `step_limit`, `epoch_limit`, `diverged`,
+    /// `signal` (SIGINT/SIGTERM) or `error`.
+    public var exitReason: String? = nil
     /// Data-parallel runs: one record per worker that joined, and the coordinator's counters.
     public var workers: [WorkerRecord]? = nil
     public var droppedFrames: Int? = nil
@@ -43,6 +62,12 @@ public struct RunSummary: Sendable, Codable {
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.
     public var timing: StepTiming? = nil
+    /// With a validation part: the epoch with the lowest validation MSE (its weights are
+    /// `model.safetensors`) and that MSE.
+    public var bestEpoch: Int? = nil
+    public var bestValLoss: Double? = nil
+    /// With `--early-stopping`: whether it ended the run.
+    public var earlyStopped: Bool? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,
@@ -72,26 +97,73 @@ public struct RunSummary: Sendable, Codable {
     }
 }
 
-/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`.
+/// The time now as ISO 8601 in UTC, to the second: `2026-11-28T02:50:00Z`.
+public func isoTimestamp() -> String {
+    utcTimestamp("%Y-%m-%dT%H:%M:%SZ")
+}
+
+/// What a new ``RunDirectory`` does with a folder that already holds files.
+public enum ExistingOutput: Sendable, Equatable {
+    /// A new run: refuse a folder that is not empty, so that no run overwrites another by accident.
+    case refuse
+    /// A new run in place of an old one (`--overwrite`): empty the folder first. Only a folder that
+    /// holds a run's files (``RunDirectory/runFiles``) is emptied; anything else is refused.
+    case overwrite
+    /// The same run continued (`--resume`, `--auto-resume`): keep what is there.
+    case resume
+}
+
+/// The output folder of a run: `model.safetensors`, `metrics.jsonl`, `summary.json`, `loss.svg`, and
+/// with a validation part `last.safetensors`.
 ///
 /// `metrics.jsonl` gets a line as each epoch ends (flushed), so an interrupted run keeps its history.
+/// The one place that decides whether a folder may be written: see ``ExistingOutput``.
 public final class RunDirectory {
     public let url: URL
     private let metricsFile: OutputFile
     private var metrics: [EpochMetrics] = []
 
     public var modelURL: URL { url.appendingPathComponent("model.safetensors") }
+    /// With a validation part: the last weights (`model.safetensors` holds the best by validation).
+    public var lastModelURL: URL { url.appendingPathComponent("last.safetensors") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     public var summaryURL: URL { url.appendingPathComponent("summary.json") }
     public var lossPlotURL: URL { url.appendingPathComponent("loss.svg") }
 
+    /// The names a run writes in its folder; a folder holding one of them is a run's.
+    public static let runFiles = ["model.safetensors", "metrics.jsonl", "summary.json", "loss.svg", "checkpoints"]
+
     /// Creates the folder (and parents) and starts `metrics.jsonl` with `history` (empty for a new run,
-    /// the checkpoint's epochs for a resumed one).
-    public init(path: String, history: [EpochMetrics] = []) throws(TrainingError) {
+    /// the checkpoint's epochs for a resumed one). `existing` says what to do when the folder is not empty.
+    public init(path: String, existing: ExistingOutput = .refuse, history: [EpochMetrics] = []) throws(TrainingError) {
         url = URL(fileURLWithPath: path, isDirectory: true)
         let fm = FileManager.default
         if fm.fileExists(atPath: url.path), !isDirectory(url.path) {
             throw .output("--out \(path) exists and is not a directory")
+        }
+        if isDirectory(url.path), existing != .resume {
+            let names = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).sorted()
+            if !names.isEmpty {
+                let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
+                let isRun = names.contains { Self.runFiles.contains($0) }
+                switch existing {
+                case .refuse:
+                    throw .output(isRun
+                        ? "--out \(path) already holds a run (\(shown)): pass --overwrite to replace it, or choose another --out"
+                        : "--out \(path) is not empty (\(shown)): choose a new or empty folder")
+                case .overwrite:
+                    guard isRun else {
+                        throw .output("--out \(path) holds files that are not a run's (\(shown)); --overwrite only replaces a run: choose a new or empty folder")
+                    }
+                    for name in names {
+                        do { try fm.removeItem(at: url.appendingPathComponent(name)) } catch {
+                            throw .output("cannot remove \(url.appendingPathComponent(name).path) for --overwrite: \(systemMessage(error))")
+                        }
+                    }
+                case .resume:
+                    break
+                }
+            }
         }
         do {
             try fm.createDirectory(at: url, withIntermediateDirectories: true)
@@ -106,16 +178,36 @@ public final class RunDirectory {
         for m in history { try append(m) }
     }
 
+    /// A new folder `parent/stem`, or `parent/stem-2`, `-3`, … when that exists: two runs started in
+    /// the same second get folders of their own (mkdir(2) decides, so it holds across processes).
+    public static func createUnique(parent: String, stem: String) throws(TrainingError) -> RunDirectory {
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw .output("cannot create \(parent): \(systemMessage(error))")
+        }
+        for n in 1...10_000 {
+            let path = parent + "/" + stem + (n == 1 ? "" : "-\(n)")
+            if mkdir(path, 0o755) == 0 { return try RunDirectory(path: path) }
+            guard errno == EEXIST else {
+                throw .output("cannot create \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        throw .output("\(parent) already holds 10000 runs named \(stem)*: pass --out")
+    }
+
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return e
     }
 
-    /// Appends one epoch's line to `metrics.jsonl`.
+    /// Appends one epoch's line to `metrics.jsonl`, stamped with the time now unless it has one.
     public func append(_ m: EpochMetrics) throws(TrainingError) {
+        var m = m
+        if m.time == nil { m.time = isoTimestamp() }
         metrics.append(m)
         do {
             var line = Array(try Self.encoder().encode(m))
@@ -135,14 +227,14 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `model.safetensors` atomically, tensors named as the reference PyTorch module.
-    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:]) throws(TrainingError) {
+    /// Writes `model.safetensors` (or `to`) atomically, tensors named as the reference PyTorch module.
+    public func writeModel(parameters: [Float], config: TrainingConfig, extra: [String: String] = [:], to: URL? = nil) throws(TrainingError) {
         var meta = extra
         meta["optimizer"] = config.optimizer.kind.rawValue
         meta["data"] = config.data.description
         meta["seed"] = String(config.seed)
         do {
-            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: modelURL.path)
+            try saveModel(parameters: parameters, config: config.model, metadata: meta, to: (to ?? modelURL).path)
         } catch {
             throw .output("\(error)")
         }
@@ -151,7 +243,7 @@ public final class RunDirectory {
     /// Writes `summary.json` atomically.
     public func writeSummary(_ s: RunSummary) throws(TrainingError) {
         let e = Self.encoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         do {
             let data = try e.encode(s)
             try AtomicFile.write([UInt8](data) + [0x0A], to: summaryURL.path)
@@ -160,17 +252,26 @@ public final class RunDirectory {
         }
     }
 
-    /// Writes `loss.svg`: training, all-window and validation loss per epoch, log scale.
-    public func writeLossPlot(title: String) throws(TrainingError) {
+    /// Writes `loss.svg`: training (mean of steps and at the epoch's end) and validation loss per epoch of the series `data`, log scale, and `target`
+    /// (`--target-loss`) as a dashed line. Up to 20 epochs every point is marked, so that a short run
+    /// (one epoch: one point per curve) still shows its values.
+    public func writeLossPlot(title: String, data: String = "", target: Double? = nil) throws(TrainingError) {
         let epochs = metrics.map { Double($0.epoch) }
+        let marked = metrics.count <= 20
         var lines = [
-            LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss)),
-            LineSeries(name: "all windows", xs: epochs, ys: metrics.map(\.loss)),
+            LineSeries(name: "train (mean of steps)", xs: epochs, ys: metrics.map(\.trainLoss), markers: marked),
+            LineSeries(name: "train (epoch end)", xs: epochs, ys: metrics.map(\.loss), markers: marked),
         ]
         if metrics.contains(where: { $0.valLoss != nil }) {
-            lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true))
+            lines.append(LineSeries(name: "validation", xs: epochs, ys: metrics.map { $0.valLoss ?? .nan }, dashed: true, markers: marked))
         }
-        let chart = Chart(title: "MSE per epoch", xLabel: "epoch", yLabel: "MSE", series: lines, logY: true)
+        if let target, let first = epochs.first, let last = epochs.last {
+            let (a, b) = first < last ? (first, last) : (first - 0.5, last + 0.5)
+            lines.append(LineSeries(name: "target \(cFormat("%g", target))", xs: [a, b], ys: [target, target],
+                                    color: "#555555", dashed: true, width: 1))
+        }
+        let subtitle = (metrics.count == 1 ? "MSE after the only epoch" : "MSE per epoch") + (data.isEmpty ? "" : ": " + data)
+        let chart = Chart(title: subtitle, xLabel: "epoch", yLabel: "MSE", series: lines, logY: true)
         let svg = SVG.render([chart], title: title)
         do {
             try AtomicFile.write(Array(svg.utf8), to: lossPlotURL.path)

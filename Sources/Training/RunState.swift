@@ -1,11 +1,13 @@
 import RNN
 import Series
 
-/// What every trainer shares: the weights, the optimizer, the epoch schedule and the accounting.
+/// What every trainer shares: the weights, the optimizer and its learning-rate schedule, the epoch
+/// schedule, the accounting and the decisions taken at each epoch's end (target loss, early stopping,
+/// the best weights).
 ///
 /// The in-process trainer and the coordinator both drive a run through this type, so they pick the
-/// same windows for every step, apply the same update to the same reduced sums, and stop at the same
-/// point: that, with the canonical tree, is why they end with the same bits.
+/// same windows for every step, apply the same update at the same learning rate to the same reduced
+/// sums, and stop at the same point: that, with the canonical tree, is why they end with the same bits.
 ///
 ///     while let n = state.nextBatch(into: &windows) {
 ///         let root = /* canonical sum over the micro-batches of windows[0..<n] */
@@ -14,6 +16,7 @@ import Series
 ///     }
 public struct RunState: Sendable {
     public let config: TrainingConfig
+
     public let split: WindowSplit
     public private(set) var parameters: [Float]
     public private(set) var optimizer: Optimizer<Float>
@@ -34,7 +37,15 @@ public struct RunState: Sendable {
     public private(set) var lastGradNorm = 0.0
     /// Set once the target loss is reached.
     public private(set) var targetReached = false
-    /// The step's windows ran out of the epoch or the step limit: time to evaluate and ``closeEpoch(_:)``.
+    /// The learning rate and its schedule (PyTorch's rules; see ``LRScheduler``).
+    public private(set) var scheduler: LRScheduler
+    /// The learning rate of the last step taken.
+    public private(set) var lastLR: Double
+    /// The monitored loss over the epochs: best so far, and epochs since it improved.
+    public private(set) var monitor = Monitor()
+    /// With a validation part: the weights at the end of the epoch with the best validation loss.
+    public private(set) var bestParameters: [Float]?
+    /// The step's windows ran out of the epoch or the step limit: time to evaluate and ``closeEpoch(loss:valLoss:)``.
     public private(set) var epochEnded = false
     private var order: [Int] = []
     private var gradient: [Float]
@@ -47,11 +58,38 @@ public struct RunState: Sendable {
         batch = max(1, min(config.batch, split.train.count))
         stepsPerEpoch = epochSteps(windows: split.train.count, batch: batch)
         gradient = [Float](repeating: 0, count: parameters.count)
+        let perEpoch = stepsPerEpoch
+        let epochs = config.epochs ?? config.steps.map { ($0 + perEpoch - 1) / perEpoch } ?? 1
+        scheduler = LRScheduler(config: config.schedule ?? LRScheduleConfig(), baseLR: config.optimizer.learningRate, epochs: epochs)
+        lastLR = scheduler.lr
     }
 
-    /// Is the run over (a limit or the target reached)?
+    /// What the epoch-end decisions watch, and what they found so far.
+    public struct Monitor: Sendable, Codable, Equatable {
+        /// The lowest monitored loss of an epoch end so far (nil: none yet, or none finite).
+        public var best: Double?
+        /// The epoch that reached ``best`` (0: none).
+        public var bestEpoch = 0
+        /// Epochs closed since ``best`` last improved (Lightning's `wait_count`).
+        public var badEpochs = 0
+        /// Set when `--early-stopping` ended the run.
+        public var earlyStopped = false
+
+        public init() {}
+    }
+
+    /// The loss the epoch-end decisions act on (target loss, early stopping, plateau, best weights): the
+    /// validation MSE when the run has a validation part, else the MSE over the training windows.
+    public func monitored(loss: Double, valLoss: Double?) -> Double {
+        split.validation.isEmpty ? loss : (valLoss ?? .nan)
+    }
+
+    /// Has an epoch-end decision ended the run (target reached, or early stopping)?
+    public var isStopping: Bool { targetReached || monitor.earlyStopped }
+
+    /// Is the run over (a limit, the target reached, or early stopping)?
     public var isFinished: Bool {
-        if targetReached { return true }
+        if isStopping { return true }
         if let s = config.steps, step >= s { return true }
         if let e = config.epochs, epoch >= e && stepInEpoch >= stepsPerEpoch { return true }
         return false
@@ -60,7 +98,7 @@ public struct RunState: Sendable {
     /// Writes the window starts of the next step into `windows` and returns how many, or nil when the
     /// run is over. Starts the next epoch (and its permutation) when the current one is done.
     public mutating func nextBatch(into windows: inout [Int]) -> Int? {
-        precondition(!epochEnded, "closeEpoch(_:) must follow an ended epoch")
+        precondition(!epochEnded, "closeEpoch(loss:valLoss:) must follow an ended epoch")
         guard !isFinished else { return nil }
         if epoch == 0 || stepInEpoch >= stepsPerEpoch {
             epoch += 1
@@ -98,7 +136,9 @@ public struct RunState: Sendable {
         }
         lastGradNorm = config.clipNorm.map { clipGradientNorm(&gradient, maxNorm: $0) }
             ?? gradient.withUnsafeBufferPointer { globalNorm($0) }
-        optimizer.update(&parameters, gradient: gradient)
+        lastLR = scheduler.lr
+        optimizer.update(&parameters, gradient: gradient, learningRate: lastLR)
+        scheduler.afterStep()
         step += 1
         stepInEpoch += 1
         samples += count
@@ -119,10 +159,11 @@ public struct RunState: Sendable {
     /// and data-parallel runs report the same losses and stop at the same epoch:
     ///
     ///     if state.nextStepMeasuresEpochLoss {
-    ///         let saved = state; state.closeEpoch(loss: .infinity)   // provisionally
+    ///         let saved = state; state.closeEpochProvisionally()
     ///         … next step: root = canonical sum; loss = Double(root[P]) / Double(n)
-    ///         if loss < target { state = saved; state.closeEpoch(loss: loss) }  // step dropped unapplied
-    ///         else { try state.apply(root: root, windows: n) }
+    ///         var closed = saved; closed.closeEpoch(loss: loss, valLoss: nil)
+    ///         if closed.isStopping { state = closed }          // the step is dropped unapplied
+    ///         else { state.adoptEpochClose(closed); try state.apply(root: root, windows: n) }
     ///     }
     ///
     /// The last epoch of a run (no next step) is evaluated separately, as are mini-batch epochs.
@@ -140,10 +181,44 @@ public struct RunState: Sendable {
         Double(root[root.count - 1]) / Double(count)
     }
 
-    /// Records the evaluation at the end of an epoch and checks the target.
-    public mutating func closeEpoch(loss: Double) {
+    /// Records the evaluation at the end of an epoch (`loss` over the training windows, `valLoss` over
+    /// the validation windows when there are any) and takes the epoch-end decisions on the monitored
+    /// loss (``monitored(loss:valLoss:)``): the target (`monitored < targetLoss`), the best epoch (a
+    /// strictly lower value, as Lightning's `EarlyStopping` with `min_delta` 0; the weights are kept
+    /// when there is a validation part), early stopping (after `earlyStopping` epochs without
+    /// improvement) and the epoch step of the learning-rate schedule.
+    public mutating func closeEpoch(loss: Double, valLoss: Double? = nil) {
         epochEnded = false
-        if let t = config.targetLoss, loss < t { targetReached = true }
+        let m = monitored(loss: loss, valLoss: valLoss)
+        if let t = config.targetLoss, m < t { targetReached = true }
+        if m < (monitor.best ?? .infinity) {
+            monitor.best = m
+            monitor.bestEpoch = epoch
+            monitor.badEpochs = 0
+            if !split.validation.isEmpty { bestParameters = parameters }
+        } else {
+            monitor.badEpochs += 1
+            if let p = config.earlyStopping, monitor.badEpochs >= p { monitor.earlyStopped = true }
+        }
+        scheduler.afterEpoch(monitored: m)
+    }
+
+    /// Ends an epoch whose evaluation is not known yet, so that the next step can start: no decision
+    /// is taken. Whoever holds the run as it was at the epoch's end (`saved`) later closes that copy
+    /// with the evaluation and, unless it stops the run, hands its decisions to this state with
+    /// ``adoptEpochClose(_:)`` before this state applies a step.
+    public mutating func closeEpochProvisionally() {
+        epochEnded = false
+    }
+
+    /// Takes the epoch-end decisions of `closed` (this run at the end of the same epoch, closed with its
+    /// evaluation) after ``closeEpochProvisionally()``; only the next batch may have been drawn since.
+    public mutating func adoptEpochClose(_ closed: RunState) {
+        precondition(closed.step == step && !epochEnded, "adoptEpochClose(_:) must follow closeEpochProvisionally() before the next apply")
+        targetReached = closed.targetReached
+        monitor = closed.monitor
+        scheduler = closed.scheduler
+        bestParameters = closed.bestParameters
     }
 
     /// Mean training loss of the epoch so far, weighted by windows.
@@ -162,16 +237,24 @@ public struct RunState: Sendable {
         public var targetReached: Bool
         public var epochEnded: Bool
         public var optimizerStep: Int
+        /// The learning-rate schedule's state and the last step's rate (absent in checkpoints of runs
+        /// from before schedules: a constant rate).
+        public var schedule: LRScheduler.State?
+        public var lastLR: Double?
+        /// The epoch-end monitor (absent in checkpoints from before it: nothing monitored yet).
+        public var monitor: Monitor?
     }
 
     public var counters: Counters {
         Counters(epoch: epoch, stepInEpoch: stepInEpoch, step: step, samples: samples, epochSamples: epochSamples,
                  epochLossSum: epochLossSum, lastGradNorm: lastGradNorm, targetReached: targetReached,
-                 epochEnded: epochEnded, optimizerStep: optimizer.step)
+                 epochEnded: epochEnded, optimizerStep: optimizer.step, schedule: scheduler.state, lastLR: lastLR,
+                 monitor: monitor)
     }
 
-    /// Restores a run exactly where a checkpoint left it.
-    public init(config: TrainingConfig, split: WindowSplit, parameters: [Float], m: [Float], v: [Float], counters c: Counters) {
+    /// Restores a run exactly where a checkpoint left it (`best`: ``bestParameters``).
+    public init(config: TrainingConfig, split: WindowSplit, parameters: [Float], m: [Float], v: [Float], counters c: Counters,
+                best: [Float]? = nil) {
         self.init(config: config, split: split, parameters: parameters)
         optimizer = Optimizer(config: config.optimizer, step: c.optimizerStep, m: m, v: v)
         epoch = c.epoch
@@ -183,6 +266,10 @@ public struct RunState: Sendable {
         lastGradNorm = c.lastGradNorm
         targetReached = c.targetReached
         epochEnded = c.epochEnded
+        if let s = c.schedule { scheduler = LRScheduler(config: scheduler.config, baseLR: scheduler.baseLR, epochs: scheduler.tMax, state: s) }
+        lastLR = c.lastLR ?? scheduler.lr
+        monitor = c.monitor ?? Monitor()
+        bestParameters = best
         if epoch > 0 {
             let n = split.train.count
             order = config.shuffle ? epochPermutation(count: n, seed: config.seed, epoch: epoch - 1) : Array(0..<n)

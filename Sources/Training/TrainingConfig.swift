@@ -10,8 +10,8 @@ public enum DataSpec: Sendable, Codable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .sincos(let n, let a, let b): return "sincos(points: \(n), range: \(a)...\(b))"
-        case .csv(let path, let cols): return cols.map { "\(path) [\($0.joined(separator: ","))]" } ?? path
+        case .sincos(let n, let a, let b): return "sincos, \(n) points, x from \(cFormat("%g", a)) to \(cFormat("%g", b))"
+        case .csv(let path, let cols): return cols.map { "\(path), columns \($0.joined(separator: ","))" } ?? path
         }
     }
 
@@ -42,15 +42,21 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var shuffle: Bool
     /// Global L2 norm bound, as `torch.nn.utils.clip_grad_norm_` (nil: no clipping).
     public var clipNorm: Double?
-    /// Stop once the MSE over all windows is below this, checked at the end of each epoch.
+    /// Stop once the monitored loss (``RunState/monitored(loss:valLoss:)``: the validation MSE when there
+    /// is a validation part, else the MSE over the training windows) is below this, checked at the end of
+    /// each epoch.
     public var targetLoss: Double?
     /// Fraction of the series, from its end, held out for validation.
     public var validationFraction: Double
+    /// The learning-rate schedule (nil: constant, no warmup).
+    public var schedule: LRScheduleConfig?
+    /// Stop once the monitored loss has not improved for this many epochs (nil: never).
+    public var earlyStopping: Int?
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, data: DataSpec, batch: Int, microBatch: Int,
         epochs: Int?, steps: Int?, seed: UInt64, shuffle: Bool, clipNorm: Double?, targetLoss: Double?,
-        validationFraction: Double
+        validationFraction: Double, schedule: LRScheduleConfig? = nil, earlyStopping: Int? = nil
     ) {
         self.model = model
         self.optimizer = optimizer
@@ -64,6 +70,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         self.clipNorm = clipNorm
         self.targetLoss = targetLoss
         self.validationFraction = validationFraction
+        self.schedule = schedule
+        self.earlyStopping = earlyStopping
     }
 
     /// Checks every value a user can set; the message names the flag.
@@ -87,6 +95,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         guard validationFraction.isFinite && validationFraction >= 0 && validationFraction < 1 else {
             throw .invalidConfig("--val-fraction must be in [0, 1) (got \(validationFraction))")
         }
+        if let p = schedule?.problem() { throw .invalidConfig(p) }
+        if let e = earlyStopping, e < 1 { throw .invalidConfig("--early-stopping must be at least 1 epoch (got \(e))") }
         guard epochs != nil || steps != nil || targetLoss != nil else {
             throw .invalidConfig("give --epochs, --steps or --target-loss, or the run never ends")
         }

@@ -178,5 +178,5 @@ public final class WorkerCore {
     }
 }
 
-/// The version string a worker announces.
+/// The version: what `ztrain --version` prints, a worker announces and `summary.json` records.
 public let ztrainVersion = "0.1.0"

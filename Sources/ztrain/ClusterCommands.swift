@@ -252,6 +252,8 @@ func prepareCoordinatorRun(_ options: RunOptions, resume: String?, autoResume: B
             logger.notice("resuming from the checkpoints in \(out)/checkpoints")
             return try PreparedCLIRun(resume: out, logger: logger)
         }
+        // no checkpoint yet: what is there is an earlier start of this same run
+        return try PreparedCLIRun(options, existing: .overwrite, logger: logger)
     }
     return try PreparedCLIRun(options, logger: logger)
 }
@@ -343,7 +345,9 @@ func runCoordinator(
     var tempDir: URL? = nil
     var endpoint = bind ?? "tcp://127.0.0.1:5555"
     if spawnWorkers > 0 && bind == nil {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let temp = FileManager.default.temporaryDirectory
+        for path in LocalWorkers.removeStaleFolders(in: temp) { logger.info("removed \(path), left by a launcher that is gone") }
+        let dir = LocalWorkers.privateFolder(in: temp)
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
             throw fail("cannot create \(dir.path): \(systemMessage(error))")
         }
@@ -402,21 +406,22 @@ func runCoordinator(
     summary.timing = result.metrics.compactMap { $0.timing }.reduce(into: StepTiming()) { acc, t in acc.add(t) }
         .scaled(1 / Double(max(1, result.metrics.count)))
     _ = steps
-    try p.writeOutputs(parameters: core.state.parameters, summary: summary)
+    try p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split, summary: summary)
 
     if stop.isSet {
         logger.warning("stopped by signal \(stop.signal); last weights saved to \(p.dir.modelURL.path)")
         return 128 + stop.signal
     }
     if let f = core.failure {
-        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.modelURL.path))\n")
+        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.url.path))\n")
         return 1
     }
     if let e = writeError {
         writeToStandardError("error: \(e)\n")
         return 1
     }
-    p.logDone(result, summary: summary, windows: core.state.split.all.count, logger: logger)
+    p.logDone(result, summary: summary, windows: core.state.split.train.count, logger: logger)
+    if p.nanFailure(result) != nil { return 1 }   // the message is written
     let failures = local?.failures ?? []
     if !failures.isEmpty {
         writeToStandardError("error: training finished, but \(failures.joined(separator: "; "))\n")

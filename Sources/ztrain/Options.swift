@@ -9,33 +9,55 @@ import Training
 
 /// Where the series comes from.
 struct DataOptions: ParsableArguments {
-    @Option(help: "'sincos' for the reference series, or a CSV file with a header row (default: sincos).")
+    @Option(help: "'sincos' for the reference series, or a CSV file with a header row (default: sincos; predict: the model's).")
     var data: String?
 
-    @Option(help: "Points of the sincos series.")
-    var points: Int = 1000
+    @Option(help: "Points of the sincos series, at most 10000000 (default: 1000; predict: the model's).")
+    var points: Int?
 
-    @Option(help: "x range of the sincos series, as FROM:TO.")
-    var range: String = "0:100"
+    @Option(help: "x range of the sincos series, as FROM:TO (default: 0:100; predict: the model's).")
+    var range: String?
 
-    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all).")
+    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all; predict: the model's).")
     var columns: String?
 
-    /// Was the data named on the command line?
-    var isGiven: Bool { data != nil }
+    /// The most points of a sincos series.
+    static let maxPoints = 10_000_000
 
-    func spec() throws -> DataSpec {
-        let data = self.data ?? "sincos"
-        if data == "sincos" {
-            guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
-            let parts = range.split(whereSeparator: { $0 == ":" || $0 == "," }).map { trimmingWhitespace($0) }
-            guard parts.count == 2, let a = Double(parts[0]), let b = Double(parts[1]), a.isFinite, b.isFinite, a < b else {
-                throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 (got '\(range)')")
+    /// The series the flags name; what they leave out comes from `base` (predict: the model's series),
+    /// else the defaults. Flags that do not apply to the series are usage errors.
+    func spec(base: DataSpec? = nil) throws -> DataSpec {
+        let name = data ?? {
+            switch base {
+            case .csv(let path, _): return path
+            case .sincos, nil: return "sincos"
             }
-            return .sincos(points: points, from: a, to: b)
+        }()
+        if name == "sincos" {
+            if columns != nil {
+                throw ValidationError("--columns picks CSV columns; the sincos series has none (give --data FILE.csv, or leave --columns out)")
+            }
+            var (n, a, b) = (1000, 0.0, 100.0)
+            if case .sincos(let bn, let ba, let bb)? = base { (n, a, b) = (bn, ba, bb) }
+            if let p = points { n = p }
+            guard (2...Self.maxPoints).contains(n) else {
+                throw ValidationError("--points must be in 2...\(Self.maxPoints) (got \(n))")
+            }
+            if let range {
+                let parts = range.split(separator: ":", omittingEmptySubsequences: false).map { trimmingWhitespace($0) }
+                guard parts.count == 2, let from = Double(parts[0]), let to = Double(parts[1]), from.isFinite, to.isFinite, from < to else {
+                    throw ValidationError("--range must be FROM:TO with FROM < TO, e.g. 0:100 or -10:10 (got '\(range)')")
+                }
+                (a, b) = (from, to)
+            }
+            return .sincos(points: n, from: a, to: b)
         }
-        let cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
-        return .csv(path: data, columns: cols)
+        if points != nil || range != nil {
+            throw ValidationError("--points and --range shape the sincos series; --data \(name) is a CSV file (leave them out)")
+        }
+        var cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
+        if cols == nil, data == nil, case .csv(_, let c)? = base { cols = c }
+        return .csv(path: name, columns: cols)
     }
 }
 
@@ -89,8 +111,35 @@ struct OptimOptions: ParsableArguments {
     @Option(help: "Clip the global gradient L2 norm to this (as torch.nn.utils.clip_grad_norm_).")
     var clipNorm: Double?
 
-    @Option(help: "Stop once the MSE over all windows is below this (checked after each epoch).")
+    @Option(help: "Stop once the monitored MSE is below this (checked after each epoch): the validation MSE with --val-fraction, else the MSE over all windows.")
     var targetLoss: Double?
+
+    @Option(help: ArgumentHelp("Stop once the monitored MSE (as --target-loss) has not improved for this many epochs (Lightning's EarlyStopping, min_delta 0).", valueName: "patience"))
+    var earlyStopping: Int?
+
+    @Option(help: "Learning-rate schedule, stepped once per epoch: constant, step (StepLR), cosine (CosineAnnealingLR) or plateau (ReduceLROnPlateau on the monitored MSE).")
+    var lrSchedule: LRScheduleKind = .constant
+
+    @Option(help: ArgumentHelp("Linear warmup over this many optimizer steps: step k < STEPS runs at (k+1)/(STEPS+1) of the rate (LinearLR).", valueName: "steps"))
+    var warmup: Int = 0
+
+    @Option(help: ArgumentHelp("step: epochs between decays (StepLR step_size; required).", valueName: "epochs"))
+    var lrStepSize: Int?
+
+    @Option(help: "step: decay factor (StepLR gamma; default 0.1).")
+    var lrGamma: Double?
+
+    @Option(help: ArgumentHelp("cosine: half period in epochs (T_max; default: --epochs).", valueName: "epochs"))
+    var lrTMax: Int?
+
+    @Option(help: "cosine: the floor (eta_min); plateau: the floor (min_lr). Default 0.")
+    var lrMin: Double?
+
+    @Option(help: ArgumentHelp("plateau: epochs without improvement before a decay (default 10).", valueName: "epochs"))
+    var lrPatience: Int?
+
+    @Option(help: "plateau: decay factor (default 0.1).")
+    var lrFactor: Double?
 
     @Option(help: "Seed for the initial weights and the epoch shuffles.")
     var seed: UInt64 = 0
@@ -103,6 +152,27 @@ extension Cell: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 extension LossKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension LRScheduleKind: ExpressibleByArgument {}
+
+extension OptimOptions {
+    /// The schedule the flags describe (nil: constant, no warmup); a flag of another schedule is an error.
+    func schedule() throws -> LRScheduleConfig? {
+        let given: [(String, Bool, Set<LRScheduleKind>)] = [
+            ("--lr-step-size", lrStepSize != nil, [.step]), ("--lr-gamma", lrGamma != nil, [.step]),
+            ("--lr-t-max", lrTMax != nil, [.cosine]), ("--lr-min", lrMin != nil, [.cosine, .plateau]),
+            ("--lr-patience", lrPatience != nil, [.plateau]), ("--lr-factor", lrFactor != nil, [.plateau]),
+        ]
+        for (flag, isGiven, kinds) in given where isGiven && !kinds.contains(lrSchedule) {
+            let names = kinds.map(\.rawValue).sorted().joined(separator: " or ")
+            throw ValidationError("\(flag) applies to --lr-schedule \(names) (got --lr-schedule \(lrSchedule.rawValue))")
+        }
+        let defaults = LRScheduleConfig()
+        let s = LRScheduleConfig(
+            kind: lrSchedule, warmup: warmup, stepSize: lrStepSize, gamma: lrGamma ?? defaults.gamma, tMax: lrTMax,
+            minLR: lrMin ?? defaults.minLR, patience: lrPatience ?? defaults.patience, factor: lrFactor ?? defaults.factor)
+        return s.isConstant ? nil : s
+    }
+}
 
 /// Builds the run's configuration from the flags; errors name the flag.
 func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
@@ -128,7 +198,9 @@ func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelO
         shuffle: !optim.noShuffle,
         clipNorm: optim.clipNorm,
         targetLoss: optim.targetLoss,
-        validationFraction: windows.valFraction)
+        validationFraction: windows.valFraction,
+        schedule: try optim.schedule(),
+        earlyStopping: optim.earlyStopping)
     do {
         try config.validate()
     } catch {

@@ -23,7 +23,7 @@ struct Predict: ParsableCommand {
     @Option(help: "A model.safetensors written by 'ztrain train' (or by PyTorch with the reference tensor names).")
     var model: String
 
-    @Option(help: "The SVG file to write.")
+    @Option(help: "The figure to write: an .svg file.")
     var out: String = "predictions.svg"
 
     @OptionGroup(title: "Data (default: the series the model was trained on)") var data: DataOptions
@@ -36,6 +36,10 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    func validate() throws {
+        _ = try PredictOutput(path: out)
+    }
+
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.predict")
         let loaded: LoadedModel
@@ -47,7 +51,7 @@ struct Predict: ParsableCommand {
         let trained = loaded.metadata["training_config"].flatMap {
             try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8))
         }
-        let spec = data.isGiven ? try data.spec() : (trained?.data ?? .sincos(points: 1000, from: 0, to: 100))
+        let spec = try data.spec(base: trained?.data)
         let series: Series
         do {
             series = try spec.load()
@@ -82,5 +86,21 @@ struct Predict: ParsableCommand {
         }
         logger.info("one-step MSE \(cFormat("%.4e", forecast.oneStepMSE)), rollout MSE \(cFormat("%.4e", forecast.rolloutMSE)) over \(steps) points from \(from + T)")
         print(out)
+    }
+}
+
+/// What `predict --out` writes, from the file's extension; any other extension is a usage error.
+enum PredictOutput: Equatable {
+    case svg
+
+    init(path: String) throws {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        let ext = name.contains(".") ? String(name.split(separator: ".").last ?? "").lowercased() : ""
+        switch ext {
+        case "svg": self = .svg
+        default:
+            let kind = ext.isEmpty ? "a file without an extension" : "a .\(ext) file"
+            throw ValidationError("--out \(path): predict cannot write \(kind); it writes .svg figures (e.g. --out predictions.svg)")
+        }
     }
 }

@@ -47,8 +47,8 @@ struct Stress: ParsableCommand {
     @Option(help: "Leaves per worker, L: the reduction tree has workers × L leaves.")
     var leavesPerWorker: Int = 1
 
-    @Flag(help: "Workers as threads of this process (default) or as child processes.")
-    var workerMode: Mode = .threads
+    @Flag(help: "Workers as child processes (default: threads of this process).")
+    var processes = false
 
     @Option(help: "Seed of the leaf gradients and of every fault decision.")
     var seed: UInt64 = 0
@@ -109,10 +109,6 @@ struct Stress: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    enum Mode: String, EnumerableFlag {
-        case threads, processes
-    }
-
     var config: StressConfig {
         StressConfig(workers: workers, parameterCount: params, rounds: rounds, leavesPerWorker: leavesPerWorker,
                      seed: seed, killRate: killRate, slowRate: slowRate, slowFactor: slowFactor, dropRate: dropRate,
@@ -133,7 +129,7 @@ struct Stress: ParsableCommand {
             return
         }
         let logger = try global.bootstrap(label: "ztrain.stress")
-        let mode: WorkerMode = workerMode == .processes ? .processes(executable: LocalWorkers.currentExecutable) : .threads
+        let mode: WorkerMode = processes ? .processes(executable: LocalWorkers.currentExecutable) : .threads
         let harness: StressHarness
         do { harness = try StressHarness(config: config, mode: mode, logger: logger) } catch { throw fail("\(error)") }
         let live = !global.quiet && isatty(STDERR_FILENO) == 1
@@ -150,7 +146,7 @@ struct Stress: ParsableCommand {
             harness.onProgress = { progress in
                 exporter?.record(stressRounds: progress.round, bytesSent: progress.bytesSent, bytesReceived: progress.bytesReceived,
                                  p50Seconds: Double(progress.p50Micros) / 1e6)
-                if live { writeToStandardError("\r\u{1B}[2K\(progress.line)") }
+                if live { writeToStandardError("\r\u{1B}[2K\(cutToTerminalWidth(progress.line))") }
             }
         }
         let stop = StopFlag()

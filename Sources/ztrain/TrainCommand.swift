@@ -6,6 +6,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import Observe
 import RNN
 import Series
 import Training
@@ -20,8 +21,11 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Start from these weights (a model.safetensors of the same shape).")
     var `init`: String?
 
-    @Option(help: "Output folder (default: runs/<UTC date-time>).")
+    @Option(help: "Output folder; must be new or empty (default: runs/<UTC date-time>, made unique).")
     var out: String?
+
+    @Flag(help: "Replace the run already in --out (its files are removed first).")
+    var overwrite = false
 
     @Option(help: "With workers: write a checkpoint to OUT/checkpoints every this many steps (0: never).")
     var checkpointEvery: Int = 0
@@ -38,6 +42,8 @@ struct PreparedCLIRun {
     let dir: RunDirectory
     /// Set when continuing a checkpointed run.
     var resume: RunCheckpoint? = nil
+    /// When this process started the run (ISO 8601, UTC).
+    let startedAt = isoTimestamp()
 
     /// Continues the newest checkpoint in `directory` (its configuration wins over any flag).
     init(resume directory: String, logger: Logger) throws {
@@ -47,12 +53,15 @@ struct PreparedCLIRun {
         config = c.config
         do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
         initial = nil
-        do { dir = try RunDirectory(path: directory, history: c.metrics) } catch { throw fail("\(error)") }
+        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
         resume = c
         logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
     }
 
-    init(_ o: RunOptions, logger: Logger) throws {
+    /// A new run from the flags. `existing` is what to do with a non-empty `--out` (default: what
+    /// `--overwrite` says).
+    init(_ o: RunOptions, existing: ExistingOutput? = nil, logger: Logger) throws {
+        if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
         let series: Series
         do { series = try spec.load() } catch { throw fail("\(error)") }
@@ -68,15 +77,35 @@ struct PreparedCLIRun {
         } else {
             initial = nil
         }
-        do { dir = try RunDirectory(path: o.out ?? defaultRunDirectory()) } catch { throw fail("\(error)") }
+        do {
+            if let out = o.out {
+                dir = try RunDirectory(path: out, existing: existing ?? (o.overwrite ? .overwrite : .refuse))
+            } else {
+                dir = try RunDirectory.createUnique(parent: "runs", stem: utcTimestamp("%Y%m%d-%H%M%S"))
+            }
+        } catch {
+            throw fail("\(error)")
+        }
     }
 
-    /// Writes model, summary and loss plot, whatever happened.
-    func writeOutputs(parameters: [Float], summary: RunSummary) throws {
+    /// The loss plot's title: the settings that shape the curve.
+    var plotTitle: String {
+        let c = config
+        return "ztrain: H=\(c.model.hiddenSize), \(c.model.cell.rawValue) cell, \(c.optimizer.kind.rawValue) lr \(cFormat("%g", c.optimizer.learningRate)), batch \(c.batch), random seed \(c.seed)"
+    }
+
+    /// Writes model, summary and loss plot, whatever happened. With a validation part (`split`),
+    /// `model.safetensors` is the best epoch's weights (`best`; the last ones before any epoch ended)
+    /// and `last.safetensors` the last ones.
+    func writeOutputs(parameters: [Float], best: [Float]?, split: WindowSplit, summary: RunSummary) throws {
         do {
-            try dir.writeModel(parameters: parameters, config: config, extra: ["training_config": configJSON(config)])
+            let extra = ["training_config": configJSON(config)]
+            if !split.validation.isEmpty {
+                try dir.writeModel(parameters: parameters, config: config, extra: extra, to: dir.lastModelURL)
+            }
+            try dir.writeModel(parameters: split.validation.isEmpty ? parameters : best ?? parameters, config: config, extra: extra)
             try dir.writeSummary(summary)
-            try dir.writeLossPlot(title: "ztrain: \(config.data) H=\(config.model.hiddenSize) \(config.model.cell.rawValue)")
+            try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
         } catch {
             throw fail("\(error)")
         }
@@ -84,7 +113,7 @@ struct PreparedCLIRun {
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
                  split: WindowSplit, error: (any Error)?) -> RunSummary {
-        RunSummary(
+        var s = RunSummary(
             finalLoss: finalLoss, finalValLoss: result?.finalValLoss,
             epochs: result?.epochs ?? 0, steps: result?.steps ?? 0, samples: result?.samples ?? 0,
             wallSeconds: result?.wallSeconds ?? 0, trainSeconds: result?.trainSeconds ?? 0,
@@ -93,11 +122,45 @@ struct PreparedCLIRun {
             mode: mode, threads: threads, parameters: parameters.count,
             windows: split.all.count, trainWindows: split.train.count, validationWindows: split.validation.count,
             config: config, model: dir.modelURL.path, error: error.map { "\($0)" })
+        s.version = ztrainVersion
+        s.host = ProcessInfo.processInfo.hostName
+        s.commandLine = CommandLine.arguments
+        s.startedAt = startedAt
+        s.finishedAt = isoTimestamp()
+        s.bestEpoch = result?.bestEpoch
+        s.bestValLoss = result?.bestValLoss
+        s.earlyStopped = result?.earlyStopped
+        s.gitCommit = RunIdentity.gitCommit
+        s.exitReason = exitReason(result: result, steps: result?.steps ?? 0, error: error)
+        return s
+    }
+
+    /// Why the run ended, as `summary.json`'s `exit_reason` says it.
+    func exitReason(result: TrainingResult?, steps: Int, error: (any Error)?) -> String {
+        if let e = error {
+            if case .diverged? = e as? TrainingError { return "diverged" }
+            if "\(e)".contains("stopped by signal") { return "signal" }
+            return "error"
+        }
+        if result?.earlyStopped == true { return "early_stopped" }
+        if result?.targetReached == true { return "target_reached" }
+        if let s = config.steps, steps >= s { return "step_limit" }
+        return "epoch_limit"
+    }
+
+    /// A run whose final loss is NaN failed, whatever stopped it: the error to exit with, or nil.
+    func nanFailure(_ r: TrainingResult) -> ExitCode? {
+        guard r.finalLoss.isNaN || r.finalValLoss?.isNaN == true else { return nil }
+        return fail("the final \(r.finalLoss.isNaN ? "training" : "validation") loss is NaN; lower --lr or set --clip-norm (weights saved to \(dir.url.path))")
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
         let reached = r.targetReached.map { $0 ? "  target reached" : "  target NOT reached" } ?? ""
-        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over all \(windows) windows \(cFormat("%.4e", r.finalLoss)), \(cFormat("%.3f", r.wallSeconds)) s wall, \(cFormat("%.0f", summary.samplesPerSecond)) samples/s\(reached)")
+        let early = r.earlyStopped == true ? "  stopped early" : ""
+        let val = r.finalValLoss.map { v in
+            ", validation MSE \(cFormat("%.4e", v)) (best \(r.bestValLoss.map { cFormat("%.4e", $0) } ?? "none") at epoch \(r.bestEpoch ?? 0))"
+        } ?? ""
+        logger.info("done: \(r.epochs) epochs, \(r.steps) steps, final MSE over the \(windows) training windows \(cFormat("%.4e", r.finalLoss))\(val), \(cFormat("%.3f", r.wallSeconds)) s wall, \(cFormat("%.0f", summary.samplesPerSecond)) samples/s\(reached)\(early)")
         if r.targetReached == false, let t = config.targetLoss {
             logger.warning("the MSE did not reach --target-loss \(t) within the epoch/step limit")
         }
@@ -199,18 +262,18 @@ struct Train: ParsableCommand {
         if let e = watch?.close(), writeError == nil { writeError = e }
         let params = result?.parameters ?? trainer.parameters
         let summary = p.summary(result: result, parameters: params,
-                                finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.all),
+                                finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.train),
                                 mode: "in-process", threads: threads, split: trainer.split, error: runError)
-        try p.writeOutputs(parameters: params, summary: summary)
+        try p.writeOutputs(parameters: params, best: result?.bestParameters ?? trainer.state.bestParameters, split: trainer.split,
+                           summary: summary)
         if let e = writeError { throw fail("\(e)") }
-        if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.modelURL.path))") }
-        if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
+        if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.url.path))") }
+        if let r = result {
+            p.logDone(r, summary: summary, windows: trainer.split.train.count, logger: logger)
+            if let e = p.nanFailure(r) { throw e }
+        }
         print(p.dir.url.path)
     }
-}
-
-func defaultRunDirectory() -> String {
-    "runs/\(utcTimestamp("%Y%m%d-%H%M%S"))"
 }
 
 func configJSON(_ c: TrainingConfig) -> String {

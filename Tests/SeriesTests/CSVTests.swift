@@ -194,3 +194,22 @@ private func csvMessage(_ text: String, columns: [String]? = nil) -> String? {
         }
     }
 }
+
+@Suite struct CSVDecimalTests {
+    @Test("hexadecimal cells are refused with their line and column named, though Double reads them")
+    func hexadecimalRefused() {
+        for cell in ["0x10", "0x1p3", "-0X1A"] {
+            let m = csvMessage("a,b\n1,2\n3,\(cell)\n")
+            #expect(m?.contains("data.csv:3:") == true && m?.contains("column \"b\"") == true
+                    && m?.contains("\"\(cell)\" is not a decimal number") == true, "\(cell): \(m ?? "parsed")")
+        }
+    }
+
+    @Test("decimal forms still parse")
+    func decimalForms() throws {
+        let s = try Series.csv(text: "a\n-1.5\n.5\n3.\n1e-3\n+2E+1\n", source: "x.csv")
+        #expect(s.values == [-1.5, 0.5, 3, 1e-3, 20])
+        #expect(isDecimal("1") && isDecimal("-0.25e10") && !isDecimal("e3") && !isDecimal(".") && !isDecimal("1e")
+                && !isDecimal("0x10") && !isDecimal("1_000"))
+    }
+}

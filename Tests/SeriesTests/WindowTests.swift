@@ -26,12 +26,13 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
         #expect(s.train == Array(0..<796))
         #expect(s.train.count == 796)
         #expect(s.train.allSatisfy { $0 + 4 < 800 })
-        // Validation windows start at 800 and their target stays inside the series.
-        #expect(s.validation == Array(800..<996))
-        #expect(s.validation.count == 196)
-        // The 4 straddling windows 796..<800 are in neither part.
+        // Validation windows: every window whose target is one of the last 200 points; the first
+        // four (796..<800) take inputs from before the cut.
+        #expect(s.validation == Array(796..<996))
+        #expect(s.validation.count == 200)
+        #expect(s.validation.map { $0 + 4 } == Array(800..<1000))
         #expect(Set(s.train).isDisjoint(with: s.validation))
-        #expect(s.all.count - s.train.count - s.validation.count == 4)
+        #expect(s.train + s.validation == s.all)
     }
 
     @Test func countsAgreeWithDefinitionOverManySizes() throws {
@@ -45,9 +46,10 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
                     let all = Array(0..<(n - t))
                     #expect(s.all == all)
                     #expect(s.train == all.filter { $0 + t < nTrain })
-                    #expect(s.validation == (f > 0 ? all.filter { $0 >= nTrain } : []))
+                    #expect(s.validation == (f > 0 ? all.filter { $0 + t >= nTrain } : []))
                     #expect(s.train.allSatisfy { $0 + t < s.trainPoints })
-                    #expect(s.validation.allSatisfy { $0 + t < n })
+                    // validation targets are exactly the held-out points
+                    #expect(s.validation.map { $0 + t } == (f > 0 ? Array(nTrain..<n) : []))
                 }
             }
         }
@@ -58,10 +60,10 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
         let s = try WindowSplit.make(pointCount: 10, seqLen: 1, validationFraction: 0.25)
         #expect(s.trainPoints == 8)
         #expect(s.train == Array(0..<7))
-        #expect(s.validation == [8])
+        #expect(s.validation == [7, 8])
     }
 
-    @Test func errors() {
+    @Test func errors() throws {
         #expect(splitMessage(100, 0, 0) == "--seq-len must be at least 1 (got 0)")
         #expect(
             splitMessage(4, 4, 0)
@@ -74,14 +76,13 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
         #expect(
             splitMessage(10, 4, 0.8)
                 == "the training part (first 2 of 10 points, validation fraction 0.8) is too short for windows of 4 points; lower --val-fraction or --seq-len, or use a longer series")
-        // Validation part of 4 points holds no window of 4 plus a target.
-        #expect(
-            splitMessage(100, 4, 0.04)?.hasPrefix(
-                "the validation part (last 4 of 100 points, validation fraction 0.04) holds no complete window") == true)
         // A fraction so small that it rounds to no validation point.
-        #expect(splitMessage(100, 4, 0.001)?.hasPrefix("the validation part (last 0 of 100 points") == true)
-        // Smallest working validation part: T + 1 points.
-        #expect(splitMessage(100, 4, 0.05) == nil)
+        #expect(
+            splitMessage(100, 4, 0.001)
+                == "the validation part (last 0 of 100 points, validation fraction 0.001) holds no point; raise --val-fraction or use --val-fraction 0")
+        // One held-out point is a validation part: one window, its inputs from before the cut.
+        #expect(splitMessage(100, 4, 0.01) == nil)
+        #expect(try WindowSplit.make(pointCount: 100, seqLen: 4, validationFraction: 0.01).validation == [95])
     }
 }
 

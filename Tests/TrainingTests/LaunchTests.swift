@@ -104,3 +104,37 @@ struct LaunchTests {
         #expect(q.workers == 2)
     }
 }
+
+@Suite("Launch: contradictions and hints")
+struct LaunchContradictionTests {
+    func error(_ env: [String: String], _ flags: LaunchFlags = LaunchFlags()) -> String {
+        do {
+            _ = try LaunchPlan.resolve(environment: env, flags: flags)
+            return "resolved"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test("RANK that disagrees with the engine's rank is an error naming both")
+    func rankContradiction() throws {
+        let e = error(["RANK": "0", "SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "n1"])
+        #expect(e.contains("RANK=0") && e.contains("SLURM_PROCID=1"), "\(e)")
+        let m = error(["RANK": "2", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "3", "WORLD_SIZE": "3"])
+        #expect(m.contains("RANK=2") && m.contains("OMPI_COMM_WORLD_RANK=1"), "\(m)")
+        // agreeing, overridden by --rank, or torchrun inside srun (LOCAL_RANK): no error
+        let env = ["RANK": "1", "SLURM_PROCID": "1", "SLURM_NTASKS": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h"]
+        #expect(try LaunchPlan.resolve(environment: env, flags: LaunchFlags()).rank == 1)
+        var torchrun = env
+        torchrun["RANK"] = "0"
+        torchrun["LOCAL_RANK"] = "0"
+        #expect(try LaunchPlan.resolve(environment: torchrun, flags: LaunchFlags()).rank == 0)
+        torchrun["LOCAL_RANK"] = nil
+        #expect(try LaunchPlan.resolve(environment: torchrun, flags: LaunchFlags(rank: 0)).rank == 0)
+    }
+
+    @Test("no environment at all suggests train --workers")
+    func noEnvironment() {
+        #expect(error([:]).contains("ztrain train --workers N"))
+    }
+}

@@ -95,7 +95,7 @@ struct TrainerTests {
 
     @Test func validationSplitIsReported() throws {
         let t = try InProcessTrainer(config: referenceConfig(epochs: 1, val: 0.2), series: series)
-        #expect(t.split.validation.count == 196 && t.split.train.count == 796)
+        #expect(t.split.validation.count == 200 && t.split.train.count == 796)
         let r = try t.run()
         #expect(r.metrics[0].valLoss != nil && r.metrics[0].samples == 796)
     }
