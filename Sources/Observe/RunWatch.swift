@@ -1,3 +1,4 @@
+import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -39,10 +40,18 @@ public struct WatchOptions: Sendable {
 /// Everything that watches one run: the Prometheus exporter and its HTTP endpoint, the TensorBoard
 /// writer, the step lines of `metrics.jsonl`, and (for a coordinator) the straggler and hang report.
 ///
-/// The trainer's thread calls ``step(_:)`` after every step and ``epoch(_:)`` at every epoch's end
-/// (before the epoch's line is written, so step lines come first); a coordinator's loop reaches it as a
-/// ``CoordinatorObserver``. ``close()`` flushes and stops everything.
-public final class RunWatch: CoordinatorObserver {
+/// The trainer's thread calls ``step(_:)`` after every step and ``epoch(_:)`` at every epoch's end; a
+/// coordinator's loop reaches it as a ``CoordinatorObserver``. On that thread a step costs a few
+/// atomic updates of the Prometheus metrics and, when something is logged, appending the record to a
+/// batch: batches go to a serial queue once a second (or every 4,096 records, or at an epoch's end),
+/// which formats the TensorBoard events and step lines and writes them. When step lines are on
+/// (``writesEpochLines``) the epoch lines go through that queue too (``RunDirectory/append(_:)``
+/// there), so every step line comes before its epoch's line. ``close()`` drains the queue and stops
+/// everything.
+public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
+    // @unchecked: `pending` and `lastHand` belong to the training thread; `tensorboard`'s writes, the
+    // `directory`'s appends and `lineError` happen on `queue` only (serial); ``close()`` waits for
+    // the queue before it touches them.
     public let options: WatchOptions
     public let exporter: PrometheusExporter?
     public let server: MetricsServer?
@@ -50,9 +59,14 @@ public final class RunWatch: CoordinatorObserver {
     public let stragglers: StragglerReport?
     private let directory: RunDirectory?
     private let logger: Logger
-    private var lines: [UInt8] = []
-    private var lastLineFlush = ContinuousClock.now
+    private let queue = DispatchQueue(label: "ztrain.watch")
+    private var pending: [(record: StepRecord, wall: Double)] = []
+    private var lastHand = ContinuousClock.now
     private var lineError: TrainingError?
+    private var closed = false
+    /// Step lines are on: the epoch lines must go through ``epoch(_:)`` (the CLI then leaves them to it).
+    public var writesEpochLines: Bool { options.logEvery > 0 && directory != nil }
+    private var logsSteps: Bool { tensorboard != nil || writesEpochLines }
 
     /// - Parameters:
     ///   - coordinator: also watch the workers (straggler and hang report).
@@ -76,12 +90,14 @@ public final class RunWatch: CoordinatorObserver {
             server = nil
         }
         if let dir = options.tensorboard {
-            do { tensorboard = try TensorBoardWriter(directory: dir, host: RunIdentity.host) } catch { throw WatchError(description: error.description) }
+            do { tensorboard = try TensorBoardWriter(directory: dir, host: RunIdentity.host) } catch {
+                server?.stop()
+                throw WatchError(description: error.description)
+            }
         } else {
             tensorboard = nil
         }
-        stragglers = coordinator && (options.reportEvery > 0 || options.hangAfter > 0 || true)
-            ? StragglerReport(reportEvery: options.reportEvery, hangAfter: options.hangAfter, logger: logger) : nil
+        stragglers = coordinator ? StragglerReport(reportEvery: options.reportEvery, hangAfter: options.hangAfter, logger: logger) : nil
         if let s = server { logger.info("metrics at http://\(s.address)/metrics") }
         if let t = tensorboard { logger.info("TensorBoard events in \(t.path)") }
     }
@@ -92,59 +108,81 @@ public final class RunWatch: CoordinatorObserver {
     /// After each optimizer step.
     public func step(_ r: StepRecord) {
         exporter?.record(step: r)
-        let every = max(1, options.logEvery)
-        guard r.step % every == 0 else { return }
-        let wall = Date().timeIntervalSince1970
-        if let tb = tensorboard {
-            var s: [(tag: String, value: Float)] = [
-                ("step/loss", Float(r.loss)), ("step/learning_rate", Float(r.learningRate)),
-                ("step/gradient_norm", Float(r.gradNorm)), ("step/samples_per_second", Float(r.samplesPerSecond)),
-            ]
-            if let t = r.timing {
-                s += [("step/compute_seconds", Float(t.compute)), ("step/wait_seconds", Float(t.wait)),
-                      ("step/reduce_seconds", Float(t.reduce)), ("step/optimizer_seconds", Float(t.optimizer)),
-                      ("step/broadcast_seconds", Float(t.broadcast))]
-            }
-            tb.add(step: r.step, wallTime: wall, scalars: s)
-        }
-        if options.logEvery > 0, directory != nil {
-            lines += Array(Self.stepLine(r, wallTime: wall).utf8)
-            if lines.count >= 1 << 16 || ContinuousClock.now - lastLineFlush >= .seconds(1) { flushLines() }
-        }
+        guard logsSteps, r.step % max(1, options.logEvery) == 0 else { return }
+        pending.append((r, Date().timeIntervalSince1970))
+        if pending.count >= 4096 || ContinuousClock.now - lastHand >= .seconds(1) { hand() }
     }
 
-    /// At each epoch's end, before its `metrics.jsonl` line is written.
+    /// At each epoch's end. With step lines on (``writesEpochLines``) this also writes the epoch's
+    /// line to `metrics.jsonl`, after the step lines before it.
     public func epoch(_ m: EpochMetrics) {
         exporter?.record(epoch: m)
-        flushLines()
-        if let tb = tensorboard {
-            var s: [(tag: String, value: Float)] = [
-                ("epoch/loss", Float(m.loss)), ("epoch/train_loss", Float(m.trainLoss)),
-                ("epoch/samples_per_second", Float(m.samplesPerSecond)), ("epoch/gradient_norm", Float(m.gradNorm)),
-                ("epoch/seconds", Float(m.epochSeconds)),
-            ]
-            if let v = m.valLoss { s.append(("epoch/validation_loss", Float(v))) }
-            s.append(("epoch/epoch", Float(m.epoch)))
-            tb.add(step: m.step, scalars: s)
-            tb.flush()
+        hand()
+        let lines = writesEpochLines
+        queue.async { [self] in
+            if lines, lineError == nil, let d = directory {
+                do throws(TrainingError) { try d.append(m) } catch { lineError = error; logger.error("\(error)") }
+            }
+            if let tb = tensorboard {
+                var s: [(tag: String, value: Float)] = [
+                    ("epoch/loss", Float(m.loss)), ("epoch/train_loss", Float(m.trainLoss)),
+                    ("epoch/samples_per_second", Float(m.samplesPerSecond)), ("epoch/gradient_norm", Float(m.gradNorm)),
+                    ("epoch/seconds", Float(m.epochSeconds)),
+                ]
+                if let v = m.valLoss { s.append(("epoch/validation_loss", Float(v))) }
+                if let lr = m.lr { s.append(("epoch/learning_rate", Float(lr))) }
+                s.append(("epoch/epoch", Float(m.epoch)))
+                tb.add(step: m.step, scalars: s)
+                tb.flush()
+            }
         }
     }
 
-    /// Flushes and stops everything; returns the first error writing step lines, if any. Idempotent.
+    /// Writes everything pending, stops serving and closes the files; returns the first error writing
+    /// `metrics.jsonl` lines, if any. Idempotent.
     @discardableResult
     public func close() -> TrainingError? {
-        flushLines()
-        tensorboard?.close()
-        server?.stop()
+        if !closed {
+            closed = true
+            hand()
+            queue.sync {}
+            tensorboard?.close()
+            server?.stop()
+        }
         return lineError
     }
 
-    private func flushLines() {
-        lastLineFlush = ContinuousClock.now
-        guard !lines.isEmpty, let d = directory else { return }
-        let bytes = lines
-        lines.removeAll(keepingCapacity: true)
-        do { try d.appendLines(bytes) } catch { if lineError == nil { lineError = error; logger.error("\(error)") } }
+    /// Hands the pending step records to the queue, which formats and writes them.
+    private func hand() {
+        lastHand = ContinuousClock.now
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        let lines = writesEpochLines
+        queue.async { [self] in
+            if let tb = tensorboard {
+                for (r, wall) in batch { tb.add(step: r.step, wallTime: wall, scalars: Self.stepScalars(r)) }
+            }
+            if lines, lineError == nil, let d = directory {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(batch.count * 360)
+                for (r, wall) in batch { bytes += Self.stepLine(r, wallTime: wall).utf8 }
+                do throws(TrainingError) { try d.appendLines(bytes) } catch { lineError = error; logger.error("\(error)") }
+            }
+        }
+    }
+
+    static func stepScalars(_ r: StepRecord) -> [(tag: String, value: Float)] {
+        var s: [(tag: String, value: Float)] = [
+            ("step/loss", Float(r.loss)), ("step/learning_rate", Float(r.learningRate)),
+            ("step/gradient_norm", Float(r.gradNorm)), ("step/samples_per_second", Float(r.samplesPerSecond)),
+        ]
+        if let t = r.timing {
+            s += [("step/compute_seconds", Float(t.compute)), ("step/wait_seconds", Float(t.wait)),
+                  ("step/reduce_seconds", Float(t.reduce)), ("step/optimizer_seconds", Float(t.optimizer)),
+                  ("step/broadcast_seconds", Float(t.broadcast))]
+        }
+        return s
     }
 
     // MARK: - CoordinatorObserver

@@ -288,7 +288,7 @@ func runCoordinator(
             case .epoch(let m):
                 progress.handle(.epoch(m))
                 hub.watch?.epoch(m)
-                if writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
+                if hub.watch?.writesEpochLines != true, writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
             case .joined(let w):
                 logger.info("worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
                 hub.timeline?.name(process: w.id, host: w.host, pid: w.pid)

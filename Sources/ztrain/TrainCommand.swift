@@ -251,7 +251,7 @@ struct Train: ParsableCommand {
                         watch.epoch(m)
                     }
                 }
-                if case .epoch(let m) = event, writeError == nil {
+                if case .epoch(let m) = event, writeError == nil, watch?.writesEpochLines != true {
                     do { try p.dir.append(m) } catch { writeError = error }
                 }
             }

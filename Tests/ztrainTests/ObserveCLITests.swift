@@ -201,6 +201,47 @@ final class ObserveCLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(waited, threshold, hang)
     }
 
+    /// A 2-worker trace: tracks named by host and pid, and no two spans on one row partially overlap;
+    /// summary.json says why the run ended and which commit built ztrain.
+    func testTimelineRowsAndRunIdentity() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let r = try runZtrain(["train", "--workers", "2", "--epochs", "20", "--batch", "64", "--timeline", tmp.path("trace.json"),
+                               "--out", tmp.path("run"), "--quiet"], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("trace.json")))) as? [String: Any])
+        let events = try XCTUnwrap(obj["traceEvents"] as? [[String: Any]])
+        let names = events.filter { $0["name"] as? String == "process_name" }.compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
+        XCTAssertEqual(names.count, 3, "\(names)")
+        for n in names { XCTAssertNotNil(n.range(of: #"\(\S+ pid \d+\)$"#, options: .regularExpression), n) }
+        var rows: [String: [(Int64, Int64)]] = [:]
+        for e in events where e["ph"] as? String == "X" {
+            let ts = Int64((((e["ts"] as? NSNumber)?.doubleValue ?? 0) * 1000).rounded())
+            let dur = Int64((((e["dur"] as? NSNumber)?.doubleValue ?? 0) * 1000).rounded())
+            rows["\(e["pid"] ?? 0)/\(e["tid"] ?? 0)", default: []].append((ts, ts + dur))
+        }
+        var partial = 0, spans = 0
+        for (_, list) in rows {
+            spans += list.count
+            var open: [Int64] = []
+            for (s, e) in list.sorted(by: { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 > $1.1 }) {
+                while let last = open.last, last <= s { open.removeLast() }
+                if let last = open.last, e > last { partial += 1 }
+                open.append(e)
+            }
+        }
+        XCTAssertGreaterThan(spans, 1000)
+        XCTAssertEqual(partial, 0, "spans on one row that partially overlap")
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("run/summary.json")))) as? [String: Any])
+        XCTAssertEqual(summary["exit_reason"] as? String, "epoch_limit")
+        if FileManager.default.fileExists(atPath: repoRoot().appendingPathComponent(".git").path) {
+            let commit = try XCTUnwrap(summary["git_commit"] as? String, "\(summary)")
+            XCTAssertEqual(commit.count, 40)
+        }
+        let text = try String(contentsOfFile: tmp.path("run/summary.json"), encoding: .utf8)
+        XCTAssertFalse(text.contains("\\/"), "no escaped slashes")
+    }
+
     /// `ztrain stress --metrics-bind` counts its rounds in ztrain_steps_total while it runs.
     func testStressServesMetrics() throws {
         let tmp = try TempDir()
