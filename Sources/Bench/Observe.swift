@@ -22,7 +22,7 @@ extension BenchRunner {
             steps = min(100_000, max(150, Int(sizes.clusterSeconds * probe.samplesPerSecond / 64)))
         }
         var off: [Double] = [], on: [Double] = []
-        let runs = max(quick ? 1 : 5, sizes.clusterRuns)
+        let runs = max(quick ? 1 : 7, sizes.clusterRuns)
         for _ in 0..<runs {
             off.append(try train(args(steps) + ["--hang-after", "0"], label: "observe-off", sampleMemory: false).samplesPerSecond)
             let tb = nextScratch("observe-tensorboard")
@@ -31,9 +31,10 @@ extension BenchRunner {
                                          "--report-every", "1", "--hang-after", "10"]
             on.append(try train(watched, label: "observe-on", sampleMemory: false).samplesPerSecond)
         }
+        let paired = zip(on, off).map { $0 / max($1, 1e-9) }
         let t = templateObserve()
         return [BenchResult(name: t.name, target: t.target, title: t.title, value: Stats.median(on), unit: t.unit,
                             baseline: Stats.median(off), baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
-                            detail: "ztrain train --workers 2 --threads 1 --batch 64 --steps \(steps), off (--hang-after 0) and on (--metrics-bind 127.0.0.1:0 --tensorboard DIR --log-every 1 --report-every 1 --hang-after 10) alternating, \(runs) each; summary.json samples_per_second, medians; off \(Stats.spread(off, Format.number)), on \(Stats.spread(on, Format.number))")]
+                            detail: "ztrain train --workers 2 --threads 1 --batch 64 --steps \(steps), off (--hang-after 0) and on (--metrics-bind 127.0.0.1:0 --tensorboard DIR --log-every 1 --report-every 1 --hang-after 10) alternating, \(runs) each; summary.json samples_per_second, medians; off \(Stats.spread(off, Format.number)), on \(Stats.spread(on, Format.number)); on ÷ the off run before it, median \(Format.number(Stats.median(paired) ?? .nan))")]
     }
 }
