@@ -86,7 +86,7 @@ public final class StragglerReport: CoordinatorObserver, @unchecked Sendable {
             hangStep = flight.step
             lastHang = now
             hangReports += 1
-            logger.warning("\(Self.hang(step: flight.step, waited: waited, pending: flight.pending, workers: Array(core.workers.values), now: now))")
+            logger.warning("\(Self.hang(step: flight.step, waited: waited, pending: core.pendingWork, workers: Array(core.workers.values), now: now))")
         }
     }
 

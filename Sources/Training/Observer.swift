@@ -90,9 +90,12 @@ extension WorkerRecord {
 }
 
 extension CoordinatorCore {
-    /// The step in flight: its number, when it started and who still owes which leaves (nil between steps).
-    public var stepInFlight: (step: UInt64, started: Double, pending: [PendingWork])? {
+    /// The step in flight: its number and when it started (nil between steps).
+    public var stepInFlight: (step: UInt64, started: Double)? {
         guard isRunning, aggregatorActive else { return nil }
-        return (aggregatorStep, aggregatorStarted, aggregatorPending)
+        return (aggregatorStep, aggregatorStarted)
     }
+
+    /// Who still owes which leaves of the step in flight (empty between steps).
+    public var pendingWork: [PendingWork] { isRunning ? aggregatorPending : [] }
 }

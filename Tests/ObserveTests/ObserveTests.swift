@@ -4,14 +4,14 @@ import Logging
 @testable import Observe
 @testable import Training
 import Wire
-import XCTest
+import Testing
 
-final class CRC32CTests: XCTestCase {
-    func testKnownVectors() {
-        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
-        XCTAssertEqual(CRC32C.checksum([UInt8]()), 0)
-        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
-        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)), 0x62A8_AB43)
+@Suite struct CRC32CTests {
+    @Test func knownVectors() {
+        expectEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        expectEqual(CRC32C.checksum([UInt8]()), 0)
+        expectEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
+        expectEqual(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)), 0x62A8_AB43)
     }
 }
 
@@ -33,39 +33,38 @@ func readRecords(_ bytes: [UInt8]) throws -> [[UInt8]] {
     return out
 }
 
-final class TensorBoardWriterTests: XCTestCase {
-    func testEventEncodingByHand() {
+@Suite struct TensorBoardWriterTests {
+    @Test func eventEncodingByHand() {
         // wall_time 1.5, step 3, one value "a" = 2.0
         let e = EventProto.event(wallTime: 1.5, step: 3, scalars: [("a", 2)])
         let expected: [UInt8] = [0x09, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F, 0x10, 3,
                                  0x2A, 10, 0x0A, 8, 0x0A, 1, 0x61, 0x15, 0, 0, 0, 0x40]
-        XCTAssertEqual(e, expected)
+        expectEqual(e, expected)
         let v = EventProto.event(wallTime: 0, step: 0, fileVersion: "brain.Event:2")
-        XCTAssertEqual(Array(v.suffix(15)), [0x1A, 13] + Array("brain.Event:2".utf8))
+        expectEqual(Array(v.suffix(15)), [0x1A, 13] + Array("brain.Event:2".utf8))
         var big: [UInt8] = []
         EventProto.varint(300, into: &big)
-        XCTAssertEqual(big, [0xAC, 0x02])
+        expectEqual(big, [0xAC, 0x02])
     }
 
-    func testFileHasValidRecords() throws {
+    @Test func fileHasValidRecords() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-tb-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let w = try TensorBoardWriter(directory: dir.path, host: "test host/1")
         for s in 1...500 { w.add(step: s, scalars: [("step/loss", Float(s) / 1000), ("step/learning_rate", 0.01)]) }
         w.close()
         w.close()
-        XCTAssertTrue(URL(fileURLWithPath: w.path).lastPathComponent.hasPrefix("events.out.tfevents."))
-        XCTAssertFalse(URL(fileURLWithPath: w.path).lastPathComponent.contains("/"))
+        expectTrue(URL(fileURLWithPath: w.path).lastPathComponent.hasPrefix("events.out.tfevents."))
+        expectFalse(URL(fileURLWithPath: w.path).lastPathComponent.contains("/"))
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: w.path)))
         let records = try readRecords(bytes)
-        XCTAssertEqual(records.count, 501)
-        XCTAssertEqual(w.records, 501)
+        expectEqual(records.count, 501)
+        expectEqual(w.records, 501)
     }
 
-    func testUnwritableFolderSaysWhatToDo() {
-        XCTAssertThrowsError(try TensorBoardWriter(directory: "/proc/no-such/tb", host: "h")) { e in
-            XCTAssertTrue("\(e)".contains("--tensorboard"), "\(e)")
-        }
+    @Test func unwritableFolderSaysWhatToDo() {
+        let e = #expect(throws: TensorBoardError.self) { try TensorBoardWriter(directory: "/proc/no-such/tb", host: "h") }
+        expectTrue("\(e.map { "\($0)" } ?? "")".contains("--tensorboard"), "\(String(describing: e))")
     }
 }
 
@@ -98,8 +97,8 @@ func httpGet(_ address: String, _ path: String, method: String = "GET") throws -
     return (status, body)
 }
 
-final class MetricsEndpointTests: XCTestCase {
-    func testServesExpositionFormat() throws {
+@Suite struct MetricsEndpointTests {
+    @Test func servesExpositionFormat() throws {
         let e = PrometheusExporter(version: "9.9.9", commit: "abc", mode: "test")
         let server = try MetricsServer(bind: "127.0.0.1:0", logger: Logger(label: "test")) { e.render() }
         defer { server.stop() }
@@ -109,32 +108,31 @@ final class MetricsEndpointTests: XCTestCase {
         e.workerAnswered(worker: 2, seconds: 0.003)
         e.frameDropped(reason: dropReasonLabel(WireErrorSample.checksum))
         let (status, body) = try httpGet(server.address, "/metrics")
-        XCTAssertTrue(status.contains("200"), status)
-        XCTAssertTrue(body.contains("ztrain_steps_total 3"), body)
-        XCTAssertTrue(body.contains("ztrain_samples_total 192"), body)
-        XCTAssertTrue(body.contains("ztrain_build_info{version=\"9.9.9\",commit=\"abc\",mode=\"test\"} 1"), body)
-        XCTAssertTrue(body.contains("ztrain_worker_step_seconds_bucket{worker=\"2\""), body)
-        XCTAssertTrue(body.contains("ztrain_dropped_frames_total{reason=\"checksum\"} 1"), body)
+        expectTrue(status.contains("200"), status)
+        expectTrue(body.contains("ztrain_steps_total 3"), body)
+        expectTrue(body.contains("ztrain_samples_total 192"), body)
+        expectTrue(body.contains("ztrain_build_info{version=\"9.9.9\",commit=\"abc\",mode=\"test\"} 1"), body)
+        expectTrue(body.contains("ztrain_worker_step_seconds_bucket{worker=\"2\""), body)
+        expectTrue(body.contains("ztrain_dropped_frames_total{reason=\"checksum\"} 1"), body)
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {
-            XCTAssertTrue(line.hasPrefix("ztrain_"), String(line))
+            expectTrue(line.hasPrefix("ztrain_"), String(line))
         }
         for line in body.split(separator: "\n") where line.hasPrefix("# TYPE") && line.hasSuffix(" counter") {
-            XCTAssertTrue(line.split(separator: " ")[2].hasSuffix("_total"), String(line))
+            expectTrue(line.split(separator: " ")[2].hasSuffix("_total"), String(line))
         }
-        XCTAssertTrue(try httpGet(server.address, "/").status.contains("404"))
-        XCTAssertTrue(try httpGet(server.address, "/metrics", method: "POST").status.contains("405"))
-        XCTAssertTrue(try httpGet(server.address, "/metrics?x=1").status.contains("200"))
+        expectTrue(try httpGet(server.address, "/").status.contains("404"))
+        expectTrue(try httpGet(server.address, "/metrics", method: "POST").status.contains("405"))
+        expectTrue(try httpGet(server.address, "/metrics?x=1").status.contains("200"))
     }
 
-    func testBadBindSaysWhatToDo() {
+    @Test func badBindSaysWhatToDo() {
         for bad in ["nonsense", "127.0.0.1:99999", "[::1"] {
-            XCTAssertThrowsError(try MetricsServer(bind: bad, logger: Logger(label: "t")) { [] }) { e in
-                XCTAssertTrue("\(e)".contains("--metrics-bind"), "\(e)")
-            }
+            let e = #expect(throws: MetricsServerError.self) { try MetricsServer(bind: bad, logger: Logger(label: "t")) { [] } }
+            expectTrue(e?.description.contains("--metrics-bind") == true, "\(String(describing: e))")
         }
     }
 
-    func testSilentClientDoesNotBlockScrapes() throws {
+    @Test func silentClientDoesNotBlockScrapes() throws {
         let server = try MetricsServer(bind: "127.0.0.1:0", logger: Logger(label: "t")) { Array("ztrain_x 1\n".utf8) }
         defer { server.stop() }
         // a stranger that connects and says nothing holds the responder 2 s at most
@@ -146,7 +144,7 @@ final class MetricsEndpointTests: XCTestCase {
         sin.sin_port = port.bigEndian
         sin.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        XCTAssertTrue(try httpGet(server.address, "/metrics").body.contains("ztrain_x 1"))
+        expectTrue(try httpGet(server.address, "/metrics").body.contains("ztrain_x 1"))
     }
 }
 
@@ -154,40 +152,40 @@ enum WireErrorSample {
     static let checksum = WireError.checksumMismatch
 }
 
-final class ReportTextTests: XCTestCase {
-    func testHangNamesWorkersAndLeaves() {
+@Suite struct ReportTextTests {
+    @Test func hangNamesWorkersAndLeaves() {
         var w = WorkerRecord(id: 2, host: "node7", pid: 4242, threads: 1, phase: .ready)
         w.steps = 1
         let text = StragglerReport.hang(step: 41, waited: 12.04, pending: [PendingWork(worker: 2, leaves: [4..<8, 9..<10], since: 1)],
                                         workers: [w], now: 13)
-        XCTAssertTrue(text.contains("step 41 has waited 12.0 s"), text)
-        XCTAssertTrue(text.contains("worker 2 (node7 pid 4242"), text)
-        XCTAssertTrue(text.contains("leaves 4-7,9"), text)
+        expectTrue(text.contains("step 41 has waited 12.0 s"), text)
+        expectTrue(text.contains("worker 2 (node7 pid 4242"), text)
+        expectTrue(text.contains("leaves 4-7,9"), text)
     }
 
-    func testStragglersSlowestFirstAgainstMedian() {
+    @Test func stragglersSlowestFirstAgainstMedian() {
         let a = WorkerRecord(id: 1, host: "a", pid: 1, threads: 1, phase: .ready)
         let b = WorkerRecord(id: 2, host: "b", pid: 2, threads: 1, phase: .ready)
         let c = WorkerRecord(id: 3, host: "c", pid: 3, threads: 1, phase: .ready)
         let text = StragglerReport.stragglers(stats: [1: (10, 0.010, 0.002), 2: (10, 0.050, 0.02)], workers: [a, b, c], seconds: 10)
-        XCTAssertTrue(text.contains("slowest first: worker 2 (b pid 2) mean 5.00 ms"), text)
-        XCTAssertTrue(text.contains("no answer from worker 3 (c pid 3)"), text)
+        expectTrue(text.contains("slowest first: worker 2 (b pid 2) mean 5.00 ms"), text)
+        expectTrue(text.contains("no answer from worker 3 (c pid 3)"), text)
     }
 
-    func testStepLineIsJSONWithTime() throws {
+    @Test func stepLineIsJSONWithTime() throws {
         let r = StepRecord(step: 7, epoch: 2, loss: .nan, learningRate: 0.01, gradNorm: 0.5, windows: 32, samples: 224, samplesPerSecond: 1e5)
         let line = RunWatch.stepLine(r, wallTime: 1_795_835_822.25)
-        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        XCTAssertEqual(obj["kind"] as? String, "step")
-        XCTAssertEqual(obj["time"] as? String, "2026-11-28T03:17:02.250Z")
-        XCTAssertEqual(obj["loss"] as? String, "nan")
-        XCTAssertEqual(obj["step"] as? Int, 7)
-        XCTAssertTrue(line.hasSuffix("}\n"))
+        let obj = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        expectEqual(obj["kind"] as? String, "step")
+        expectEqual(obj["time"] as? String, "2026-11-28T03:17:02.250Z")
+        expectEqual(obj["loss"] as? String, "nan")
+        expectEqual(obj["step"] as? Int, 7)
+        expectTrue(line.hasSuffix("}\n"))
     }
 }
 
-final class TimelineRowTests: XCTestCase {
-    func testNoPartialOverlapOnARow() throws {
+@Suite struct TimelineRowTests {
+    @Test func noPartialOverlapOnARow() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-tl-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let w = try TimelineWriter(path: path, coordinatorName: "coordinator (h pid 1)")
@@ -200,12 +198,12 @@ final class TimelineRowTests: XCTestCase {
         w.add(TimelineSpan(process: 0, name: "reduce", start: 1.7, duration: 0.01, step: 0))
         w.add(TimelineSpan(process: 0, name: "wait", start: 1.0, duration: 0.7, step: 0))
         w.close()
-        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        let events = try XCTUnwrap(obj["traceEvents"] as? [[String: Any]])
-        XCTAssertEqual(partialOverlaps(events), 0)
+        let obj = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        let events = try #require(obj["traceEvents"] as? [[String: Any]])
+        expectEqual(partialOverlaps(events), 0)
         let names = events.filter { $0["name"] as? String == "process_name" }.compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
-        XCTAssertTrue(names.contains("worker 1 (node1 pid 77)"), "\(names)")
-        XCTAssertTrue(names.contains("coordinator (h pid 1)"), "\(names)")
+        expectTrue(names.contains("worker 1 (node1 pid 77)"), "\(names)")
+        expectTrue(names.contains("coordinator (h pid 1)"), "\(names)")
     }
 }
 
@@ -232,4 +230,24 @@ func partialOverlaps(_ events: [[String: Any]]) -> Int {
         }
     }
     return bad
+}
+
+// XCTest-style checks on top of #expect, keeping the caller's source location.
+func expectEqual<T: Equatable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a == b, "\(message)", sourceLocation: sourceLocation)
+}
+func expectTrue(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(x, "\(message)", sourceLocation: sourceLocation)
+}
+func expectFalse(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(!x, "\(message)", sourceLocation: sourceLocation)
+}
+func expectNotNil<T>(_ x: T?, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(x != nil, "\(message)", sourceLocation: sourceLocation)
+}
+func expectGreater<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a > b, "\(message)", sourceLocation: sourceLocation)
+}
+func expectAtLeast<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a >= b, "\(message)", sourceLocation: sourceLocation)
 }

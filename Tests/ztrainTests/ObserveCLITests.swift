@@ -1,5 +1,5 @@
 import Foundation
-import XCTest
+import Testing
 
 /// A `ztrain` (or other) process in the background, its stderr in a file; ended by `stop()`.
 final class BackgroundProcess {
@@ -61,11 +61,11 @@ func fetchURL(_ url: String) -> String? {
     return r.stdout
 }
 
-final class ObserveCLITests: XCTestCase {
+@Suite struct ObserveCLITests {
     /// A real Prometheus scrapes a live 2-worker run and answers a PromQL query for the step counter, twice, increasing.
-    func testPrometheusScrapesLiveRun() throws {
+    @Test func prometheusScrapesLiveRun() throws {
         guard let prometheus = which("prometheus") else {
-            throw XCTSkip("prometheus is not installed; scripts/ensure-deps.sh --test (run by scripts/test) installs Debian's package")
+            try Test.cancel("prometheus is not installed; scripts/ensure-deps.sh --test (run by scripts/test) installs Debian's package")
         }
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -73,10 +73,10 @@ final class ObserveCLITests: XCTestCase {
                                                        "--metrics-bind", "127.0.0.1:0", "--out", tmp.path("run")],
                                  errPath: tmp.path("train.err"))
         defer { run.stop() }
-        let line = try XCTUnwrap(run.waitForLine(containing: "metrics at http://"), run.stderr)
-        let address = try XCTUnwrap(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
-        let page = try XCTUnwrap(fetchURL("http://\(address)/metrics"))
-        XCTAssertTrue(page.contains("ztrain_build_info{"), page)
+        let line = try #require(run.waitForLine(containing: "metrics at http://"), "\(run.stderr)")
+        let address = try #require(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
+        let page = try #require(fetchURL("http://\(address)/metrics"))
+        expectTrue(page.contains("ztrain_build_info{"), page)
 
         let port = freeTCPPort()
         let config = """
@@ -115,22 +115,22 @@ final class ObserveCLITests: XCTestCase {
             if !prom.process.isRunning || !run.process.isRunning { break }
             usleep(500_000)
         }
-        let a = try XCTUnwrap(first, "Prometheus never answered ztrain_steps_total > 0\n\(prom.stderr.suffix(2000))\n\(run.stderr.suffix(2000))")
-        let b = try XCTUnwrap(second, "the step counter did not move after \(a)")
-        XCTAssertGreaterThan(b, a)
+        let a = try #require(first, "Prometheus never answered ztrain_steps_total > 0\n\(prom.stderr.suffix(2000))\n\(run.stderr.suffix(2000))")
+        let b = try #require(second, "the step counter did not move after \(a)")
+        expectGreater(b, a)
         let heard = query("ztrain_worker_last_heard_seconds") ?? []
-        XCTAssertEqual(heard.count, 2, "one last-heard series per live worker: \(heard)")
-        XCTAssertFalse((query("ztrain_worker_step_seconds_count") ?? []).isEmpty)
+        expectEqual(heard.count, 2, "one last-heard series per live worker: \(heard)")
+        expectFalse((query("ztrain_worker_step_seconds_count") ?? []).isEmpty)
     }
 
     /// The tensorboard package reads ztrain's scalars back and finds the losses of metrics.jsonl.
-    func testTensorBoardReadsScalarsBack() throws {
+    @Test func tensorBoardReadsScalarsBack() throws {
         let python = try tensorboardPython()
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let r = try runZtrain(["train", "--workers", "2", "--epochs", "4", "--batch", "64", "--tensorboard", tmp.path("tb"),
                                "--log-every", "1", "--out", tmp.path("run"), "--quiet"], timeout: 300)
-        XCTAssertEqual(r.status, 0, r.stderr)
+        expectEqual(r.status, 0, r.stderr)
         let script = """
             import json, sys
             from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -139,37 +139,37 @@ final class ObserveCLITests: XCTestCase {
             print(json.dumps({t: [[e.step, e.value] for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}))
             """
         let read = try runCommand(python, ["-c", script, tmp.path("tb")], timeout: 120)
-        XCTAssertEqual(read.status, 0, read.stderr)
-        let tags = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: [[Double]]], read.stdout)
+        expectEqual(read.status, 0, read.stderr)
+        let tags = try #require(JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: [[Double]]], "\(read.stdout)")
         for t in ["step/loss", "step/learning_rate", "step/gradient_norm", "step/samples_per_second", "step/wait_seconds",
                   "epoch/loss", "epoch/samples_per_second"] {
-            XCTAssertNotNil(tags[t], "tag \(t) missing: \(tags.keys.sorted())")
+            expectNotNil(tags[t], "tag \(t) missing: \(tags.keys.sorted())")
         }
         let lines = try String(contentsOfFile: tmp.path("run/metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
-            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
         let epochs = lines.filter { $0["kind"] == nil }
         let steps = lines.filter { $0["kind"] as? String == "step" }
-        XCTAssertEqual(epochs.count, 4)
-        XCTAssertEqual(steps.count, 4 * 16)
+        expectEqual(epochs.count, 4)
+        expectEqual(steps.count, 4 * 16)
         func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-6 * max(1e-3, abs(b)) }
         let tbEpochs = tags["epoch/loss"] ?? []
-        XCTAssertEqual(tbEpochs.count, epochs.count)
+        expectEqual(tbEpochs.count, epochs.count)
         for (e, tb) in zip(epochs, tbEpochs) {
-            XCTAssertEqual(Int(tb[0]), e["step"] as? Int)
-            XCTAssertTrue(close(tb[1], (e["loss"] as? Double) ?? .nan), "epoch loss \(tb[1]) vs \(e)")
+            expectEqual(Int(tb[0]), e["step"] as? Int)
+            expectTrue(close(tb[1], (e["loss"] as? Double) ?? .nan), "epoch loss \(tb[1]) vs \(e)")
         }
         let tbSteps = tags["step/loss"] ?? []
-        XCTAssertEqual(tbSteps.count, steps.count)
+        expectEqual(tbSteps.count, steps.count)
         for (s, tb) in zip(steps, tbSteps) {
-            XCTAssertEqual(Int(tb[0]), s["step"] as? Int)
-            XCTAssertTrue(close(tb[1], (s["loss"] as? Double) ?? .nan), "step loss \(tb[1]) vs \(s)")
-            XCTAssertNotNil(s["time"] as? String)
+            expectEqual(Int(tb[0]), s["step"] as? Int)
+            expectTrue(close(tb[1], (s["loss"] as? Double) ?? .nan), "step loss \(tb[1]) vs \(s)")
+            expectNotNil(s["time"] as? String)
         }
     }
 
     /// A SIGSTOPped worker is named in the hang report; SIGUSR1 prints the straggler report.
-    func testHangReportNamesStoppedWorker() throws {
+    @Test func hangReportNamesStoppedWorker() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let threshold = 1.0
@@ -182,38 +182,38 @@ final class ObserveCLITests: XCTestCase {
             if stopped != 0 { kill(stopped, SIGCONT) }
             run.stop()
         }
-        let started = try XCTUnwrap(run.waitForLine(containing: "local worker(s): pids"), run.stderr)
+        let started = try #require(run.waitForLine(containing: "local worker(s): pids"), "\(run.stderr)")
         let pids = started.components(separatedBy: "pids ").last?.components(separatedBy: ",").first?.split(separator: " ").compactMap { Int32($0) } ?? []
-        XCTAssertEqual(pids.count, 2, started)
-        XCTAssertNotNil(run.waitForLine(containing: "training with 2 worker(s)"), run.stderr)
+        expectEqual(pids.count, 2, started)
+        expectNotNil(run.waitForLine(containing: "training with 2 worker(s)"), "\(run.stderr)")
         usleep(300_000)
         kill(run.process.processIdentifier, SIGUSR1)
-        XCTAssertNotNil(run.waitForLine(containing: "straggler report"), run.stderr)
-        let victim = try XCTUnwrap(pids.last)
+        expectNotNil(run.waitForLine(containing: "straggler report"), "\(run.stderr)")
+        let victim = try #require(pids.last)
         let before = run.stderr.split(separator: "\n").count
         kill(victim, SIGSTOP)
         stopped = victim
-        let hang = try XCTUnwrap(run.waitForLine(containing: "waiting for worker", timeout: 60, after: before), run.stderr)
-        XCTAssertTrue(hang.contains("pid \(victim)"), hang)
-        XCTAssertFalse(hang.contains("pid \(pids[0])"), "only the stopped worker is waited for: \(hang)")
-        XCTAssertTrue(hang.contains("leaves "), hang)
+        let hang = try #require(run.waitForLine(containing: "waiting for worker", timeout: 60, after: before), "\(run.stderr)")
+        expectTrue(hang.contains("pid \(victim)"), hang)
+        expectFalse(hang.contains("pid \(pids[0])"), "only the stopped worker is waited for: \(hang)")
+        expectTrue(hang.contains("leaves "), hang)
         let waited = Double(hang.components(separatedBy: "has waited ").last?.split(separator: " ").first ?? "") ?? -1
-        XCTAssertGreaterThanOrEqual(waited, threshold, hang)
+        expectAtLeast(waited, threshold, hang)
     }
 
     /// A 2-worker trace: tracks named by host and pid, and no two spans on one row partially overlap;
     /// summary.json says why the run ended and which commit built ztrain.
-    func testTimelineRowsAndRunIdentity() throws {
+    @Test func timelineRowsAndRunIdentity() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let r = try runZtrain(["train", "--workers", "2", "--epochs", "20", "--batch", "64", "--timeline", tmp.path("trace.json"),
                                "--out", tmp.path("run"), "--quiet"], timeout: 300)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("trace.json")))) as? [String: Any])
-        let events = try XCTUnwrap(obj["traceEvents"] as? [[String: Any]])
+        expectEqual(r.status, 0, r.stderr)
+        let obj = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("trace.json")))) as? [String: Any])
+        let events = try #require(obj["traceEvents"] as? [[String: Any]])
         let names = events.filter { $0["name"] as? String == "process_name" }.compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
-        XCTAssertEqual(names.count, 3, "\(names)")
-        for n in names { XCTAssertNotNil(n.range(of: #"\(\S+ pid \d+\)$"#, options: .regularExpression), n) }
+        expectEqual(names.count, 3, "\(names)")
+        for n in names { expectNotNil(n.range(of: #"\(\S+ pid \d+\)$"#, options: .regularExpression), n) }
         var rows: [String: [(Int64, Int64)]] = [:]
         for e in events where e["ph"] as? String == "X" {
             let ts = Int64((((e["ts"] as? NSNumber)?.doubleValue ?? 0) * 1000).rounded())
@@ -230,27 +230,27 @@ final class ObserveCLITests: XCTestCase {
                 open.append(e)
             }
         }
-        XCTAssertGreaterThan(spans, 1000)
-        XCTAssertEqual(partial, 0, "spans on one row that partially overlap")
-        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("run/summary.json")))) as? [String: Any])
-        XCTAssertEqual(summary["exit_reason"] as? String, "epoch_limit")
+        expectGreater(spans, 1000)
+        expectEqual(partial, 0, "spans on one row that partially overlap")
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("run/summary.json")))) as? [String: Any])
+        expectEqual(summary["exit_reason"] as? String, "epoch_limit")
         if FileManager.default.fileExists(atPath: repoRoot().appendingPathComponent(".git").path) {
-            let commit = try XCTUnwrap(summary["git_commit"] as? String, "\(summary)")
-            XCTAssertEqual(commit.count, 40)
+            let commit = try #require(summary["git_commit"] as? String, "\(summary)")
+            expectEqual(commit.count, 40)
         }
         let text = try String(contentsOfFile: tmp.path("run/summary.json"), encoding: .utf8)
-        XCTAssertFalse(text.contains("\\/"), "no escaped slashes")
+        expectFalse(text.contains("\\/"), "no escaped slashes")
     }
 
     /// `ztrain stress --metrics-bind` counts its rounds in ztrain_steps_total while it runs.
-    func testStressServesMetrics() throws {
+    @Test func stressServesMetrics() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let run = try BackgroundProcess(ztrainBinary().path, ["stress", "--workers", "2", "--params", "1000", "--rounds", "100000000",
                                                               "--metrics-bind", "127.0.0.1:0"], errPath: tmp.path("stress.err"))
         defer { run.stop() }
-        let line = try XCTUnwrap(run.waitForLine(containing: "metrics at http://"), run.stderr)
-        let address = try XCTUnwrap(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
+        let line = try #require(run.waitForLine(containing: "metrics at http://"), "\(run.stderr)")
+        let address = try #require(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
         var rounds = 0.0
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && rounds == 0 && run.process.isRunning {
@@ -260,7 +260,7 @@ final class ObserveCLITests: XCTestCase {
             }
             usleep(300_000)
         }
-        XCTAssertGreaterThan(rounds, 0, run.stderr)
+        expectGreater(rounds, 0, "\(run.stderr)")
     }
 
     /// The Python of a throwaway virtual environment with tensorboard (made once per machine, in the temp folder).
@@ -271,17 +271,37 @@ final class ObserveCLITests: XCTestCase {
            (try? runCommand(python, ["-c", "import tensorboard"], timeout: 60))?.status == 0 {
             return python
         }
-        guard which("python3") != nil else { throw XCTSkip("python3 is not installed: cannot make a virtual environment for tensorboard") }
+        guard which("python3") != nil else { try Test.cancel("python3 is not installed: cannot make a virtual environment for tensorboard") }
         let staging = venv + "-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let make = try runCommand("/usr/bin/env", ["python3", "-m", "venv", staging], timeout: 120)
-        guard make.status == 0 else { throw XCTSkip("python3 -m venv failed (python3-venv missing?): \(make.stderr.suffix(500))") }
+        guard make.status == 0 else { try Test.cancel("python3 -m venv failed (python3-venv missing?): \(make.stderr.suffix(500))") }
         let pip = try runCommand(staging + "/bin/pip", ["install", "-q", "--disable-pip-version-check", "tensorboard"], timeout: 600)
-        guard pip.status == 0 else { throw XCTSkip("tensorboard could not be installed from PyPI (offline?): \(pip.stderr.suffix(500))") }
+        guard pip.status == 0 else { try Test.cancel("tensorboard could not be installed from PyPI (offline?): \(pip.stderr.suffix(500))") }
         // another test process may have finished first: either copy works
         if rename(staging, venv) != 0 && !FileManager.default.isExecutableFile(atPath: python) {
-            throw XCTSkip("could not move the tensorboard virtual environment into \(venv)")
+            try Test.cancel("could not move the tensorboard virtual environment into \(venv)")
         }
         return FileManager.default.isExecutableFile(atPath: python) ? python : staging + "/bin/python"
     }
+}
+
+// XCTest-style checks on top of #expect, keeping the caller's source location.
+func expectEqual<T: Equatable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a == b, "\(message)", sourceLocation: sourceLocation)
+}
+func expectTrue(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(x, "\(message)", sourceLocation: sourceLocation)
+}
+func expectFalse(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(!x, "\(message)", sourceLocation: sourceLocation)
+}
+func expectNotNil<T>(_ x: T?, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(x != nil, "\(message)", sourceLocation: sourceLocation)
+}
+func expectGreater<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a > b, "\(message)", sourceLocation: sourceLocation)
+}
+func expectAtLeast<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a >= b, "\(message)", sourceLocation: sourceLocation)
 }
