@@ -162,6 +162,7 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
         queue.async { [self] in
             if let tb = tensorboard {
                 for (r, wall) in batch { tb.add(step: r.step, wallTime: wall, scalars: Self.stepScalars(r)) }
+                tb.flush()
             }
             if lines, lineError == nil, let d = directory {
                 var bytes: [UInt8] = []
