@@ -167,7 +167,7 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
             if lines, lineError == nil, let d = directory {
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(batch.count * 360)
-                for (r, wall) in batch { bytes += Self.stepLine(r, wallTime: wall).utf8 }
+                for (r, wall) in batch { Self.appendStepLine(r, wallTime: wall, clock: &isoClock, into: &bytes) }
                 do throws(TrainingError) { try d.appendLines(bytes) } catch { lineError = error; logger.error("\(error)") }
             }
         }
@@ -201,6 +201,50 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     }
 
     // MARK: - step lines
+
+    /// The formatted second of the last step line (`2026-11-28T03:17:02`), reused within that second (on `queue`).
+    private var isoClock: (second: Int, text: String) = (-1, "")
+
+    /// Appends one step line (``stepLine(_:wallTime:)``'s bytes) to `out`, formatting the date once per second.
+    static func appendStepLine(_ r: StepRecord, wallTime: Double, clock: inout (second: Int, text: String), into out: inout [UInt8]) {
+        let second = Int(wallTime.rounded(.down))
+        if second != clock.second {
+            let full = RunIdentity.isoTime(Double(second))
+            clock = (second, String(full.dropLast()))
+        }
+        let ms = min(999, max(0, Int((wallTime - Double(second)) * 1000)))
+        out.append(contentsOf: "{\"kind\":\"step\",\"time\":\"".utf8)
+        out.append(contentsOf: clock.text.utf8)
+        out.append(contentsOf: (ms < 10 ? ".00" : ms < 100 ? ".0" : ".").utf8)
+        out.append(contentsOf: String(ms).utf8)
+        out.append(contentsOf: "Z\",\"step\":".utf8)
+        out.append(contentsOf: String(r.step).utf8)
+        func field(_ name: String, _ value: String) {
+            out.append(contentsOf: ",\"".utf8)
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: "\":".utf8)
+            out.append(contentsOf: value.utf8)
+        }
+        field("epoch", String(r.epoch))
+        field("loss", number(r.loss))
+        field("lr", number(r.learningRate))
+        field("grad_norm", number(r.gradNorm))
+        field("samples", String(r.samples))
+        field("windows", String(r.windows))
+        field("samples_per_second", number(r.samplesPerSecond))
+        if let t = r.timing {
+            out.append(contentsOf: ",\"timing\":{\"broadcast\":".utf8)
+            out.append(contentsOf: number(t.broadcast).utf8)
+            field("compute", number(t.compute))
+            field("optimizer", number(t.optimizer))
+            field("reduce", number(t.reduce))
+            field("wait", number(t.wait))
+            out.append(UInt8(ascii: "}"))
+        }
+        if let b = r.bytesIn { field("bytes_in", String(b)) }
+        if let b = r.bytesOut { field("bytes_out", String(b)) }
+        out.append(contentsOf: "}\n".utf8)
+    }
 
     /// One `metrics.jsonl` step line, formatted by hand (a JSON encoder per step would cost more than the step):
     /// `{"kind":"step","time":"…","step":…,"epoch":…,"loss":…,"lr":…,"grad_norm":…,"samples":…,"windows":…,

@@ -55,6 +55,54 @@ public enum EventProto {
         return out
     }
 
+    static func varintSize(_ v: UInt64) -> Int {
+        var n = 1, v = v
+        while v >= 0x80 { v >>= 7; n += 1 }
+        return n
+    }
+
+    /// Appends one whole TFRecord holding an `Event` of scalars to `out`, without intermediate arrays
+    /// (the same bytes as ``record(_:into:)`` of ``event(wallTime:step:fileVersion:scalars:)``).
+    public static func appendScalarRecord(wallTime: Double, step: Int64, scalars: [(tag: String, value: Float)], into out: inout [UInt8]) {
+        var summaryLength = 0
+        for s in scalars {
+            let t = s.tag.utf8.count
+            let v = 1 + varintSize(UInt64(t)) + t + 5
+            summaryLength += 1 + varintSize(UInt64(v)) + v
+        }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 12))
+        out.append(0x09)
+        withUnsafeBytes(of: wallTime.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+        if step != 0 {
+            out.append(0x10)
+            varint(UInt64(bitPattern: step), into: &out)
+        }
+        if !scalars.isEmpty {
+            out.append(0x2A)
+            varint(UInt64(summaryLength), into: &out)
+            for s in scalars {
+                let t = s.tag.utf8.count
+                out.append(0x0A)
+                varint(UInt64(1 + varintSize(UInt64(t)) + t + 5), into: &out)
+                out.append(0x0A)
+                varint(UInt64(t), into: &out)
+                out.append(contentsOf: s.tag.utf8)
+                out.append(0x15)
+                withUnsafeBytes(of: s.value.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+            }
+        }
+        let length = out.count - start - 12
+        out.withUnsafeMutableBufferPointer { b in
+            var n = UInt64(length)
+            for i in 0..<8 { b[start + i] = UInt8(truncatingIfNeeded: n); n >>= 8 }
+            var c = CRC32C.masked(CRC32C.checksum(UnsafeBufferPointer(rebasing: b[start..<(start + 8)])))
+            for i in 0..<4 { b[start + 8 + i] = UInt8(truncatingIfNeeded: c); c >>= 8 }
+        }
+        let dataCRC = out.withUnsafeBufferPointer { CRC32C.masked(CRC32C.checksum(UnsafeBufferPointer(rebasing: $0[(start + 12)...]))) }
+        withUnsafeBytes(of: dataCRC.littleEndian) { out.append(contentsOf: $0) }
+    }
+
     /// One TFRecord: length (UInt64 LE), masked CRC-32C of the length, the data, masked CRC-32C of the data.
     public static func record(_ data: [UInt8], into out: inout [UInt8]) {
         var header: [UInt8] = []
@@ -112,7 +160,7 @@ public final class TensorBoardWriter: @unchecked Sendable {
     /// Adds one event with these scalars at `step`.
     public func add(step: Int, wallTime: Double = Date().timeIntervalSince1970, scalars: [(tag: String, value: Float)]) {
         guard !closed, !scalars.isEmpty else { return }
-        EventProto.record(EventProto.event(wallTime: wallTime, step: Int64(step), scalars: scalars), into: &buffer)
+        EventProto.appendScalarRecord(wallTime: wallTime, step: Int64(step), scalars: scalars, into: &buffer)
         records += 1
         if buffer.count >= 1 << 16 || ContinuousClock.now - lastFlush >= .seconds(1) { flush() }
     }

@@ -47,6 +47,29 @@ func readRecords(_ bytes: [UInt8]) throws -> [[UInt8]] {
         expectEqual(big, [0xAC, 0x02])
     }
 
+    @Test func directRecordIsTheSameBytes() {
+        let scalars: [(tag: String, value: Float)] = [("step/loss", 0.25), ("a", -1), (String(repeating: "t", count: 200), 3)]
+        for step: Int64 in [0, 1, 300, 1 << 40] {
+            var framed: [UInt8] = []
+            EventProto.record(EventProto.event(wallTime: 1.7e9 + 0.125, step: step, scalars: scalars), into: &framed)
+            var direct: [UInt8] = [7]
+            EventProto.appendScalarRecord(wallTime: 1.7e9 + 0.125, step: step, scalars: scalars, into: &direct)
+            expectEqual(Array(direct.dropFirst()), framed, "step \(step)")
+        }
+    }
+
+    @Test func stepLineBytesMatchTheString() {
+        var clock: (second: Int, text: String) = (-1, "")
+        for (k, wall) in [1_795_835_822.25, 1_795_835_822.999, 1_795_835_823.001, 1_795_835_823.5].enumerated() {
+            let r = StepRecord(step: k + 1, epoch: 1, loss: 0.1 * Double(k), learningRate: 0.01, gradNorm: .infinity, windows: 32,
+                               samples: 32 * (k + 1), samplesPerSecond: 1e5,
+                               timing: k % 2 == 0 ? StepTiming() : nil, bytesIn: k % 2 == 0 ? 10 : nil, bytesOut: k % 2 == 0 ? 20 : nil)
+            var bytes: [UInt8] = []
+            RunWatch.appendStepLine(r, wallTime: wall, clock: &clock, into: &bytes)
+            expectEqual(String(decoding: bytes, as: UTF8.self), RunWatch.stepLine(r, wallTime: wall))
+        }
+    }
+
     @Test func fileHasValidRecords() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-tb-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
