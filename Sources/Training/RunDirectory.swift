@@ -43,6 +43,9 @@ public struct RunSummary: Sendable, Codable {
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.
     public var timing: StepTiming? = nil
+    /// One-step RMSE, MAE, sMAPE and MASE on each split in the series' own units, with the persistence and
+    /// seasonal-naive baselines (as `ztrain predict` prints them).
+    public var evaluation: Evaluation? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,

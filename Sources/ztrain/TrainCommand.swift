@@ -15,6 +15,7 @@ struct RunOptions: ParsableArguments {
     @OptionGroup(title: "Data") var data: DataOptions
     @OptionGroup(title: "Windows") var windows: WindowOptions
     @OptionGroup(title: "Model") var model: ModelOptions
+    @OptionGroup(title: "Real series") var seriesOptions: SeriesOptions
     @OptionGroup(title: "Optimisation") var optim: OptimOptions
 
     @Option(help: "Start from these weights (a model.safetensors of the same shape).")
@@ -33,6 +34,9 @@ struct RunOptions: ParsableArguments {
 /// A run ready to start: configuration, data, first weights, output folder.
 struct PreparedCLIRun {
     let config: TrainingConfig
+    /// The series as loaded, and the one the model trains on (differenced and scaled when
+    /// `config.transform` says so); workers receive `series` in WELCOME, so every process trains on it.
+    let raw: Series
     let series: Series
     let initial: [Float]?
     let dir: RunDirectory
@@ -45,7 +49,7 @@ struct PreparedCLIRun {
         let c: RunCheckpoint
         do { c = try store.latest() } catch { throw fail("\(error)") }
         config = c.config
-        do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
+        do { (raw, series) = try c.config.loadSeries() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
         initial = nil
         do { dir = try RunDirectory(path: directory, history: c.metrics) } catch { throw fail("\(error)") }
         resume = c
@@ -54,10 +58,19 @@ struct PreparedCLIRun {
 
     init(_ o: RunOptions, logger: Logger) throws {
         let spec = try o.data.spec()
-        let series: Series
-        do { series = try spec.load() } catch { throw fail("\(error)") }
-        config = try makeTrainingConfig(data: o.data, windows: o.windows, model: o.model, optim: o.optim, channels: series.channels)
-        self.series = series
+        let raw: Series
+        do { raw = try spec.load() } catch { throw fail("\(error)") }
+        for name in raw.indexLikeChannels {
+            logger.warning("column \"\(name)\" looks like a row index, not data; leave it out with --columns, or pass it as --time-column")
+        }
+        config = try makeTrainingConfig(data: o.data, windows: o.windows, model: o.model, optim: o.optim,
+                                        series: o.seriesOptions, raw: raw)
+        self.raw = raw
+        do { series = try config.transform?.apply(raw) ?? raw } catch { throw fail("\(error)") }
+        if let t = config.transform {
+            let how = t.differenceChosenBy == "auto" ? "chosen by KPSS on the training part" : "--difference"
+            logger.info("series: difference order \(t.difference) (\(how))\(t.seasonalPeriod > 0 ? ", seasonal difference \(t.seasonalPeriod)" : ""), scale \(t.scale.rawValue), head \(config.model.head.rawValue)")
+        }
         if let path = o.`init` {
             do {
                 initial = try loadModel(path: path, expecting: config.model).parameters
@@ -72,7 +85,12 @@ struct PreparedCLIRun {
     }
 
     /// Writes model, summary and loss plot, whatever happened.
-    func writeOutputs(parameters: [Float], summary: RunSummary) throws {
+    func writeOutputs(parameters: [Float], summary: RunSummary, logger: Logger? = nil) throws {
+        var summary = summary
+        if let e = evaluate(parameters: parameters) {
+            summary.evaluation = e
+            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")):\n\(e.text)")
+        }
         do {
             try dir.writeModel(parameters: parameters, config: config, extra: ["training_config": configJSON(config)])
             try dir.writeSummary(summary)
@@ -80,6 +98,15 @@ struct PreparedCLIRun {
         } catch {
             throw fail("\(error)")
         }
+    }
+
+    /// The metrics of `ztrain predict` for these weights (nil if the weights are not finite).
+    func evaluate(parameters: [Float]) -> Evaluation? {
+        guard parameters.allSatisfy(\.isFinite),
+              let p = try? SeriesPrediction.make(config: config, parameters: parameters, raw: raw, model: series,
+                                                 rolloutFrom: 0, steps: 1)
+        else { return nil }
+        return p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
     }
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
@@ -191,7 +218,7 @@ struct Train: ParsableCommand {
         let summary = p.summary(result: result, parameters: params,
                                 finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.all),
                                 mode: "in-process", threads: threads, split: trainer.split, error: runError)
-        try p.writeOutputs(parameters: params, summary: summary)
+        try p.writeOutputs(parameters: params, summary: summary, logger: logger)
         if let e = writeError { throw fail("\(e)") }
         if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.modelURL.path))") }
         if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
