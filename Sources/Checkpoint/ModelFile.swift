@@ -33,7 +33,7 @@ public enum ModelMetadataKey {
 
 /// Encodes a model as safetensors: the four tensors of `ParameterLayout(config)` under their
 /// PyTorch names and shapes, and the configuration in `__metadata__` (`format`=`ztrain`, `cell`,
-/// `activation`, `loss`, `head`, `hidden`, `input`, `output`, `seq_len`) on top of the caller's `metadata`
+/// `activation`, `loss`, `hidden`, `input`, `output`, `seq_len`, and `head` unless it is tanh) on top of the caller's `metadata`
 /// (the model keys win over caller keys of the same name).
 ///
 /// Precondition: `parameters.count == ParameterLayout(config).count`.
@@ -51,7 +51,8 @@ public func encodeModel(parameters: [Float], config: ModelConfig, metadata: [Str
     meta[K.cell] = config.cell.rawValue
     meta[K.activation] = config.activation.rawValue
     meta[K.loss] = config.loss.rawValue
-    meta[K.head] = config.head.rawValue
+    // written only for a head other than the reference tanh, so tanh files stay as they were
+    if config.head != .tanh { meta[K.head] = config.head.rawValue } else { meta.removeValue(forKey: K.head) }
     meta[K.hidden] = String(config.hiddenSize)
     meta[K.input] = String(config.inputSize)
     meta[K.output] = String(config.outputSize)

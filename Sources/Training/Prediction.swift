@@ -126,7 +126,7 @@ public struct SeriesPrediction: Sendable {
             let time: String
             if let t = raw.time { time = i < N ? t[i] : (axis?.label(after: i - N + 1) ?? "") } else { time = "" }
             for c in 0..<C {
-                let actual = i < N ? number(Double(raw.values[i * C + c])) : ""
+                let actual = i < N ? "\(raw.values[i * C + c])" : ""  // the file's value (as a Float, its shortest form)
                 let one = i < N ? number(oneStep[i * C + c]) : ""
                 let k = i - rolloutStart
                 let roll = k >= 0 && k < rollout.count / C ? number(rollout[k * C + c]) : ""
