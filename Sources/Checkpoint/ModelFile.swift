@@ -67,7 +67,7 @@ public func encodeModel(parameters: [Float], config: ModelConfig, metadata: [Str
 /// `I = cols(get_ht.weight) - H`, and the cell from `cols(get_yt.weight)` (`H+I`: seed, `H`: elman).
 /// Metadata values, when present, must agree with the shapes. `seq_len`, `activation`, `loss` and
 /// `head` come from the metadata; when a file does not record them they are taken from `expecting`, or
-/// default to 4, tanh, last and tanh.
+/// default to 4, tanh, last and tanh (a ztrain file without `head` has the tanh head).
 ///
 /// Throws on a missing or unknown tensor, an inconsistent shape (naming the tensor, its shape and
 /// the expected one), a non-finite value (naming the tensor), invalid metadata, and, when
@@ -160,7 +160,8 @@ public func decodeModel(_ bytes: [UInt8], source: String, expecting: ModelConfig
     }
     let activation = try recordedEnum(K.activation, Activation.self) ?? expecting?.activation ?? .tanh
     let loss = try recordedEnum(K.loss, LossKind.self) ?? expecting?.loss ?? .last
-    let head = try recordedEnum(K.head, OutputHead.self) ?? expecting?.head ?? .tanh
+    // ztrain writes `head` only when it is not tanh, so in its files no key means tanh
+    let head = try recordedEnum(K.head, OutputHead.self) ?? (metadata[K.format] == K.formatValue ? .tanh : expecting?.head ?? .tanh)
 
     let config = ModelConfig(
         inputSize: I, hiddenSize: H, outputSize: O, seqLen: seqLen,
