@@ -28,7 +28,7 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Missing CSV cells (empty, NA, null): error (names row and column), drop (the row), ffill or interpolate.")
     var missing: MissingPolicy = .error
 
-    @Option(help: "CSV field separator: one character, or 'tab' (default ',').")
+    @Option(help: "CSV field separator: one character, or 'tab'.")
     var delimiter: String = ","
 
     /// Was the data named on the command line?

@@ -102,6 +102,11 @@ struct RealSeriesCLITests {
         #expect(rows[0] == ["series": "realgdp", "point": "0", "time": "1959Q1", "channel": "value", "actual": "2710.349",
                             "one_step": "", "rollout": ""])
         #expect(rows.last?["one_step"]?.isEmpty == false && rows.last?["rollout"]?.isEmpty == false)
+        // the rollout's first point has only true points before it: it is that point's one-step prediction
+        let first = try #require(rows.first { $0["rollout"]?.isEmpty == false })
+        #expect(first["rollout"] == first["one_step"], "\(first)")
+        // realgdp is differenced twice (KPSS): the first 2 + 12 points have no one-step prediction
+        #expect(rows.prefix(14).allSatisfy { $0["one_step"] == "" } && rows[14]["one_step"] != "")
         let f = try runZtrain(["forecast", "--model", model, "--horizon", "6", "--out", "f.csv"], cwd: elsewhere.url)
         #expect(f.status == 0, "\(f.stderr)")
         let fr = try csvRows(elsewhere.path("f.csv"))
