@@ -105,9 +105,12 @@ public struct SeriesPrediction: Sendable {
                     seasonal = Metrics(targets: usable, raw: raw, scale: scale) { i, c in Double(raw.values[(i - S) * C + c]) }
                 }
             }
+            func skill(_ base: Metrics) -> Double? {
+                let k = 1 - model.rmse / base.rmse
+                return k.isFinite ? k : nil
+            }
             return SplitMetrics(model: model, persistence: persistence, seasonalNaive: seasonal,
-                                skillVsPersistence: 1 - model.rmse / persistence.rmse,
-                                skillVsSeasonalNaive: seasonal.map { 1 - model.rmse / $0.rmse })
+                                skillVsPersistence: skill(persistence), skillVsSeasonalNaive: seasonal.flatMap(skill))
         }
         return Evaluation(season: S, train: split(trainTargets), validation: split(validationTargets))
     }
@@ -170,7 +173,8 @@ public struct Metrics: Sendable, Codable, Equatable {
     public var rmse: Double
     public var mae: Double
     public var smape: Double
-    public var mase: Double
+    /// nil where the training part's naive MAE is 0 (a constant training part).
+    public var mase: Double?
 
     init(targets: [Int], raw: Series, scale: [Double], predict: (Int, Int) -> Double) {
         let C = raw.channels
@@ -192,7 +196,8 @@ public struct Metrics: Sendable, Codable, Equatable {
         rmse = (se / n).squareRoot()
         mae = ae / n
         smape = sp / n
-        mase = (0..<C).map { aeChannel[$0] / Double(targets.count) / scale[$0] }.reduce(0, +) / Double(C)
+        let m = (0..<C).map { aeChannel[$0] / Double(targets.count) / scale[$0] }.reduce(0, +) / Double(C)
+        mase = m.isFinite ? m : nil
     }
 }
 
@@ -201,8 +206,8 @@ public struct SplitMetrics: Sendable, Codable, Equatable {
     public var model: Metrics
     public var persistence: Metrics
     public var seasonalNaive: Metrics?
-    /// `1 - RMSE_model / RMSE_persistence` (positive: the model is better).
-    public var skillVsPersistence: Double
+    /// `1 - RMSE_model / RMSE_persistence` (positive: the model is better; nil where the baseline is exact).
+    public var skillVsPersistence: Double?
     public var skillVsSeasonalNaive: Double?
 }
 
@@ -217,14 +222,14 @@ public struct Evaluation: Sendable, Codable, Equatable {
     public var text: String {
         var lines = ["split       forecast          RMSE         MAE       sMAPE%      MASE"]
         func row(_ split: String, _ name: String, _ m: Metrics) {
-            lines.append(pad(split, 12) + pad(name, 16) + [m.rmse, m.mae, m.smape, m.mase].map { pad(fmt($0), 12, left: true) }.joined())
+            lines.append(pad(split, 12) + pad(name, 16) + [m.rmse, m.mae, m.smape, m.mase ?? .nan].map { pad(fmt($0), 12, left: true) }.joined())
         }
         for (name, s) in [("train", train), ("validation", validation)] {
             guard let s else { continue }
             row(name, "model", s.model)
             row(name, "persistence", s.persistence)
             if let sn = s.seasonalNaive { row(name, "seasonal naive", sn) }
-            var skill = "  skill vs persistence \(fmt(s.skillVsPersistence))"
+            var skill = "skill vs persistence \(fmt(s.skillVsPersistence ?? .nan))"
             if let k = s.skillVsSeasonalNaive { skill += ", vs seasonal naive \(fmt(k))" }
             lines.append(pad(name, 12) + skill)
         }

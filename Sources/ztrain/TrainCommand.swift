@@ -106,7 +106,9 @@ struct PreparedCLIRun {
               let p = try? SeriesPrediction.make(config: config, parameters: parameters, raw: raw, model: series,
                                                  rolloutFrom: 0, steps: 1)
         else { return nil }
-        return p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
+        let e = p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
+        // a prediction that overflowed would make summary.json unwritable: leave the metrics out then
+        return (try? JSONEncoder().encode(e)) == nil ? nil : e
     }
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
