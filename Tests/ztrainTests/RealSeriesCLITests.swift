@@ -92,6 +92,10 @@ struct RealSeriesCLITests {
         // a relative --data, run from tmp; predict and forecast from another folder
         let t = try runZtrain(["train", "--data", "realgdp.csv", "--epochs", "5", "--out", "run"] + Self.recipe, cwd: tmp.url)
         #expect(t.status == 0, "\(t.stderr)")
+        // the run (and so its checkpoints, which hold the same configuration) records the data's absolute path
+        let config = try #require(try json(tmp.path("run/summary.json"))["config"] as? [String: Any])
+        let csv = try #require((config["data"] as? [String: Any])?["csv"] as? [String: Any])
+        #expect((csv["path"] as? String)?.hasPrefix("/") == true && (csv["path"] as? String)?.hasSuffix("/realgdp.csv") == true)
         let elsewhere = try TempDir()
         defer { elsewhere.cleanup() }
         let model = tmp.path("run/model.safetensors")
