@@ -63,6 +63,9 @@ public struct RunSummary: Sendable, Codable {
     public var bestValLoss: Double? = nil
     /// With `--early-stopping`: whether it ended the run.
     public var earlyStopped: Bool? = nil
+    /// One-step RMSE, MAE, sMAPE and MASE on each split in the series' own units, with the persistence and
+    /// seasonal-naive baselines (as `ztrain predict` prints them).
+    public var evaluation: Evaluation? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,

@@ -383,7 +383,8 @@ func runCoordinator(
     summary.timing = result.metrics.compactMap { $0.timing }.reduce(into: StepTiming()) { acc, t in acc.add(t) }
         .scaled(1 / Double(max(1, result.metrics.count)))
     _ = steps
-    try p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split, summary: summary)
+    try p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split, summary: summary,
+                       logger: logger)
 
     if stop.isSet {
         logger.warning("stopped by signal \(stop.signal); last weights saved to \(p.dir.modelURL.path)")

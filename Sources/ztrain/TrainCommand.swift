@@ -15,6 +15,7 @@ struct RunOptions: ParsableArguments {
     @OptionGroup(title: "Data") var data: DataOptions
     @OptionGroup(title: "Windows") var windows: WindowOptions
     @OptionGroup(title: "Model") var model: ModelOptions
+    @OptionGroup(title: "Real series") var seriesOptions: SeriesOptions
     @OptionGroup(title: "Optimisation") var optim: OptimOptions
 
     @Option(help: "Start from these weights (a model.safetensors of the same shape).")
@@ -36,6 +37,9 @@ struct RunOptions: ParsableArguments {
 /// A run ready to start: configuration, data, first weights, output folder.
 struct PreparedCLIRun {
     let config: TrainingConfig
+    /// The series as loaded, and the one the model trains on (differenced and scaled when
+    /// `config.transform` says so); workers receive `series` in WELCOME, so every process trains on it.
+    let raw: Series
     let series: Series
     let initial: [Float]?
     let dir: RunDirectory
@@ -50,7 +54,7 @@ struct PreparedCLIRun {
         let c: RunCheckpoint
         do { c = try store.latest() } catch { throw fail("\(error)") }
         config = c.config
-        do { series = try c.config.data.load() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
+        do { (raw, series) = try c.config.loadSeries() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
         initial = nil
         do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
         resume = c
@@ -62,10 +66,19 @@ struct PreparedCLIRun {
     init(_ o: RunOptions, existing: ExistingOutput? = nil, logger: Logger) throws {
         if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
-        let series: Series
-        do { series = try spec.load() } catch { throw fail("\(error)") }
-        config = try makeTrainingConfig(data: o.data, windows: o.windows, model: o.model, optim: o.optim, channels: series.channels)
-        self.series = series
+        let raw: Series
+        do { raw = try spec.load() } catch { throw fail("\(error)") }
+        for name in raw.indexLikeChannels {
+            logger.warning("column \"\(name)\" looks like a row index, not data; leave it out with --columns, or pass it as --time-column")
+        }
+        config = try makeTrainingConfig(data: o.data, windows: o.windows, model: o.model, optim: o.optim,
+                                        series: o.seriesOptions, raw: raw)
+        self.raw = raw
+        do { series = try config.transform?.apply(raw) ?? raw } catch { throw fail("\(error)") }
+        if let t = config.transform {
+            let how = t.differenceChosenBy == "auto" ? "chosen by KPSS on the training part" : "--difference"
+            logger.info("series: difference order \(t.difference) (\(how))\(t.seasonalPeriod > 0 ? ", seasonal difference \(t.seasonalPeriod)" : ""), scale \(t.scale.rawValue), head \(config.model.head.rawValue)")
+        }
         if let path = o.`init` {
             do {
                 initial = try loadModel(path: path, expecting: config.model).parameters
@@ -95,19 +108,38 @@ struct PreparedCLIRun {
 
     /// Writes model, summary and loss plot, whatever happened. With a validation part (`split`),
     /// `model.safetensors` is the best epoch's weights (`best`; the last ones before any epoch ended)
-    /// and `last.safetensors` the last ones.
-    func writeOutputs(parameters: [Float], best: [Float]?, split: WindowSplit, summary: RunSummary) throws {
+    /// and `last.safetensors` the last ones. The summary's one-step metrics are those of
+    /// `model.safetensors`.
+    func writeOutputs(parameters: [Float], best: [Float]?, split: WindowSplit, summary: RunSummary,
+                      logger: Logger? = nil) throws {
+        var summary = summary
+        let model = split.validation.isEmpty ? parameters : best ?? parameters
+        if let e = evaluate(parameters: model) {
+            summary.evaluation = e
+            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")):\n\(e.text)")
+        }
         do {
             let extra = ["training_config": configJSON(config)]
             if !split.validation.isEmpty {
                 try dir.writeModel(parameters: parameters, config: config, extra: extra, to: dir.lastModelURL)
             }
-            try dir.writeModel(parameters: split.validation.isEmpty ? parameters : best ?? parameters, config: config, extra: extra)
+            try dir.writeModel(parameters: model, config: config, extra: extra)
             try dir.writeSummary(summary)
             try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
         } catch {
             throw fail("\(error)")
         }
+    }
+
+    /// The metrics of `ztrain predict` for these weights (nil if the weights are not finite).
+    func evaluate(parameters: [Float]) -> Evaluation? {
+        guard parameters.allSatisfy(\.isFinite),
+              let p = try? SeriesPrediction.make(config: config, parameters: parameters, raw: raw, model: series,
+                                                 rolloutFrom: 0, steps: 1)
+        else { return nil }
+        let e = p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
+        // a prediction that overflowed would make summary.json unwritable: leave the metrics out then
+        return (try? JSONEncoder().encode(e)) == nil ? nil : e
     }
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
@@ -239,7 +271,7 @@ struct Train: ParsableCommand {
                                 finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.train),
                                 mode: "in-process", threads: threads, split: trainer.split, error: runError)
         try p.writeOutputs(parameters: params, best: result?.bestParameters ?? trainer.state.bestParameters, split: trainer.split,
-                           summary: summary)
+                           summary: summary, logger: logger)
         if let e = writeError { throw fail("\(e)") }
         if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.url.path))") }
         if let r = result {

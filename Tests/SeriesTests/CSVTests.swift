@@ -135,7 +135,7 @@ private func csvMessage(_ text: String, columns: [String]? = nil) -> String? {
     }
 
     @Test func emptyCell() {
-        #expect(csvMessage("a,b\n1,2\n3, \n") == "data.csv:3: column \"b\": empty cell; every cell must hold a number")
+        #expect(csvMessage("a,b\n1,2\n3, \n") == "data.csv:3: column \"b\": missing value (empty cell); fill it in, or pass --missing drop, ffill or interpolate")
     }
 
     @Test func wrongFieldCounts() {
