@@ -9,9 +9,12 @@ extension Series {
     ///
     /// See ``csv(text:source:columns:)`` for the accepted format.
     public static func csv(path: String, columns: [String]? = nil) throws(SeriesError) -> Series {
-        let bytes = try readWholeFile(path)
+        let bytes = try readWholeFile(path, maxBytes: maxCSVBytes)
         return try parseCSV(bytes, source: path, columns: columns)
     }
+
+    /// The largest CSV file ``csv(path:columns:)`` reads: 2 GiB.
+    public static let maxCSVBytes = 2 << 30
 
     /// Parses CSV text with a header row. `source` names the text in error messages.
     ///
@@ -37,28 +40,45 @@ extension Series {
             .csv(source: source, line: line, message: message)
         }
 
-        // Lines, without the byte order mark, the line terminators and trailing blank lines.
+        // The text without the byte order mark and trailing blank lines; its lines are visited one by
+        // one (no array of lines: the file's bytes are the only copy of the text held).
         var body = bytes[...]
         if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
-        var lines = body.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
-            line.last == 0x0D ? line.dropLast() : line
+        var end = body.endIndex
+        while true {
+            let start = body[..<end].lastIndex(of: 0x0A).map { $0 + 1 } ?? body.startIndex
+            guard isBlank(withoutCR(body[start..<end])) else { break }
+            if start == body.startIndex {
+                end = start
+                break
+            }
+            end = start - 1
         }
-        while let last = lines.last, isBlank(last) { lines.removeLast() }
-        guard !lines.isEmpty else {
+        let text = body[..<end]
+        guard !text.isEmpty else {
             throw fail(nil, "file is empty; expected a header line followed by rows of numbers")
+        }
+        var cursor = text.startIndex
+        /// The next line without its terminator (precondition: `cursor <= text.endIndex`).
+        func nextLine() -> ArraySlice<UInt8> {
+            let stop = text[cursor...].firstIndex(of: 0x0A) ?? text.endIndex
+            let line = withoutCR(text[cursor..<stop])
+            cursor = stop + 1
+            return line
         }
 
         // Header.
-        guard !isBlank(lines[0]) else {
+        let headerLine = nextLine()
+        guard !isBlank(headerLine) else {
             throw fail(1, "the first line is empty; it must be the header (column names separated by commas)")
         }
-        let header = try splitFields(lines[0], lineNumber: 1, source: source)
+        let header = try splitFields(headerLine, lineNumber: 1, source: source)
         var firstIndex: [String: Int] = [:]
         for (i, name) in header.enumerated() {
             if let j = firstIndex[name] {
                 throw fail(
                     1,
-                    "column name \"\(name)\" appears twice (columns \(j) and \(i)); "
+                    "column name \"\(excerpt(name))\" appears twice (columns \(j) and \(i)); "
                         + "column names must be unique")
             }
             firstIndex[name] = i
@@ -80,15 +100,16 @@ extension Series {
                     guard let i = Int(spec), i < header.count else {
                         throw fail(
                             1,
-                            "column index \(spec) is out of range; the header has \(header.count) "
+                            "column index \(excerpt(spec)) is out of range; the header has \(header.count) "
                                 + "column\(header.count == 1 ? "" : "s") (indices 0 to \(header.count - 1))")
                     }
                     index = i
                 } else {
-                    let available = header.map { "\"\($0)\"" }.joined(separator: ", ")
+                    var available = header.prefix(12).map { "\"\(excerpt($0))\"" }.joined(separator: ", ")
+                    if header.count > 12 { available += " and \(header.count - 12) more" }
                     throw fail(
                         1,
-                        "no column named \"\(spec)\"; available columns: \(available) "
+                        "no column named \"\(excerpt(spec))\"; available columns: \(available) "
                             + "(or give a 0-based column index)")
                 }
                 if picked.contains(index) {
@@ -103,7 +124,7 @@ extension Series {
         }
 
         // Rows.
-        let rowCount = lines.count - 1
+        let rowCount = text.lazy.filter { $0 == 0x0A }.count
         guard rowCount >= 1 else {
             throw fail(
                 nil,
@@ -116,9 +137,9 @@ extension Series {
         }
         var values: [Float] = []
         values.reserveCapacity(rowCount * selected.count)
-        for lineIndex in 1..<lines.count {
+        for lineIndex in 1...rowCount {
             let lineNumber = lineIndex + 1
-            let line = lines[lineIndex]
+            let line = nextLine()
             guard !isBlank(line) else {
                 throw fail(lineNumber, "empty line; remove blank lines between data rows")
             }
@@ -135,19 +156,19 @@ extension Series {
                     throw fail(lineNumber, "column \(label(header, c)): empty cell; every cell must hold a number")
                 }
                 guard let d = Double(cell) else {
-                    throw fail(lineNumber, "column \(label(header, c)): \"\(cell)\" is not a number")
+                    throw fail(lineNumber, "column \(label(header, c)): \"\(excerpt(cell))\" is not a number")
                 }
                 guard d.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is not a finite number; "
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is not a finite number; "
                             + "NaN and infinity are not allowed")
                 }
                 let f = Float(d)
                 guard f.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is too large for a 32-bit float")
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is too large for a 32-bit float")
                 }
                 values.append(f)
             }
@@ -158,8 +179,10 @@ extension Series {
 
 /// How a column is named in messages: `"temp"`, or `#3` when the header cell is empty.
 private func label(_ header: [String], _ i: Int) -> String {
-    header[i].isEmpty ? "#\(i)" : "\"\(header[i])\""
+    header[i].isEmpty ? "#\(i)" : "\"\(excerpt(header[i]))\""
 }
+
+private func withoutCR(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> { line.last == 0x0D ? line.dropLast() : line }
 
 private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
 
