@@ -81,6 +81,7 @@ public enum AtomicFile {
         defer { _ = close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw failure(errno) }
+        if info.st_mode & S_IFMT == S_IFDIR { throw failure(EISDIR) }
         if let kind = nonRegularKind(info.st_mode) {
             throw .io(path: path, action: "read", reason: "it is \(kind), not a regular file; give a file")
         }
