@@ -132,7 +132,8 @@ extension PreparedCLIRun {
         }
         do {
             if try c.isComplete(series: series) {
-                logger.notice("the run in \(directory) is complete (epoch \(c.counters.epoch), step \(c.counters.step)\(c.counters.targetReached ? ", target reached" : "")); nothing to do. Give more --epochs or --steps to continue it")
+                let how = c.counters.targetReached ? "its target loss was reached" : "give more --epochs or --steps to continue it"
+                logger.notice("the run in \(directory) is complete (epoch \(c.counters.epoch), step \(c.counters.step)); nothing to do: \(how)")
                 return nil
             }
         } catch {
