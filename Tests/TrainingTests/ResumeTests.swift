@@ -43,6 +43,11 @@ struct ResumeTests {
         #expect(resumed.steps == reference.steps && resumed.epochs == reference.epochs)
         #expect(resumed.metrics.map(\.loss) == reference.metrics.map(\.loss))
         #expect(resumed.metrics.map(\.samples) == reference.metrics.map(\.samples))
+
+        // stopped as by Ctrl-C: the checkpoint of where it stopped resumes to the same bits too
+        let third = try InProcessTrainer(config: config, series: series, resume: first.checkpoint())
+        #expect(third.state.step == killAt)
+        #expect(try third.run().parameters == reference.parameters, "resuming where the run was stopped changed the bits")
     }
 
     @Test func aKilledMiniBatchRunResumesToTheSameBits() throws {
