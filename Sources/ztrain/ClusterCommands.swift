@@ -132,7 +132,7 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Continue the run whose output folder (with checkpoints/) is this; its configuration wins.")
     var resume: String?
 
-    @Flag(help: "Continue from --out's checkpoints when it has any, else start (for restarts by systemd or Kubernetes).")
+    @Flag(help: "Continue from --out's checkpoints when it has a usable one, else start a new run (for restarts by systemd or Kubernetes).")
     var autoResume = false
 
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions

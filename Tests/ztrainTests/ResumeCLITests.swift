@@ -194,7 +194,9 @@ struct ResumeCLITests {
         #expect(r.status == 1 && r.stderr.contains("(1000000 characters)") && r.stderr.count < 400, "\(r.stderr.prefix(500))")
     }
 
-    @Test func aFullDiskStopsTheRunWithTheLastGoodCheckpointIntact() throws {
+    /// In-process and with a worker process (its checkpoints then resume in-process: one format).
+    @Test(arguments: [[String](), ["--workers", "1"]])
+    func aFullDiskStopsTheRunWithTheLastGoodCheckpointIntact(_ mode: [String]) throws {
         guard getuid() == 0 else {
             print("skipped: mounting a small tmpfs to fill needs root")
             return
@@ -210,7 +212,7 @@ struct ResumeCLITests {
         let run = mnt + "/run"
         let training = ["--hidden", "256", "--steps", "10", "--checkpoint-every", "2", "--keep", "3", "--quiet"]
 
-        let r = try runZtrain(["train", "--out", run] + training, timeout: 180)
+        let r = try runZtrain(["train", "--out", run] + mode + training, timeout: 180)
         #expect(r.exitedNormally && r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("No space left on device") && r.stderr.contains("the run stopped at step 6"), "\(r.stderr)")
         #expect(r.stderr.contains("the newest whole checkpoint is step-0000000004.safetensors") && r.stderr.contains("--resume \(run)"), "\(r.stderr)")
