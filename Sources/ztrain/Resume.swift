@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -43,10 +44,14 @@ func prepareRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger
     return try PreparedCLIRun(options, logger: logger)
 }
 
+/// Removes what writes interrupted by a kill left in the run's folder: temporary checkpoints, and
+/// temporary copies of the outputs.
 private func logRemovedTemporaries(_ store: CheckpointStore, logger: Logger) {
-    let removed = store.removeStaleTemporaries()
+    let outputs: Set<String> = ["model.safetensors", "summary.json", "loss.svg"]
+    let runDirectory = store.directory.deletingLastPathComponent().path
+    let removed = store.removeStaleTemporaries() + AtomicFile.removeStaleTemporaries(in: runDirectory) { outputs.contains($0) }
     if !removed.isEmpty {
-        logger.notice("removed \(removed.count) unfinished checkpoint write(s) left by a killed run: \(removed.prefix(3).joined(separator: ", "))")
+        logger.notice("removed \(removed.count) unfinished write(s) left by a killed run: \(removed.prefix(3).joined(separator: ", "))")
     }
 }
 
