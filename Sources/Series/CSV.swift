@@ -39,9 +39,12 @@ extension Series {
     public static func csv(path: String, columns: [String]? = nil, options: CSVOptions = CSVOptions())
         throws(SeriesError) -> Series
     {
-        let bytes = try readWholeFile(path)
+        let bytes = try readWholeFile(path, maxBytes: maxCSVBytes)
         return try parseCSV(bytes, source: path, columns: columns, options: options)
     }
+
+    /// The largest CSV file ``csv(path:columns:options:)`` reads: 2 GiB.
+    public static let maxCSVBytes = 2 << 30
 
     /// Parses CSV text with a header row. `source` names the text in error messages.
     ///
@@ -89,7 +92,7 @@ extension Series {
             if let j = firstIndex[name] {
                 throw fail(
                     1,
-                    "column name \"\(name)\" appears twice (columns \(j) and \(i)); "
+                    "column name \"\(excerpt(name))\" appears twice (columns \(j) and \(i)); "
                         + "column names must be unique")
             }
             firstIndex[name] = i
@@ -102,15 +105,16 @@ extension Series {
                 guard let i = Int(spec), i < header.count else {
                     throw fail(
                         1,
-                        "column index \(spec) is out of range; the header has \(header.count) "
+                        "column index \(excerpt(spec)) is out of range; the header has \(header.count) "
                             + "column\(header.count == 1 ? "" : "s") (indices 0 to \(header.count - 1))")
                 }
                 return i
             }
-            let available = header.map { "\"\($0)\"" }.joined(separator: ", ")
+            var available = header.prefix(12).map { "\"\(excerpt($0))\"" }.joined(separator: ", ")
+            if header.count > 12 { available += " and \(header.count - 12) more" }
             throw fail(
                 1,
-                "no column named \"\(spec)\"; available columns: \(available) "
+                "no column named \"\(excerpt(spec))\"; available columns: \(available) "
                     + "(or give a 0-based column index)")
         }
         var timeIndex: Int? = nil
@@ -180,7 +184,7 @@ extension Series {
                     if options.missing == .error {
                         throw fail(
                             lineNumber,
-                            "column \(label(header, c)): missing value (\(cell.isEmpty ? "empty cell" : "\"\(cell)\"")); "
+                            "column \(label(header, c)): missing value (\(cell.isEmpty ? "empty cell" : "\"\(excerpt(cell))\"")); "
                                 + "fill it in, or pass --missing drop, ffill or interpolate")
                     }
                     rowMissing.append(row.count)
@@ -188,25 +192,25 @@ extension Series {
                     continue
                 }
                 guard let d = Double(cell) else {
-                    throw fail(lineNumber, "column \(label(header, c)): \"\(cell)\" is not a number")
+                    throw fail(lineNumber, "column \(label(header, c)): \"\(excerpt(cell))\" is not a number")
                 }
                 guard !d.isFinite || isDecimal(cell) else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is not a decimal number "
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is not a decimal number "
                             + "(hexadecimal is not read); write it as digits, e.g. 16 or 1.5e-3")
                 }
                 guard d.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is not a finite number; "
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is not a finite number; "
                             + "NaN and infinity are not allowed")
                 }
                 let f = Float(d)
                 guard f.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is too large for a 32-bit float")
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is too large for a 32-bit float")
                 }
                 row.append(f)
             }
@@ -307,7 +311,7 @@ func isDecimal(_ s: String) -> Bool {
 
 /// How a column is named in messages: `"temp"`, or `#3` when the header cell is empty.
 private func label(_ header: [String], _ i: Int) -> String {
-    header[i].isEmpty ? "#\(i)" : "\"\(header[i])\""
+    header[i].isEmpty ? "#\(i)" : "\"\(excerpt(header[i]))\""
 }
 
 private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }

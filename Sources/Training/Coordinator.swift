@@ -172,8 +172,10 @@ public final class CoordinatorCore {
     ///   - onEvent: called synchronously for everything worth reporting.
     /// Every this many steps, ``onCheckpoint`` gets a ``RunCheckpoint`` (0: never).
     public var checkpointEvery = 0
-    /// Receives checkpoints (the caller writes them; the core does no I/O).
-    public var onCheckpoint: ((RunCheckpoint) -> Void)?
+    /// Receives checkpoints (the caller writes them; the core does no I/O). A checkpoint that cannot
+    /// be written stops the run with that error as ``failure``: the work since the last good
+    /// checkpoint would otherwise be lost to the next failure.
+    public var onCheckpoint: ((RunCheckpoint) throws(TrainingError) -> Void)?
 
     /// - Parameters:
     ///   - resume: continue this checkpoint's run (its configuration, run id, weights and position win).
@@ -193,6 +195,7 @@ public final class CoordinatorCore {
         self.options = options
         self.runID = runID
         if let r = resume {
+            try RunState.check(counters: r.counters, config: config, split: prepared.split)
             state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters, best: r.best)
             metrics = r.metrics
             trainSeconds = r.trainSeconds
@@ -615,8 +618,13 @@ public final class CoordinatorCore {
                 evaluation.start()
             }
         }
-        if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
-            onCheckpoint?(checkpoint())
+        if checkpointEvery > 0 && state.step % checkpointEvery == 0, let onCheckpoint {
+            do {
+                try onCheckpoint(checkpoint())
+            } catch {
+                failure = error
+                return shutdownAll(reason: "the run stopped: \(error)")
+            }
         }
         // `now` is when the last gradient arrived; the update (and a synchronous evaluation or a
         // checkpoint) ran since: the next step starts now + that time, so its step time does not
@@ -662,7 +670,13 @@ public final class CoordinatorCore {
         if p.checkpoint, let onCheckpoint {
             var closed = p.saved
             closed.closeEpoch(loss: losses.loss, valLoss: losses.valLoss)
-            onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+            do {
+                try onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+            } catch {
+                // the step sent meanwhile is abandoned: the run loop sees the failure and stops
+                failure = error
+                return shutdownAll(reason: "the run stopped: \(error)")
+            }
         }
         return nil
     }
