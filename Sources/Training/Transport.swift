@@ -76,6 +76,9 @@ public final class CoordinatorServer {
     private var badFrames = RateLimitedLog(interval: 5)
     /// Messages that could not be sent (peer gone or not reading).
     public private(set) var unsent = 0
+    /// Bytes from strangers dropped since the heap was last handed back to the system.
+    private var strangerBytesSinceTrim = 0
+    private var lastTrim = 0.0
     private var authenticator: Authenticator?
     /// Refreshed about once a second while the loop runs (for liveness probes).
     public var healthFile: HealthFile?
@@ -118,7 +121,9 @@ public final class CoordinatorServer {
             try socket.setHeartbeatInterval(.milliseconds(Int64(core.options.heartbeat * 1000)))
             try socket.setHeartbeatTimeout(.milliseconds(Int64(core.options.liveness * 1000)))
             try socket.setSendHighWaterMark(10_000)
-            try socket.setReceiveHighWaterMark(10_000)
+            // per peer: what any one peer can have queued here is this many frames of at most the
+            // size above (a worker's sends wait in its own queue meanwhile; nothing is lost)
+            try socket.setReceiveHighWaterMark(CoordinatorServer.receiveHighWaterMark)
             try socket.bind(bind)
             endpoint = try socket.lastEndpoint
         } catch {
@@ -127,6 +132,9 @@ public final class CoordinatorServer {
     }
 
     public var now: Double { seconds(since: t0) }
+
+    /// Messages queued per peer before the socket stops reading from it.
+    public static let receiveHighWaterMark = 128
 
     /// Runs until the core is done or `stop` is raised; then tells every worker to shut down.
     ///
@@ -150,6 +158,12 @@ public final class CoordinatorServer {
                 break
             }
             let t = now
+            if strangerBytesSinceTrim >= 16 << 20 && t - lastTrim >= 1 {
+                // dropped floods leave freed blocks in the heap: hand them back to the system
+                strangerBytesSinceTrim = 0
+                lastTrim = t
+                LargeBuffers.trim()
+            }
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
                 send(core.tick(now: t))
@@ -179,6 +193,19 @@ public final class CoordinatorServer {
             }
             let peer = PeerID(frames[0].bytes)
             let size = frames[1].count + frames[2].count
+            // strangers first, before any checksum: only a small HELLO is worth reading from a peer
+            // that is not a worker
+            if !core.isWorker(peer) {
+                let isHello = frames[1].withUnsafeBytes { h in
+                    h.count == Header.size && h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.hello.rawValue
+                }
+                if !isHello || size > CoordinatorCore.strangerFrameBytes {
+                    badFrames.log(logger, key: "stranger", now: now, "dropped \(size) bytes from \(peer), which has not said HELLO (\(core.strangerBytesDropped + size) bytes from strangers dropped so far)")
+                    core.dropStranger(peer, bytes: size, now: now)
+                    strangerBytesSinceTrim += size
+                    continue
+                }
+            }
             // the hot path: a GRADIENT is validated and reduced straight from the received frame
             let fast: Result<[Outgoing], WireError>? = frames[1].withUnsafeBytes { h in
                 guard h.count == Header.size, h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.gradient.rawValue else { return nil }
@@ -305,6 +332,8 @@ public final class WorkerClient {
     private let mailbox = Mailbox()
     private var computing = false
     private var queued: [(Envelope, ContinuousClock.Instant)] = []
+    /// Queued ASSIGNs of steps the coordinator had already moved past, skipped.
+    public private(set) var skippedAssigns = 0
     private var heartbeatIDs: (run: UInt64, worker: UInt32) = (0, 0)
     /// Seconds the last computation took (infinity before the first).
     private var lastCompute = Double.infinity
@@ -408,15 +437,33 @@ public final class WorkerClient {
                 computing = false
                 lastCompute = took
                 for r in replies { send(r) }
+                // ASSIGNs of a step older than the newest one queued are moot (the coordinator only
+                // moves on once a step is complete): they are skipped, not computed
                 let backlog = queued
                 queued = []
-                for (env, at) in backlog { handle(env, receivedAt: at) }
+                let newest = backlog.compactMap { e -> UInt64? in if case .assign(let a) = e.0.message { return a.step } else { return nil } }.max()
+                for (k, (env, at)) in backlog.enumerated() {
+                    if computing {
+                        // a computation started: the rest waits for it (one computation at a time)
+                        queued = Array(backlog[k...])
+                        break
+                    }
+                    if case .assign(let a) = env.message, let n = newest, a.step < n { skippedAssigns += 1; continue }
+                    handle(env, receivedAt: at)
+                }
                 if computing { continue }
             }
             switch core.phase {
             case .hello where !core.hasJoined:
                 if now - lastHeard > connectTimeout {
                     return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
+                }
+                // a coordinator with every handshake slot taken leaves a HELLO unanswered: say it again
+                if nextHello == 0 { nextHello = now + backoff }
+                if now >= nextHello {
+                    send(core.hello())
+                    backoff = min(8, backoff * 2)
+                    nextHello = now + backoff
                 }
             case .hello:
                 // rejoining: HELLO again with backoff until welcomed or out of patience
@@ -682,6 +729,15 @@ public enum LargeBuffers {
         let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4  // <malloc.h>
         _ = mallopt(M_MMAP_MAX, 0)
         _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
+        #endif
+    }
+
+    /// Hands free heap pages back to the system (`malloc_trim(0)`; glibc only, elsewhere a no-op).
+    public static func trim() {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
         #endif
     }
 }

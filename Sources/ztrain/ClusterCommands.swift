@@ -393,6 +393,10 @@ func runCoordinator(
         writeToStandardError("error: \(e)\n")
         return 1
     }
+    if !result.finalLoss.isFinite {
+        writeToStandardError("error: \(TrainingError.diverged("the final loss is \(result.finalLoss); lower --lr or set --clip-norm")) (weights saved to \(p.dir.modelURL.path))\n")
+        return 1
+    }
     p.logDone(result, summary: summary, windows: core.state.split.all.count, logger: logger)
     let failures = local?.failures ?? []
     if !failures.isEmpty {

@@ -194,6 +194,9 @@ struct Train: ParsableCommand {
         try p.writeOutputs(parameters: params, summary: summary)
         if let e = writeError { throw fail("\(e)") }
         if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.modelURL.path))") }
+        if let r = result, !r.finalLoss.isFinite {
+            throw fail("\(TrainingError.diverged("the final loss is \(r.finalLoss); lower --lr or set --clip-norm")) (weights saved to \(p.dir.modelURL.path))")
+        }
         if let r = result { p.logDone(r, summary: summary, windows: trainer.split.all.count, logger: logger) }
         print(p.dir.url.path)
     }
