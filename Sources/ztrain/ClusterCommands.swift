@@ -366,7 +366,7 @@ func runCoordinator(
     var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,
                             mode: "data-parallel", threads: workerThreads, split: core.state.split,
                             error: core.failure ?? (stop.isSet ? TrainingError.invalidConfig("stopped by signal \(stop.signal)") : nil))
-    summary.workers = core.workers.values.sorted { $0.id < $1.id }
+    summary.workers = core.workers.values.filter { $0.phase != .welcomed }.sorted { $0.id < $1.id }  // not peers mid-handshake
     summary.droppedFrames = core.droppedFrames
     summary.lateOrDuplicate = core.lateOrDuplicate
     summary.reassigned = core.reassigned
