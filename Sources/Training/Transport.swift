@@ -64,6 +64,22 @@ struct RateLimitedLog {
     }
 }
 
+/// A ``RateLimitedLog`` that several threads may use (the ZAP handler's thread logs refusals).
+final class SharedRateLimitedLog: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = Lock()
+    private var log: RateLimitedLog
+    private let t0 = ContinuousClock.now
+
+    init(interval: Double) { log = RateLimitedLog(interval: interval) }
+
+    func log(_ logger: Logger, key: String, _ message: @autoclosure () -> String) {
+        lock.lock()
+        defer { lock.unlock() }
+        log.log(logger, key: key, now: seconds(since: t0), message())
+    }
+}
+
 /// The coordinator's transport: one ROUTER socket, a poll loop, and the ``CoordinatorCore`` it drives.
 public final class CoordinatorServer {
     public let core: CoordinatorCore
@@ -102,14 +118,19 @@ public final class CoordinatorServer {
             if let security {
                 // the ZAP handler must be bound before the socket accepts anyone
                 let log = logger
+                // anyone who can reach the port can make these happen: at most one line per kind per 5 s
+                // (with the count of those left out), and the totals at the end of the run
+                let limited = SharedRateLimitedLog(interval: 5)
                 authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
                     switch event {
-                    case .accepted(let key, let address): log.info("worker key \(key) from \(address) admitted")
+                    case .accepted(let key, let address):
+                        log.info("worker key \(key) from \(address) admitted")
                     case .refusedKey(let key, let address):
-                        log.warning("refused a connection from \(address): CURVE key \(key) is not in the allow-list")
-                    case .refusedMechanism(let m, let address): log.warning("refused a \(m) connection from \(address): CURVE required")
+                        limited.log(log, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                    case .refusedMechanism(let m, let address):
+                        limited.log(log, key: "mechanism", "refused a \(m) connection from \(address): CURVE required")
                     case .handshakeFailed(let endpoint, let reason):
-                        log.warning("refused a connection on \(endpoint): \(reason)")
+                        limited.log(log, key: "handshake", "refused a connection on \(endpoint): \(reason)")
                     }
                 }
                 try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
@@ -341,6 +362,11 @@ public final class WorkerClient {
     private var assignReceived: ContinuousClock.Instant?
     private let poller = Poller()
     private let wake: WakePipe?
+    /// Failed security handshakes on the socket (a refused key, a wrong server key, CURVE on one side only).
+    private var handshakes: HandshakeMonitor?
+    private let usesCurve: Bool
+    private var handshakeFailures = 0
+    private var lastHandshakeFailure: HandshakeMonitor.Failure?
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
@@ -353,6 +379,7 @@ public final class WorkerClient {
         self.core = core
         self.logger = logger
         endpoint = connect
+        usesCurve = security != nil
         if security == nil && !isLocalEndpoint(connect) {
             logger.warning("connecting to \(connect) without CURVE: traffic is neither encrypted nor authenticated; give the worker --curve-dir (see 'ztrain keygen')")
         }
@@ -375,6 +402,7 @@ public final class WorkerClient {
             for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
             id[0] = max(1, id[0])  // ROUTER ids must not start with a zero byte
             try socket.setRoutingID(id)
+            handshakes = try HandshakeMonitor(context: context, watching: socket)
             try socket.connect(connect)
         } catch {
             throw .invalidConfig("cannot connect to \(connect): \(error)")
@@ -455,7 +483,11 @@ public final class WorkerClient {
             }
             switch core.phase {
             case .hello where !core.hasJoined:
+                if let why = checkHandshakes() { return why }
                 if now - lastHeard > connectTimeout {
+                    if let f = lastHandshakeFailure {
+                        return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s: the security handshake failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator"))"
+                    }
                     return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
                 }
                 // a coordinator with every handshake slot taken leaves a HELLO unanswered: say it again
@@ -595,8 +627,27 @@ public final class WorkerClient {
     }
 
     public func close() {
+        handshakes?.close()
+        handshakes = nil
         socket.close()
         try? context.terminate()
+    }
+
+    /// Before the first WELCOME: why the security handshake keeps failing, once it is clear that it
+    /// will not succeed (the coordinator refused the key, or three attempts failed), else nil.
+    private func checkHandshakes() -> String? {
+        guard let failures = handshakes?.poll(), !failures.isEmpty else { return nil }
+        handshakeFailures += failures.count
+        lastHandshakeFailure = failures.last
+        if let f = failures.first(where: \.isRefusal) {
+            return "the coordinator at \(endpoint) refused this worker: \(f.reason(peer: "coordinator")); "
+                + "its public key must be in the coordinator's allowed/ folder (see 'ztrain keygen')"
+        }
+        guard handshakeFailures >= 3, let f = lastHandshakeFailure else { return nil }
+        let hint = usesCurve
+            ? "check that coordinator.key (--curve-server) is the coordinator's public key and that the coordinator runs with --curve-dir"
+            : "the coordinator requires CURVE: give this worker --curve-dir (see 'ztrain keygen')"
+        return "the security handshake with the coordinator at \(endpoint) failed \(handshakeFailures) times: \(f.reason(peer: "coordinator")); \(hint)"
     }
 }
 
