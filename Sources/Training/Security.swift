@@ -81,7 +81,7 @@ public struct CurveClientSecurity: Sendable, Equatable {
 }
 
 /// A `--curve-dir` that is not a readable folder, said plainly.
-func checkKeyFolder(_ directory: String) throws(TrainingError) {
+public func checkKeyFolder(_ directory: String) throws(TrainingError) {
     var st = stat()
     guard stat(directory, &st) == 0 else {
         let why = String(cString: strerror(errno))

@@ -486,7 +486,7 @@ public final class WorkerClient {
                 if let why = checkHandshakes() { return why }
                 if now - lastHeard > connectTimeout {
                     if let f = lastHandshakeFailure {
-                        return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s: the security handshake failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator"))"
+                        return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s: the security handshake failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator")); \(handshakeHint)"
                     }
                     return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
                 }
@@ -643,11 +643,14 @@ public final class WorkerClient {
             return "the coordinator at \(endpoint) refused this worker: \(f.reason(peer: "coordinator")); "
                 + "its public key must be in the coordinator's allowed/ folder (see 'ztrain keygen')"
         }
-        guard handshakeFailures >= 3, let f = lastHandshakeFailure else { return nil }
-        let hint = usesCurve
+        guard handshakeFailures >= 3 || failures.contains(where: \.isMechanismMismatch), let f = lastHandshakeFailure else { return nil }
+        return "the security handshake with the coordinator at \(endpoint) failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator")); \(handshakeHint)"
+    }
+
+    private var handshakeHint: String {
+        usesCurve
             ? "check that coordinator.key (--curve-server) is the coordinator's public key and that the coordinator runs with --curve-dir"
             : "the coordinator requires CURVE: give this worker --curve-dir (see 'ztrain keygen')"
-        return "the security handshake with the coordinator at \(endpoint) failed \(handshakeFailures) times: \(f.reason(peer: "coordinator")); \(hint)"
     }
 }
 

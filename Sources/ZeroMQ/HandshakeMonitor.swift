@@ -24,6 +24,11 @@ public final class HandshakeMonitor {
         /// Was it the server's ZAP handler that said no (the client's key is not allowed)?
         public var isRefusal: Bool { event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH }
 
+        /// Do the two sides use different security mechanisms (CURVE on one side only)?
+        public var isMechanismMismatch: Bool {
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && Int32(bitPattern: value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+        }
+
         /// What happened, in words (`role` is how the other side is named: "client", "coordinator").
         public func reason(peer: String = "peer") -> String {
             switch event {

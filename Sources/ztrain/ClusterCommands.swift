@@ -78,6 +78,7 @@ struct SecurityOptions: ParsableArguments {
                 return try CurveServerSecurity(secretFile: secret, allowDirectory: allow)
             }
             if let dir = curveDir {
+                try checkKeyFolder(dir)
                 return try CurveServerSecurity(secretFile: dir + "/coordinator.key_secret", allowDirectory: curveAllow ?? dir + "/allowed")
             }
         } catch let e as TrainingError {
