@@ -475,6 +475,12 @@ public final class CoordinatorCore {
             emit(.finished)
             return shutdownAll(reason: "training finished")
         }
+        if let bad = state.parameters.firstIndex(where: { !$0.isFinite }) {
+            // no worker takes non-finite weights (Wire refuses them): say it now, as in-process would
+            // on the gradient these weights give, instead of asking again forever
+            failure = .diverged("weight \(bad) is \(state.parameters[bad]) at step \(state.step + 1) (epoch \(state.epoch)); lower --lr or set --clip-norm")
+            return shutdownAll(reason: "training diverged")
+        }
         stepWindows = n
         stepStart = now
         stepCredits = [:]
