@@ -366,6 +366,7 @@ public final class WorkerClient {
     private var handshakes: HandshakeMonitor?
     private let usesCurve: Bool
     private var handshakeFailures = 0
+    private var lastMonitorPoll = 0.0
     private var lastHandshakeFailure: HandshakeMonitor.Failure?
 
     /// Computations expected to take less than this many seconds run on the poll thread.
@@ -511,6 +512,11 @@ public final class WorkerClient {
             case .ready:
                 lostSince = nil
                 backoff = 0.5
+                if now - lastMonitorPoll > 1 {
+                    // failed handshakes of later reconnections are not kept queued
+                    lastMonitorPoll = now
+                    _ = handshakes?.poll()
+                }
                 if now - lastHeard > core.liveness {
                     logger.warning("the coordinator at \(endpoint) has been silent for \(cFormat("%.1f", core.liveness)) s; saying HELLO again")
                     lostSince = now
@@ -636,7 +642,7 @@ public final class WorkerClient {
     /// Before the first WELCOME: why the security handshake keeps failing, once it is clear that it
     /// will not succeed (the coordinator refused the key, or three attempts failed), else nil.
     private func checkHandshakes() -> String? {
-        guard let failures = handshakes?.poll(), !failures.isEmpty else { return nil }
+        guard let failures = handshakes?.poll(), !failures.isEmpty, !core.hasJoined else { return nil }
         handshakeFailures += failures.count
         lastHandshakeFailure = failures.last
         if let f = failures.first(where: \.isRefusal) {
