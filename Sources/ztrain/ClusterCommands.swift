@@ -374,6 +374,9 @@ func runCoordinator(
     summary.retried = core.retried
     summary.speculative = core.speculative
     summary.unsent = server.unsent
+    summary.strangerBytesDropped = core.strangerBytesDropped
+    summary.abandonedHandshakes = core.abandonedHandshakes
+    summary.deferredHellos = core.deferredHellos
     summary.bytesIn = core.bytesIn
     summary.bytesOut = core.bytesOut
     let steps = max(1, result.steps)
