@@ -140,4 +140,45 @@ struct StrangerTests {
         #expect(reasons.count == 1)
         #expect(reasons.first?.contains("--max-workers 1 ready workers: worker 1 (test pid 1000)") == true, "\(reasons)")
     }
+
+    @Test func nonFiniteWeightsEndTheRunAtOnceAsDivergence() throws {
+        let series = try referenceSeries()
+        let config = parallelConfig(steps: 10)
+        var weights = try InProcessTrainer(config: config, series: series).parameters
+        weights[3] = .nan
+        let core = try CoordinatorCore(config: config, series: series, initialParameters: weights,
+                                       options: CoordinatorOptions(workers: 1), runID: 3)
+        let worker = WorkerCore(options: WorkerOptions(threads: 1, host: "w", pid: 1))
+        var inbox = core.handle(worker.hello(), from: PeerID([1]), bytes: 300, now: 0)
+        var t = 0.0
+        while !core.isDone && t < 30 {
+            var replies: [Envelope] = []
+            for o in inbox { replies += worker.handle(o.envelope) }
+            inbox = []
+            for r in replies { inbox += core.handle(r, from: PeerID([1]), bytes: 100, now: t) }
+            t += 0.05
+            inbox += core.tick(now: t)
+        }
+        #expect(core.isDone && t < 1, "still running after \(t) s")
+        guard case .diverged(let why)? = core.failure else {
+            Issue.record("expected divergence, got \(String(describing: core.failure))")
+            return
+        }
+        #expect(why.contains("weight 3 is nan"), "\(why)")
+        #expect(core.retried == 0)
+    }
+
+    @Test func aJoinTimeoutSaysWhoCameAndNeverBecameReady() throws {
+        let core = try CoordinatorCore(config: parallelConfig(steps: 5), series: try referenceSeries(),
+                                       options: CoordinatorOptions(workers: 1, joinTimeout: 5, handshakeTimeout: 1), runID: 4)
+        let hello = WorkerCore(options: WorkerOptions(threads: 1, host: "squatter", pid: 1)).hello()
+        _ = core.handle(hello, from: PeerID([0xEE]), bytes: 300, now: 0)
+        for t in stride(from: 0.5, through: 6, by: 0.5) {
+            _ = core.handle(Envelope(runID: core.runID, workerID: 1, message: .heartbeat), from: PeerID([0xEE]), bytes: 64, now: t)
+            _ = core.tick(now: t)
+        }
+        let message = core.failure.map { "\($0)" } ?? ""
+        #expect(message.contains("1 peer(s) welcomed but never READY"), "\(message)")
+        #expect(!message.contains("--bind"), "\(message)")
+    }
 }
