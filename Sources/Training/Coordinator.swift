@@ -223,7 +223,7 @@ public final class CoordinatorCore {
         }
         microBatch = prepared.microBatch
         parameterCount = prepared.parameters.count
-        let welcomeBytes = 4 * series.values.count + 64 << 10
+        let welcomeBytes = 4 * series.values.count + (64 << 10)
         maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
