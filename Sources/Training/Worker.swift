@@ -86,6 +86,13 @@ public final class WorkerCore {
         return hello()
     }
 
+    /// Is `env` an ASSIGN that ``handle(_:receivedAt:)`` answers from the last answer (no computation)?
+    public func isRepeated(_ env: Envelope) -> Bool {
+        guard case .assign(let a) = env.message, let last = lastAnswer, phase == .ready,
+              env.runID == runID, env.workerID == workerID else { return false }
+        return last.runID == runID && last.step == a.step && last.leaves == a.leaves
+    }
+
     /// Has this worker ever been welcomed?
     public var hasJoined: Bool { runID != 0 }
 
