@@ -11,7 +11,7 @@ struct SocketAttackTests {
     /// Trains over `tcp://127.0.0.1:*` with `n` worker threads while `attack(endpoint)` runs on its own
     /// thread; stops after `deadline` seconds whatever happens.
     func train(workers n: Int, steps: Int, delay: Double = 0, options: CoordinatorOptions, deadline: Double = 120,
-               attack: (@Sendable (String, StopFlag) -> Void)? = nil) throws -> (CoordinatorCore, [String?]) {
+               attack: (@Sendable (String, StopFlag, DispatchSemaphore) -> Void)? = nil) throws -> (CoordinatorCore, [String?]) {
         let series = try referenceSeries()
         let logger = Logger(label: "test")
         let core = try CoordinatorCore(config: parallelConfig(steps: steps), series: series, options: options, runID: 11)
@@ -19,6 +19,17 @@ struct SocketAttackTests {
         let bound = server.endpoint
         let stop = StopFlag()
         let outcomes = Outcomes(n)
+        // the attacker starts first and says when it is under way (so that its frames meet the run)
+        let attacker = DispatchGroup()
+        if let attack {
+            let underWay = DispatchSemaphore(value: 0)
+            attacker.enter()
+            Thread.detachNewThread {
+                defer { attacker.leave() }
+                attack(bound, stop, underWay)
+            }
+            _ = underWay.wait(timeout: .now() + 20)
+        }
         let group = DispatchGroup()
         for i in 0..<n {
             group.enter()
@@ -33,14 +44,6 @@ struct SocketAttackTests {
                 } catch {
                     outcomes.set(i, "\(error)")
                 }
-            }
-        }
-        let attacker = DispatchGroup()
-        if let attack {
-            attacker.enter()
-            Thread.detachNewThread {
-                defer { attacker.leave() }
-                attack(bound, stop)
             }
         }
         let serverStop = StopFlag()
@@ -74,7 +77,8 @@ struct SocketAttackTests {
         let reference = try InProcessTrainer(config: parallelConfig(steps: 600), series: try referenceSeries()).run().parameters
         let options = CoordinatorOptions(workers: 2, joinTimeout: 30)
         let sent = Counter()
-        let (core, outcomes) = try train(workers: 2, steps: 600, options: options) { endpoint, stop in
+        let (core, outcomes) = try train(workers: 2, steps: 600, options: options) { endpoint, stop, underWay in
+            defer { underWay.signal() }
             // frames that fit but come from a peer that never said HELLO, then 1 MiB frames (the
             // socket refuses them before allocating: the model's frames are far smaller)
             guard let ctx = try? Context(), let s = try? ctx.socket(.dealer) else { return }
@@ -83,8 +87,9 @@ struct SocketAttackTests {
             try? s.connect(endpoint)
             let small = [UInt8](repeating: 0xA5, count: 32 << 10)
             let header = Header(type: .gradient, runID: 11, step: 1, workerID: 1).encode()
-            for _ in 0..<2000 where !stop.isSet {
+            for k in 0..<2000 where !stop.isSet {
                 if (try? s.send(parts: [header, small], flags: .dontWait)) != nil { sent.add(1) } else { usleep(1000) }
+                if k == 100 { underWay.signal() }
             }
             let big = [UInt8](repeating: 0x5A, count: 1 << 20)
             for _ in 0..<50 where !stop.isSet {
