@@ -78,6 +78,7 @@ struct SecurityOptions: ParsableArguments {
                 return try CurveServerSecurity(secretFile: secret, allowDirectory: allow)
             }
             if let dir = curveDir {
+                try checkKeyFolder(dir)
                 return try CurveServerSecurity(secretFile: dir + "/coordinator.key_secret", allowDirectory: curveAllow ?? dir + "/allowed")
             }
         } catch let e as TrainingError {
@@ -357,13 +358,16 @@ func runCoordinator(
     var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,
                             mode: "data-parallel", threads: workerThreads, split: core.state.split,
                             error: core.failure ?? (stop.isSet ? TrainingError.invalidConfig("stopped by signal \(stop.signal)") : nil))
-    summary.workers = core.workers.values.sorted { $0.id < $1.id }
+    summary.workers = core.workers.values.filter { $0.phase != .welcomed }.sorted { $0.id < $1.id }  // not peers mid-handshake
     summary.droppedFrames = core.droppedFrames
     summary.lateOrDuplicate = core.lateOrDuplicate
     summary.reassigned = core.reassigned
     summary.retried = core.retried
     summary.speculative = core.speculative
     summary.unsent = server.unsent
+    summary.strangerBytesDropped = core.strangerBytesDropped
+    summary.abandonedHandshakes = core.abandonedHandshakes
+    summary.deferredHellos = core.deferredHellos
     summary.bytesIn = core.bytesIn
     summary.bytesOut = core.bytesOut
     let steps = max(1, result.steps)

@@ -165,10 +165,13 @@ struct PreparedCLIRun {
         return s
     }
 
-    /// A run whose final loss is NaN failed, whatever stopped it: the error to exit with, or nil.
+    /// A run whose final loss is NaN or infinite failed (diverged), whatever stopped it: the error to
+    /// exit with (its message written), or nil.
     func nanFailure(_ r: TrainingResult) -> ExitCode? {
-        guard r.finalLoss.isNaN || r.finalValLoss?.isNaN == true else { return nil }
-        return fail("the final \(r.finalLoss.isNaN ? "training" : "validation") loss is NaN; lower --lr or set --clip-norm (weights saved to \(dir.url.path))")
+        let bad = !r.finalLoss.isFinite ? r.finalLoss : r.finalValLoss.flatMap { $0.isFinite ? nil : $0 }
+        guard let bad else { return nil }
+        let which = r.finalLoss.isFinite ? "validation" : "training"
+        return fail("\(TrainingError.diverged("the final \(which) loss is \(bad.isNaN ? "NaN" : "\(bad)"); lower --lr or set --clip-norm")) (weights saved to \(dir.url.path))")
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
