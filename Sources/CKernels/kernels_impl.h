@@ -196,6 +196,7 @@ static ATTR REAL FN(simd_forward)(const ck_model *m, const REAL *P, const REAL *
     const int T = m->T, I = m->I, H = m->H, O = m->O, Hp = s.Hp, Op = s.Op;
     const ptrdiff_t S = s.S;
     const int post = m->act == 0 ? POST_TANH : POST_RELU;
+    const int head = m->head == 0 ? POST_TANH : POST_NONE;  // the output head: tanh or linear
     const REAL perWindow = (REAL)(m->loss == 0 ? O : T * O);
     REAL lossSum = 0;
     for (ptrdiff_t b = 0; b < B; b++)  // h_{-1} = 0
@@ -209,10 +210,10 @@ static ATTR REAL FN(simd_forward)(const ck_model *m, const REAL *P, const REAL *
         }
         // h_t = act(d_t W_h^T + b_h)                                     (B, Hp)
         if (needs_hidden(m, t)) FN(dense)(B, st, S, H, Hp, I, pk.WhT, Hp, pk.bh, 0, st1, S, post);
-        // y_t = tanh(src W_y^T + b_y), src = d_t (seed) | h_t (elman)    (B, Op)
+        // y_t = head(src W_y^T + b_y), src = d_t (seed) | h_t (elman)    (B, Op)
         if (has_output(m, t)) {
-            if (m->cell == 0) FN(dense)(B, st, S, H, Hp, I, pk.WyT, Op, pk.by, 0, s.yp, Op, POST_TANH);
-            else FN(dense)(B, st1, S, H, 0, 0, pk.WyT, Op, pk.by, 0, s.yp, Op, POST_TANH);
+            if (m->cell == 0) FN(dense)(B, st, S, H, Hp, I, pk.WyT, Op, pk.by, 0, s.yp, Op, head);
+            else FN(dense)(B, st1, S, H, 0, 0, pk.WyT, Op, pk.by, 0, s.yp, Op, head);
             for (ptrdiff_t b = 0; b < B; b++) {
                 REAL *yb = y + ((ptrdiff_t)t * B + b) * O;
                 for (int o = 0; o < O; o++) yb[o] = s.yp[b * Op + o];
@@ -239,12 +240,12 @@ static ATTR void FN(simd_backward)(const ck_model *m, const REAL *P, const REAL 
         const REAL *st = s.st + (ptrdiff_t)t * B * S, *st1 = st + B * S;
         int have_dhp = 0;
         if (has_output(m, t)) {
-            // dz = scale (y - target) (1 - y^2)                          (B, Op)
+            // dz = scale (y - target) head'(z): (1 - y^2) for tanh, 1 for linear   (B, Op)
             for (ptrdiff_t b = 0; b < B; b++) {
                 const REAL *target = series + (w[b] + t + 1) * I;
                 for (int o = 0; o < O; o++) {
                     REAL v = y[((ptrdiff_t)t * B + b) * O + o];
-                    s.dz[b * Op + o] = scale * (v - target[o]) * (1 - v * v);
+                    s.dz[b * Op + o] = m->head == 0 ? scale * (v - target[o]) * (1 - v * v) : scale * (v - target[o]);
                 }
             }
             FN(colsum)(B, s.dz, Op, s.gby, Op);
@@ -319,6 +320,7 @@ static ATTR REAL FN(blas_forward)(const ck_model *m, const REAL *P, const REAL *
     const int T = m->T, I = m->I, H = m->H, O = m->O, D = H + I, F = m->cell == 0 ? D : H;
     const REAL *Wh = P, *bh = Wh + (ptrdiff_t)H * D, *Wy = bh + H, *by = Wy + (ptrdiff_t)O * F;
     const int post = m->act == 0 ? POST_TANH : POST_RELU;
+    const int head = m->head == 0 ? POST_TANH : POST_NONE;  // the output head: tanh or linear
     const REAL perWindow = (REAL)(m->loss == 0 ? O : T * O);
     REAL lossSum = 0;
     for (ptrdiff_t b = 0; b < B; b++)
@@ -338,7 +340,7 @@ static ATTR REAL FN(blas_forward)(const ck_model *m, const REAL *P, const REAL *
             REAL *yt = y + (ptrdiff_t)t * B * O;
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, O, F, 1, src, D, Wy, F, 0, yt, O);
             for (ptrdiff_t b = 0; b < B; b++) {
-                FN(bias_act)(yt + b * O, by, O, POST_TANH);
+                FN(bias_act)(yt + b * O, by, O, head);
                 lossSum += FN(squared_error)(yt + b * O, series + (w[b] + t + 1) * I, O) / perWindow;
             }
         }
@@ -364,7 +366,7 @@ static ATTR void FN(blas_backward)(const ck_model *m, const REAL *P, const REAL 
                 const REAL *target = series + (w[b] + t + 1) * I;
                 for (int o = 0; o < O; o++) {
                     REAL v = y[((ptrdiff_t)t * B + b) * O + o];
-                    s.dz[b * O + o] = scale * (v - target[o]) * (1 - v * v);
+                    s.dz[b * O + o] = m->head == 0 ? scale * (v - target[o]) * (1 - v * v) : scale * (v - target[o]);
                 }
             }
             for (ptrdiff_t b = 0; b < B; b++)

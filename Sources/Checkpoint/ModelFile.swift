@@ -22,6 +22,7 @@ public enum ModelMetadataKey {
     public static let cell = "cell"
     public static let activation = "activation"
     public static let loss = "loss"
+    public static let head = "head"
     public static let hidden = "hidden"
     public static let input = "input"
     public static let output = "output"
@@ -32,7 +33,7 @@ public enum ModelMetadataKey {
 
 /// Encodes a model as safetensors: the four tensors of `ParameterLayout(config)` under their
 /// PyTorch names and shapes, and the configuration in `__metadata__` (`format`=`ztrain`, `cell`,
-/// `activation`, `loss`, `hidden`, `input`, `output`, `seq_len`) on top of the caller's `metadata`
+/// `activation`, `loss`, `hidden`, `input`, `output`, `seq_len`, and `head` unless it is tanh) on top of the caller's `metadata`
 /// (the model keys win over caller keys of the same name).
 ///
 /// Precondition: `parameters.count == ParameterLayout(config).count`.
@@ -50,6 +51,8 @@ public func encodeModel(parameters: [Float], config: ModelConfig, metadata: [Str
     meta[K.cell] = config.cell.rawValue
     meta[K.activation] = config.activation.rawValue
     meta[K.loss] = config.loss.rawValue
+    // written only for a head other than the reference tanh, so tanh files stay as they were
+    if config.head != .tanh { meta[K.head] = config.head.rawValue } else { meta.removeValue(forKey: K.head) }
     meta[K.hidden] = String(config.hiddenSize)
     meta[K.input] = String(config.inputSize)
     meta[K.output] = String(config.outputSize)
@@ -62,9 +65,9 @@ public func encodeModel(parameters: [Float], config: ModelConfig, metadata: [Str
 ///
 /// The sizes come from the tensor shapes: `H` from `get_ht.bias`, `O` from `get_yt.bias`,
 /// `I = cols(get_ht.weight) - H`, and the cell from `cols(get_yt.weight)` (`H+I`: seed, `H`: elman).
-/// Metadata values, when present, must agree with the shapes. `seq_len`, `activation` and `loss`
-/// come from the metadata; when a file does not record them they are taken from `expecting`, or
-/// default to 4, tanh and last.
+/// Metadata values, when present, must agree with the shapes. `seq_len`, `activation`, `loss` and
+/// `head` come from the metadata; when a file does not record them they are taken from `expecting`, or
+/// default to 4, tanh, last and tanh (a ztrain file without `head` has the tanh head).
 ///
 /// Throws on a missing or unknown tensor, an inconsistent shape (naming the tensor, its shape and
 /// the expected one), a non-finite value (naming the tensor), invalid metadata, and, when
@@ -157,10 +160,12 @@ public func decodeModel(_ bytes: [UInt8], source: String, expecting: ModelConfig
     }
     let activation = try recordedEnum(K.activation, Activation.self) ?? expecting?.activation ?? .tanh
     let loss = try recordedEnum(K.loss, LossKind.self) ?? expecting?.loss ?? .last
+    // ztrain writes `head` only when it is not tanh, so in its files no key means tanh
+    let head = try recordedEnum(K.head, OutputHead.self) ?? (metadata[K.format] == K.formatValue ? .tanh : expecting?.head ?? .tanh)
 
     let config = ModelConfig(
         inputSize: I, hiddenSize: H, outputSize: O, seqLen: seqLen,
-        cell: cell, activation: activation, loss: loss)
+        cell: cell, activation: activation, loss: loss, head: head)
     do {
         try config.validate()
     } catch {
@@ -200,6 +205,9 @@ public func decodeModel(_ bytes: [UInt8], source: String, expecting: ModelConfig
         if config.loss != e.loss {
             differences.append("loss is \(loss.rawValue) but the configuration has \(e.loss.rawValue)")
         }
+        if config.head != e.head {
+            differences.append("output head is \(head.rawValue) but --head is \(e.head.rawValue)")
+        }
         if !differences.isEmpty { throw fail(differences.joined(separator: "; ")) }
     }
     return LoadedModel(config: config, parameters: parameters, metadata: metadata)
@@ -213,6 +221,16 @@ public func saveModel(
 }
 
 /// Reads and decodes the model file at `path` (see ``decodeModel(_:source:expecting:)``).
+///
+/// Only a regular file is read, and with `expecting` only one of at most ``modelFileLimit(_:)``
+/// bytes (a larger file cannot hold that model).
 public func loadModel(path: String, expecting: ModelConfig? = nil) throws(CheckpointError) -> LoadedModel {
-    try decodeModel(AtomicFile.read(path), source: path, expecting: expecting)
+    let limit = expecting.map(modelFileLimit) ?? AtomicFile.defaultReadLimit
+    return try decodeModel(AtomicFile.read(path, maxBytes: limit), source: path, expecting: expecting)
+}
+
+/// The largest model file that can hold a model of `config`: its tensors in Float64 (PyTorch may
+/// save them so) and 16 MiB of header.
+public func modelFileLimit(_ config: ModelConfig) -> Int {
+    8 + (16 << 20) + 8 * ParameterLayout(config).count
 }

@@ -1,8 +1,9 @@
 /// Which recurrent cell the model uses.
 ///
 /// - `seed`: the reference cell of the blog post. With `d = [h_{t-1}, x_t]`:
-///   `h_t = act(W_h d + b_h)`, `y_t = tanh(W_y d + b_y)` (output from the *previous* hidden state).
-/// - `elman`: the textbook Elman cell. `h_t = act(W_h [h_{t-1}, x_t] + b_h)`, `y_t = tanh(W_y h_t + b_y)`.
+///   `h_t = act(W_h d + b_h)`, `y_t = head(W_y d + b_y)` (output from the *previous* hidden state).
+/// - `elman`: the textbook Elman cell. `h_t = act(W_h [h_{t-1}, x_t] + b_h)`, `y_t = head(W_y h_t + b_y)`.
+/// `head` is ``OutputHead`` (tanh for the reference).
 public enum Cell: String, Sendable, Codable, CaseIterable {
     case seed
     case elman
@@ -12,6 +13,15 @@ public enum Cell: String, Sendable, Codable, CaseIterable {
 public enum Activation: String, Sendable, Codable, CaseIterable {
     case tanh
     case relu
+}
+
+/// The output nonlinearity `head` of `y_t = head(W_y src + b_y)`.
+///
+/// - `tanh`: the blog's head; outputs stay inside (-1, 1), so the data must too.
+/// - `linear`: `y_t = W_y src + b_y`, for data of any range (same tensors, no squashing).
+public enum OutputHead: String, Sendable, Codable, CaseIterable {
+    case tanh
+    case linear
 }
 
 /// Which outputs enter the mean squared error.
@@ -35,10 +45,12 @@ public struct ModelConfig: Sendable, Codable, Equatable, Hashable {
     public var cell: Cell
     public var activation: Activation
     public var loss: LossKind
+    /// The output nonlinearity (`tanh`, the reference, or `linear`).
+    public var head: OutputHead
 
     public init(
         inputSize: Int, hiddenSize: Int, outputSize: Int, seqLen: Int,
-        cell: Cell = .seed, activation: Activation = .tanh, loss: LossKind = .last
+        cell: Cell = .seed, activation: Activation = .tanh, loss: LossKind = .last, head: OutputHead = .tanh
     ) {
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -47,6 +59,22 @@ public struct ModelConfig: Sendable, Codable, Equatable, Hashable {
         self.cell = cell
         self.activation = activation
         self.loss = loss
+        self.head = head
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case inputSize, hiddenSize, outputSize, seqLen, cell, activation, loss, head
+    }
+
+    /// Decodes a configuration; one written before heads existed (no `head` key) has the tanh head.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            inputSize: try c.decode(Int.self, forKey: .inputSize), hiddenSize: try c.decode(Int.self, forKey: .hiddenSize),
+            outputSize: try c.decode(Int.self, forKey: .outputSize), seqLen: try c.decode(Int.self, forKey: .seqLen),
+            cell: try c.decode(Cell.self, forKey: .cell), activation: try c.decode(Activation.self, forKey: .activation),
+            loss: try c.decode(LossKind.self, forKey: .loss),
+            head: try c.decodeIfPresent(OutputHead.self, forKey: .head) ?? .tanh)
     }
 
     /// Width of the concatenation `d = [h, x]`: `H + I`.

@@ -42,8 +42,13 @@ public enum KernelPath: Int32, Sendable, CaseIterable {
 
 extension ck_model {
     init(_ c: ModelConfig) {
+        // Exhaustive switches: a new case of any of these enums must be given a kernel code here.
+        let cell: Int32 = switch c.cell { case .seed: 0; case .elman: 1 }
+        let act: Int32 = switch c.activation { case .tanh: 0; case .relu: 1 }
+        let loss: Int32 = switch c.loss { case .last: 0; case .all: 1 }
+        let head: Int32 = switch c.head { case .tanh: 0; case .linear: 1 }
         self.init(T: Int32(c.seqLen), I: Int32(c.inputSize), H: Int32(c.hiddenSize), O: Int32(c.outputSize),
-                  cell: c.cell == .seed ? 0 : 1, act: c.activation == .tanh ? 0 : 1, loss: c.loss == .last ? 0 : 1)
+                  cell: cell, act: act, loss: loss, head: head)
     }
 }
 

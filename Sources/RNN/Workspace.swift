@@ -7,8 +7,8 @@ internal import CKernels
 ///
 ///     d  (T, B, D)   d_t = [h_{t-1}, x_t]          h_{-1} = 0
 ///     h  (T, B, H)   h_t = act(W_h d_t + b_h)
-///     y  (T, B, O)   y_t = tanh(W_y d_t + b_y)     seed
-///                    y_t = tanh(W_y h_t + b_y)     elman
+///     y  (T, B, O)   y_t = head(W_y d_t + b_y)     seed (head: tanh or identity)
+///                    y_t = head(W_y h_t + b_y)     elman
 ///
 /// Loss of one window: `last`: mean over `O` of `(y_{T-1} - x_{w+T})^2`; `all`: mean over `T·O` of
 /// `(y_t - x_{w+t+1})^2`. The kernels return the **sum** of the per-window losses and accumulate the

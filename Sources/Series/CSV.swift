@@ -1,3 +1,31 @@
+/// What to do with a missing cell (empty, `NA`, `N/A`, `null`, `None`; `NaN` too except under `error`) of a selected column.
+public enum MissingPolicy: String, Sendable, Codable, CaseIterable {
+    /// Stop with an error that names the row and column.
+    case error
+    /// Drop the whole row.
+    case drop
+    /// Repeat the value of the row before (a missing first row is an error).
+    case ffill
+    /// Linear in the row number between the neighbouring values (before the first value: the first value,
+    /// after the last: the last).
+    case interpolate
+}
+
+/// How a CSV file is read beyond its columns.
+public struct CSVOptions: Sendable, Codable, Equatable {
+    /// The column holding each row's time label (by name or 0-based index), or nil.
+    public var timeColumn: String?
+    public var missing: MissingPolicy
+    /// The field separator (one ASCII character).
+    public var delimiter: UInt8
+
+    public init(timeColumn: String? = nil, missing: MissingPolicy = .error, delimiter: UInt8 = 0x2C) {
+        self.timeColumn = timeColumn
+        self.missing = missing
+        self.delimiter = delimiter
+    }
+}
+
 extension Series {
     /// Loads a series from a CSV file with a header row.
     ///
@@ -8,10 +36,15 @@ extension Series {
     ///     every column.
     ///
     /// See ``csv(text:source:columns:)`` for the accepted format.
-    public static func csv(path: String, columns: [String]? = nil) throws(SeriesError) -> Series {
-        let bytes = try readWholeFile(path)
-        return try parseCSV(bytes, source: path, columns: columns)
+    public static func csv(path: String, columns: [String]? = nil, options: CSVOptions = CSVOptions())
+        throws(SeriesError) -> Series
+    {
+        let bytes = try readWholeFile(path, maxBytes: maxCSVBytes)
+        return try parseCSV(bytes, source: path, columns: columns, options: options)
     }
+
+    /// The largest CSV file ``csv(path:columns:options:)`` reads: 2 GiB.
+    public static let maxCSVBytes = 2 << 30
 
     /// Parses CSV text with a header row. `source` names the text in error messages.
     ///
@@ -24,15 +57,16 @@ extension Series {
     ///
     /// Errors name the source, the 1-based line (the header is line 1) and the column, e.g.
     /// `data.csv:17: column "temp": "abc" is not a number`.
-    public static func csv(text: String, source: String, columns: [String]? = nil)
+    public static func csv(text: String, source: String, columns: [String]? = nil, options: CSVOptions = CSVOptions())
         throws(SeriesError) -> Series
     {
-        try parseCSV(Array(text.utf8), source: source, columns: columns)
+        try parseCSV(Array(text.utf8), source: source, columns: columns, options: options)
     }
 
-    static func parseCSV(_ bytes: [UInt8], source: String, columns: [String]?)
+    static func parseCSV(_ bytes: [UInt8], source: String, columns: [String]?, options: CSVOptions)
         throws(SeriesError) -> Series
     {
+        let delimiter = options.delimiter
         func fail(_ line: Int?, _ message: String) -> SeriesError {
             .csv(source: source, line: line, message: message)
         }
@@ -52,19 +86,39 @@ extension Series {
         guard !isBlank(lines[0]) else {
             throw fail(1, "the first line is empty; it must be the header (column names separated by commas)")
         }
-        let header = try splitFields(lines[0], lineNumber: 1, source: source)
+        let header = try splitFields(lines[0], lineNumber: 1, source: source, delimiter: delimiter)
         var firstIndex: [String: Int] = [:]
         for (i, name) in header.enumerated() {
             if let j = firstIndex[name] {
                 throw fail(
                     1,
-                    "column name \"\(name)\" appears twice (columns \(j) and \(i)); "
+                    "column name \"\(excerpt(name))\" appears twice (columns \(j) and \(i)); "
                         + "column names must be unique")
             }
             firstIndex[name] = i
         }
 
         // Column selection.
+        func resolve(_ spec: String) throws(SeriesError) -> Int {
+            if let i = firstIndex[spec] { return i }
+            if !spec.isEmpty, spec.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                guard let i = Int(spec), i < header.count else {
+                    throw fail(
+                        1,
+                        "column index \(excerpt(spec)) is out of range; the header has \(header.count) "
+                            + "column\(header.count == 1 ? "" : "s") (indices 0 to \(header.count - 1))")
+                }
+                return i
+            }
+            var available = header.prefix(12).map { "\"\(excerpt($0))\"" }.joined(separator: ", ")
+            if header.count > 12 { available += " and \(header.count - 12) more" }
+            throw fail(
+                1,
+                "no column named \"\(excerpt(spec))\"; available columns: \(available) "
+                    + "(or give a 0-based column index)")
+        }
+        var timeIndex: Int? = nil
+        if let t = options.timeColumn { timeIndex = try resolve(t) }
         let selected: [Int]
         if let columns {
             guard !columns.isEmpty else {
@@ -73,23 +127,10 @@ extension Series {
             }
             var picked: [Int] = []
             for spec in columns {
-                let index: Int
-                if let i = firstIndex[spec] {
-                    index = i
-                } else if !spec.isEmpty, spec.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
-                    guard let i = Int(spec), i < header.count else {
-                        throw fail(
-                            1,
-                            "column index \(spec) is out of range; the header has \(header.count) "
-                                + "column\(header.count == 1 ? "" : "s") (indices 0 to \(header.count - 1))")
-                    }
-                    index = i
-                } else {
-                    let available = header.map { "\"\($0)\"" }.joined(separator: ", ")
-                    throw fail(
-                        1,
-                        "no column named \"\(spec)\"; available columns: \(available) "
-                            + "(or give a 0-based column index)")
+                let index = try resolve(spec)
+                if index == timeIndex {
+                    throw .invalidArgument(
+                        "column \(label(header, index)) of \(source) is the --time-column; it cannot also be a feature in --columns")
                 }
                 if picked.contains(index) {
                     throw .invalidArgument(
@@ -99,7 +140,10 @@ extension Series {
             }
             selected = picked
         } else {
-            selected = Array(header.indices)
+            selected = header.indices.filter { $0 != timeIndex }
+            guard !selected.isEmpty else {
+                throw fail(1, "the only column is the --time-column; the file has no feature column")
+            }
         }
 
         // Rows.
@@ -116,49 +160,130 @@ extension Series {
         }
         var values: [Float] = []
         values.reserveCapacity(rowCount * selected.count)
+        var times: [String] = []
+        var rowLines: [Int] = []  // the line of each kept row
+        var missingAt: [Int] = []  // flat indices into values of missing cells (NaN placeholders)
         for lineIndex in 1..<lines.count {
             let lineNumber = lineIndex + 1
             let line = lines[lineIndex]
             guard !isBlank(line) else {
                 throw fail(lineNumber, "empty line; remove blank lines between data rows")
             }
-            let fields = try splitFields(line, lineNumber: lineNumber, source: source)
+            let fields = try splitFields(line, lineNumber: lineNumber, source: source, delimiter: delimiter)
             guard fields.count == header.count else {
                 throw fail(
                     lineNumber,
                     "expected \(header.count) field\(header.count == 1 ? "" : "s") (as in the header) "
                         + "but found \(fields.count)")
             }
+            var row: [Float] = []
+            var rowMissing: [Int] = []
             for c in selected {
                 let cell = fields[c]
-                guard !cell.isEmpty else {
-                    throw fail(lineNumber, "column \(label(header, c)): empty cell; every cell must hold a number")
+                if isMissing(cell) || (options.missing != .error && (cell == "nan" || cell == "NaN" || cell == "NAN")) {
+                    if options.missing == .error {
+                        throw fail(
+                            lineNumber,
+                            "column \(label(header, c)): missing value (\(cell.isEmpty ? "empty cell" : "\"\(excerpt(cell))\"")); "
+                                + "fill it in, or pass --missing drop, ffill or interpolate")
+                    }
+                    rowMissing.append(row.count)
+                    row.append(.nan)
+                    continue
                 }
                 guard let d = Double(cell) else {
-                    throw fail(lineNumber, "column \(label(header, c)): \"\(cell)\" is not a number")
+                    throw fail(lineNumber, "column \(label(header, c)): \"\(excerpt(cell))\" is not a number")
                 }
                 guard !d.isFinite || isDecimal(cell) else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is not a decimal number "
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is not a decimal number "
                             + "(hexadecimal is not read); write it as digits, e.g. 16 or 1.5e-3")
                 }
                 guard d.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is not a finite number; "
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is not a finite number; "
                             + "NaN and infinity are not allowed")
                 }
                 let f = Float(d)
                 guard f.isFinite else {
                     throw fail(
                         lineNumber,
-                        "column \(label(header, c)): \"\(cell)\" is too large for a 32-bit float")
+                        "column \(label(header, c)): \"\(excerpt(cell))\" is too large for a 32-bit float")
                 }
-                values.append(f)
+                row.append(f)
+            }
+            if !rowMissing.isEmpty && options.missing == .drop { continue }
+            missingAt += rowMissing.map { values.count + $0 }
+            values += row
+            rowLines.append(lineNumber)
+            if let t = timeIndex { times.append(fields[t]) }
+        }
+        let C = selected.count
+        let kept = values.count / C
+        guard kept >= minimumPoints else {
+            throw fail(nil, "only \(kept) complete row\(kept == 1 ? "" : "s") left after --missing drop; a series needs at least \(minimumPoints)")
+        }
+        if !missingAt.isEmpty {
+            for c in 0..<C {
+                let column = selected[c]
+                // rows of this channel that hold a value
+                let known = (0..<kept).filter { !values[$0 * C + c].isNaN }
+                guard let first = known.first, let last = known.last else {
+                    throw fail(nil, "column \(label(header, column)) has no value at all; nothing to fill its missing cells from")
+                }
+                var k = 0  // index into known of the last known row at or before r
+                for r in 0..<kept where values[r * C + c].isNaN {
+                    while k + 1 < known.count && known[k + 1] < r { k += 1 }
+                    switch options.missing {
+                    case .error, .drop:
+                        break
+                    case .ffill:
+                        guard r > first else {
+                            throw fail(rowLines[r], "column \(label(header, column)): missing value in the first row; nothing to fill it forward from (use --missing interpolate or drop)")
+                        }
+                        values[r * C + c] = values[known[k] * C + c]
+                    case .interpolate:
+                        if r < first {
+                            values[r * C + c] = values[first * C + c]
+                        } else if r > last {
+                            values[r * C + c] = values[last * C + c]
+                        } else {
+                            let a = known[k], b = known[k + 1]
+                            let va = Double(values[a * C + c]), vb = Double(values[b * C + c])
+                            values[r * C + c] = Float(va + (vb - va) * Double(r - a) / Double(b - a))
+                        }
+                    }
+                }
             }
         }
-        return Series(unchecked: selected.map { header[$0] }, values: values)
+        return Series(unchecked: selected.map { header[$0] }, values: values, time: timeIndex == nil ? nil : times)
+    }
+
+    /// Feature channels that look like a row index rather than data: named like one (`index`, `rownames`,
+    /// `Unnamed: 0`, `rowid`, or no name) or holding strictly increasing integers. The CLI warns about them.
+    public var indexLikeChannels: [String] {
+        let names: Set<String> = ["", "index", "rownames", "unnamed: 0", "rowid"]
+        return (0..<channels).compactMap { c in
+            let n = self.names[c]
+            if names.contains(n.lowercased()) { return n }
+            let v = channel(c)
+            guard v.count >= 3 else { return nil }
+            for i in v.indices {
+                guard v[i].rounded() == v[i] else { return nil }
+                if i > 0 && !(v[i] > v[i - 1]) { return nil }
+            }
+            return n
+        }
+    }
+}
+
+/// Is a cell a missing value: empty, `NA`, `N/A`, `null`, `None` (and, unless `--missing error`, `NaN`)?
+private func isMissing(_ cell: String) -> Bool {
+    switch cell {
+    case "", "NA", "N/A", "n/a", "null", "NULL", "None", "none", "na": return true
+    default: return false
     }
 }
 
@@ -186,7 +311,7 @@ func isDecimal(_ s: String) -> Bool {
 
 /// How a column is named in messages: `"temp"`, or `#3` when the header cell is empty.
 private func label(_ header: [String], _ i: Int) -> String {
-    header[i].isEmpty ? "#\(i)" : "\"\(header[i])\""
+    header[i].isEmpty ? "#\(i)" : "\"\(excerpt(header[i]))\""
 }
 
 private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
@@ -194,7 +319,7 @@ private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
 private func isBlank(_ line: ArraySlice<UInt8>) -> Bool { line.allSatisfy(isSpace) }
 
 /// Splits one line (without its terminator) into trimmed, unquoted fields.
-private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: String)
+private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: String, delimiter: UInt8)
     throws(SeriesError) -> [String]
 {
     guard let text = strictUTF8(line) else {
@@ -204,7 +329,8 @@ private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: Str
     var fields: [String] = []
     var i = 0
     let quote: UInt8 = 0x22
-    let comma: UInt8 = 0x2C
+    let comma = delimiter
+    func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b == 0x09 && delimiter != 0x09) }
     while true {
         // One field starting at i.
         while i < u.count, isSpace(u[i]) { i += 1 }

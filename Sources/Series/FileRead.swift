@@ -8,20 +8,33 @@
 
 /// Reads a whole file with POSIX calls so that a failure carries the system's own message
 /// (`No such file or directory`, `Is a directory`, `Permission denied`, ...).
-func readWholeFile(_ path: String) throws(SeriesError) -> [UInt8] {
+///
+/// Only a regular file of at most `maxBytes` is read: a FIFO, a device such as `/dev/zero`, a socket
+/// or a directory is refused at once (the open does not wait for a FIFO's writer).
+func readWholeFile(_ path: String, maxBytes: Int) throws(SeriesError) -> [UInt8] {
     func failure(_ code: Int32) -> SeriesError {
         .cannotRead(path: path, reason: String(cString: strerror(code)))
     }
     var fd: Int32
-    repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+    repeat { fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) } while fd < 0 && errno == EINTR
     guard fd >= 0 else { throw failure(errno) }
     defer { _ = close(fd) }
 
-    var out: [UInt8] = []
     var info = stat()
-    if fstat(fd, &info) == 0, info.st_size > 0 {
-        out.reserveCapacity(Int(info.st_size))
+    guard fstat(fd, &info) == 0 else { throw failure(errno) }
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: break
+    case S_IFDIR: throw failure(EISDIR)
+    case S_IFIFO: throw .cannotRead(path: path, reason: "it is a FIFO (named pipe), not a regular file; give a file")
+    case S_IFCHR, S_IFBLK: throw .cannotRead(path: path, reason: "it is a device, not a regular file; give a file")
+    default: throw .cannotRead(path: path, reason: "it is not a regular file; give a file")
     }
+    func tooLarge() -> SeriesError {
+        .cannotRead(path: path, reason: "it has more than \(maxBytes) bytes, the limit for a data file; use a smaller file")
+    }
+    guard info.st_size <= maxBytes else { throw tooLarge() }
+    var out: [UInt8] = []
+    out.reserveCapacity(Int(info.st_size))
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
         let n = chunk.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress, buf.count) }
@@ -30,7 +43,15 @@ func readWholeFile(_ path: String) throws(SeriesError) -> [UInt8] {
             throw failure(errno)
         }
         if n == 0 { break }
+        guard out.count + n <= maxBytes else { throw tooLarge() }
         out.append(contentsOf: chunk[0..<n])
     }
     return out
+}
+
+/// `text` for an error message: as is when short, else its first 32 characters, an ellipsis and its
+/// length, so that a message never echoes a huge cell or name in full.
+func excerpt(_ text: String, limit: Int = 40) -> String {
+    guard text.count > limit else { return text }
+    return String(text.prefix(32)) + "… (\(text.count) characters)"
 }

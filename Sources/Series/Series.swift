@@ -24,6 +24,9 @@ public struct Series: Sendable, Equatable {
     public let values: [Float]
     /// `N`: number of points.
     public let count: Int
+    /// One label per point from a CSV's `--time-column` (the x axis of plots, the first column of exports;
+    /// never a feature), or nil.
+    public let time: [String]?
 
     /// The fewest points a series may have.
     public static let minimumPoints = 2
@@ -34,7 +37,7 @@ public struct Series: Sendable, Equatable {
     ///
     /// Throws if there are no names, if `values.count` is not a multiple of `names.count`,
     /// if there are fewer than 2 points, or if a value is NaN or infinite.
-    public init(names: [String], values: [Float]) throws(SeriesError) {
+    public init(names: [String], values: [Float], time: [String]? = nil) throws(SeriesError) {
         guard !names.isEmpty else {
             throw .invalidArgument("a series needs at least one channel (got no channel names)")
         }
@@ -54,15 +57,19 @@ public struct Series: Sendable, Equatable {
                 "value at point \(bad / c), channel \"\(names[bad % c])\" is \(values[bad]); "
                     + "every value must be finite")
         }
-        self.init(unchecked: names, values: values)
+        if let time, time.count != n {
+            throw .invalidArgument("\(time.count) time labels for \(n) points; give one label per point")
+        }
+        self.init(unchecked: names, values: values, time: time)
     }
 
     /// For callers that have already established the invariants.
-    init(unchecked names: [String], values: [Float]) {
+    init(unchecked names: [String], values: [Float], time: [String]? = nil) {
         self.channels = names.count
         self.names = names
         self.values = values
         self.count = values.count / names.count
+        self.time = time
     }
 
     /// The `C` values of point `i`. Precondition: `0 <= i < count`.

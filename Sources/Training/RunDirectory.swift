@@ -58,6 +58,11 @@ public struct RunSummary: Sendable, Codable {
     public var speculative: Int? = nil
     /// Messages the coordinator could not send (peer gone or not reading).
     public var unsent: Int? = nil
+    /// Strangers: bytes of their frames dropped unread, handshakes forgotten after the handshake
+    /// timeout, HELLOs left unanswered while the open handshakes were at their cap.
+    public var strangerBytesDropped: Int? = nil
+    public var abandonedHandshakes: Int? = nil
+    public var deferredHellos: Int? = nil
     public var bytesIn: Int? = nil
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.
@@ -68,6 +73,9 @@ public struct RunSummary: Sendable, Codable {
     public var bestValLoss: Double? = nil
     /// With `--early-stopping`: whether it ended the run.
     public var earlyStopped: Bool? = nil
+    /// One-step RMSE, MAE, sMAPE and MASE on each split in the series' own units, with the persistence and
+    /// seasonal-naive baselines (as `ztrain predict` prints them).
+    public var evaluation: Evaluation? = nil
 
     public init(
         finalLoss: Double, finalValLoss: Double?, epochs: Int, steps: Int, samples: Int, wallSeconds: Double,

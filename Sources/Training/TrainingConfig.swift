@@ -5,21 +5,34 @@ import Series
 public enum DataSpec: Sendable, Codable, Equatable, CustomStringConvertible {
     /// `[sin x, cos x]` for `x = linspace(from, to, points)`.
     case sincos(points: Int, from: Double, to: Double)
-    /// A CSV file with a header row; `columns` nil means every column.
-    case csv(path: String, columns: [String]?)
+    /// A CSV file with a header row (`path` absolute, so the run can be reloaded from any folder);
+    /// `columns` nil means every column but the time column.
+    case csv(path: String, columns: [String]?, options: CSVOptions? = nil)
 
     public var description: String {
         switch self {
         case .sincos(let n, let a, let b): return "sincos, \(n) points, x from \(cFormat("%g", a)) to \(cFormat("%g", b))"
-        case .csv(let path, let cols): return cols.map { "\(path), columns \($0.joined(separator: ","))" } ?? path
+        case .csv(let path, let cols, _): return cols.map { "\(path), columns \($0.joined(separator: ","))" } ?? path
         }
     }
 
-    /// Loads the series this spec names.
+    /// The name of the series in exports: `sincos`, or the CSV file's name without its extension.
+    public var seriesName: String {
+        switch self {
+        case .sincos: return "sincos"
+        case .csv(let path, _, _):
+            let file = path.split(separator: "/").last.map(String.init) ?? path
+            if let dot = file.lastIndex(of: "."), dot > file.startIndex { return String(file[..<dot]) }
+            return file
+        }
+    }
+
+    /// Loads the raw series this spec names (before any ``SeriesTransform``).
     public func load() throws(SeriesError) -> Series {
         switch self {
         case .sincos(let n, let a, let b): return try Series.sincos(points: n, from: a, to: b)
-        case .csv(let path, let cols): return try Series.csv(path: path, columns: cols)
+        case .csv(let path, let cols, let options):
+            return try Series.csv(path: path, columns: cols, options: options ?? CSVOptions())
         }
     }
 }
@@ -52,11 +65,18 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var schedule: LRScheduleConfig?
     /// Stop once the monitored loss has not improved for this many epochs (nil: never).
     public var earlyStopping: Int?
+    /// Differencing and scaling fitted on the training part: the model trains on `transform.apply(raw)`
+    /// (nil: on the raw series, as the reference task does).
+    public var transform: SeriesTransform?
+    /// The season of the seasonal-naive baseline in metrics (nil: inferred from the time column, or none).
+    /// Evaluation only; it does not change training.
+    public var season: Int?
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, data: DataSpec, batch: Int, microBatch: Int,
         epochs: Int?, steps: Int?, seed: UInt64, shuffle: Bool, clipNorm: Double?, targetLoss: Double?,
-        validationFraction: Double, schedule: LRScheduleConfig? = nil, earlyStopping: Int? = nil
+        validationFraction: Double, schedule: LRScheduleConfig? = nil, earlyStopping: Int? = nil,
+        transform: SeriesTransform? = nil, season: Int? = nil
     ) {
         self.model = model
         self.optimizer = optimizer
@@ -72,6 +92,20 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         self.validationFraction = validationFraction
         self.schedule = schedule
         self.earlyStopping = earlyStopping
+        self.transform = transform
+        self.season = season
+    }
+
+    /// The raw series (``DataSpec/load()``) and the one the model trains on (`transform` applied).
+    public func loadSeries() throws(SeriesError) -> (raw: Series, model: Series) {
+        let raw = try data.load()
+        guard let transform else { return (raw, raw) }
+        guard transform.offset.count == raw.channels else {
+            throw .invalidArgument(
+                "the model's scaling has \(transform.offset.count) channels but \(data) has \(raw.channels); "
+                    + "give the data the model was trained on")
+        }
+        return (raw, try transform.apply(raw))
     }
 
     /// Checks every value a user can set; the message names the flag.

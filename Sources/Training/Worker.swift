@@ -58,6 +58,11 @@ public final class WorkerCore {
     private var series: Series?
     private var engine: GradientEngine?
     private var windowBuffer: [Int] = []
+    /// The last computation's answers: an ASSIGN given again for the same run, step and leaves (a
+    /// retry after a slow step, or after a lost GRADIENT) is answered from here, not recomputed.
+    private var lastAnswer: (runID: UInt64, step: UInt64, leaves: Range<Int>, replies: [Envelope])?
+    /// ASSIGNs answered from ``lastAnswer`` instead of computed again.
+    public private(set) var repeatedAnswers = 0
 
     public init(options: WorkerOptions) {
         self.options = options
@@ -77,7 +82,15 @@ public final class WorkerCore {
         engine = nil
         series = nil
         config = nil
+        lastAnswer = nil
         return hello()
+    }
+
+    /// Is `env` an ASSIGN that ``handle(_:receivedAt:)`` answers from the last answer (no computation)?
+    public func isRepeated(_ env: Envelope) -> Bool {
+        guard case .assign(let a) = env.message, let last = lastAnswer, phase == .ready,
+              env.runID == runID, env.workerID == workerID else { return false }
+        return last.runID == runID && last.step == a.step && last.leaves == a.leaves
     }
 
     /// Has this worker ever been welcomed?
@@ -143,6 +156,10 @@ public final class WorkerCore {
 
     private func compute(_ a: Assign, receivedAt: ContinuousClock.Instant) -> [Envelope] {
         guard let engine, let series, let config else { ignored += 1; return [] }
+        if let last = lastAnswer, last.runID == runID, last.step == a.step, last.leaves == a.leaves {
+            repeatedAnswers += 1
+            return last.replies
+        }
         let n = a.windows.count
         let T = config.model.seqLen
         let m = engine.leafCount(windows: n)
@@ -174,6 +191,7 @@ public final class WorkerCore {
             }
         }
         steps += 1
+        lastAnswer = (runID, a.step, a.leaves, out)
         return out
     }
 }

@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RNN
+import Series
 import Training
 
 /// Where the series comes from.
@@ -18,24 +19,42 @@ struct DataOptions: ParsableArguments {
     @Option(help: "x range of the sincos series, as FROM:TO (default: 0:100; predict: the model's).")
     var range: String?
 
-    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all; predict: the model's).")
+    @Option(help: "CSV columns to use, by header name or 0-based index, comma-separated (default: all but the time column; predict: the model's).")
     var columns: String?
+
+    @Option(help: "CSV column of time labels: the x axis of plots and the first column of exports, never a feature.")
+    var timeColumn: String?
+
+    @Option(help: "Missing CSV cells (empty, NA, null): error (names row and column), drop (the row), ffill or interpolate.")
+    var missing: MissingPolicy = .error
+
+    @Option(help: "CSV field separator: one character, or 'tab'.")
+    var delimiter: String = ","
 
     /// The most points of a sincos series.
     static let maxPoints = 10_000_000
+
+    /// Was the data named on the command line?
+    var isGiven: Bool { data != nil }
+
+    /// Is the data a CSV file (not the reference series)?
+    var isCSV: Bool { (data ?? "sincos") != "sincos" }
 
     /// The series the flags name; what they leave out comes from `base` (predict: the model's series),
     /// else the defaults. Flags that do not apply to the series are usage errors.
     func spec(base: DataSpec? = nil) throws -> DataSpec {
         let name = data ?? {
             switch base {
-            case .csv(let path, _): return path
+            case .csv(let path, _, _): return path
             case .sincos, nil: return "sincos"
             }
         }()
         if name == "sincos" {
             if columns != nil {
                 throw ValidationError("--columns picks CSV columns; the sincos series has none (give --data FILE.csv, or leave --columns out)")
+            }
+            if timeColumn != nil {
+                throw ValidationError("--time-column names a CSV column; the sincos series has none (give --data FILE.csv, or leave --time-column out)")
             }
             var (n, a, b) = (1000, 0.0, 100.0)
             if case .sincos(let bn, let ba, let bb)? = base { (n, a, b) = (bn, ba, bb) }
@@ -55,11 +74,56 @@ struct DataOptions: ParsableArguments {
         if points != nil || range != nil {
             throw ValidationError("--points and --range shape the sincos series; --data \(name) is a CSV file (leave them out)")
         }
-        var cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
-        if cols == nil, data == nil, case .csv(_, let c)? = base { cols = c }
-        return .csv(path: name, columns: cols)
+        // predict without --data: the model's file, columns and reading options
+        if data == nil, case .csv(let path, let c, let o)? = base {
+            let cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } } ?? c
+            return .csv(path: path, columns: cols, options: o)
+        }
+        let cols = columns.map { $0.split(separator: ",").map { trimmingWhitespace($0) } }
+        let sep: UInt8
+        switch delimiter {
+        case "tab", "\\t", "\t": sep = 0x09
+        default:
+            guard delimiter.utf8.count == 1, let b = delimiter.utf8.first, b >= 0x20, b < 0x7F, b != 0x22 else {
+                throw ValidationError("--delimiter must be one ASCII character other than a quote, or 'tab' (got '\(delimiter)')")
+            }
+            sep = b
+        }
+        if let t = timeColumn, t.isEmpty { throw ValidationError("--time-column must name a column (got an empty name)") }
+        // absolute, so predict, forecast and --resume find the file from any working directory
+        let path = URL(fileURLWithPath: name).standardizedFileURL.path
+        let options = CSVOptions(timeColumn: timeColumn, missing: missing, delimiter: sep)
+        return .csv(path: path, columns: cols, options: options == CSVOptions() ? nil : options)
     }
 }
+
+/// How the series is turned into what the model sees, and how forecasts are judged.
+struct SeriesOptions: ParsableArguments {
+    @Option(help: "Per-channel scaling fitted on the training part: zscore, minmax (to [-1, 1]) or none (default: zscore for a CSV, none for sincos).")
+    var scale: ScaleKind?
+
+    @Option(help: "Differencing order: auto (KPSS test at 5% on the training part), 0, 1 or 2 (default: auto for a CSV, 0 for sincos).")
+    var difference: String?
+
+    @Option(help: "Seasonal difference of period S before the ordinary one (default: none).")
+    var seasonalDifference: Int?
+
+    @Option(help: "Season of the seasonal-naive baseline in metrics (default: the seasonal difference, else inferred from the time column).")
+    var season: Int?
+
+    func differenceChoice(isCSV: Bool) throws -> DifferenceChoice {
+        switch difference {
+        case nil: return isCSV ? .auto : .order(0)
+        case "auto": return .auto
+        case let text?:
+            guard let d = Int(text), (0...2).contains(d) else {
+                throw ValidationError("--difference must be auto, 0, 1 or 2 (got '\(text)')")
+            }
+            return .order(d)
+        }
+    }
+}
+
 
 /// How the series is cut into windows.
 struct WindowOptions: ParsableArguments {
@@ -83,6 +147,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Loss: 'last' (MSE of the last step's output) or 'all' (every step).")
     var loss: LossKind = .last
+
+    @Option(help: "Output head: tanh (the reference; outputs in (-1, 1)) or linear (default: linear for a CSV, tanh for sincos).")
+    var head: OutputHead?
 }
 
 /// How to optimise.
@@ -151,6 +218,9 @@ struct OptimOptions: ParsableArguments {
 extension Cell: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 extension LossKind: ExpressibleByArgument {}
+extension OutputHead: ExpressibleByArgument {}
+extension ScaleKind: ExpressibleByArgument {}
+extension MissingPolicy: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension LRScheduleKind: ExpressibleByArgument {}
 
@@ -175,7 +245,9 @@ extension OptimOptions {
 }
 
 /// Builds the run's configuration from the flags; errors name the flag.
-func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelOptions, optim: OptimOptions, channels: Int) throws -> TrainingConfig {
+func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelOptions, optim: OptimOptions,
+                        series seriesOptions: SeriesOptions, raw: Series) throws -> TrainingConfig {
+    let channels = raw.channels
     func atLeast1(_ v: Int, _ flag: String) throws {
         guard v >= 1 else { throw ValidationError("\(flag) must be at least 1 (got \(v))") }
     }
@@ -185,9 +257,29 @@ func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelO
     if let m = optim.microBatch { try atLeast1(m, "--micro-batch") }
     if let e = optim.epochs { try atLeast1(e, "--epochs") }
     if let s = optim.steps { try atLeast1(s, "--steps") }
+    if let s = seriesOptions.seasonalDifference, s < 0 { throw ValidationError("--seasonal-difference must be at least 0 (got \(s))") }
+    if let s = seriesOptions.season, s < 1 { throw ValidationError("--season must be at least 1 (got \(s))") }
+    guard windows.valFraction.isFinite && windows.valFraction >= 0 && windows.valFraction < 1 else {
+        throw ValidationError("--val-fraction must be in [0, 1) (got \(windows.valFraction))")
+    }
+    // Real series default to what serves them (see README, "Real series"); sincos keeps the reference.
+    let isCSV = data.isCSV
+    let scale = seriesOptions.scale ?? (isCSV ? .zscore : ScaleKind.none)
+    let choice = try seriesOptions.differenceChoice(isCSV: isCSV)
+    let seasonal = seriesOptions.seasonalDifference ?? 0
+    var transform: SeriesTransform? = nil
+    if scale != .none || choice != .order(0) || seasonal != 0 {
+        do {
+            transform = try SeriesTransform.fit(raw: raw, seqLen: windows.seqLen, validationFraction: windows.valFraction,
+                                                scale: scale, difference: choice, seasonalPeriod: seasonal)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
     let config = TrainingConfig(
         model: ModelConfig(inputSize: channels, hiddenSize: model.hidden, outputSize: channels, seqLen: windows.seqLen,
-                           cell: model.cell, activation: model.activation, loss: model.loss),
+                           cell: model.cell, activation: model.activation, loss: model.loss,
+                           head: model.head ?? (isCSV ? .linear : .tanh)),
         optimizer: OptimizerConfig(kind: optim.optimizer, learningRate: optim.lr, momentum: optim.momentum),
         data: try data.spec(),
         batch: optim.batch,
@@ -200,7 +292,9 @@ func makeTrainingConfig(data: DataOptions, windows: WindowOptions, model: ModelO
         targetLoss: optim.targetLoss,
         validationFraction: windows.valFraction,
         schedule: try optim.schedule(),
-        earlyStopping: optim.earlyStopping)
+        earlyStopping: optim.earlyStopping,
+        transform: transform,
+        season: seriesOptions.season ?? (seasonal > 0 ? seasonal : nil))
     do {
         try config.validate()
     } catch {

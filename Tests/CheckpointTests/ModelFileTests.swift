@@ -57,6 +57,24 @@ enum ModelFileTestData {
         #expect(try decodeModel(bytes, source: "W", expecting: config) == loaded)
     }
 
+    /// The head lives in the metadata (same tensors): `linear` is written and read back; a file without the
+    /// key (any tanh file, or one from PyTorch) has the tanh head; a head other than `expecting`'s is named.
+    @Test func outputHeadRoundTrips() throws {
+        var c = ModelFileTestData.config(.elman)
+        c.head = .linear
+        let p = ModelFileTestData.parameters(for: c)
+        let bytes = encodeModel(parameters: p, config: c)
+        let loaded = try decodeModel(bytes, source: "m")
+        #expect(loaded.config == c && loaded.metadata["head"] == "linear" && loaded.parameters == p)
+        let tanhFile = encodeModel(parameters: p, config: ModelFileTestData.config(.elman))
+        #expect(try decodeModel(tanhFile, source: "m").config.head == .tanh)
+        #expect(try decodeModel(tanhFile, source: "m").metadata["head"] == nil)
+        #expect(throws: CheckpointError.self) { try decodeModel(tanhFile, source: "m", expecting: c) }
+        // a configuration written before heads existed decodes with the tanh head
+        let old = #"{"inputSize":2,"hiddenSize":3,"outputSize":2,"seqLen":4,"cell":"seed","activation":"tanh","loss":"last"}"#
+        #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(old.utf8)).head == .tanh)
+    }
+
     @Test func modelKeysOverrideCallerKeys() throws {
         let config = D.config(.seed)
         let bytes = encodeModel(parameters: D.parameters(for: config), config: config, metadata: ["hidden": "99", "format": "x"])

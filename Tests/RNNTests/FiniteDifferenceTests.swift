@@ -8,7 +8,10 @@ struct FiniteDifferenceTests {
         for cell in Cell.allCases {
             for act in Activation.allCases {
                 for loss in LossKind.allCases {
-                    out.append(ModelConfig(inputSize: 2, hiddenSize: 5, outputSize: 2, seqLen: 4, cell: cell, activation: act, loss: loss))
+                    for head in OutputHead.allCases {
+                        out.append(ModelConfig(inputSize: 2, hiddenSize: 5, outputSize: 2, seqLen: 4, cell: cell, activation: act,
+                                               loss: loss, head: head))
+                    }
                 }
             }
         }
@@ -41,7 +44,7 @@ struct FiniteDifferenceTests {
             worst = max(worst, abs(fd - g[i]) / max(abs(fd), abs(g[i]), 1e-4))
         }
         #expect(checked > p.count * 9 / 10, "too many parameters skipped at relu kinks: \(checked)/\(p.count)")
-        #expect(worst < 1e-6, "\(config.cell)/\(config.activation)/\(config.loss): worst relative error \(worst)")
+        #expect(worst < 1e-6, "\(config.cell)/\(config.activation)/\(config.loss)/\(config.head): worst relative error \(worst)")
     }
 
     @Test func lossIsMeanSquaredErrorOfLastStep() {
@@ -98,6 +101,6 @@ struct BLASFiniteDifferenceTests {
             worst = max(worst, abs(fd - g[i]) / max(abs(fd), abs(g[i]), 1e-4))
         }
         #expect(checked > p.count * 9 / 10, "too many parameters skipped at relu kinks: \(checked)/\(p.count)")
-        #expect(worst < 1e-6, "\(config.cell)/\(config.activation)/\(config.loss): worst relative error \(worst)")
+        #expect(worst < 1e-6, "\(config.cell)/\(config.activation)/\(config.loss)/\(config.head): worst relative error \(worst)")
     }
 }

@@ -2,14 +2,17 @@ import Foundation
 import Testing
 @testable import RNN
 
-/// Every cell × activation × loss at hidden sizes that are and are not multiples of 16.
+/// Every cell × activation × loss × head at hidden sizes that are and are not multiples of 16.
 private func configs(hidden: [Int]) -> [ModelConfig] {
     var out: [ModelConfig] = []
     for h in hidden {
         for cell in Cell.allCases {
             for act in Activation.allCases {
                 for loss in LossKind.allCases {
-                    out.append(ModelConfig(inputSize: 2, hiddenSize: h, outputSize: 2, seqLen: 4, cell: cell, activation: act, loss: loss))
+                    for head in OutputHead.allCases {
+                        out.append(ModelConfig(inputSize: 2, hiddenSize: h, outputSize: 2, seqLen: 4, cell: cell, activation: act,
+                                               loss: loss, head: head))
+                    }
                 }
             }
         }

@@ -112,8 +112,8 @@ struct RunFolderTests {
         let tmp = try tempDir()
         defer { try? FileManager.default.removeItem(at: tmp) }
         let d = try RunDirectory(path: tmp.appendingPathComponent("r").path)
-        try d.append(EpochMetrics(epoch: 1, step: 2, samples: 3, trainLoss: 0.5, loss: 0.25, valLoss: nil, lr: 0.01, samplesPerSecond: 1,
-                                  epochSeconds: 1, wallSeconds: 1, gradNorm: 1))
+        try d.append(EpochMetrics(epoch: 1, step: 2, samples: 3, trainLoss: 0.5, loss: 0.25, valLoss: nil, lr: 0.01,
+                                  samplesPerSecond: 1, epochSeconds: 1, wallSeconds: 1, gradNorm: 1))
         let line = try String(contentsOf: d.metricsURL, encoding: .utf8)
         #expect(line.contains("\"lr\":0.01"), "\(line)")
         #expect(line.range(of: #""time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ""#, options: .regularExpression) != nil, "\(line)")

@@ -29,6 +29,7 @@ typedef struct ck_model {
     int cell;  ///< 0 seed (y_t from [h_{t-1}, x_t]), 1 elman (y_t from h_t)
     int act;   ///< 0 tanh, 1 relu
     int loss;  ///< 0 last step only, 1 every step
+    int head;  ///< 0 tanh output (y = tanh(z)), 1 linear output (y = z)
 } ck_model;
 
 enum { CK_ISA_BASE = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
