@@ -15,12 +15,14 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Stress", targets: ["Stress"]),
         .library(name: "Bench", targets: ["Bench"]),
+        .library(name: "Observe", targets: ["Observe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The C header of libzmq and nothing else (apt: libzmq3-dev).
@@ -61,6 +63,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Watching a run: Prometheus /metrics (own small HTTP responder), TensorBoard event files,
+        // per-step metrics lines, the straggler and hang report. Hooks into Training through
+        // ``RunObserver``; the training path stays ZeroMQ-only.
+        .target(
+            name: "Observe",
+            dependencies: [
+                "Training",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // `ztrain stress`: synthetic workers, exact aggregates, injected faults, latency percentiles.
         .target(
             name: "Stress",
@@ -84,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "ztrain",
             dependencies: [
-                "Training", "Stress", "Bench", "RNN", "Series", "Checkpoint", "Plot", "Wire",
+                "Training", "Stress", "Bench", "Observe", "RNN", "Series", "Checkpoint", "Plot", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -98,6 +111,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ",
                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
+        .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
     ],

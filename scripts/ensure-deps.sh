@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ztrain needs from Debian if it is missing: libzmq3-dev, libopenblas-dev (and pkg-config).
 # With --test, also what the tests of deploy/ use: Slurm and munge, Open MPI, iproute2 (network
-# namespaces), python3 with venv (the delay proxy, kubernetes-validate, hadolint) and systemd-analyze.
+# namespaces), python3 with venv (the delay proxy, kubernetes-validate, hadolint, tensorboard), systemd-analyze
+# and Prometheus (the /metrics test scrapes a live run with it).
 # Safe to run any number of times; does nothing when everything is there.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -15,7 +15,8 @@ What it does with the manifests, and no more:
     them; a secret with items is a folder per pod holding those items with defaultMode; an emptyDir a
     folder per pod. Mount paths (and /tmp) in the command line are rewritten to those folders;
   - a Service is reached on loopback: an environment value naming a Service becomes 127.0.0.1, and the
-    port, MASTER_PORT, is replaced by a free one (tests running in parallel must not meet).
+    port, MASTER_PORT, is replaced by a free one (tests running in parallel must not meet), and
+    METRICS_BIND (the coordinator's /metrics) by 127.0.0.1:0, a free port on loopback.
 With --keys DIR, the Secret's entries come from that folder (`ztrain keygen --out DIR`), as a user
 puts real keys in secret.yaml. With --kill-coordinator-at-checkpoint, the coordinator's container is
 killed (SIGKILL) once, as soon as a checkpoint is on its claim: OnFailure then restarts it.
@@ -105,6 +106,8 @@ def main():
         env = {k: ("127.0.0.1" if v in services else v) for k, v in env.items()}
         if "MASTER_PORT" in env:
             env["MASTER_PORT"] = port
+        if "METRICS_BIND" in env:
+            env["METRICS_BIND"] = "127.0.0.1:0"
         if index is not None:
             env["JOB_COMPLETION_INDEX"] = str(index)
 

@@ -23,6 +23,8 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case rss
     /// 8. The reference task to MSE < 1e-4, whole process, in-process and with 2 workers.
     case timeToTarget = "time-to-target"
+    /// 9. `train --workers 2` with every observer on (Prometheus, TensorBoard, step lines, reports) against off.
+    case observe
     /// Floor: memcpy of 40 MB.
     case memcpy
     /// Floor: float32 GEMM, one thread (square, and the model's shapes).
@@ -41,6 +43,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .scalingH256: 6
         case .rss: 7
         case .timeToTarget: 8
+        case .observe: 9
         case .memcpy, .gemm, .zmq: nil
         }
     }

@@ -171,6 +171,10 @@ public final class CoordinatorCore {
     private var stepWindows = 0
     private var aggregator: StepAggregator
     private var stepActive: Bool { aggregator.active }
+    var aggregatorActive: Bool { aggregator.active }
+    var aggregatorStep: UInt64 { aggregator.step }
+    var aggregatorStarted: Double { aggregator.started }
+    var aggregatorPending: [PendingWork] { aggregator.pending }
     private var stepStart = 0.0
     /// When the step's last ASSIGN went to the socket (the transport reports it).
     private var lastAssignSentAt = 0.0
@@ -179,6 +183,8 @@ public final class CoordinatorCore {
     private var workerIdleSince: [PeerID: Double] = [:]
     /// Receives the spans of every step for `--timeline` (nil: none are made).
     public var onSpan: ((TimelineSpan) -> Void)?
+    /// Watches the run from inside (straggler report, metrics); nil: nothing is observed.
+    public var observer: (any CoordinatorObserver)?
     private var stepTiming = StepTiming()
     private var epochTiming = StepTiming()
     private var epochSteps = 0
@@ -279,6 +285,7 @@ public final class CoordinatorCore {
     /// A frame from `peer` that did not decode: dropped and counted.
     public func rejectFrame(from peer: PeerID, error: WireError, now: Double) -> [Outgoing] {
         droppedFrames += 1
+        observer?.frameDropped(reason: dropReasonLabel(error))
         if case .unsupportedVersion(let v) = error {
             let reason = "worker speaks protocol version \(v); this coordinator speaks \(Wire.protocolVersion). Run the same ztrain version on both."
             emit(.rejected(peer: peer, reason: reason))
@@ -592,6 +599,7 @@ public final class CoordinatorCore {
             stepTiming.reduce += reduceSeconds
             workers[peer] = w
             if let onSpan { workerSpans(g, worker: w.id, peer: peer, received: now, reduce: reduceSeconds, onSpan) }
+            if let observer, let sentAt = assignSentAt[peer] { observer.workerAnswered(worker: w.id, seconds: max(0, now - sentAt)) }
         }
         guard aggregator.isComplete else { return [] }
         return finishStep(now: now)
@@ -806,6 +814,7 @@ public final class CoordinatorCore {
 
     private func drop(_ peer: PeerID, _ reason: String) -> [Outgoing] {
         droppedFrames += 1
+        observer?.frameDropped(reason: dropReasonLabel(reason))
         emit(.dropped(peer: peer, reason: reason))
         return []
     }

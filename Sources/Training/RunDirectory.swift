@@ -42,6 +42,11 @@ public struct RunSummary: Sendable, Codable {
     public var commandLine: [String]? = nil
     public var startedAt: String? = nil
     public var finishedAt: String? = nil
+    /// The git commit ztrain was built from, when known (see `RunIdentity.gitCommit` in Observe).
+    public var gitCommit: String? = nil
+    /// Why the run ended: `target_reached`, `early_stopped`, `step_limit`, `epoch_limit`, `diverged`,
+    /// `signal` (SIGINT/SIGTERM) or `error`.
+    public var exitReason: String? = nil
     /// Data-parallel runs: one record per worker that joined, and the coordinator's counters.
     public var workers: [WorkerRecord]? = nil
     public var droppedFrames: Int? = nil
@@ -216,6 +221,15 @@ public final class RunDirectory {
             var line = Array(try Self.encoder().encode(m))
             line.append(0x0A)
             try metricsFile.write(line)
+        } catch {
+            throw .output("cannot append to \(metricsURL.path): \(systemMessage(error))")
+        }
+    }
+
+    /// Appends lines already encoded (each ending in a newline) to `metrics.jsonl`, in one write.
+    public func appendLines(_ bytes: [UInt8]) throws(TrainingError) {
+        do {
+            try metricsFile.write(bytes)
         } catch {
             throw .output("cannot append to \(metricsURL.path): \(systemMessage(error))")
         }

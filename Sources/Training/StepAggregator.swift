@@ -250,6 +250,16 @@ public struct StepAggregator: Sendable {
         return try tree.withRoot(body)
     }
 
+    /// Per worker, the leaves it was asked for that are still missing (for the hang report).
+    public var pending: [PendingWork] {
+        guard active else { return [] }
+        return assignments.compactMap { w, list -> PendingWork? in
+            let open = missingPieces(of: list.map(\.run))
+            guard !open.isEmpty else { return nil }
+            return PendingWork(worker: w, leaves: open, since: list.map(\.issued).min() ?? started)
+        }.sorted { $0.worker < $1.worker }
+    }
+
     // MARK: - helpers
 
     private mutating func issue(_ run: Range<Int>, to worker: UInt32, now: Double, speculative: Bool, attempt: Int = 0) -> Order {

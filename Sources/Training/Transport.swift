@@ -98,6 +98,8 @@ public final class CoordinatorServer {
     private var authenticator: Authenticator?
     /// Refreshed about once a second while the loop runs (for liveness probes).
     public var healthFile: HealthFile?
+    /// Gets the loop's timer ticks (straggler report, metrics).
+    public var observer: (any CoordinatorObserver)?
 
     /// Binds `bind` (`tcp://HOST:PORT`, `tcp://127.0.0.1:*`, `ipc://PATH`).
     ///
@@ -189,6 +191,7 @@ public final class CoordinatorServer {
                 lastTick = t
                 send(core.tick(now: t))
                 healthFile?.beat(now: t)
+                observer?.tick(self, now: t)
             }
         }
         if core.failure != nil || stop.isSet {

@@ -12,6 +12,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Observe
 import RNN
 import Training
 import Wire
@@ -38,6 +39,8 @@ struct ClusterOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
+
+    @OptionGroup(title: "Observing") var watch: WatchFlags
 
     func options(workers: Int) throws -> CoordinatorOptions {
         guard joinTimeout.isFinite && joinTimeout > 0 else { throw ValidationError("--join-timeout must be a positive number of seconds") }
@@ -153,7 +156,7 @@ struct Coordinator: ParsableCommand {
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
                                       keep: runOptions.keep, timeline: cluster.timeline, security: security.server(),
-                                      healthFile: security.health(), global: global, logger: logger)
+                                      healthFile: security.health(), watch: cluster.watch.options, global: global, logger: logger)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -245,12 +248,14 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
 func runCoordinator(
     prepared p: PreparedCLIRun, options: CoordinatorOptions, bind: String?, spawnWorkers: Int, workerThreads: Int,
     checkpointEvery: Int, keep: Int, timeline: String? = nil, security: CurveServerSecurity? = nil,
-    healthFile: HealthFile? = nil, workerSecurity: [String] = [], global: GlobalOptions, logger: Logger
+    healthFile: HealthFile? = nil, workerSecurity: [String] = [], watch: WatchOptions = WatchOptions(), global: GlobalOptions,
+    logger: Logger
 ) throws -> Int32 {
     let config = p.config
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
     var writeError: (any Error)? = nil
+    let hub = WatchHub()
     var runID = UInt64.random(in: 1...UInt64.max)
     if runID == 0 { runID = 1 }
     let core: CoordinatorCore
@@ -260,11 +265,16 @@ func runCoordinator(
             switch event {
             case .step(let e, let s, let i, let per, let loss, let sps, let timing):
                 progress.handle(.step(epoch: e, step: s, stepInEpoch: i, stepsPerEpoch: per, loss: loss, samplesPerSecond: sps, timing: timing))
+                if let w = hub.watch, let c = hub.core {
+                    w.step(StepRecord(state: c.state, loss: loss, samplesPerSecond: sps, timing: timing, bytesIn: c.bytesIn, bytesOut: c.bytesOut))
+                }
             case .epoch(let m):
                 progress.handle(.epoch(m))
-                if writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
+                hub.watch?.epoch(m)
+                if hub.watch?.writesEpochLines != true, writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
             case .joined(let w):
                 logger.info("worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
+                hub.timeline?.name(process: w.id, host: w.host, pid: w.pid)
             case .fingerprintMismatch(let w):
                 logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) computes different bits for the same gradient (numerics fingerprint differs): its machine, compiler or build differs; results will not be bit-identical")
             case .rejected(let peer, let reason):
@@ -283,9 +293,20 @@ func runCoordinator(
         throw fail("\(error)")
     }
 
+    let watcher = try startWatch(watch, directory: p.dir, mode: spawnWorkers > 0 && bind == nil ? "train --workers" : "coordinator",
+                                 coordinator: true, logger: logger)
+    hub.watch = watcher
+    hub.core = core
+    core.observer = watcher
+    defer {
+        watcher?.close()
+        hub.core = nil
+    }
+
     var timelineWriter: TimelineWriter? = nil
     if let path = timeline {
-        do { timelineWriter = try TimelineWriter(path: path) } catch { throw fail("\(error)") }
+        do { timelineWriter = try TimelineWriter(path: path, coordinatorName: "coordinator (\(RunIdentity.host) pid \(getpid()))") } catch { throw fail("\(error)") }
+        hub.timeline = timelineWriter
         core.onSpan = { span in timelineWriter?.add(span) }
     }
     defer {
@@ -321,6 +342,7 @@ func runCoordinator(
     let server: CoordinatorServer
     do { server = try CoordinatorServer(core: core, bind: endpoint, security: security, logger: logger) } catch { throw fail("\(error)") }
     server.healthFile = healthFile
+    server.observer = watcher
     logger.info("coordinator on \(server.endpoint): \(p.series.count) points, H=\(config.model.hiddenSize), cell \(config.model.cell.rawValue), batch \(config.batch), micro-batch \(config.microBatch), waiting for \(options.workers) worker(s); out \(p.dir.url.path)")
 
     let stop = StopFlag()
@@ -341,6 +363,7 @@ func runCoordinator(
 
     server.run(stop: stop)
     progress.finish()
+    if let e = watcher?.close(), writeError == nil { writeError = e }
     if server.refusedConnections > 0 {
         logger.warning("\(server.refusedConnections) connection(s) refused by the CURVE allow-list during the run")
     }

@@ -88,7 +88,7 @@ struct Launch: ParsableCommand {
                                           checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
                                           timeline: cluster.timeline, security: security.server(), healthFile: security.health(),
                                           workerSecurity: security.curveDir == nil ? [] : ["--curve-dir", security.curveDir ?? ""],
-                                          global: global, logger: logger)
+                                          watch: cluster.watch.options, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
         } else {
             try runWorker(connect: plan.connectEndpoint, threads: threads, expect: nil, parentPID: nil,

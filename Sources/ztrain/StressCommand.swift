@@ -12,6 +12,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Observe
 import Stress
 import Training
 
@@ -112,6 +113,9 @@ struct Stress: ParsableCommand {
     @Option(help: .hidden)
     var workerLedger: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while it runs (rounds as ztrain_steps_total, bytes, median round latency).", valueName: "host:port"))
+    var metricsBind: String?
+
     @OptionGroup var global: GlobalOptions
 
     var config: StressConfig {
@@ -145,9 +149,20 @@ struct Stress: ParsableCommand {
         let harness: StressHarness
         do { harness = try StressHarness(config: config, mode: mode, logger: logger) } catch { throw fail("\(error)") }
         let live = !global.quiet && isatty(STDERR_FILENO) == 1
-        if live {
+        var exporter: PrometheusExporter? = nil
+        var metricsServer: MetricsServer? = nil
+        if let bind = metricsBind {
+            let e = PrometheusExporter(version: ztrainVersion, commit: RunIdentity.gitCommit ?? "unknown", mode: "stress")
+            do { metricsServer = try MetricsServer(bind: bind, logger: logger) { e.render() } } catch { throw fail("\(error)") }
+            exporter = e
+            logger.info("metrics at http://\(metricsServer?.address ?? bind)/metrics")
+        }
+        defer { metricsServer?.stop() }
+        if live || exporter != nil {
             harness.onProgress = { progress in
-                writeToStandardError("\r\u{1B}[2K\(cutToTerminalWidth(progress.line))")
+                exporter?.record(stressRounds: progress.round, bytesSent: progress.bytesSent, bytesReceived: progress.bytesReceived,
+                                 p50Seconds: Double(progress.p50Micros) / 1e6)
+                if live { writeToStandardError("\r\u{1B}[2K\(cutToTerminalWidth(progress.line))") }
             }
         }
         let stop = StopFlag()

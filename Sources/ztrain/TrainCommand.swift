@@ -6,6 +6,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import Observe
 import RNN
 import Series
 import Training
@@ -162,7 +163,22 @@ struct PreparedCLIRun {
         s.bestEpoch = result?.bestEpoch
         s.bestValLoss = result?.bestValLoss
         s.earlyStopped = result?.earlyStopped
+        s.gitCommit = RunIdentity.gitCommit
+        s.exitReason = exitReason(result: result, steps: result?.steps ?? 0, error: error)
         return s
+    }
+
+    /// Why the run ended, as `summary.json`'s `exit_reason` says it.
+    func exitReason(result: TrainingResult?, steps: Int, error: (any Error)?) -> String {
+        if let e = error {
+            if case .diverged? = e as? TrainingError { return "diverged" }
+            if "\(e)".contains("stopped by signal") { return "signal" }
+            return "error"
+        }
+        if result?.earlyStopped == true { return "early_stopped" }
+        if result?.targetReached == true { return "target_reached" }
+        if let s = config.steps, steps >= s { return "step_limit" }
+        return "epoch_limit"
     }
 
     /// A run whose final loss is NaN or infinite failed (diverged), whatever stopped it: the error to
@@ -242,7 +258,7 @@ struct Train: ParsableCommand {
             let code = try runCoordinator(
                 prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
                 workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
-                timeline: cluster.timeline, global: global, logger: logger)
+                timeline: cluster.timeline, watch: cluster.watch.options, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
             return
         }
@@ -272,10 +288,19 @@ struct Train: ParsableCommand {
         var writeError: (any Error)? = nil
         var result: TrainingResult? = nil
         var runError: TrainingError? = nil
+        let watch = try startWatch(cluster.watch.options, directory: p.dir, mode: "in-process", coordinator: false, logger: logger)
         do {
             result = try trainer.run { event in
                 progress.handle(event)
-                if case .epoch(let m) = event, writeError == nil {
+                if let watch {
+                    switch event {
+                    case .step(_, _, _, _, let loss, let sps, let timing):
+                        watch.step(StepRecord(state: trainer.state, loss: loss, samplesPerSecond: sps, timing: timing))
+                    case .epoch(let m):
+                        watch.epoch(m)
+                    }
+                }
+                if case .epoch(let m) = event, writeError == nil, watch?.writesEpochLines != true {
                     do { try p.dir.append(m) } catch { writeError = error }
                 }
             }
@@ -283,6 +308,7 @@ struct Train: ParsableCommand {
             runError = error
         }
         progress.finish()
+        if let e = watch?.close(), writeError == nil { writeError = e }
         _ = trap
         // where the run ended, as a checkpoint (not after a failure: its newest checkpoint stays the last good one)
         var problems: [TrainingError] = []

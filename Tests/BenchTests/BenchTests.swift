@@ -93,7 +93,7 @@ struct BenchTests {
         #expect(try BenchGroup.parse("8") == [.timeToTarget])
         #expect(throws: BenchError.self) { try BenchGroup.parse("1,nine") }
         #expect(throws: BenchError.self) { try BenchGroup.parse("") }
-        #expect(BenchGroup.targets.count == 8)
+        #expect(BenchGroup.targets.count == 9)
     }
 
     @Test func pytorchJSONReplacesRecordedFigures() throws {

@@ -98,7 +98,9 @@ struct DataParallelCLITests {
         let spans = events.filter { $0["ph"] as? String == "X" }
         let names = events.filter { $0["ph"] as? String == "M" && $0["name"] as? String == "process_name" }
             .compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
-        #expect(Set(names) == ["coordinator", "worker 1", "worker 2"], "process names: \(names)")
+        // named by role, host and pid: "coordinator (HOST pid N)", "worker 1 (HOST pid N)"
+        #expect(Set(names.map { $0.components(separatedBy: " (").first ?? $0 }) == ["coordinator", "worker 1", "worker 2"], "process names: \(names)")
+        #expect(names.allSatisfy { $0.range(of: #" \(\S+ pid \d+\)$"#, options: .regularExpression) != nil }, "process names: \(names)")
         let pids = Set(spans.compactMap { $0["pid"] as? Int })
         #expect(pids.count == 3, "spans of processes \(pids)")
         let kinds = Set(spans.compactMap { $0["name"] as? String })

@@ -184,7 +184,7 @@ struct DeployTests {
                      "ok: Job/ztrain-coordinator: resumes with --auto-resume",
                      "ok: ztrain-worker@.service: Restart=on-failure is bounded",
                      "ok: ztrain-worker@.service: User=ztrain is created",
-                     "ok: the Containerfile builds 4 dependencies at exact versions",
+                     "ok: the Containerfile builds 5 dependencies at exact versions",
                      "ok: ztrain.sbatch: sets no job shape"] {
             #expect(r.stdout.contains(line), "missing '\(line)' in:\n\(r.stdout)")
         }
