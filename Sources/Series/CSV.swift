@@ -18,11 +18,16 @@ public struct CSVOptions: Sendable, Codable, Equatable {
     public var missing: MissingPolicy
     /// The field separator (one ASCII character).
     public var delimiter: UInt8
+    /// The column holding each row's series ID (by name or 0-based index) in a long-format file, or nil
+    /// (one series). Each series' rows must be consecutive, in time order.
+    public var seriesColumn: String?
 
-    public init(timeColumn: String? = nil, missing: MissingPolicy = .error, delimiter: UInt8 = 0x2C) {
+    public init(timeColumn: String? = nil, missing: MissingPolicy = .error, delimiter: UInt8 = 0x2C,
+                seriesColumn: String? = nil) {
         self.timeColumn = timeColumn
         self.missing = missing
         self.delimiter = delimiter
+        self.seriesColumn = seriesColumn
     }
 }
 
@@ -115,6 +120,14 @@ extension Series {
         }
         var timeIndex: Int? = nil
         if let t = options.timeColumn { timeIndex = try resolve(t) }
+        var seriesIndex: Int? = nil
+        if let sc = options.seriesColumn {
+            let i = try resolve(sc)
+            if i == timeIndex {
+                throw .invalidArgument("column \(label(header, i)) of \(source) is the --time-column; it cannot also be the --series-column")
+            }
+            seriesIndex = i
+        }
         let selected: [Int]
         if let columns {
             guard !columns.isEmpty else {
@@ -128,6 +141,10 @@ extension Series {
                     throw .invalidArgument(
                         "column \(label(header, index)) of \(source) is the --time-column; it cannot also be a feature in --columns")
                 }
+                if index == seriesIndex {
+                    throw .invalidArgument(
+                        "column \(label(header, index)) of \(source) is the --series-column; it cannot also be a feature in --columns")
+                }
                 if picked.contains(index) {
                     throw .invalidArgument(
                         "column \(label(header, index)) of \(source) is selected twice; select each column once")
@@ -136,9 +153,9 @@ extension Series {
             }
             selected = picked
         } else {
-            selected = header.indices.filter { $0 != timeIndex }
+            selected = header.indices.filter { $0 != timeIndex && $0 != seriesIndex }
             guard !selected.isEmpty else {
-                throw fail(1, "the only column is the --time-column; the file has no feature column")
+                throw fail(1, "the only columns are the --time-column and --series-column; the file has no feature column")
             }
         }
 
@@ -159,6 +176,9 @@ extension Series {
         var times: [String] = []
         var rowLines: [Int] = []  // the line of each kept row
         var missingAt: [Int] = []  // flat indices into values of missing cells (NaN placeholders)
+        var ids: [String] = []  // with --series-column: each series' ID, in file order
+        var starts: [Int] = []  // the first kept row of each series
+        var idLines: [String: Int] = [:]  // the line where each ID's rows start
         for lineIndex in 1..<lines.count {
             let lineNumber = lineIndex + 1
             let line = lines[lineIndex]
@@ -210,6 +230,18 @@ extension Series {
                 }
                 row.append(f)
             }
+            if let si = seriesIndex, fields[si] != ids.last {
+                let id = fields[si]
+                if let first = idLines[id] {
+                    throw fail(
+                        lineNumber,
+                        "column \(label(header, si)): the rows of series \"\(id)\" (from line \(first)) are not consecutive; "
+                            + "sort the file by the series column, keeping each series in time order")
+                }
+                idLines[id] = lineNumber
+                ids.append(id)
+                starts.append(values.count / selected.count)
+            }
             if !rowMissing.isEmpty && options.missing == .drop { continue }
             missingAt += rowMissing.map { values.count + $0 }
             values += row
@@ -221,23 +253,36 @@ extension Series {
         guard kept >= minimumPoints else {
             throw fail(nil, "only \(kept) complete row\(kept == 1 ? "" : "s") left after --missing drop; a series needs at least \(minimumPoints)")
         }
+        // each series' rows (one range without --series-column); a series left with too few rows is an error
+        var bounds = [0]
+        if seriesIndex != nil {
+            bounds = starts + [kept]
+            for s in 0..<(bounds.count - 1) where bounds[s + 1] - bounds[s] < minimumPoints {
+                throw fail(idLines[ids[s]], "series \"\(ids[s])\" has \(bounds[s + 1] - bounds[s]) row\(bounds[s + 1] - bounds[s] == 1 ? "" : "s")\(options.missing == .drop ? " left after --missing drop" : ""); every series needs at least \(minimumPoints)")
+            }
+        } else {
+            bounds.append(kept)
+        }
         if !missingAt.isEmpty {
             for c in 0..<C {
+              for s in 0..<(bounds.count - 1) {
                 let column = selected[c]
+                let rows = bounds[s]..<bounds[s + 1]
+                let name = seriesIndex == nil ? "" : " of series \"\(ids[s])\""
                 // rows of this channel that hold a value
-                let known = (0..<kept).filter { !values[$0 * C + c].isNaN }
+                let known = rows.filter { !values[$0 * C + c].isNaN }
                 guard let first = known.first, let last = known.last else {
-                    throw fail(nil, "column \(label(header, column)) has no value at all; nothing to fill its missing cells from")
+                    throw fail(nil, "column \(label(header, column))\(name) has no value at all; nothing to fill its missing cells from")
                 }
                 var k = 0  // index into known of the last known row at or before r
-                for r in 0..<kept where values[r * C + c].isNaN {
+                for r in rows where values[r * C + c].isNaN {
                     while k + 1 < known.count && known[k + 1] < r { k += 1 }
                     switch options.missing {
                     case .error, .drop:
                         break
                     case .ffill:
                         guard r > first else {
-                            throw fail(rowLines[r], "column \(label(header, column)): missing value in the first row; nothing to fill it forward from (use --missing interpolate or drop)")
+                            throw fail(rowLines[r], "column \(label(header, column)): missing value in the first row\(name); nothing to fill it forward from (use --missing interpolate or drop)")
                         }
                         values[r * C + c] = values[known[k] * C + c]
                     case .interpolate:
@@ -252,9 +297,12 @@ extension Series {
                         }
                     }
                 }
+              }
             }
         }
-        return Series(unchecked: selected.map { header[$0] }, values: values, time: timeIndex == nil ? nil : times)
+        let segments = seriesIndex == nil ? nil : SeriesSegments(ids: ids, starts: bounds)
+        return Series(unchecked: selected.map { header[$0] }, values: values, time: timeIndex == nil ? nil : times,
+                      segments: segments)
     }
 
     /// Feature channels that look like a row index rather than data: named like one (`index`, `rownames`,

@@ -203,7 +203,7 @@ struct PreparedRun {
             throw .data("the series has \(series.channels) channels but the model has \(config.model.inputSize) inputs and \(config.model.outputSize) outputs")
         }
         do {
-            split = try WindowSplit.make(pointCount: series.count, seqLen: config.model.seqLen, validationFraction: config.validationFraction)
+            split = try WindowSplit.make(series: series, seqLen: config.model.seqLen, validationFraction: config.validationFraction)
         } catch {
             throw .data(error.description)
         }

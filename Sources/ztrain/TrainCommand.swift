@@ -68,6 +68,9 @@ struct PreparedCLIRun {
         let spec = try o.data.spec()
         let raw: Series
         do { raw = try spec.load() } catch { throw fail("\(error)") }
+        if let seg = raw.segments {
+            logger.info("\(seg.ids.count) series (--series-column), \(raw.count) points in all; one model over every series, windows within each")
+        }
         for name in raw.indexLikeChannels {
             logger.warning("column \"\(name)\" looks like a row index, not data; leave it out with --columns, or pass it as --time-column")
         }
@@ -116,7 +119,7 @@ struct PreparedCLIRun {
         let model = split.validation.isEmpty ? parameters : best ?? parameters
         if let e = evaluate(parameters: model) {
             summary.evaluation = e
-            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")):\n\(e.text)")
+            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")\(e.perSeries.map { ", pooled over \($0.count) series" } ?? "")):\n\(e.text)")
         }
         do {
             let extra = ["training_config": configJSON(config)]
@@ -134,10 +137,10 @@ struct PreparedCLIRun {
     /// The metrics of `ztrain predict` for these weights (nil if the weights are not finite).
     func evaluate(parameters: [Float]) -> Evaluation? {
         guard parameters.allSatisfy(\.isFinite),
-              let p = try? SeriesPrediction.make(config: config, parameters: parameters, raw: raw, model: series,
-                                                 rolloutFrom: 0, steps: 1)
+              let p = try? SeriesPredictions.make(config: config, parameters: parameters, raw: raw, model: series,
+                                                  rolloutFrom: .point(0), steps: 1)
         else { return nil }
-        let e = p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
+        let e = p.evaluation(config: config, season: nil)
         // a prediction that overflowed would make summary.json unwritable: leave the metrics out then
         return (try? JSONEncoder().encode(e)) == nil ? nil : e
     }
