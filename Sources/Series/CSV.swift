@@ -122,7 +122,8 @@ extension Series {
         if let t = options.timeColumn { timeIndex = try resolve(t) }
         var seriesIndex: Int? = nil
         if let sc = options.seriesColumn {
-            let i = try resolve(sc)
+            let i: Int
+            do { i = try resolve(sc) } catch { throw .invalidArgument("--series-column: \(error)") }
             if i == timeIndex {
                 throw .invalidArgument("column \(label(header, i)) of \(source) is the --time-column; it cannot also be the --series-column")
             }

@@ -67,7 +67,12 @@ struct PreparedCLIRun {
         if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
         let raw: Series
-        do { raw = try spec.load() } catch { throw fail("\(error)") }
+        do {
+            raw = try spec.load()
+        } catch {
+            if case .invalidArgument(let m) = error, m.hasPrefix("--series-column") { throw ValidationError(m) }
+            throw fail("\(error)")
+        }
         if let seg = raw.segments {
             logger.info("\(seg.ids.count) series (--series-column), \(raw.count) points in all; one model over every series, windows within each")
         }
