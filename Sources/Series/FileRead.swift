@@ -6,9 +6,10 @@
     import Darwin
 #endif
 
-/// Reads a whole file with POSIX calls so that a failure carries the system's own message
-/// (`No such file or directory`, `Is a directory`, `Permission denied`, ...).
-func readWholeFile(_ path: String) throws(SeriesError) -> [UInt8] {
+/// Reads a file in chunks of 1 MiB, handing each to `body` in order (the buffer is reused: copy what must
+/// outlive the call). `begin` first receives the file's size (0 if unknown). Failures carry the system's message.
+func forEachChunk(of path: String, begin: (Int) -> Void,
+                  body: (UnsafeBufferPointer<UInt8>) throws(SeriesError) -> Void) throws(SeriesError) {
     func failure(_ code: Int32) -> SeriesError {
         .cannotRead(path: path, reason: String(cString: strerror(code)))
     }
@@ -16,21 +17,18 @@ func readWholeFile(_ path: String) throws(SeriesError) -> [UInt8] {
     repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
     guard fd >= 0 else { throw failure(errno) }
     defer { _ = close(fd) }
-
-    var out: [UInt8] = []
     var info = stat()
-    if fstat(fd, &info) == 0, info.st_size > 0 {
-        out.reserveCapacity(Int(info.st_size))
-    }
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    begin(fstat(fd, &info) == 0 && info.st_size > 0 ? Int(info.st_size) : 0)
+    let size = 1 << 20
+    let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: size)
+    defer { chunk.deallocate() }
     while true {
-        let n = chunk.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress, buf.count) }
+        let n = read(fd, chunk.baseAddress, size)
         if n < 0 {
             if errno == EINTR { continue }
             throw failure(errno)
         }
         if n == 0 { break }
-        out.append(contentsOf: chunk[0..<n])
+        try body(UnsafeBufferPointer(rebasing: chunk[0..<n]))
     }
-    return out
 }
