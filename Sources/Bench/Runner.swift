@@ -97,6 +97,9 @@ public final class BenchRunner {
         if selection.contains(.round10M) { try attempt([templateRound10M()]) { () throws(BenchError) in try round10M() } }
         if selection.contains(.scalingH256) { try attempt([templateScaling()]) { () throws(BenchError) in try scalingH256() } }
         if selection.contains(.timeToTarget) { try attempt(templatesTimeToTarget()) { () throws(BenchError) in try timeToTarget() } }
+        if selection.contains(.csv) || selection.contains(.manySeries) {
+            try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
+        }
 
         return BenchReport(machine: MachineInfo.current(version: version), command: command, date: date, quick: quick,
                            seconds: seconds(since: start), loadAtStart: loadAtStart, loadAtEnd: loadAverage(),
@@ -119,7 +122,7 @@ public final class BenchRunner {
         }
     }
 
-    private func nextScratch(_ label: String) -> URL {
+    func nextScratch(_ label: String) -> URL {
         runCounter += 1
         return scratch.appendingPathComponent("\(label)-\(runCounter)")
     }
@@ -281,7 +284,7 @@ public final class BenchRunner {
         return d
     }
 
-    private struct ClusterRun {
+    struct ClusterRun {
         var samplesPerSecond: Double
         var summary: SummaryFigures
         var seconds: Double
@@ -300,7 +303,7 @@ public final class BenchRunner {
     /// Starts `ztrain ARGS --out DIR --quiet`, waits for it (sampling VmHWM of it and its children
     /// every 5 ms when `sampleMemory`), and reads its summary.json. The process and its workers are
     /// ended on a stop, a timeout or an error.
-    private func train(_ args: [String], label: String, sampleMemory: Bool, timeout: Double = 600) throws(BenchError) -> ClusterRun {
+    func train(_ args: [String], label: String, sampleMemory: Bool, timeout: Double = 600) throws(BenchError) -> ClusterRun {
         let out = nextScratch(label)
         defer { try? FileManager.default.removeItem(at: out) }
         let child = try ChildProcess(executable: executable.path, arguments: ["train"] + args + ["--out", out.path, "--quiet"],
