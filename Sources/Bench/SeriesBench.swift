@@ -29,7 +29,7 @@ extension BenchRunner {
         if selection.contains(.manySeries) {
             let windows = sizes.seriesCount * (sizes.seriesPoints - 4)
             out.append(BenchResult(name: "many-series-workers2", target: "series",
-                                   title: "train --workers 2 on \(Format.grouped(Double(windows))) windows of \(shape), H=32, batch \(sizes.seriesBatch)",
+                                   title: "train --workers 2 on \(Format.grouped(Double(windows))) windows of \(shape), H=\(sizes.seriesHidden), batch \(sizes.seriesBatch)",
                                    value: nil, unit: "samples/s", baselineName: "--in-process, same settings", baselineSource: .sameRun,
                                    goal: Goal(on: .ratio, op: .atLeast, threshold: 1.5, text: "≥ 1.5× in-process"), detail: ""))
         }
@@ -135,7 +135,7 @@ extension BenchRunner {
         if selection.contains(.manySeries), let t = templates.last, t.name == "many-series-workers2" {
             func args(_ mode: [String], _ steps: Int) -> [String] {
                 mode + ["--data", file.path, "--series-column", "id", "--difference", "0", "--seq-len", "4", "--threads", "1",
-                        "--batch", String(sizes.seriesBatch), "--steps", String(steps)]
+                        "--hidden", String(sizes.seriesHidden), "--batch", String(sizes.seriesBatch), "--micro-batch", "64", "--steps", String(steps)]
             }
             var steps = 20
             if !quick {
@@ -149,7 +149,7 @@ extension BenchRunner {
             }
             out.append(BenchResult(name: t.name, target: t.target, title: t.title, value: Stats.median(two), unit: t.unit,
                                    baseline: Stats.median(one), baselineName: t.baselineName, baselineSource: .sameRun, goal: t.goal,
-                                   detail: "ztrain train --data LONG.csv --series-column id --difference 0 --seq-len 4 --threads 1 --batch \(sizes.seriesBatch) --steps \(steps), --workers 2 vs --in-process, summary.json samples_per_second (the training steps; loading, per-series scaling and the final evaluation excluded); medians of \(two.count) alternating runs; 2 workers \(Stats.spread(two, Format.number)), in-process \(Stats.spread(one, Format.number))"))
+                                   detail: "ztrain train --data LONG.csv --series-column id --difference 0 --seq-len 4 --threads 1 --hidden \(sizes.seriesHidden) --batch \(sizes.seriesBatch) --micro-batch 64 --steps \(steps), --workers 2 vs --in-process, summary.json samples_per_second (the training steps; loading, per-series scaling and the final evaluation excluded); medians of \(two.count) alternating runs; 2 workers \(Stats.spread(two, Format.number)), in-process \(Stats.spread(one, Format.number))"))
         }
         return out
     }
