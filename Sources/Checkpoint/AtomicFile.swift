@@ -62,19 +62,72 @@ public enum AtomicFile {
         }
     }
 
+    /// The most bytes ``read(_:maxBytes:)`` reads unless told otherwise: 8 GiB, more than the
+    /// largest checkpoint of the largest model the configuration allows.
+    public static let defaultReadLimit = 8 << 30
+
     /// Reads the whole file at `path`. Errors read `cannot read <path>: <system message>`.
-    public static func read(_ path: String) throws(CheckpointError) -> [UInt8] {
+    ///
+    /// Only a regular file is read: a FIFO, a device (`/dev/zero`), a socket or a directory is refused
+    /// at once (the open does not wait for a FIFO's writer), and so is a file of more than `maxBytes`.
+    public static func read(_ path: String, maxBytes: Int = defaultReadLimit) throws(CheckpointError) -> [UInt8] {
         func failure(_ code: Int32) -> CheckpointError {
             .io(path: path, action: "read", reason: systemMessage(code))
         }
         var fd: Int32
-        repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+        // O_NONBLOCK: opening a FIFO without a writer would otherwise block forever
+        repeat { fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) } while fd < 0 && errno == EINTR
         guard fd >= 0 else { throw failure(errno) }
         defer { _ = close(fd) }
-        switch readAll(fd) {
-        case .success(let bytes): return bytes
-        case .failure(let code): throw failure(code.value)
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure(errno) }
+        if info.st_mode & S_IFMT == S_IFDIR { throw failure(EISDIR) }
+        if let kind = nonRegularKind(info.st_mode) {
+            throw .io(path: path, action: "read", reason: "it is \(kind), not a regular file; give a file")
         }
+        guard info.st_size <= maxBytes else {
+            throw .io(path: path, action: "read", reason: "it has \(info.st_size) bytes, more than the limit of \(maxBytes); is it the right file?")
+        }
+        switch readAll(fd, maxBytes: maxBytes) {
+        case .success(let bytes): return bytes
+        case .failure(let code):
+            if code.value == EFBIG {
+                throw .io(path: path, action: "read", reason: "it grew past the limit of \(maxBytes) bytes while being read")
+            }
+            throw failure(code.value)
+        }
+    }
+
+    /// Removes the temporary files that ``write(_:to:)`` leaves when its process is killed before the
+    /// rename (`.NAME.tmp-PID-TAG` in the target's folder), for every name that `matching` accepts.
+    /// Call it only where no other process writes into `directory`. Returns the removed names.
+    @discardableResult
+    public static func removeStaleTemporaries(in directory: String, matching: (String) -> Bool = { _ in true }) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix("."), let r = name.firstRange(of: ".tmp-"), r.lowerBound > name.index(after: name.startIndex) else { continue }
+            let target = String(name[name.index(after: name.startIndex)..<r.lowerBound])
+            if matching(target) { names.append(name) }
+        }
+        closedir(dir)
+        return names.filter { unlink("\(directory)/\($0)") == 0 }
+    }
+}
+
+/// "a FIFO", "a directory", … for a `st_mode` that is not a regular file; nil for a regular file.
+func nonRegularKind(_ mode: mode_t) -> String? {
+    switch mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "a directory"
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFSOCK: return "a socket"
+    default: return "not a plain file"
     }
 }
 
@@ -107,11 +160,11 @@ private func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
 
 private struct Errno: Error { let value: Int32 }
 
-/// Reads `fd` to its end, retrying interruptions.
-private func readAll(_ fd: Int32) -> Result<[UInt8], Errno> {
+/// Reads `fd` to its end, retrying interruptions; `EFBIG` once more than `maxBytes` came.
+private func readAll(_ fd: Int32, maxBytes: Int) -> Result<[UInt8], Errno> {
     var out: [UInt8] = []
     var info = stat()
-    if fstat(fd, &info) == 0, info.st_size > 0 { out.reserveCapacity(Int(info.st_size)) }
+    if fstat(fd, &info) == 0, info.st_size > 0 { out.reserveCapacity(min(Int(info.st_size), maxBytes)) }
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -120,6 +173,7 @@ private func readAll(_ fd: Int32) -> Result<[UInt8], Errno> {
             return .failure(Errno(value: errno))
         }
         if n == 0 { return .success(out) }
+        if out.count + n > maxBytes { return .failure(Errno(value: EFBIG)) }
         out.append(contentsOf: chunk[0..<n])
     }
 }

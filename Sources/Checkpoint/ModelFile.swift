@@ -221,6 +221,16 @@ public func saveModel(
 }
 
 /// Reads and decodes the model file at `path` (see ``decodeModel(_:source:expecting:)``).
+///
+/// Only a regular file is read, and with `expecting` only one of at most ``modelFileLimit(_:)``
+/// bytes (a larger file cannot hold that model).
 public func loadModel(path: String, expecting: ModelConfig? = nil) throws(CheckpointError) -> LoadedModel {
-    try decodeModel(AtomicFile.read(path), source: path, expecting: expecting)
+    let limit = expecting.map(modelFileLimit) ?? AtomicFile.defaultReadLimit
+    return try decodeModel(AtomicFile.read(path, maxBytes: limit), source: path, expecting: expecting)
+}
+
+/// The largest model file that can hold a model of `config`: its tensors in Float64 (PyTorch may
+/// save them so) and 16 MiB of header.
+public func modelFileLimit(_ config: ModelConfig) -> Int {
+    8 + (16 << 20) + 8 * ParameterLayout(config).count
 }

@@ -53,7 +53,7 @@ extension Series {
         throws(SeriesError) -> Series
     {
         var parser: CSVParser? = nil
-        try forEachChunk(of: path) { (size) in
+        try forEachChunk(of: path, maxBytes: maxCSVBytes) { (size) in
             parser = CSVParser(source: path, columns: columns, options: options, sizeHint: size)
         } body: { (chunk) throws(SeriesError) in
             try parser?.consume(chunk)
@@ -61,6 +61,9 @@ extension Series {
         guard var parser else { return try Series.csv(text: "", source: path, columns: columns, options: options) }
         return try parser.finish()
     }
+
+    /// The largest CSV file ``csv(path:columns:options:)`` reads: 2 GiB.
+    public static let maxCSVBytes = 2 << 30
 
     /// Parses CSV text with a header row. `source` names the text in error messages.
     ///
@@ -132,7 +135,7 @@ func isDecimal(_ s: String) -> Bool {
 
 /// How a column is named in messages: `"temp"`, or `#3` when the header cell is empty.
 private func label(_ header: [String], _ i: Int) -> String {
-    header[i].isEmpty ? "#\(i)" : "\"\(header[i])\""
+    header[i].isEmpty ? "#\(i)" : "\"\(excerpt(header[i]))\""
 }
 
 private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
@@ -302,7 +305,7 @@ struct CSVParser {
         var firstIndex: [String: Int] = [:]
         for (i, name) in header.enumerated() {
             if let j = firstIndex[name] {
-                throw fail(1, "column name \"\(name)\" appears twice (columns \(j) and \(i)); column names must be unique")
+                throw fail(1, "column name \"\(excerpt(name))\" appears twice (columns \(j) and \(i)); column names must be unique")
             }
             firstIndex[name] = i
         }
@@ -312,13 +315,14 @@ struct CSVParser {
                 guard let i = Int(spec), i < header.count else {
                     throw fail(
                         1,
-                        "column index \(spec) is out of range; the header has \(header.count) "
+                        "column index \(excerpt(spec)) is out of range; the header has \(header.count) "
                             + "column\(header.count == 1 ? "" : "s") (indices 0 to \(header.count - 1))")
                 }
                 return i
             }
-            let available = header.map { "\"\($0)\"" }.joined(separator: ", ")
-            throw fail(1, "no column named \"\(spec)\"; available columns: \(available) (or give a 0-based column index)")
+            var available = header.prefix(12).map { "\"\(excerpt($0))\"" }.joined(separator: ", ")
+            if header.count > 12 { available += " and \(header.count - 12) more" }
+            throw fail(1, "no column named \"\(excerpt(spec))\"; available columns: \(available) (or give a 0-based column index)")
         }
         if let t = options.timeColumn { timeIndex = try resolve(t) }
         if let sc = options.seriesColumn {
@@ -425,7 +429,7 @@ struct CSVParser {
         if let first = idLines[id] {
             throw fail(
                 line,
-                "column \(label(header, seriesIndex ?? 0)): the rows of series \"\(id)\" (from line \(first)) are not consecutive; "
+                "column \(label(header, seriesIndex ?? 0)): the rows of series \"\(excerpt(id))\" (from line \(first)) are not consecutive; "
                     + "sort the file by the series column, keeping each series in time order")
         }
         idLines[id] = line
@@ -471,26 +475,26 @@ struct CSVParser {
             if options.missing == .error {
                 throw fail(
                     line,
-                    "column \(label(header, c)): missing value (\(cell.isEmpty ? "empty cell" : "\"\(cell)\"")); "
+                    "column \(label(header, c)): missing value (\(cell.isEmpty ? "empty cell" : "\"\(excerpt(cell))\"")); "
                         + "fill it in, or pass --missing drop, ffill or interpolate")
             }
             return nil
         }
         guard let d = Double(cell) else {
-            throw fail(line, "column \(label(header, c)): \"\(cell)\" is not a number")
+            throw fail(line, "column \(label(header, c)): \"\(excerpt(cell))\" is not a number")
         }
         guard !d.isFinite || isDecimal(cell) else {
             throw fail(
                 line,
-                "column \(label(header, c)): \"\(cell)\" is not a decimal number "
+                "column \(label(header, c)): \"\(excerpt(cell))\" is not a decimal number "
                     + "(hexadecimal is not read); write it as digits, e.g. 16 or 1.5e-3")
         }
         guard d.isFinite else {
-            throw fail(line, "column \(label(header, c)): \"\(cell)\" is not a finite number; NaN and infinity are not allowed")
+            throw fail(line, "column \(label(header, c)): \"\(excerpt(cell))\" is not a finite number; NaN and infinity are not allowed")
         }
         let f = Float(d)
         guard f.isFinite else {
-            throw fail(line, "column \(label(header, c)): \"\(cell)\" is too large for a 32-bit float")
+            throw fail(line, "column \(label(header, c)): \"\(excerpt(cell))\" is too large for a 32-bit float")
         }
         return f
     }
@@ -523,7 +527,7 @@ struct CSVParser {
             bounds = starts + [kept]
             for s in 0..<(bounds.count - 1) where bounds[s + 1] - bounds[s] < Series.minimumPoints {
                 let k = bounds[s + 1] - bounds[s]
-                throw fail(idLines[ids[s]], "series \"\(ids[s])\" has \(k) row\(k == 1 ? "" : "s")\(options.missing == .drop ? " left after --missing drop" : ""); every series needs at least \(Series.minimumPoints)")
+                throw fail(idLines[ids[s]], "series \"\(excerpt(ids[s]))\" has \(k) row\(k == 1 ? "" : "s")\(options.missing == .drop ? " left after --missing drop" : ""); every series needs at least \(Series.minimumPoints)")
             }
         } else {
             bounds.append(kept)
@@ -535,7 +539,7 @@ struct CSVParser {
                 for s in 0..<(bounds.count - 1) {
                     let column = selected[c]
                     let rows = bounds[s]..<bounds[s + 1]
-                    let name = seriesIndex == nil ? "" : " of series \"\(ids[s])\""
+                    let name = seriesIndex == nil ? "" : " of series \"\(excerpt(ids[s]))\""
                     // rows of this channel that hold a value
                     let known = rows.filter { !values[$0 * C + c].isNaN }
                     guard let first = known.first, let last = known.last else {

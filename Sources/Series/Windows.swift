@@ -61,8 +61,8 @@ public struct WindowSplit: Sendable, Equatable {
         if f > 0 { validation.reserveCapacity(total / 4) }
         for (s, r) in ranges.enumerated() {
             let N = r.count, o = r.lowerBound
-            let which = ids.map { "series \"\($0[s])\" " } ?? "series "
-            let ofWhich = ids.map { " of series \"\($0[s])\"" } ?? ""
+            let which = ids.map { "series \"\(excerpt($0[s]))\" " } ?? "series "
+            let ofWhich = ids.map { " of series \"\(excerpt($0[s]))\"" } ?? ""
             guard N - T >= 1 else {
                 throw .invalidArgument(
                     "\(which)of \(N) points is too short for windows of \(T) points; "

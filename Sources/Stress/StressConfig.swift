@@ -112,6 +112,13 @@ public struct StressConfig: Sendable, Equatable, Codable {
     /// Test hook: in this round every node sum that contains leaf 0 gets +1 on its first value, as
     /// a worker with a bug would send. The aggregate of that round must then be reported wrong.
     public var perturbRound: Int? = nil
+    /// Attacks during the rounds, from a stranger process that never completes a handshake: this
+    /// many frames of ``strangerFrameBytes`` (garbage behind a GRADIENT header) over 4 connections.
+    public var strangerFrames: Int = 0
+    /// …and this many HELLOs, each from a new connection that never reads.
+    public var strangerHellos: Int = 0
+    /// Size of a stranger's big frame.
+    public static let strangerFrameBytes = 1 << 20
 
     /// A configuration; see the properties for the meaning of each value.
     public init(
@@ -168,6 +175,8 @@ public struct StressConfig: Sendable, Equatable, Codable {
         try need(roundTimeout.isFinite && roundTimeout > 0, "the round timeout must be positive (got \(roundTimeout))")
         try need(joinTimeout.isFinite && joinTimeout > 0, "the join timeout must be positive (got \(joinTimeout))")
         if let r = perturbRound { try need((1...rounds).contains(r), "--perturb-round must be in 1...\(rounds) (got \(r))") }
+        try need((0...1_000_000).contains(strangerFrames), "--stranger-frames must be in 0...1000000 (got \(strangerFrames))")
+        try need((0...1_000_000).contains(strangerHellos), "--stranger-hellos must be in 0...1000000 (got \(strangerHellos))")
     }
 
     /// The faults this configuration injects.

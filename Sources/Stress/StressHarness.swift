@@ -41,6 +41,9 @@ public final class StressHarness {
     let logger: Logger
     /// Called about once a second, on the thread of ``run(stop:)``, with the progress so far.
     public var onProgress: ((StressProgress) -> Void)?
+    /// The `ztrain` binary that runs the stranger process of the attacks (default: this process's
+    /// executable, or the worker executable in processes mode).
+    public var strangerExecutable: URL?
 
     /// A harness; throws if the configuration is invalid.
     public init(config: StressConfig, mode: WorkerMode = .threads, logger: Logger) throws(StressError) {
@@ -57,6 +60,7 @@ public final class StressHarness {
     /// false. Every worker thread and process is ended before it returns or throws.
     public func run(stop: StopFlag = StopFlag()) throws(StressError) -> StressReport {
         let run = try StressRun(config: config, mode: mode, logger: logger, onProgress: onProgress)
+        run.strangerExecutable = strangerExecutable
         defer { _ = run.teardown() }
         return try run.execute(stop: stop)
     }
@@ -70,6 +74,9 @@ final class StressRun {
         var identity: [UInt8]
         var lastHeard: Double
         var live: Bool
+        /// Welcomed, not yet confirmed: it gets no orders until its first heartbeat with the ids the
+        /// welcome gave (proof that it reads), and is forgotten after `--liveness` s without one.
+        var pending = false
     }
 
     let config: StressConfig
@@ -126,6 +133,17 @@ final class StressRun {
     var lostWorkers = 0
     var rejoined = 0
     var joined = 0
+    var strangerFramesDropped = 0
+    var strangerBytesDropped = 0
+    var strangerBytesSinceTrim = 0
+    var lastTrim = 0.0
+    var handshakesAbandoned = 0
+    var hellosDeferred = 0
+    /// The stranger process (attacks), if one was started, and its binary.
+    var stranger: pid_t?
+    var strangerExecutable: URL?
+    /// Open handshakes at most (as the coordinator: strangers cannot make the run hold more).
+    var maxPending: Int { max(8, config.workers) }
     var replacements = 0
     var sendFailures = 0
     /// Workers found unreachable while sending, declared lost once the sending is done.
@@ -174,7 +192,8 @@ final class StressRun {
             try socket.setLinger(.zero)
             try socket.setMaxMessageSize(Int64(limits.maxPayloadBytes + 4096))
             try socket.setSendHighWaterMark(100_000)
-            try socket.setReceiveHighWaterMark(100_000)
+            // per peer, as the coordinator (what one peer can have queued here is bounded)
+            try socket.setReceiveHighWaterMark(CoordinatorServer.receiveHighWaterMark)
             try socket.bind(bind)
             endpoint = try socket.lastEndpoint
         } catch {
@@ -207,6 +226,7 @@ final class StressRun {
             }
             service(wait: .milliseconds(10))
         }
+        if config.strangerFrames > 0 || config.strangerHellos > 0 { startStranger() }
         let start = now
         var lastProgress = start
         var completed = 0
@@ -254,6 +274,13 @@ final class StressRun {
         }
         let seconds = now - start
         if let onProgress { onProgress(progress(round: completed, since: start)) }
+        // the attacks are counted whole: the coordinator keeps serving until the stranger is done
+        let attackDeadline = now + 60
+        while let pid = stranger, !stop.isSet, now < attackDeadline {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { stranger = nil; break }
+            service(wait: .milliseconds(10))
+        }
         let leakedWorkers = teardown()
         return report(seconds: seconds, completed: completed, leaked: leakedWorkers, signal: stop.isSet ? max(1, stop.signal) : 0)
     }
@@ -318,6 +345,17 @@ final class StressRun {
                 declareLost(id, because: cFormat("silent for %.2f s", t - peer.lastHeard))
             }
         }
+        for (id, peer) in peers where peer.pending && t - peer.lastHeard > config.liveness {
+            // never confirmed: forgotten
+            peers[id] = nil
+            ids[peer.identity] = nil
+            handshakesAbandoned += 1
+        }
+        if strangerBytesSinceTrim >= 16 << 20 && t - lastTrim >= 1 {
+            strangerBytesSinceTrim = 0
+            lastTrim = t
+            LargeBuffers.trim()
+        }
         send(agg.overdue(now: t, timeout: max(config.retryAfter, 3 * typicalRound), live: liveIDs))
         send(agg.speculate(idle: liveIDs.filter { !agg.isBusy($0) }, now: t))
     }
@@ -340,6 +378,28 @@ final class StressRun {
         }
     }
 
+    /// Starts the stranger process (``StrangerAttack``): `ztrain stress --stranger-connect …`.
+    func startStranger() {
+        let fallback: URL = if case .processes(let e) = mode { e } else { LocalWorkers.currentExecutable }
+        let executable = strangerExecutable ?? fallback
+        let args = ["stress", "--workers", "1", "--params", "1", "--rounds", "1", "--stranger-connect", endpoint, "--stranger-frames", String(config.strangerFrames),
+                    "--stranger-hellos", String(config.strangerHellos), "--parent-pid", String(getpid()),
+                    "--log-level", "warning"]
+        do { stranger = try ProcessWorkers.spawn(executable.path, args) } catch {
+            problems.append("cannot start the stranger process: \(error)")
+        }
+    }
+
+    /// Ends the stranger process if it still runs, and reaps it.
+    func stopStranger() {
+        guard let pid = stranger else { return }
+        stranger = nil
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+
     func spawnWorker() throws(StressError) {
         let serial = nextSerial
         nextSerial += 1
@@ -360,8 +420,22 @@ final class StressRun {
                 invalidFrames += 1
                 continue
             }
-            bytesReceived += frames[1].count + frames[2].count
-            handle(identity: frames[0].bytes, header: frames[1], payload: frames[2])
+            let size = frames[1].count + frames[2].count
+            bytesReceived += size
+            let identity = frames[0].bytes
+            // strangers first (as the coordinator): only a small HELLO is read from an unknown peer
+            if ids[identity] == nil {
+                let isHello = frames[1].withUnsafeBytes { h in
+                    h.count == Header.size && h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.hello.rawValue
+                }
+                if !isHello || size > CoordinatorCore.strangerFrameBytes {
+                    strangerFramesDropped += 1
+                    strangerBytesDropped += size
+                    strangerBytesSinceTrim += size
+                    continue
+                }
+            }
+            handle(identity: identity, header: frames[1], payload: frames[2])
         }
     }
 
@@ -390,20 +464,33 @@ final class StressRun {
         switch envelope.message {
         case .hello:
             if let id = ids[identity] {
-                touch(id)
+                if peers[id]?.pending != true { touch(id) }
                 welcome(id)
             } else {
+                guard peers.values.filter(\.pending).count < maxPending else {
+                    hellosDeferred += 1
+                    return
+                }
                 let id = nextID
                 nextID += 1
-                peers[id] = Peer(identity: identity, lastHeard: now, live: true)
+                peers[id] = Peer(identity: identity, lastHeard: now, live: false, pending: true)
                 ids[identity] = id
-                joined += 1
-                updateLive()
                 welcome(id)
-                logger.debug("worker #\(id) joined")
             }
         case .heartbeat:
-            if let id = ids[identity] { touch(id) }
+            guard let id = ids[identity], let peer = peers[id] else { return }
+            if peer.pending {
+                // it read the welcome: a worker from now on
+                guard envelope.runID == runID && envelope.workerID == id else { return }
+                peers[id]?.pending = false
+                peers[id]?.live = true
+                peers[id]?.lastHeard = now
+                joined += 1
+                updateLive()
+                logger.debug("worker #\(id) joined")
+            } else {
+                touch(id)
+            }
         case .bye(let reason):
             if let id = ids[identity] { declareLost(id, because: "it said BYE (\(reason))") }
         default:
@@ -464,7 +551,7 @@ final class StressRun {
     }
 
     func touch(_ id: UInt32) {
-        guard var peer = peers[id] else { return }
+        guard var peer = peers[id], !peer.pending else { return }
         peer.lastHeard = now
         if !peer.live {
             peer.live = true
@@ -567,6 +654,7 @@ final class StressRun {
     func teardown() -> Int {
         guard !tornDown else { return leaked }
         tornDown = true
+        stopStranger()
         pool.sampleMemory()
         let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
         for peer in peers.values {
@@ -603,7 +691,7 @@ final class StressRun {
             ? LatencySummary(p50: h.valueAtPercentile(50), p90: h.valueAtPercentile(90), p99: h.valueAtPercentile(99), max: h.max, mean: h.mean)
             : LatencySummary(p50: 0, p90: 0, p99: 0, max: 0, mean: 0)
         let modeName: String = if case .threads = mode { "threads" } else { "processes" }
-        return StressReport(
+        var report = StressReport(
             config: config, mode: modeName, endpoint: endpoint, rounds: exact + wrong, exactRounds: exact,
             wrongAggregates: wrong, lostRounds: lost, wrongDetails: wrongDetails, seconds: seconds,
             roundsPerSecond: seconds > 0 ? Double(exact + wrong) / seconds : 0, latencyMicros: latency,
@@ -617,6 +705,11 @@ final class StressRun {
             disconnectedWorkers: disconnected, rejoinedWorkers: rejoined, joinedWorkers: joined, replacements: replacements,
             unexpectedDeaths: unexpectedDeaths, leakedWorkers: leaked, workerPids: pool.startedPIDs, interruptedBy: signal,
             problems: problems, passed: problems.isEmpty)
+        report.strangerFramesDropped = strangerFramesDropped
+        report.strangerBytesDropped = strangerBytesDropped
+        report.strangerHandshakesAbandoned = handshakesAbandoned
+        report.strangerHellosDeferred = hellosDeferred
+        return report
     }
 }
 

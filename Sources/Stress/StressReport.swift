@@ -60,7 +60,8 @@ public struct StressReport: Sendable, Equatable, Codable {
     public var bytesSentPerSecond: Double
     /// `bytesReceived / seconds`.
     public var bytesReceivedPerSecond: Double
-    /// This process's peak RSS (VmHWM), bytes; includes worker threads in thread mode.
+    /// This process's peak RSS (VmHWM), bytes: the coordinator's (and the worker threads' in thread
+    /// mode; the stranger process is never counted).
     public var peakRSS: Int?
     /// VmRSS at the end of the first quarter of the rounds.
     public var rssFirstQuarter: Int?
@@ -106,6 +107,13 @@ public struct StressReport: Sendable, Equatable, Codable {
     public var interruptedBy: Int32
     /// What went wrong, one line each; empty when the run passed.
     public var problems: [String]
+    /// Frames from peers that had not completed the handshake, dropped unread, and their bytes.
+    public var strangerFramesDropped = 0
+    public var strangerBytesDropped = 0
+    /// Stranger HELLOs: welcomed but never confirmed (forgotten after `--liveness`), and left
+    /// unanswered while the pending handshakes were at their cap.
+    public var strangerHandshakesAbandoned = 0
+    public var strangerHellosDeferred = 0
 
     /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
     public var passed: Bool
@@ -140,6 +148,11 @@ public struct StressReport: Sendable, Equatable, Codable {
         var memory = "memory        peak RSS \(mb(peakRSS)); RSS after first quarter \(mb(rssFirstQuarter)), after last quarter \(mb(rssLastQuarter))"
         if let w = workerPeakRSS { memory += "; worker processes' peak RSS \(mb(w))" }
         lines.append(memory)
+        if config.strangerFrames > 0 || config.strangerHellos > 0 {
+            lines.append("strangers     attacked with \(config.strangerFrames) frame(s) of \(mb(StressConfig.strangerFrameBytes)) (over the frame limit: refused by the socket unread) "
+                + "and \(config.strangerHellos) HELLO(s); \(strangerFramesDropped) frame(s) (\(mb(strangerBytesDropped))) dropped unread, "
+                + "\(strangerHandshakesAbandoned) handshake(s) abandoned, \(strangerHellosDeferred) HELLO(s) deferred")
+        }
         let kinds = FaultKind.allCases.map { k -> String in
             let f = faults[k.rawValue] ?? FaultCount(injected: 0, survived: 0)
             return "\(k.rawValue) \(f.survived)/\(f.injected)"

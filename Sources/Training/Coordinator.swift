@@ -32,11 +32,23 @@ public struct CoordinatorOptions: Sendable {
     public var retryAfter: Double
     /// Idle workers get copies of a straggler's leaves (the first answer wins).
     public var speculate: Bool
-    /// Workers beyond this many are refused (default: no limit).
+    /// Ready workers beyond this many are refused (default: no limit).
     public var maxWorkers: Int?
+    /// A welcomed peer that has not said READY within this many seconds is forgotten (it never
+    /// enters the worker table, the summary or any per-step work).
+    public var handshakeTimeout: Double
+    /// At most this many peers may be between WELCOME and READY at once; further HELLOs go
+    /// unanswered (the worker says HELLO again), so strangers cannot make the coordinator hold
+    /// more than this many handshakes (and WELCOMEs in flight). Nil: as many WELCOMEs as fit in
+    /// 64 MiB, between 1 and 8.
+    public var maxPendingHandshakes: Int?
+    /// Workers read the data the configuration names themselves (storage shared with the coordinator,
+    /// the same absolute path) and check it by hash, instead of receiving the series in WELCOME.
+    public var sharedData = false
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
-                retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil) {
+                retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
+                handshakeTimeout: Double? = nil, maxPendingHandshakes: Int? = nil) {
         self.workers = workers
         self.minWorkers = minWorkers ?? workers
         self.joinTimeout = joinTimeout
@@ -45,6 +57,8 @@ public struct CoordinatorOptions: Sendable {
         self.retryAfter = retryAfter ?? max(1, liveness)
         self.speculate = speculate
         self.maxWorkers = maxWorkers
+        self.handshakeTimeout = handshakeTimeout ?? max(10, 3 * liveness)
+        self.maxPendingHandshakes = maxPendingHandshakes
     }
 }
 
@@ -66,6 +80,8 @@ public struct WorkerRecord: Sendable, Codable {
     public var lateOrDuplicate = 0
     var lastHeard = 0.0
     var lastSent = 0.0
+    /// When the WELCOME went out (for the handshake timeout).
+    var welcomedAt = 0.0
 
     enum CodingKeys: String, CodingKey {
         case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate
@@ -131,6 +147,12 @@ public final class CoordinatorCore {
     public private(set) var metrics: [EpochMetrics] = []
     public private(set) var failure: TrainingError?
     public private(set) var droppedFrames = 0
+    /// Peers welcomed that never said READY within the handshake timeout (forgotten).
+    public private(set) var abandonedHandshakes = 0
+    /// HELLOs left unanswered because ``CoordinatorOptions/maxPendingHandshakes`` handshakes were open.
+    public private(set) var deferredHellos = 0
+    /// Workers refused because ``CoordinatorOptions/maxWorkers`` ready workers were there.
+    public private(set) var refusedFull = 0
     public var lateOrDuplicate: Int { aggregator.lateOrDuplicate }
     public var reassigned: Int { aggregator.reassigned }
     public var retried: Int { aggregator.retried }
@@ -141,7 +163,12 @@ public final class CoordinatorCore {
 
     let microBatch: Int
     let parameterCount: Int
+    /// Open handshakes allowed at once (``CoordinatorOptions/maxPendingHandshakes``, or as many
+    /// WELCOMEs as fit in 64 MiB, 1...8).
+    public let maxPendingHandshakes: Int
     let fingerprint: UInt64
+    /// The series' hash (computed once: it reads every value).
+    let seriesHash: UInt64
     private let evaluator: Evaluator
     private let configJSON: String
     private var nextWorkerID: UInt32 = 1
@@ -172,8 +199,10 @@ public final class CoordinatorCore {
     ///   - onEvent: called synchronously for everything worth reporting.
     /// Every this many steps, ``onCheckpoint`` gets a ``RunCheckpoint`` (0: never).
     public var checkpointEvery = 0
-    /// Receives checkpoints (the caller writes them; the core does no I/O).
-    public var onCheckpoint: ((RunCheckpoint) -> Void)?
+    /// Receives checkpoints (the caller writes them; the core does no I/O). A checkpoint that cannot
+    /// be written stops the run with that error as ``failure``: the work since the last good
+    /// checkpoint would otherwise be lost to the next failure.
+    public var onCheckpoint: ((RunCheckpoint) throws(TrainingError) -> Void)?
 
     /// - Parameters:
     ///   - resume: continue this checkpoint's run (its configuration, run id, weights and position win).
@@ -193,6 +222,7 @@ public final class CoordinatorCore {
         self.options = options
         self.runID = runID
         if let r = resume {
+            try RunState.check(counters: r.counters, config: config, split: prepared.split)
             state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters, best: r.best)
             metrics = r.metrics
             trainSeconds = r.trainSeconds
@@ -201,8 +231,11 @@ public final class CoordinatorCore {
         }
         microBatch = prepared.microBatch
         parameterCount = prepared.parameters.count
+        let welcomeBytes = (options.sharedData ? 0 : 4 * series.values.count) + (64 << 10)
+        maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
+        seriesHash = series.fingerprint
         configJSON = encodeJSON(config)
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
@@ -215,9 +248,37 @@ public final class CoordinatorCore {
     public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready }.sorted { $0.id < $1.id } }
 
     /// Limits for frames from workers: a gradient is exactly `P + 1` floats and its span offsets.
+    ///
+    /// Non-finite sums are accepted: an honest worker computes them when the run diverges (the
+    /// gradient is a pure function of the weights), and the update then stops the run with the
+    /// in-process diagnosis, "training diverged", instead of retrying forever. Only a ready worker's
+    /// answer to its own order gets that far.
+    ///
+    /// The size bound is the larger of a gradient and 64 KiB (a HELLO is a few hundred bytes, a BYE's
+    /// reason at most 64 KiB): the socket refuses anything bigger before allocating it.
     public var limits: Limits {
-        Limits(maxPayloadBytes: max(1 << 20, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes), parameterCount: parameterCount)
+        Limits(maxPayloadBytes: max(Limits.maxReasonBytes, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes),
+               parameterCount: parameterCount, allowNonFinite: true)
     }
+
+    /// Largest frame accepted from a peer that is not a welcomed or ready worker (only a HELLO is).
+    public static let strangerFrameBytes = 64 << 10
+
+    /// Is `peer` a welcomed or ready worker (one whose frames are worth validating)?
+    public func isWorker(_ peer: PeerID) -> Bool {
+        guard let w = workers[peer] else { return false }
+        return w.phase == .welcomed || w.phase == .ready
+    }
+
+    /// A frame from a peer that is not a worker, dropped unread (too big, or not a HELLO).
+    public func dropStranger(_ peer: PeerID, bytes: Int, now: Double) {
+        droppedFrames += 1
+        strangerBytesDropped += bytes
+        emit(.dropped(peer: peer, reason: "\(bytes) bytes from a peer that has not said HELLO"))
+    }
+
+    /// Bytes of frames from strangers dropped unread.
+    public private(set) var strangerBytesDropped = 0
 
     // MARK: - Input
 
@@ -287,6 +348,12 @@ public final class CoordinatorCore {
         var out: [Outgoing] = []
         for peer in Array(workers.keys) {
             guard var w = workers[peer], w.phase == .ready || w.phase == .welcomed else { continue }
+            if w.phase == .welcomed && (now - w.welcomedAt > options.handshakeTimeout || now - w.lastHeard > options.liveness) {
+                // never became a worker: forgotten, it holds nothing (no record, no slot)
+                workers[peer] = nil
+                abandonedHandshakes += 1
+                continue
+            }
             if now - w.lastHeard > options.liveness {
                 w.phase = .dead
                 workers[peer] = w
@@ -300,7 +367,11 @@ public final class CoordinatorCore {
         if !started, let t0 = firstSeen, now - t0 > options.joinTimeout {
             let ready = liveWorkers.count
             if ready < options.minWorkers {
-                failure = .invalidConfig("only \(ready) of \(options.workers) workers joined within \(Int(options.joinTimeout)) s (need at least --min-workers \(options.minWorkers)); check that the workers can reach the coordinator's --bind address")
+                var why = "check that the workers can reach the coordinator's --bind address"
+                if refusedFull > 0 || abandonedHandshakes > 0 || deferredHellos > 0 {
+                    why = "\(refusedFull) HELLO(s) refused by --max-workers, \(abandonedHandshakes) peer(s) welcomed but never READY within \(Int(options.handshakeTimeout)) s, \(deferredHellos) HELLO(s) deferred while \(maxPendingHandshakes) handshakes were open; if those were your workers, check their logs"
+                }
+                failure = .invalidConfig("only \(ready) of \(options.workers) workers joined within \(Int(options.joinTimeout)) s (need at least --min-workers \(options.minWorkers)); \(why)")
                 out += shutdownAll(reason: "no quorum")
                 return sent(out, now: now)
             }
@@ -333,15 +404,25 @@ public final class CoordinatorCore {
     // MARK: - Handshake
 
     private func welcome(peer: PeerID, hello: Hello, now: Double) -> [Outgoing] {
-        if let w = workers[peer], w.phase == .ready || w.phase == .welcomed {
-            // a worker that restarted with the same routing id: forget the old one
-            _ = w
+        if let w = workers[peer], w.phase == .welcomed, now - w.welcomedAt <= options.handshakeTimeout {
+            // its WELCOME is on the way (a worker says HELLO again while it waits): one per handshake
+            return []
         }
-        let current = workers.values.filter { $0.phase == .ready || $0.phase == .welcomed }.count
-        if let cap = options.maxWorkers, current >= cap {
-            let reason = "the run already has --max-workers \(cap) workers"
+        let ready = liveWorkers.filter { $0.id != workers[peer]?.id }
+        if let cap = options.maxWorkers, ready.count >= cap {
+            refusedFull += 1
+            let holders = ready.prefix(8).map { "worker \($0.id) (\($0.host) pid \($0.pid))" }.joined(separator: ", ")
+            let reason = "the run already has --max-workers \(cap) ready workers: \(holders)\(ready.count > 8 ? ", …" : "")"
             emit(.rejected(peer: peer, reason: reason))
             return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: 0, message: .reject(reason)))]
+        }
+        let pending = workers.values.reduce(0) { $0 + ($1.phase == .welcomed ? 1 : 0) }
+        if pending >= maxPendingHandshakes {
+            // strangers cannot make us hold more open handshakes (and WELCOMEs in flight) than this;
+            // a real worker says HELLO again and gets in once a slot frees
+            deferredHellos += 1
+            emit(.dropped(peer: peer, reason: "HELLO deferred: \(pending) handshakes are open"))
+            return []
         }
         if let reason = mismatch(hello) {
             emit(.rejected(peer: peer, reason: reason))
@@ -351,13 +432,16 @@ public final class CoordinatorCore {
         nextWorkerID += 1
         var record = WorkerRecord(id: id, host: hello.host, pid: hello.pid, threads: hello.threads, phase: .welcomed)
         record.lastHeard = now
+        record.welcomedAt = now
         workers[peer] = record
         let w = Welcome(
             protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configJSON,
-            points: series.count, channels: series.channels, seriesHash: series.fingerprint,
+            points: series.count, channels: series.channels, seriesHash: seriesHash,
             parameterCount: parameterCount, microBatch: microBatch,
-            heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000))
-        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id, message: .welcome(w, series: series.values)))]
+            heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
+            sharedData: options.sharedData ? true : nil)
+        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id,
+                                                        message: .welcome(w, series: options.sharedData ? [] : series.values)))]
     }
 
     /// Why this worker cannot join, or nil.
@@ -401,6 +485,12 @@ public final class CoordinatorCore {
             finishedFlag = true
             emit(.finished)
             return shutdownAll(reason: "training finished")
+        }
+        if let bad = state.parameters.firstIndex(where: { !$0.isFinite }) {
+            // no worker takes non-finite weights (Wire refuses them): say it now, as in-process would
+            // on the gradient these weights give, instead of asking again forever
+            failure = .diverged("weight \(bad) is \(state.parameters[bad]) at step \(state.step + 1) (epoch \(state.epoch)); lower --lr or set --clip-norm")
+            return shutdownAll(reason: "training diverged")
         }
         stepWindows = n
         stepStart = now
@@ -615,8 +705,13 @@ public final class CoordinatorCore {
                 evaluation.start()
             }
         }
-        if checkpointEvery > 0 && state.step % checkpointEvery == 0 {
-            onCheckpoint?(checkpoint())
+        if checkpointEvery > 0 && state.step % checkpointEvery == 0, let onCheckpoint {
+            do {
+                try onCheckpoint(checkpoint())
+            } catch {
+                failure = error
+                return shutdownAll(reason: "the run stopped: \(error)")
+            }
         }
         // `now` is when the last gradient arrived; the update (and a synchronous evaluation or a
         // checkpoint) ran since: the next step starts now + that time, so its step time does not
@@ -662,7 +757,13 @@ public final class CoordinatorCore {
         if p.checkpoint, let onCheckpoint {
             var closed = p.saved
             closed.closeEpoch(loss: losses.loss, valLoss: losses.valLoss)
-            onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+            do {
+                try onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+            } catch {
+                // the step sent meanwhile is abandoned: the run loop sees the failure and stops
+                failure = error
+                return shutdownAll(reason: "the run stopped: \(error)")
+            }
         }
         return nil
     }

@@ -88,27 +88,55 @@ public struct TrainingResult: Sendable {
 }
 
 /// Training in this process, with the same micro-batches, the same canonical reduction and the same
-/// ``RunState`` as the data-parallel coordinator, so both give the same bits.
+/// ``RunState`` as the data-parallel coordinator, so both give the same bits. It writes the same
+/// checkpoints at the same points (``checkpointEvery``) and resumes from them (`resume:`).
 public final class InProcessTrainer {
     public let config: TrainingConfig
     public let series: Series
     public let split: WindowSplit
     public let threads: Int
+    /// The run's id in its checkpoints (a resumed run keeps its checkpoint's).
+    public let runID: UInt64
     public private(set) var state: RunState
     public var parameters: [Float] { state.parameters }
+    /// The epoch records so far (a resumed run starts with its checkpoint's).
+    public private(set) var metrics: [EpochMetrics] = []
+    /// Seconds spent computing steps over the whole run (a resumed run's include the time before).
+    public private(set) var trainSeconds = 0.0
+    /// Every this many steps, ``onCheckpoint`` gets a ``RunCheckpoint`` (0: never), at the points
+    /// the coordinator writes them.
+    public var checkpointEvery = 0
+    /// Writes checkpoints; an error stops the run (``run(onEvent:)`` throws it).
+    public var onCheckpoint: ((RunCheckpoint) throws(TrainingError) -> Void)?
+    /// Asked before every step: true stops the run there (``stopped`` says so), between steps.
+    public var shouldStop: () -> Bool = { false }
+    /// Whether the last ``run(onEvent:)`` ended because ``shouldStop`` said so.
+    public private(set) var stopped = false
     private let engine: GradientEngine
     private let evaluator: Evaluator
 
     /// - Parameters:
     ///   - initialParameters: start from these weights (`--init`); nil draws them from `config.seed`.
-    public init(config: TrainingConfig, series: Series, initialParameters: [Float]? = nil, threads: Int = 1) throws(TrainingError) {
+    ///   - resume: continue this checkpoint's run (its configuration, run id, weights and position win).
+    public init(config: TrainingConfig, series: Series, initialParameters: [Float]? = nil, threads: Int = 1,
+                resume: RunCheckpoint? = nil) throws(TrainingError) {
         guard threads >= 1 else { throw .invalidConfig("--threads must be at least 1 (got \(threads))") }
+        let config = resume?.config ?? config
         let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
         self.config = config
         self.series = series
         self.threads = threads
         split = prepared.split
-        state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+        if let r = resume {
+            try RunState.check(counters: r.counters, config: config, split: prepared.split)
+            state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters, best: r.best)
+            metrics = r.metrics
+            trainSeconds = r.trainSeconds
+            runID = r.runID
+        } else {
+            state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)
+            runID = UInt64.random(in: 1...UInt64.max)
+        }
         engine = GradientEngine(config: config.model, microBatch: prepared.microBatch, threads: threads)
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
     }
@@ -116,20 +144,32 @@ public final class InProcessTrainer {
     /// MSE of the current weights over the given windows.
     public func meanLoss(windows: [Int]) -> Double { evaluator.meanLoss(parameters, windows: windows) }
 
-    /// Runs until the epoch or step limit, or the target loss.
+    /// The run as it stands between steps (after ``run(onEvent:)`` returns or throws).
+    public func checkpoint() -> RunCheckpoint {
+        RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds)
+    }
+
+    /// Runs until the epoch or step limit, the target loss, or ``shouldStop``.
     ///
     /// On a non-finite gradient it stops *before* applying it and throws ``TrainingError/diverged(_:)``;
-    /// ``parameters`` then holds the last good weights.
+    /// ``parameters`` then holds the last good weights. A checkpoint that cannot be written stops the
+    /// run there and its error is thrown.
     public func run(onEvent: (TrainingEvent) -> Void = { _ in }) throws(TrainingError) -> TrainingResult {
         let start = ContinuousClock.now
         var windows = [Int](repeating: 0, count: state.batch)
-        var metrics: [EpochMetrics] = []
-        var trainSeconds = 0.0, epochTrain = 0.0
+        var epochTrain = 0.0
         let values = series.values
+        stopped = false
         // A full-batch epoch whose loss the next step measures (``RunState/nextStepMeasuresEpochLoss``):
-        // its metrics without the loss, and the run as it was at the epoch's end.
-        var pending: (metrics: EpochMetrics, saved: RunState)?
-        while let n = state.nextBatch(into: &windows) {
+        // its metrics without the loss, the run as it was at the epoch's end, and whether a
+        // checkpoint was due there (written once the epoch is settled, as the coordinator does).
+        var pending: (metrics: EpochMetrics, saved: RunState, checkpoint: Bool)?
+        while true {
+            if shouldStop() {
+                stopped = true
+                break
+            }
+            guard let n = state.nextBatch(into: &windows) else { break }
             let t0 = ContinuousClock.now
             // the root lives in the engine's rows (valid until its next call): no copy
             let root = state.parameters.withUnsafeBufferPointer { p in
@@ -153,6 +193,9 @@ public final class InProcessTrainer {
                     state = closed
                     break
                 }
+                if p.checkpoint {
+                    try save(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
+                }
                 state.adoptEpochClose(closed)
             }
             let loss = try state.apply(root: root, windows: n)
@@ -161,31 +204,41 @@ public final class InProcessTrainer {
             epochTrain += dt
             onEvent(.step(epoch: state.epoch, step: state.step, stepInEpoch: state.stepInEpoch, stepsPerEpoch: state.stepsPerEpoch,
                           loss: loss, samplesPerSecond: epochTrain > 0 ? Double(state.epochSamples) / epochTrain : 0))
+            let checkpointDue = checkpointEvery > 0 && state.step % checkpointEvery == 0
             if state.epochEnded {
+                defer { epochTrain = 0 }
                 if state.nextStepMeasuresEpochLoss {
                     // the next step's forward pass gives the loss: closed provisionally, settled there
                     let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start),
                                                    evaluate: false)
-                    pending = (m, state)
+                    pending = (m, state, checkpointDue)
                     state.closeEpochProvisionally()
-                } else {
-                    let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
-                    state.closeEpoch(loss: m.loss, valLoss: m.valLoss)
-                    metrics.append(m)
-                    onEvent(.epoch(m))
+                    continue
                 }
-                epochTrain = 0
+                let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
+                state.closeEpoch(loss: m.loss, valLoss: m.valLoss)
+                metrics.append(m)
+                onEvent(.epoch(m))
             }
+            if checkpointDue { try save(checkpoint()) }
         }
-        if var m = pending?.metrics, var closed = pending?.saved {
-            // not reached (the rule leaves a next step); evaluated here rather than lost
+        if let p = pending {
+            // stopped before the step that measures it: evaluated here rather than lost
+            pending = nil
+            var m = p.metrics
+            var closed = p.saved
             m.loss = evaluator.meanLoss(closed.parameters, windows: split.train)
             closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
             state = closed
             metrics.append(m)
             onEvent(.epoch(m))
+            if p.checkpoint { try save(checkpoint()) }
         }
         return evaluator.result(state: state, metrics: metrics, wallSeconds: seconds(since: start), trainSeconds: trainSeconds)
+    }
+
+    private func save(_ c: RunCheckpoint) throws(TrainingError) {
+        try onCheckpoint?(c)
     }
 }
 

@@ -53,6 +53,11 @@ public struct RunSummary: Sendable, Codable {
     public var speculative: Int? = nil
     /// Messages the coordinator could not send (peer gone or not reading).
     public var unsent: Int? = nil
+    /// Strangers: bytes of their frames dropped unread, handshakes forgotten after the handshake
+    /// timeout, HELLOs left unanswered while the open handshakes were at their cap.
+    public var strangerBytesDropped: Int? = nil
+    public var abandonedHandshakes: Int? = nil
+    public var deferredHellos: Int? = nil
     public var bytesIn: Int? = nil
     public var bytesOut: Int? = nil
     /// Data-parallel runs: mean time per step in each phase over the run.

@@ -252,6 +252,17 @@ public struct RunState: Sendable {
                  monitor: monitor)
     }
 
+    /// Checks that `c` is a point of a run of `config` over `split` (a checkpoint of another run, or
+    /// a damaged one, is refused before it can index out of the epoch).
+    public static func check(counters c: Counters, config: TrainingConfig, split: WindowSplit) throws(TrainingError) {
+        let batch = max(1, min(config.batch, split.train.count))
+        let perEpoch = epochSteps(windows: split.train.count, batch: batch)
+        guard c.stepInEpoch <= perEpoch, c.epoch >= (c.step > 0 ? 1 : 0), c.epochSamples <= split.train.count,
+              c.step <= c.epoch * perEpoch, c.samples <= c.step * batch else {
+            throw .data("the checkpoint's position (epoch \(c.epoch), step \(c.step), \(c.stepInEpoch) of \(perEpoch) steps in the epoch) does not fit this run's \(split.train.count) training windows in batches of \(batch)")
+        }
+    }
+
     /// Restores a run exactly where a checkpoint left it (`best`: ``bestParameters``).
     public init(config: TrainingConfig, split: WindowSplit, parameters: [Float], m: [Float], v: [Float], counters c: Counters,
                 best: [Float]? = nil) {

@@ -43,6 +43,7 @@ public struct CurveServerSecurity: Sendable, Equatable {
 
     /// The `ztrain keygen` layout: `DIR/coordinator.key_secret` and `DIR/allowed/`.
     public init(directory: String) throws(TrainingError) {
+        try checkKeyFolder(directory)
         try self.init(secretFile: directory + "/coordinator.key_secret", allowDirectory: directory + "/allowed")
     }
 }
@@ -70,11 +71,24 @@ public struct CurveClientSecurity: Sendable, Equatable {
     /// The `ztrain keygen` layout: `DIR/coordinator.key`, and `DIR/worker-RANK.key_secret` when it exists
     /// (one pair per rank), else `DIR/worker.key_secret` (one pair the workers share).
     public init(directory: String, rank: Int? = nil) throws(TrainingError) {
+        try checkKeyFolder(directory)
         var secret = directory + "/worker.key_secret"
         if let rank, FileManager.default.fileExists(atPath: "\(directory)/worker-\(rank).key_secret") {
             secret = "\(directory)/worker-\(rank).key_secret"
         }
         try self.init(serverFile: directory + "/coordinator.key", secretFile: secret)
+    }
+}
+
+/// A `--curve-dir` that is not a readable folder, said plainly.
+public func checkKeyFolder(_ directory: String) throws(TrainingError) {
+    var st = stat()
+    guard stat(directory, &st) == 0 else {
+        let why = String(cString: strerror(errno))
+        throw .invalidConfig("--curve-dir \(directory): \(why); create the keys with 'ztrain keygen --out \(directory)'")
+    }
+    guard st.st_mode & S_IFMT == S_IFDIR else {
+        throw .invalidConfig("--curve-dir \(directory) is a file, not the folder 'ztrain keygen --out DIR' makes")
     }
 }
 

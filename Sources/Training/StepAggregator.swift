@@ -30,7 +30,15 @@ public struct StepAggregator: Sendable {
         var run: Range<Int>
         var issued: Double
         var speculative: Bool
+        /// Given again this many times before (0: a first order); its retry waits
+        /// `timeout × 2^attempt` (capped), so a slow step costs a few copies, not a flood.
+        var attempt = 0
+        /// A retry of this order went out: its answer is still accepted, but it is never given again.
+        var superseded = false
     }
+
+    /// Retries wait at most `timeout` × this.
+    public static let maxBackoff = 64.0
 
     /// Values per leaf (the gradient and the loss sum: `P + 1`).
     public let width: Int
@@ -173,20 +181,23 @@ public struct StepAggregator: Sendable {
             adopted = distribute(contiguous(Array(orphans)), among: live, now: now, speculative: false)
             reassigned += adopted.count
         }
-        var stale: [(UInt32, Range<Int>)] = []
+        // Each order is given again at most once; the copy waits twice as long before it is given
+        // again in turn. Outstanding copies of a leaf thus grow by one per doubling of the step's
+        // time (a legitimately slow step costs a handful of copies, never a doubling flood).
+        var stale: [(UInt32, Range<Int>, Int)] = []
         for (w, list) in assignments {
-            for (i, a) in list.enumerated() where now - a.issued > timeout {
-                stale.append((w, a.run))
-                assignments[w]?[i].issued = now
+            for (i, a) in list.enumerated() where !a.superseded && now - a.issued > timeout * min(Self.maxBackoff, Double(1 << min(a.attempt, 20))) {
+                stale.append((w, a.run, a.attempt))
+                assignments[w]?[i].superseded = true
             }
         }
         guard !stale.isEmpty else { return adopted }
         var orders: [Order] = []
-        for (k, (w, run)) in stale.sorted(by: { ($0.1.lowerBound, $0.0) < ($1.1.lowerBound, $1.0) }).enumerated() {
+        for (k, (w, run, attempt)) in stale.sorted(by: { ($0.1.lowerBound, $0.0) < ($1.1.lowerBound, $1.0) }).enumerated() {
             let others = live.filter { $0 != w }
             let target = others.isEmpty ? w : others[k % others.count]
             for piece in missingPieces(of: [run]) {
-                orders.append(issue(piece, to: target, now: now, speculative: target != w))
+                orders.append(issue(piece, to: target, now: now, speculative: target != w, attempt: attempt + 1))
             }
         }
         retried += orders.count
@@ -241,8 +252,8 @@ public struct StepAggregator: Sendable {
 
     // MARK: - helpers
 
-    private mutating func issue(_ run: Range<Int>, to worker: UInt32, now: Double, speculative: Bool) -> Order {
-        assignments[worker, default: []].append(Assignment(run: run, issued: now, speculative: speculative))
+    private mutating func issue(_ run: Range<Int>, to worker: UInt32, now: Double, speculative: Bool, attempt: Int = 0) -> Order {
+        assignments[worker, default: []].append(Assignment(run: run, issued: now, speculative: speculative, attempt: attempt))
         return Order(worker: worker, run: run, speculative: speculative)
     }
 

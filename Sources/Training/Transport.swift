@@ -64,6 +64,22 @@ struct RateLimitedLog {
     }
 }
 
+/// A ``RateLimitedLog`` that several threads may use (the ZAP handler's thread logs refusals).
+final class SharedRateLimitedLog: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = Lock()
+    private var log: RateLimitedLog
+    private let t0 = ContinuousClock.now
+
+    init(interval: Double) { log = RateLimitedLog(interval: interval) }
+
+    func log(_ logger: Logger, key: String, _ message: @autoclosure () -> String) {
+        lock.lock()
+        defer { lock.unlock() }
+        log.log(logger, key: key, now: seconds(since: t0), message())
+    }
+}
+
 /// The coordinator's transport: one ROUTER socket, a poll loop, and the ``CoordinatorCore`` it drives.
 public final class CoordinatorServer {
     public let core: CoordinatorCore
@@ -76,6 +92,9 @@ public final class CoordinatorServer {
     private var badFrames = RateLimitedLog(interval: 5)
     /// Messages that could not be sent (peer gone or not reading).
     public private(set) var unsent = 0
+    /// Bytes from strangers dropped since the heap was last handed back to the system.
+    private var strangerBytesSinceTrim = 0
+    private var lastTrim = 0.0
     private var authenticator: Authenticator?
     /// Refreshed about once a second while the loop runs (for liveness probes).
     public var healthFile: HealthFile?
@@ -99,14 +118,19 @@ public final class CoordinatorServer {
             if let security {
                 // the ZAP handler must be bound before the socket accepts anyone
                 let log = logger
+                // anyone who can reach the port can make these happen: at most one line per kind per 5 s
+                // (with the count of those left out), and the totals at the end of the run
+                let limited = SharedRateLimitedLog(interval: 5)
                 authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
                     switch event {
-                    case .accepted(let key, let address): log.info("worker key \(key) from \(address) admitted")
+                    case .accepted(let key, let address):
+                        log.info("worker key \(key) from \(address) admitted")
                     case .refusedKey(let key, let address):
-                        log.warning("refused a connection from \(address): CURVE key \(key) is not in the allow-list")
-                    case .refusedMechanism(let m, let address): log.warning("refused a \(m) connection from \(address): CURVE required")
+                        limited.log(log, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                    case .refusedMechanism(let m, let address):
+                        limited.log(log, key: "mechanism", "refused a \(m) connection from \(address): CURVE required")
                     case .handshakeFailed(let endpoint, let reason):
-                        log.warning("refused a connection on \(endpoint): \(reason)")
+                        limited.log(log, key: "handshake", "refused a connection on \(endpoint): \(reason)")
                     }
                 }
                 try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
@@ -118,7 +142,9 @@ public final class CoordinatorServer {
             try socket.setHeartbeatInterval(.milliseconds(Int64(core.options.heartbeat * 1000)))
             try socket.setHeartbeatTimeout(.milliseconds(Int64(core.options.liveness * 1000)))
             try socket.setSendHighWaterMark(10_000)
-            try socket.setReceiveHighWaterMark(10_000)
+            // per peer: what any one peer can have queued here is this many frames of at most the
+            // size above (a worker's sends wait in its own queue meanwhile; nothing is lost)
+            try socket.setReceiveHighWaterMark(CoordinatorServer.receiveHighWaterMark)
             try socket.bind(bind)
             endpoint = try socket.lastEndpoint
         } catch {
@@ -127,6 +153,9 @@ public final class CoordinatorServer {
     }
 
     public var now: Double { seconds(since: t0) }
+
+    /// Messages queued per peer before the socket stops reading from it.
+    public static let receiveHighWaterMark = 128
 
     /// Runs until the core is done or `stop` is raised; then tells every worker to shut down.
     ///
@@ -150,6 +179,12 @@ public final class CoordinatorServer {
                 break
             }
             let t = now
+            if strangerBytesSinceTrim >= 16 << 20 && t - lastTrim >= 1 {
+                // dropped floods leave freed blocks in the heap: hand them back to the system
+                strangerBytesSinceTrim = 0
+                lastTrim = t
+                LargeBuffers.trim()
+            }
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
                 send(core.tick(now: t))
@@ -179,6 +214,19 @@ public final class CoordinatorServer {
             }
             let peer = PeerID(frames[0].bytes)
             let size = frames[1].count + frames[2].count
+            // strangers first, before any checksum: only a small HELLO is worth reading from a peer
+            // that is not a worker
+            if !core.isWorker(peer) {
+                let isHello = frames[1].withUnsafeBytes { h in
+                    h.count == Header.size && h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.hello.rawValue
+                }
+                if !isHello || size > CoordinatorCore.strangerFrameBytes {
+                    badFrames.log(logger, key: "stranger", now: now, "dropped \(size) bytes from \(peer), which has not said HELLO (\(core.strangerBytesDropped + size) bytes from strangers dropped so far)")
+                    core.dropStranger(peer, bytes: size, now: now)
+                    strangerBytesSinceTrim += size
+                    continue
+                }
+            }
             // the hot path: a GRADIENT is validated and reduced straight from the received frame
             let fast: Result<[Outgoing], WireError>? = frames[1].withUnsafeBytes { h in
                 guard h.count == Header.size, h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.gradient.rawValue else { return nil }
@@ -305,6 +353,8 @@ public final class WorkerClient {
     private let mailbox = Mailbox()
     private var computing = false
     private var queued: [(Envelope, ContinuousClock.Instant)] = []
+    /// Queued ASSIGNs of steps the coordinator had already moved past, skipped.
+    public private(set) var skippedAssigns = 0
     private var heartbeatIDs: (run: UInt64, worker: UInt32) = (0, 0)
     /// Seconds the last computation took (infinity before the first).
     private var lastCompute = Double.infinity
@@ -312,6 +362,12 @@ public final class WorkerClient {
     private var assignReceived: ContinuousClock.Instant?
     private let poller = Poller()
     private let wake: WakePipe?
+    /// Failed security handshakes on the socket (a refused key, a wrong server key, CURVE on one side only).
+    private var handshakes: HandshakeMonitor?
+    private let usesCurve: Bool
+    private var handshakeFailures = 0
+    private var lastMonitorPoll = 0.0
+    private var lastHandshakeFailure: HandshakeMonitor.Failure?
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
@@ -324,6 +380,7 @@ public final class WorkerClient {
         self.core = core
         self.logger = logger
         endpoint = connect
+        usesCurve = security != nil
         if security == nil && !isLocalEndpoint(connect) {
             logger.warning("connecting to \(connect) without CURVE: traffic is neither encrypted nor authenticated; give the worker --curve-dir (see 'ztrain keygen')")
         }
@@ -346,6 +403,7 @@ public final class WorkerClient {
             for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
             id[0] = max(1, id[0])  // ROUTER ids must not start with a zero byte
             try socket.setRoutingID(id)
+            handshakes = try HandshakeMonitor(context: context, watching: socket)
             try socket.connect(connect)
         } catch {
             throw .invalidConfig("cannot connect to \(connect): \(error)")
@@ -408,15 +466,37 @@ public final class WorkerClient {
                 computing = false
                 lastCompute = took
                 for r in replies { send(r) }
+                // ASSIGNs of a step older than the newest one queued are moot (the coordinator only
+                // moves on once a step is complete): they are skipped, not computed
                 let backlog = queued
                 queued = []
-                for (env, at) in backlog { handle(env, receivedAt: at) }
+                let newest = backlog.compactMap { e -> UInt64? in if case .assign(let a) = e.0.message { return a.step } else { return nil } }.max()
+                for (k, (env, at)) in backlog.enumerated() {
+                    if computing {
+                        // a computation started: the rest waits for it (one computation at a time)
+                        queued = Array(backlog[k...])
+                        break
+                    }
+                    if case .assign(let a) = env.message, let n = newest, a.step < n { skippedAssigns += 1; continue }
+                    handle(env, receivedAt: at)
+                }
                 if computing { continue }
             }
             switch core.phase {
             case .hello where !core.hasJoined:
+                if let why = checkHandshakes() { return why }
                 if now - lastHeard > connectTimeout {
+                    if let f = lastHandshakeFailure {
+                        return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s: the security handshake failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator")); \(handshakeHint)"
+                    }
                     return "no answer from the coordinator at \(endpoint) within \(Int(connectTimeout)) s; is it running, and is --connect right?"
+                }
+                // a coordinator with every handshake slot taken leaves a HELLO unanswered: say it again
+                if nextHello == 0 { nextHello = now + backoff }
+                if now >= nextHello {
+                    send(core.hello())
+                    backoff = min(8, backoff * 2)
+                    nextHello = now + backoff
                 }
             case .hello:
                 // rejoining: HELLO again with backoff until welcomed or out of patience
@@ -432,6 +512,11 @@ public final class WorkerClient {
             case .ready:
                 lostSince = nil
                 backoff = 0.5
+                if now - lastMonitorPoll > 1 {
+                    // failed handshakes of later reconnections are not kept queued
+                    lastMonitorPoll = now
+                    _ = handshakes?.poll()
+                }
                 if now - lastHeard > core.liveness {
                     logger.warning("the coordinator at \(endpoint) has been silent for \(cFormat("%.1f", core.liveness)) s; saying HELLO again")
                     lostSince = now
@@ -505,6 +590,11 @@ public final class WorkerClient {
             return
         }
         assignReceived = receivedAt
+        if core.isRepeated(env) {
+            // answered from the last answer at once; it says nothing about how long a computation takes
+            for r in core.handle(env, receivedAt: receivedAt) { send(r) }
+            return
+        }
         if core.options.artificialDelay == 0 && lastCompute < min(inlineLimit, core.heartbeat / 4) {
             let t = ContinuousClock.now
             let replies = core.handle(env, receivedAt: receivedAt)
@@ -548,8 +638,30 @@ public final class WorkerClient {
     }
 
     public func close() {
+        handshakes?.close()
+        handshakes = nil
         socket.close()
         try? context.terminate()
+    }
+
+    /// Before the first WELCOME: why the security handshake keeps failing, once it is clear that it
+    /// will not succeed (the coordinator refused the key, or three attempts failed), else nil.
+    private func checkHandshakes() -> String? {
+        guard let failures = handshakes?.poll(), !failures.isEmpty, !core.hasJoined else { return nil }
+        handshakeFailures += failures.count
+        lastHandshakeFailure = failures.last
+        if let f = failures.first(where: \.isRefusal) {
+            return "the coordinator at \(endpoint) refused this worker: \(f.reason(peer: "coordinator")); "
+                + "its public key must be in the coordinator's allowed/ folder (see 'ztrain keygen')"
+        }
+        guard handshakeFailures >= 3 || failures.contains(where: \.isMechanismMismatch), let f = lastHandshakeFailure else { return nil }
+        return "the security handshake with the coordinator at \(endpoint) failed \(handshakeFailures) time(s): \(f.reason(peer: "coordinator")); \(handshakeHint)"
+    }
+
+    private var handshakeHint: String {
+        usesCurve
+            ? "check that coordinator.key (--curve-server) is the coordinator's public key and that the coordinator runs with --curve-dir"
+            : "the coordinator requires CURVE: give this worker --curve-dir (see 'ztrain keygen')"
     }
 }
 
@@ -682,6 +794,15 @@ public enum LargeBuffers {
         let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4  // <malloc.h>
         _ = mallopt(M_MMAP_MAX, 0)
         _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
+        #endif
+    }
+
+    /// Hands free heap pages back to the system (`malloc_trim(0)`; glibc only, elsewhere a no-op).
+    public static func trim() {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
         #endif
     }
 }

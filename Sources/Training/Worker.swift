@@ -26,6 +26,10 @@ public struct WorkerOptions: Sendable {
     public var protocolVersion: UInt16
     /// Seconds to sleep before each computation: a slow machine, for fault drills and tests.
     public var artificialDelay: Double = 0
+    /// Reads the series a configuration names, as the model sees it, when a WELCOME says the data is shared
+    /// (``Welcome/sharedData``); the endpoint supplies it (the core does no I/O). Nil: such a WELCOME is
+    /// answered with BYE.
+    public var loadData: (@Sendable (TrainingConfig) throws -> Series)? = nil
 
     public init(threads: Int, expect: Expectation? = nil, host: String = ProcessInfo.processInfo.hostName,
                 pid: Int32 = ProcessInfo.processInfo.processIdentifier, protocolVersion: UInt16 = Wire.protocolVersion) {
@@ -58,6 +62,11 @@ public final class WorkerCore {
     private var series: Series?
     private var engine: GradientEngine?
     private var windowBuffer: [Int] = []
+    /// The last computation's answers: an ASSIGN given again for the same run, step and leaves (a
+    /// retry after a slow step, or after a lost GRADIENT) is answered from here, not recomputed.
+    private var lastAnswer: (runID: UInt64, step: UInt64, leaves: Range<Int>, replies: [Envelope])?
+    /// ASSIGNs answered from ``lastAnswer`` instead of computed again.
+    public private(set) var repeatedAnswers = 0
 
     public init(options: WorkerOptions) {
         self.options = options
@@ -77,7 +86,15 @@ public final class WorkerCore {
         engine = nil
         series = nil
         config = nil
+        lastAnswer = nil
         return hello()
+    }
+
+    /// Is `env` an ASSIGN that ``handle(_:receivedAt:)`` answers from the last answer (no computation)?
+    public func isRepeated(_ env: Envelope) -> Bool {
+        guard case .assign(let a) = env.message, let last = lastAnswer, phase == .ready,
+              env.runID == runID, env.workerID == workerID else { return false }
+        return last.runID == runID && last.step == a.step && last.leaves == a.leaves
     }
 
     /// Has this worker ever been welcomed?
@@ -122,12 +139,28 @@ public final class WorkerCore {
               ParameterLayout(cfg.model).count == w.parameterCount, w.microBatch >= 1 else {
             return fail("WELCOME is inconsistent: \(w.channels) channels, \(w.parameterCount) parameters for model \(cfg.model)")
         }
-        let names = (0..<w.channels).map { "c\($0)" }
-        guard let s = try? Series(names: names, values: values), s.count == w.points else {
-            return fail("the series in WELCOME is malformed")
-        }
-        guard s.fingerprint == w.seriesHash else {
-            return fail("the series arrived with hash \(String(s.fingerprint, radix: 16)), expected \(String(w.seriesHash, radix: 16))")
+        let s: Series
+        if w.sharedData == true {
+            guard let load = options.loadData else {
+                return fail("the coordinator asked this worker to read the data itself, which it cannot; run the coordinator without --shared-data")
+            }
+            do {
+                s = try load(cfg)
+            } catch {
+                return fail("cannot read the data the coordinator named (\(cfg.data)): \(error); give this worker the same file at the same path, or run the coordinator without --shared-data")
+            }
+            guard s.count == w.points, s.channels == w.channels, s.fingerprint == w.seriesHash else {
+                return fail("the data at \(cfg.data) here (\(s.count) points, hash \(String(s.fingerprint, radix: 16))) is not the coordinator's (\(w.points) points, hash \(String(w.seriesHash, radix: 16))); give this worker the same file, or run the coordinator without --shared-data")
+            }
+        } else {
+            let names = (0..<w.channels).map { "c\($0)" }
+            guard let received = try? Series(names: names, values: values), received.count == w.points else {
+                return fail("the series in WELCOME is malformed")
+            }
+            guard received.fingerprint == w.seriesHash else {
+                return fail("the series arrived with hash \(String(received.fingerprint, radix: 16)), expected \(String(w.seriesHash, radix: 16))")
+            }
+            s = received
         }
         runID = w.runID
         workerID = w.workerID
@@ -143,6 +176,10 @@ public final class WorkerCore {
 
     private func compute(_ a: Assign, receivedAt: ContinuousClock.Instant) -> [Envelope] {
         guard let engine, let series, let config else { ignored += 1; return [] }
+        if let last = lastAnswer, last.runID == runID, last.step == a.step, last.leaves == a.leaves {
+            repeatedAnswers += 1
+            return last.replies
+        }
         let n = a.windows.count
         let T = config.model.seqLen
         let m = engine.leafCount(windows: n)
@@ -174,6 +211,7 @@ public final class WorkerCore {
             }
         }
         steps += 1
+        lastAnswer = (runID, a.step, a.leaves, out)
         return out
     }
 }

@@ -182,18 +182,9 @@ private final class Job: @unchecked Sendable {
 
     private func readMonitor(_ m: Socket) {
         while let frames = try? m.receiveMultipart(flags: .dontWait) {
-            guard frames.count == 2, frames[0].count == 6 else { continue }
-            let event = UInt16(frames[0][0]) | UInt16(frames[0][1]) << 8
-            let value = UInt32(frames[0][2]) | UInt32(frames[0][3]) << 8 | UInt32(frames[0][4]) << 16 | UInt32(frames[0][5]) << 24
-            let endpoint = String(decoding: frames[1], as: UTF8.self)
-            let reason: String
-            switch Int32(event) {
-            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                reason = Int32(value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                    ? "security mechanism mismatch (a plaintext client?)" : "protocol error 0x\(String(value, radix: 16))"
-            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: reason = "authentication refused (ZAP status \(value))"
-            default: reason = "security handshake failed (\(String(cString: strerror(Int32(bitPattern: value))))): a plaintext client, or one with another server key?"
-            }
+            guard let f = HandshakeMonitor.decode(frames) else { continue }
+            let endpoint = f.endpoint
+            let reason = f.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "authentication refused (ZAP status \(f.value))" : f.reason(peer: "client")
             let e = AuthEvent.handshakeFailed(endpoint: endpoint, reason: reason)
             owner.count(e)
             onEvent(e)

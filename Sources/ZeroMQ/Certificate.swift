@@ -79,8 +79,9 @@ public struct CurveCertificate: Sendable, Equatable {
     /// The public keys of every `*.key` file in `directory` (an allow-list), by file name.
     public static func loadDirectory(_ directory: String) throws(CertificateError) -> [String: String] {
         let names: [String]
+        try checkReadable(directory)
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw .unreadable(directory, "cannot list the folder: \(error)")
+            throw .unreadable(directory, "cannot list the folder")
         }
         var keys: [String: String] = [:]
         for name in names.sorted() where name.hasSuffix(".key") {
@@ -107,8 +108,9 @@ public struct CurveCertificate: Sendable, Equatable {
     /// `name = "value"` lines of the file (ZPL's other structure is ignored).
     static func parse(path: String) throws(CertificateError) -> [String: String] {
         let data: Data
+        try checkReadable(path)
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path, "\(error)")
+            throw .unreadable(path, "the file cannot be read")
         }
         guard data.count <= 64 * 1024 else { throw .invalid(path, "\(data.count) bytes is too large for a certificate") }
         guard let text = String(data: data, encoding: .utf8) else { throw .invalid(path, "not UTF-8 text") }
@@ -128,6 +130,12 @@ public struct CurveCertificate: Sendable, Equatable {
         guard key.utf8.count == 40, (try? Z85.decode(key))?.count == 32 else {
             throw .invalid(path, "\(name) must be 40 Z85 characters (got \(key.utf8.count))")
         }
+    }
+
+    /// Throws the system's reason (`No such file or directory`, `Permission denied`) when `path`
+    /// cannot be opened for reading.
+    static func checkReadable(_ path: String) throws(CertificateError) {
+        guard access(path, R_OK) == 0 else { throw .unreadable(path, String(cString: strerror(errno))) }
     }
 
     /// Refuses a secret file whose permissions let others read it (`chmod 600` fixes it).

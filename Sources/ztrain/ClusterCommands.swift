@@ -36,6 +36,9 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Do not give idle workers copies of a straggler's micro-batches.")
     var noSpeculation = false
 
+    @Flag(help: "Workers read the CSV themselves, at the same absolute path (shared storage), checked by hash, instead of receiving the series in WELCOME ('train --workers' does this for a CSV).")
+    var sharedData = false
+
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
 
@@ -45,9 +48,11 @@ struct ClusterOptions: ParsableArguments {
         if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
         if let m = maxWorkers, m < workers { throw ValidationError("--max-workers must be at least --workers \(workers) (got \(m))") }
         if let r = retryAfter, !(r.isFinite && r > 0) { throw ValidationError("--retry-after must be a positive number of seconds") }
-        return CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
-                                  liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
-                                  speculate: !noSpeculation, maxWorkers: maxWorkers)
+        var o = CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
+                                   liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
+                                   speculate: !noSpeculation, maxWorkers: maxWorkers)
+        o.sharedData = sharedData
+        return o
     }
 }
 
@@ -78,6 +83,7 @@ struct SecurityOptions: ParsableArguments {
                 return try CurveServerSecurity(secretFile: secret, allowDirectory: allow)
             }
             if let dir = curveDir {
+                try checkKeyFolder(dir)
                 return try CurveServerSecurity(secretFile: dir + "/coordinator.key_secret", allowDirectory: curveAllow ?? dir + "/allowed")
             }
         } catch let e as TrainingError {
@@ -132,7 +138,7 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Continue the run whose output folder (with checkpoints/) is this; its configuration wins.")
     var resume: String?
 
-    @Flag(help: "Continue from --out's checkpoints when it has any, else start (for restarts by systemd or Kubernetes).")
+    @Flag(help: "Continue from --out's checkpoints when it has a usable one, else start a new run (for restarts by systemd or Kubernetes).")
     var autoResume = false
 
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
@@ -143,11 +149,12 @@ struct Coordinator: ParsableCommand {
 
     func validate() throws {
         if !(1...256).contains(workers) { throw ValidationError("--workers must be in 1...256 (got \(workers))") }
+        try runOptions.validateCheckpointFlags()
     }
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.coordinator")
-        let prepared = try prepareCoordinatorRun(runOptions, resume: resume, autoResume: autoResume, logger: logger)
+        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else { return }
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
                                       keep: runOptions.keep, timeline: cluster.timeline, security: security.server(),
@@ -222,7 +229,9 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
                parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
                healthFile: HealthFile? = nil, logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
-    let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
+    var workerOptions = WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion)
+    workerOptions.loadData = { config in try config.loadSeries().model }
+    let core = WorkerCore(options: workerOptions)
     let client: WorkerClient
     do { client = try WorkerClient(core: core, connect: connect, security: security, logger: logger) } catch { throw fail("\(error)") }
     client.healthFile = healthFile
@@ -238,23 +247,6 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
     logger.info("worker \(core.workerID) done after \(core.steps) assignments")
 }
 
-/// The coordinator's run: `--resume DIR`, or with `autoResume` the `--out` folder when it holds checkpoints,
-/// else a new run from the flags.
-func prepareCoordinatorRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger: Logger) throws -> PreparedCLIRun {
-    if let dir = resume { return try PreparedCLIRun(resume: dir, logger: logger) }
-    if autoResume {
-        guard let out = options.out else { throw ValidationError("--auto-resume needs --out DIR (where the checkpoints are)") }
-        if FileManager.default.fileExists(atPath: out + "/checkpoints"),
-           let names = try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints"), !names.isEmpty {
-            logger.notice("resuming from the checkpoints in \(out)/checkpoints")
-            return try PreparedCLIRun(resume: out, logger: logger)
-        }
-        // no checkpoint yet: what is there is an earlier start of this same run
-        return try PreparedCLIRun(options, existing: .overwrite, logger: logger)
-    }
-    return try PreparedCLIRun(options, logger: logger)
-}
-
 /// Runs a coordinator until the run ends; with `spawnWorkers > 0` also starts and reaps local workers.
 /// Returns the exit status.
 func runCoordinator(
@@ -262,8 +254,6 @@ func runCoordinator(
     checkpointEvery: Int, keep: Int, timeline: String? = nil, security: CurveServerSecurity? = nil,
     healthFile: HealthFile? = nil, workerSecurity: [String] = [], global: GlobalOptions, logger: Logger
 ) throws -> Int32 {
-    guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
-    guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
     let config = p.config
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
@@ -312,12 +302,12 @@ func runCoordinator(
         }
     }
 
-    if checkpointEvery > 0 {
-        let store = CheckpointStore(runDirectory: p.dir.url, keep: keep)
+    let writeCheckpoint = p.checkpointStore(every: checkpointEvery, keep: keep).map {
+        checkpointWriter($0, directory: p.dir.url.path, logger: logger)
+    }
+    if let writeCheckpoint {
         core.checkpointEvery = checkpointEvery
-        core.onCheckpoint = { c in
-            do { try store.save(c) } catch { logger.error("checkpoint at step \(c.counters.step) failed: \(error)") }
-        }
+        core.onCheckpoint = writeCheckpoint
     }
 
     // local workers talk over ipc:// in a private folder unless told otherwise
@@ -366,34 +356,42 @@ func runCoordinator(
     _ = trap
 
     let now = server.now
+    // where the run ended, as a checkpoint (not after a failure: its newest checkpoint stays the last good one)
+    var problems: [TrainingError] = []
+    if core.failure == nil, let writeCheckpoint {
+        do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
+    }
     let result = core.result(now: now)
     var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,
                             mode: "data-parallel", threads: workerThreads, split: core.state.split,
                             error: core.failure ?? (stop.isSet ? TrainingError.invalidConfig("stopped by signal \(stop.signal)") : nil))
-    summary.workers = core.workers.values.sorted { $0.id < $1.id }
+    summary.workers = core.workers.values.filter { $0.phase != .welcomed }.sorted { $0.id < $1.id }  // not peers mid-handshake
     summary.droppedFrames = core.droppedFrames
     summary.lateOrDuplicate = core.lateOrDuplicate
     summary.reassigned = core.reassigned
     summary.retried = core.retried
     summary.speculative = core.speculative
     summary.unsent = server.unsent
+    summary.strangerBytesDropped = core.strangerBytesDropped
+    summary.abandonedHandshakes = core.abandonedHandshakes
+    summary.deferredHellos = core.deferredHellos
     summary.bytesIn = core.bytesIn
     summary.bytesOut = core.bytesOut
     let steps = max(1, result.steps)
     summary.timing = result.metrics.compactMap { $0.timing }.reduce(into: StepTiming()) { acc, t in acc.add(t) }
         .scaled(1 / Double(max(1, result.metrics.count)))
     _ = steps
-    try p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split, summary: summary,
-                       logger: logger)
-
+    problems += p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split,
+                                summary: summary, logger: logger)
+    if let f = core.failure {
+        writeToStandardError("error: \(f)\(problems.isEmpty ? " (last good weights saved to \(p.dir.modelURL.path))" : "")\n")
+    }
+    for e in problems { writeToStandardError("error: \(e)\n") }
     if stop.isSet {
-        logger.warning("stopped by signal \(stop.signal); last weights saved to \(p.dir.modelURL.path)")
+        logger.warning("stopped by signal \(stop.signal); \(problems.isEmpty ? "last weights saved to \(p.dir.modelURL.path)" : "some outputs could not be saved")")
         return 128 + stop.signal
     }
-    if let f = core.failure {
-        writeToStandardError("error: \(f) (last good weights saved to \(p.dir.url.path))\n")
-        return 1
-    }
+    if core.failure != nil || !problems.isEmpty { return 1 }
     if let e = writeError {
         writeToStandardError("error: \(e)\n")
         return 1

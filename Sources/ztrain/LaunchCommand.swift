@@ -63,6 +63,7 @@ struct Launch: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        try runOptions.validateCheckpointFlags()
         if let r = rank, r < 0 { throw ValidationError("--rank must be 0 or more (got \(r))") }
         if let w = worldSize, !(1...257).contains(w) { throw ValidationError("--world-size must be in 1...257 (got \(w))") }
         if let p = port, !(1...65535).contains(p) { throw ValidationError("--port must be in 1...65535 (got \(p))") }
@@ -81,7 +82,7 @@ struct Launch: ParsableCommand {
         let logger = try global.bootstrap(label: plan.isCoordinator ? "ztrain.coordinator" : "ztrain.worker")
         logger.info("launch: rank \(plan.rank) of \(plan.worldSize) (\(plan.engine)), coordinator \(plan.connectEndpoint)")
         if plan.isCoordinator {
-            let prepared = try prepareCoordinatorRun(runOptions, resume: resume, autoResume: autoResume, logger: logger)
+            guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else { return }
             let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: plan.workers), bind: plan.bindEndpoint,
                                           spawnWorkers: plan.rankZeroWorks ? 1 : 0, workerThreads: threads ?? 1,
                                           checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,

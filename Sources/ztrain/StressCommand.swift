@@ -88,8 +88,17 @@ struct Stress: ParsableCommand {
     @Option(help: "Also write the summary as JSON to this file.")
     var json: String?
 
+    @Option(help: "Attack: a stranger process sends this many 1 MiB frames (never completing a handshake) during the rounds.")
+    var strangerFrames: Int = 0
+
+    @Option(help: "Attack: the stranger also says HELLO from this many new connections that never read.")
+    var strangerHellos: Int = 0
+
     @Option(help: .hidden)
     var perturbRound: Int?
+
+    @Option(help: .hidden)
+    var strangerConnect: String?
 
     @Option(help: .hidden)
     var workerConnect: String?
@@ -106,10 +115,13 @@ struct Stress: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     var config: StressConfig {
-        StressConfig(workers: workers, parameterCount: params, rounds: rounds, leavesPerWorker: leavesPerWorker,
-                     seed: seed, killRate: killRate, slowRate: slowRate, slowFactor: slowFactor, dropRate: dropRate,
-                     duplicateRate: duplicateRate, corruptRate: corruptRate, reorder: reorder, liveness: liveness,
-                     retryAfter: retryAfter, roundTimeout: roundTimeout, transport: transport, perturbRound: perturbRound)
+        var c = StressConfig(workers: workers, parameterCount: params, rounds: rounds, leavesPerWorker: leavesPerWorker,
+                             seed: seed, killRate: killRate, slowRate: slowRate, slowFactor: slowFactor, dropRate: dropRate,
+                             duplicateRate: duplicateRate, corruptRate: corruptRate, reorder: reorder, liveness: liveness,
+                             retryAfter: retryAfter, roundTimeout: roundTimeout, transport: transport, perturbRound: perturbRound)
+        c.strangerFrames = strangerFrames
+        c.strangerHellos = strangerHellos
+        return c
     }
 
     func validate() throws {
@@ -122,6 +134,10 @@ struct Stress: ParsableCommand {
     func run() throws {
         if let endpoint = workerConnect {
             try runWorker(endpoint: endpoint)
+            return
+        }
+        if let endpoint = strangerConnect {
+            _ = StrangerAttack.run(endpoint: endpoint, frames: strangerFrames, hellos: strangerHellos, parentPID: parentPid)
             return
         }
         let logger = try global.bootstrap(label: "ztrain.stress")

@@ -27,11 +27,17 @@ struct RunOptions: ParsableArguments {
     @Flag(help: "Replace the run already in --out (its files are removed first).")
     var overwrite = false
 
-    @Option(help: "With workers: write a checkpoint to OUT/checkpoints every this many steps (0: never).")
+    @Option(help: "Write a checkpoint to OUT/checkpoints every this many steps, and one where the run ends (0: never).")
     var checkpointEvery: Int = 0
 
     @Option(help: "Checkpoints to keep.")
     var keep: Int = 3
+
+    /// Checks `--checkpoint-every` and `--keep`.
+    func validateCheckpointFlags() throws {
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
+        guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
+    }
 }
 
 /// A run ready to start: configuration, data, first weights, output folder.
@@ -47,19 +53,6 @@ struct PreparedCLIRun {
     var resume: RunCheckpoint? = nil
     /// When this process started the run (ISO 8601, UTC).
     let startedAt = isoTimestamp()
-
-    /// Continues the newest checkpoint in `directory` (its configuration wins over any flag).
-    init(resume directory: String, logger: Logger) throws {
-        let store = CheckpointStore(runDirectory: URL(fileURLWithPath: directory, isDirectory: true), keep: 1)
-        let c: RunCheckpoint
-        do { c = try store.latest() } catch { throw fail("\(error)") }
-        config = c.config
-        do { (raw, series) = try c.config.loadSeries() } catch { throw fail("cannot reload the data of the checkpointed run: \(error)") }
-        initial = nil
-        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
-        resume = c
-        logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
-    }
 
     /// A new run from the flags. `existing` is what to do with a non-empty `--out` (default: what
     /// `--overwrite` says).
@@ -108,35 +101,43 @@ struct PreparedCLIRun {
         }
     }
 
+    /// The checkpoints of this run, when it writes them: with `--checkpoint-every`, or when it was
+    /// resumed from them (so that its folder's newest checkpoint is always where it ended).
+    func checkpointStore(every: Int, keep: Int) -> CheckpointStore? {
+        guard every > 0 || resume != nil else { return nil }
+        return CheckpointStore(runDirectory: dir.url, keep: keep, seriesFingerprint: series.fingerprint)
+    }
+
     /// The loss plot's title: the settings that shape the curve.
     var plotTitle: String {
         let c = config
         return "ztrain: H=\(c.model.hiddenSize), \(c.model.cell.rawValue) cell, \(c.optimizer.kind.rawValue) lr \(cFormat("%g", c.optimizer.learningRate)), batch \(c.batch), random seed \(c.seed)"
     }
 
-    /// Writes model, summary and loss plot, whatever happened. With a validation part (`split`),
-    /// `model.safetensors` is the best epoch's weights (`best`; the last ones before any epoch ended)
-    /// and `last.safetensors` the last ones. The summary's one-step metrics are those of
-    /// `model.safetensors`.
+    /// Writes model, summary and loss plot, whatever happened; returns what could not be written. With
+    /// a validation part (`split`), `model.safetensors` is the best epoch's weights (`best`; the last
+    /// ones before any epoch ended) and `last.safetensors` the last ones. The summary's one-step
+    /// metrics are those of `model.safetensors`.
     func writeOutputs(parameters: [Float], best: [Float]?, split: WindowSplit, summary: RunSummary,
-                      logger: Logger? = nil) throws {
+                      logger: Logger? = nil) -> [TrainingError] {
         var summary = summary
         let model = split.validation.isEmpty ? parameters : best ?? parameters
         if let e = evaluate(parameters: model) {
             summary.evaluation = e
             logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")\(e.perSeries.map { ", pooled over \($0.count) series" } ?? "")):\n\(e.text)")
         }
-        do {
-            let extra = ["training_config": configJSON(config)]
-            if !split.validation.isEmpty {
-                try dir.writeModel(parameters: parameters, config: config, extra: extra, to: dir.lastModelURL)
-            }
-            try dir.writeModel(parameters: model, config: config, extra: extra)
-            try dir.writeSummary(summary)
-            try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss)
-        } catch {
-            throw fail("\(error)")
+        // each output is tried, so a full disk still leaves the smaller ones a chance
+        var problems: [TrainingError] = []
+        let extra = ["training_config": configJSON(config)]
+        if !split.validation.isEmpty {
+            do { try dir.writeModel(parameters: parameters, config: config, extra: extra, to: dir.lastModelURL) } catch { problems.append(error) }
         }
+        do { try dir.writeModel(parameters: model, config: config, extra: extra) } catch { problems.append(error) }
+        do { try dir.writeSummary(summary) } catch { problems.append(error) }
+        do { try dir.writeLossPlot(title: plotTitle, data: config.data.description, target: config.targetLoss) } catch {
+            problems.append(error)
+        }
+        return problems
     }
 
     /// The metrics of `ztrain predict` for these weights (nil if the weights are not finite).
@@ -172,10 +173,13 @@ struct PreparedCLIRun {
         return s
     }
 
-    /// A run whose final loss is NaN failed, whatever stopped it: the error to exit with, or nil.
+    /// A run whose final loss is NaN or infinite failed (diverged), whatever stopped it: the error to
+    /// exit with (its message written), or nil.
     func nanFailure(_ r: TrainingResult) -> ExitCode? {
-        guard r.finalLoss.isNaN || r.finalValLoss?.isNaN == true else { return nil }
-        return fail("the final \(r.finalLoss.isNaN ? "training" : "validation") loss is NaN; lower --lr or set --clip-norm (weights saved to \(dir.url.path))")
+        let bad = !r.finalLoss.isFinite ? r.finalLoss : r.finalValLoss.flatMap { $0.isFinite ? nil : $0 }
+        guard let bad else { return nil }
+        let which = r.finalLoss.isFinite ? "validation" : "training"
+        return fail("\(TrainingError.diverged("the final \(which) loss is \(bad.isNaN ? "NaN" : "\(bad)"); lower --lr or set --clip-norm")) (weights saved to \(dir.url.path))")
     }
 
     func logDone(_ r: TrainingResult, summary: RunSummary, windows: Int, logger: Logger) {
@@ -217,6 +221,12 @@ struct Train: ParsableCommand {
     @Option(help: "With --workers: the coordinator's endpoint (default: ipc:// in a private temp folder).")
     var bind: String?
 
+    @Option(help: "Continue the run whose output folder (with checkpoints/) is this; its configuration wins (more --epochs or --steps may extend it).")
+    var resume: String?
+
+    @Flag(help: "Continue from --out's checkpoints when it has any usable one, else start a new run.")
+    var autoResume = false
+
     @OptionGroup(title: "Data-parallel") var cluster: ClusterOptions
 
     @OptionGroup var global: GlobalOptions
@@ -228,19 +238,21 @@ struct Train: ParsableCommand {
         if workers == nil && cluster.timeline != nil {
             throw ValidationError("--timeline needs --workers (or 'ztrain coordinator'): it draws the data-parallel steps")
         }
-        if workers == nil && runOptions.checkpointEvery != 0 {
-            throw ValidationError("--checkpoint-every needs --workers (or 'ztrain coordinator'); in-process runs do not checkpoint yet")
-        }
+        try runOptions.validateCheckpointFlags()
     }
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.train")
-        let prepared = try PreparedCLIRun(runOptions, logger: logger)
+        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else { return }
         if let n = workers {
             let cores = ProcessInfo.processInfo.activeProcessorCount
             let perWorker = threads ?? max(1, cores / n)
+            var options = try cluster.options(workers: n)
+            // local workers share this machine's files: each reads the CSV itself (checked by hash) rather
+            // than receiving the whole series in its WELCOME
+            if case .csv = prepared.config.data { options.sharedData = true }
             let code = try runCoordinator(
-                prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
+                prepared: prepared, options: options, bind: bind, spawnWorkers: n,
                 workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
                 timeline: cluster.timeline, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }
@@ -252,17 +264,26 @@ struct Train: ParsableCommand {
     func runInProcess(prepared p: PreparedCLIRun, threads: Int, logger: Logger) throws {
         let trainer: InProcessTrainer
         do {
-            trainer = try InProcessTrainer(config: p.config, series: p.series, initialParameters: p.initial, threads: threads)
+            trainer = try InProcessTrainer(config: p.config, series: p.series, initialParameters: p.initial, threads: threads, resume: p.resume)
         } catch {
             throw fail("\(error)")
         }
         let config = p.config
         logger.info("training in-process: \(p.series.count) points, \(trainer.split.all.count) windows (\(trainer.split.train.count) train, \(trainer.split.validation.count) validation), H=\(config.model.hiddenSize), cell \(config.model.cell.rawValue), \(config.optimizer.kind.rawValue) lr \(config.optimizer.learningRate), batch \(config.batch), micro-batch \(config.microBatch), \(threads) thread(s), out \(p.dir.url.path)")
+        let store = p.checkpointStore(every: runOptions.checkpointEvery, keep: runOptions.keep)
+        let writeCheckpoint = store.map { checkpointWriter($0, directory: p.dir.url.path, logger: logger) }
+        if let writeCheckpoint {
+            trainer.checkpointEvery = runOptions.checkpointEvery
+            trainer.onCheckpoint = writeCheckpoint
+        }
+        let stop = StopFlag()
+        let trap = SignalTrap(stop)
+        trainer.shouldStop = { stop.isSet }
         let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                         totalEpochs: config.epochs, totalSteps: config.steps)
         var writeError: (any Error)? = nil
         var result: TrainingResult? = nil
-        var runError: (any Error)? = nil
+        var runError: TrainingError? = nil
         do {
             result = try trainer.run { event in
                 progress.handle(event)
@@ -274,14 +295,31 @@ struct Train: ParsableCommand {
             runError = error
         }
         progress.finish()
+        _ = trap
+        // where the run ended, as a checkpoint (not after a failure: its newest checkpoint stays the last good one)
+        var problems: [TrainingError] = []
+        if runError == nil, let writeCheckpoint {
+            do { try writeCheckpoint(trainer.checkpoint()) } catch { problems.append(error) }
+        }
         let params = result?.parameters ?? trainer.parameters
         let summary = p.summary(result: result, parameters: params,
                                 finalLoss: result?.finalLoss ?? trainer.meanLoss(windows: trainer.split.train),
-                                mode: "in-process", threads: threads, split: trainer.split, error: runError)
-        try p.writeOutputs(parameters: params, best: result?.bestParameters ?? trainer.state.bestParameters, split: trainer.split,
-                           summary: summary, logger: logger)
-        if let e = writeError { throw fail("\(e)") }
-        if let e = runError { throw fail("\(e) (last good weights saved to \(p.dir.url.path))") }
+                                mode: "in-process", threads: threads, split: trainer.split,
+                                error: runError ?? (trainer.stopped ? TrainingError.invalidConfig("stopped by signal \(stop.signal)") : nil))
+        problems += p.writeOutputs(parameters: params, best: result?.bestParameters ?? trainer.state.bestParameters,
+                                   split: trainer.split, summary: summary, logger: logger)
+        if let e = runError {
+            writeToStandardError("error: \(e)\(problems.isEmpty ? " (last good weights saved to \(p.dir.modelURL.path))" : "")\n")
+        }
+        for e in problems { writeToStandardError("error: \(e)\n") }
+        if let e = writeError { writeToStandardError("error: \(e)\n") }
+        if trainer.stopped {
+            let saved = problems.isEmpty ? "last weights, summary.json and loss.svg saved to \(p.dir.url.path)" : "some outputs could not be saved"
+            let again = store != nil && problems.isEmpty && runError == nil ? "; continue with: ztrain train --resume \(p.dir.url.path)" : ""
+            logger.warning("stopped by signal \(stop.signal) at step \(trainer.state.step) (epoch \(trainer.state.epoch)); \(saved)\(again)")
+            throw ExitCode(128 + stop.signal)
+        }
+        if runError != nil || !problems.isEmpty || writeError != nil { throw ExitCode.failure }
         if let r = result {
             p.logDone(r, summary: summary, windows: trainer.split.train.count, logger: logger)
             if let e = p.nanFailure(r) { throw e }

@@ -74,3 +74,36 @@ import Testing
         }
     }
 }
+
+@Suite("AtomicFile reads only regular files, within a limit")
+struct AtomicFileReadLimitTests {
+    @Test func devicesAndFIFOsAreRefusedAtOnce() throws {
+        #expect(checkpointMessage { try AtomicFile.read("/dev/zero") } == "cannot read /dev/zero: it is a character device, not a regular file; give a file")
+        try withTemporaryDirectory { dir in
+            let fifo = dir + "/pipe"
+            #expect(mkfifo(fifo, 0o644) == 0)
+            // no writer: a blocking open would wait forever
+            #expect(checkpointMessage { try AtomicFile.read(fifo) } == "cannot read \(fifo): it is a FIFO (named pipe), not a regular file; give a file")
+        }
+    }
+
+    @Test func aFileOverTheLimitIsRefusedUnread() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/big"
+            try Data(repeating: 1, count: 1000).write(to: URL(fileURLWithPath: path))
+            #expect(try AtomicFile.read(path, maxBytes: 1000).count == 1000)
+            #expect(checkpointMessage { try AtomicFile.read(path, maxBytes: 999) }
+                == "cannot read \(path): it has 1000 bytes, more than the limit of 999; is it the right file?")
+        }
+    }
+
+    @Test func staleTemporariesOfOneTargetAreRemoved() throws {
+        try withTemporaryDirectory { dir in
+            for name in [".a.bin.tmp-1-ff", ".b.bin.tmp-2-ee", "a.bin", ".hidden"] {
+                try Data([1]).write(to: URL(fileURLWithPath: dir + "/" + name))
+            }
+            #expect(AtomicFile.removeStaleTemporaries(in: dir) { $0 == "a.bin" } == [".a.bin.tmp-1-ff"])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".b.bin.tmp-2-ee", ".hidden", "a.bin"])
+        }
+    }
+}

@@ -250,3 +250,41 @@ private func csvMessage(_ text: String, columns: [String]? = nil) -> String? {
         }
     }
 }
+
+@Suite struct CSVBoundsTests {
+    @Test func devicesAndFIFOsAreRefusedAtOnce() throws {
+        #expect(seriesMessage { try Series.csv(path: "/dev/zero") } == "cannot read /dev/zero: it is a device, not a regular file; give a file")
+        try withTemporaryDirectory { dir in
+            let fifo = dir + "/data.csv"
+            #expect(mkfifo(fifo, 0o644) == 0)
+            #expect(seriesMessage { try Series.csv(path: fifo) } == "cannot read \(fifo): it is a FIFO (named pipe), not a regular file; give a file")
+        }
+    }
+
+    @Test func aFileOverTheLimitIsRefusedUnread() throws {
+        try withTemporaryDirectory { dir in
+            // sparse: no disk is used, and nothing is read
+            let path = dir + "/huge.csv"
+            #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            #expect(truncate(path, off_t(Series.maxCSVBytes) + 1) == 0)
+            #expect(seriesMessage { try Series.csv(path: path) }
+                == "cannot read \(path): it has more than \(Series.maxCSVBytes) bytes, the limit for a data file; use a smaller file")
+        }
+    }
+
+    @Test func messagesQuoteAtMostAFewDozenCharacters() throws {
+        let cell = String(repeating: "x", count: 100_000)
+        let m = try #require(csvMessage("a,b\n1,2\n3,\(cell)\n"))
+        #expect(m == "data.csv:3: column \"b\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (100000 characters)\" is not a number")
+        let header = (0..<1000).map { "c\($0)" + String(repeating: "y", count: 100) }.joined(separator: ",")
+        let n = try #require(csvMessage(header + "\n" + String(repeating: "1,", count: 999) + "1\n", columns: [String(repeating: "z", count: 5000)]))
+        #expect(n.count < 1000, "a \(n.count)-character message")
+        #expect(n.contains("and 988 more"))
+    }
+
+    @Test func trailingBlankLinesAndCRLFStillParse() throws {
+        let s = try Series.csv(text: "a\r\n1\r\n2\r\n \r\n\r\n\n", source: "x.csv")
+        #expect(s.values == [1, 2])
+        #expect(csvMessage(" \n\n") == "data.csv: file is empty; expected a header line followed by rows of numbers")
+    }
+}

@@ -170,6 +170,24 @@ struct StressTests {
         }
     }
 
+    @Test("a stranger flooding big frames and HELLOs changes no aggregate, holds no handshake slot for long, and is ended")
+    func strangers() throws {
+        let binary = try #require(ztrainBinary(), "the ztrain binary is not next to the test bundle")
+        var config = StressConfig(workers: 3, parameterCount: 20_000, rounds: 60, seed: 5, liveness: 0.5, retryAfter: 0.2)
+        config.strangerFrames = 200
+        config.strangerHellos = 300
+        let harness = try StressHarness(config: config, logger: testLogger())
+        harness.strangerExecutable = binary
+        let report = try harness.run()
+        #expect(report.passed, "\(report.problems)")
+        #expect(report.exactRounds == 60)
+        // only the three workers joined; the strangers' HELLOs were deferred or their handshakes forgotten
+        #expect(report.joinedWorkers == 3)
+        #expect(report.strangerHellosDeferred + report.strangerHandshakesAbandoned >= 1, "\(report.summary)")
+        #expect(report.summary.contains("strangers     attacked with 200 frame(s)"))
+        #expect((report.peakRSS ?? 0) > 0)
+    }
+
     @Test("invalid configurations are refused with the flag's name")
     func validation() {
         func message(_ c: StressConfig) -> String? {

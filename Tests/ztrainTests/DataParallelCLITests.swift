@@ -40,6 +40,21 @@ struct DataParallelCLITests {
 
     /// Full batch with a target: the next step measures each epoch's loss, in-process and with
     /// two workers alike, so both stop at the same epoch with the same bytes and the same losses.
+    @Test func divergenceIsTheSameDiagnosisAndStatusInEveryMode() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--activation", "relu", "--seq-len", "400", "--lr", "1", "--steps", "50"]
+        let a = try runZtrain(["train", "--in-process", "--out", tmp.path("a")] + common)
+        let b = try runZtrain(["train", "--workers", "2", "--out", tmp.path("b")] + common, timeout: 120)
+        func diagnosis(_ stderr: String) -> String? {
+            stderr.split(separator: "\n").first { $0.hasPrefix("error: training diverged") }
+                .map { String($0.prefix { $0 != "(" }) }
+        }
+        #expect(a.status == 1 && b.status == 1, "\(a.stderr)\n\(b.stderr)")
+        #expect(diagnosis(a.stderr) != nil && diagnosis(a.stderr) == diagnosis(b.stderr), "\(a.stderr)\n\(b.stderr)")
+        #expect(!b.stderr.contains("every worker was lost"))
+    }
+
     @Test func fullBatchRunsStopAtTheSameEpochWithTheSameBytes() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
