@@ -18,8 +18,10 @@ public enum ScaleKind: String, Sendable, Codable, CaseIterable {
 
 /// The order of differencing: a number, or chosen on the training part by the KPSS test.
 public enum DifferenceChoice: Sendable, Equatable, Codable, CustomStringConvertible {
-    /// The smallest `d` in `0...2` for which the KPSS level-stationarity test at 5 % no longer
-    /// rejects on the training part (pmdarima's `ndiffs(x, test="kpss", alpha=0.05, max_d=2)`).
+    /// 1 when the KPSS level-stationarity test at 5 % rejects on the training part, else 0 (pmdarima's
+    /// `ndiffs(x, test="kpss", alpha=0.05, max_d=1)`). A second difference is only ever asked for
+    /// (`--difference 2`): KPSS rejects a random walk's first differences in about one case in twenty,
+    /// and a second difference turns its persistence forecast into one the model cannot start from.
     case auto
     case order(Int)
 
@@ -115,7 +117,7 @@ public struct SeriesTransform: Sendable, Codable, Equatable {
             guard (0...2).contains(k) else { throw .invalidArgument("--difference must be auto, 0, 1 or 2 (got \(k))") }
             d = k
         case .auto:
-            var votes = [0, 0, 0]
+            var votes = [0, 0]
             var stats: [[Double]] = []
             for r in parts {
                 let N = r.count
@@ -124,7 +126,7 @@ public struct SeriesTransform: Sendable, Codable, Equatable {
                 for c in 0..<C {
                     var x = (0..<rawTrain).map { Double(raw.values[(r.lowerBound + $0) * C + c]) }
                     if seasonalPeriod > 0 { x = differenced(x, lag: seasonalPeriod) }
-                    let (o, st) = kpssOrder(x, maxOrder: 2)
+                    let (o, st) = kpssOrder(x, maxOrder: 1)
                     if parts.count == 1 { stats.append(st) }
                     order = max(order, o)
                 }

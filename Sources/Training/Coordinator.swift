@@ -234,6 +234,9 @@ public final class CoordinatorCore {
         let welcomeBytes = (options.sharedData ? 0 : 4 * series.values.count) + (64 << 10)
         maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
+        if resume == nil && prepared.startsAtPersistence {
+            state.keepStart(valLoss: evaluator.meanLoss(prepared.parameters, windows: prepared.split.validation))
+        }
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
         seriesHash = series.fingerprint
         configJSON = encodeJSON(config)

@@ -110,7 +110,7 @@ struct SeriesOptions: ParsableArguments {
     @Option(help: "Per-channel scaling fitted on the training part: zscore, minmax (to [-1, 1]) or none (default: zscore for a CSV, none for sincos).")
     var scale: ScaleKind?
 
-    @Option(help: "Differencing order: auto (KPSS test at 5% on the training part), 0, 1 or 2 (default: auto for a CSV, 0 for sincos).")
+    @Option(help: "Differencing order: auto (0 or 1 by the KPSS test at 5% on the training part), 0, 1 or 2 (default: auto for a CSV, 0 for sincos).")
     var difference: String?
 
     @Option(help: "Seasonal difference of period S before the ordinary one (default: none).")

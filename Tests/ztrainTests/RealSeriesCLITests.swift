@@ -109,8 +109,8 @@ struct RealSeriesCLITests {
         // the rollout's first point has only true points before it: it is that point's one-step prediction
         let first = try #require(rows.first { $0["rollout"]?.isEmpty == false })
         #expect(first["rollout"] == first["one_step"], "\(first)")
-        // realgdp is differenced twice (KPSS): the first 2 + 12 points have no one-step prediction
-        #expect(rows.prefix(14).allSatisfy { $0["one_step"] == "" } && rows[14]["one_step"] != "")
+        // realgdp is differenced once (KPSS): the first 1 + 12 points have no one-step prediction
+        #expect(rows.prefix(13).allSatisfy { $0["one_step"] == "" } && rows[13]["one_step"] != "")
         let f = try runZtrain(["forecast", "--model", model, "--horizon", "6", "--out", "f.csv"], cwd: elsewhere.url)
         #expect(f.status == 0, "\(f.stderr)")
         let fr = try csvRows(elsewhere.path("f.csv"))
