@@ -217,6 +217,9 @@ public final class CoordinatorCore {
             throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
         }
         let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
+        guard options.sharedData || 4 * series.values.count <= Limits.handshakeSeriesBytes else {
+            throw .data("the series has \(series.values.count) values, more than the \(Limits.handshakeSeriesBytes / 4) a WELCOME carries; put the file where every worker reads it at the same path and pass --shared-data")
+        }
         self.config = config
         self.series = series
         self.options = options
