@@ -25,6 +25,10 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case timeToTarget = "time-to-target"
     /// 9. `train --workers 2` with every observer on (Prometheus, TensorBoard, step lines, reports) against off.
     case observe
+    /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
+    case csv
+    /// Real series: `train --workers 2` against in-process on at least 10 million windows of many series.
+    case manySeries = "many-series"
     /// Floor: memcpy of 40 MB.
     case memcpy
     /// Floor: float32 GEMM, one thread (square, and the model's shapes).
@@ -44,7 +48,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .rss: 7
         case .timeToTarget: 8
         case .observe: 9
-        case .memcpy, .gemm, .zmq: nil
+        case .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
 
@@ -101,6 +105,13 @@ public struct BenchSizes: Sendable, Equatable {
     public var scalingSeconds: Double
     /// Target 8: runs of each command.
     public var timeRuns: Int
+    /// Real series: the long-format file's series and points per series (`csv`, `many-series`), and the
+    /// many-series runs' global batch, hidden units and runs per mode.
+    public var seriesCount: Int
+    public var seriesPoints: Int
+    public var seriesBatch: Int
+    public var seriesHidden: Int
+    public var seriesRuns: Int
     /// Floors.
     public var memcpyBytes: Int
     public var gemmSquare: Int
@@ -112,7 +123,7 @@ public struct BenchSizes: Sendable, Equatable {
         clusterRuns: 3, clusterSeconds: 1.2, smallRounds: 3000, smallFloorRounds: 3000,
         bigParameters: 10_000_000, bigRounds: 12,
         scalingHidden: 256, scalingBatch: 996, scalingMicroBatch: 249, scalingRuns: 3, scalingSeconds: 1.2,
-        timeRuns: 5, memcpyBytes: 40_000_000, gemmSquare: 1024, gemmSeconds: 0.2)
+        timeRuns: 5, seriesCount: 10_000, seriesPoints: 1_005, seriesBatch: 2048, seriesHidden: 128, seriesRuns: 2, memcpyBytes: 40_000_000, gemmSquare: 1024, gemmSeconds: 0.2)
 
     /// Tiny sizes and few repetitions: the same table in seconds, for tests. The figures mean nothing.
     public static let quick = BenchSizes(
@@ -120,5 +131,5 @@ public struct BenchSizes: Sendable, Equatable {
         clusterRuns: 1, clusterSeconds: 0.05, smallRounds: 50, smallFloorRounds: 50,
         bigParameters: 100_000, bigRounds: 4,
         scalingHidden: 64, scalingBatch: 128, scalingMicroBatch: 64, scalingRuns: 1, scalingSeconds: 0.05,
-        timeRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01)
+        timeRuns: 1, seriesCount: 20, seriesPoints: 60, seriesBatch: 64, seriesHidden: 8, seriesRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01)
 }

@@ -6,12 +6,13 @@
     import Darwin
 #endif
 
-/// Reads a whole file with POSIX calls so that a failure carries the system's own message
-/// (`No such file or directory`, `Is a directory`, `Permission denied`, ...).
-///
-/// Only a regular file of at most `maxBytes` is read: a FIFO, a device such as `/dev/zero`, a socket
-/// or a directory is refused at once (the open does not wait for a FIFO's writer).
-func readWholeFile(_ path: String, maxBytes: Int) throws(SeriesError) -> [UInt8] {
+/// Reads a regular file of at most `maxBytes` in chunks of 1 MiB, handing each to `body` in order (the buffer
+/// is reused: copy what must outlive the call). `begin` first receives the file's size. Failures carry the
+/// system's own message (`No such file or directory`, `Is a directory`, `Permission denied`, ...); a FIFO, a
+/// device such as `/dev/zero`, a socket or a directory is refused at once (the open does not wait for a
+/// FIFO's writer).
+func forEachChunk(of path: String, maxBytes: Int, begin: (Int) -> Void,
+                  body: (UnsafeBufferPointer<UInt8>) throws(SeriesError) -> Void) throws(SeriesError) {
     func failure(_ code: Int32) -> SeriesError {
         .cannotRead(path: path, reason: String(cString: strerror(code)))
     }
@@ -19,7 +20,6 @@ func readWholeFile(_ path: String, maxBytes: Int) throws(SeriesError) -> [UInt8]
     repeat { fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) } while fd < 0 && errno == EINTR
     guard fd >= 0 else { throw failure(errno) }
     defer { _ = close(fd) }
-
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw failure(errno) }
     switch info.st_mode & S_IFMT {
@@ -33,20 +33,22 @@ func readWholeFile(_ path: String, maxBytes: Int) throws(SeriesError) -> [UInt8]
         .cannotRead(path: path, reason: "it has more than \(maxBytes) bytes, the limit for a data file; use a smaller file")
     }
     guard info.st_size <= maxBytes else { throw tooLarge() }
-    var out: [UInt8] = []
-    out.reserveCapacity(Int(info.st_size))
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    begin(Int(info.st_size))
+    let size = 1 << 20
+    let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: size)
+    defer { chunk.deallocate() }
+    var total = 0
     while true {
-        let n = chunk.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress, buf.count) }
+        let n = read(fd, chunk.baseAddress, size)
         if n < 0 {
             if errno == EINTR { continue }
             throw failure(errno)
         }
         if n == 0 { break }
-        guard out.count + n <= maxBytes else { throw tooLarge() }
-        out.append(contentsOf: chunk[0..<n])
+        total += n
+        guard total <= maxBytes else { throw tooLarge() }
+        try body(UnsafeBufferPointer(rebasing: chunk[0..<n]))
     }
-    return out
 }
 
 /// `text` for an error message: as is when short, else its first 32 characters, an ellipsis and its

@@ -27,6 +27,9 @@ public struct Series: Sendable, Equatable {
     /// One label per point from a CSV's `--time-column` (the x axis of plots, the first column of exports;
     /// never a feature), or nil.
     public let time: [String]?
+    /// The series of a long-format file (`--series-column`), one after another; nil for one series.
+    /// Windows never cross from one to the next (``WindowSplit/make(series:seqLen:validationFraction:)``).
+    public let segments: SeriesSegments?
 
     /// The fewest points a series may have.
     public static let minimumPoints = 2
@@ -37,7 +40,7 @@ public struct Series: Sendable, Equatable {
     ///
     /// Throws if there are no names, if `values.count` is not a multiple of `names.count`,
     /// if there are fewer than 2 points, or if a value is NaN or infinite.
-    public init(names: [String], values: [Float], time: [String]? = nil) throws(SeriesError) {
+    public init(names: [String], values: [Float], time: [String]? = nil, segments: SeriesSegments? = nil) throws(SeriesError) {
         guard !names.isEmpty else {
             throw .invalidArgument("a series needs at least one channel (got no channel names)")
         }
@@ -60,16 +63,46 @@ public struct Series: Sendable, Equatable {
         if let time, time.count != n {
             throw .invalidArgument("\(time.count) time labels for \(n) points; give one label per point")
         }
-        self.init(unchecked: names, values: values, time: time)
+        if let segments {
+            guard segments.starts.first == 0, segments.starts.last == n, segments.ids.count + 1 == segments.starts.count,
+                  zip(segments.starts, segments.starts.dropFirst()).allSatisfy({ $1 - $0 >= Series.minimumPoints })
+            else {
+                throw .invalidArgument("the series boundaries do not cover the \(n) points with at least \(Series.minimumPoints) points per series")
+            }
+        }
+        self.init(unchecked: names, values: values, time: time, segments: segments)
     }
 
     /// For callers that have already established the invariants.
-    init(unchecked names: [String], values: [Float], time: [String]? = nil) {
+    init(unchecked names: [String], values: [Float], time: [String]? = nil, segments: SeriesSegments? = nil) {
         self.channels = names.count
         self.names = names
         self.values = values
         self.count = values.count / names.count
         self.time = time
+        self.segments = segments
+    }
+
+    // MARK: - Several series
+
+    /// How many series this holds (1 without segments).
+    public var seriesCount: Int { segments?.ids.count ?? 1 }
+
+    /// The points of series `s`. Precondition: `0 <= s < seriesCount`.
+    public func pointRange(ofSeries s: Int) -> Range<Int> {
+        guard let segments else { return 0..<count }
+        return segments.starts[s]..<segments.starts[s + 1]
+    }
+
+    /// Every series' point range, in order (one range for a single series).
+    public var pointRanges: [Range<Int>] { (0..<seriesCount).map(pointRange(ofSeries:)) }
+
+    /// Series `s` alone (no segments), with its time labels. Precondition: `0 <= s < seriesCount`.
+    public func part(_ s: Int) -> Series {
+        guard segments != nil else { return self }
+        let r = pointRange(ofSeries: s)
+        return Series(unchecked: names, values: Array(values[(r.lowerBound * channels)..<(r.upperBound * channels)]),
+                      time: time.map { Array($0[r]) })
     }
 
     /// The `C` values of point `i`. Precondition: `0 <= i < count`.
@@ -164,6 +197,19 @@ public struct Series: Sendable, Equatable {
         h.add(UInt64(count))
         for v in values { h.add(v.bitPattern) }
         return h.value
+    }
+}
+
+/// Where each series of a long-format file starts in the concatenated points, and its ID.
+public struct SeriesSegments: Sendable, Equatable {
+    /// One ID per series (the `--series-column` value), in file order.
+    public let ids: [String]
+    /// `ids.count + 1` point offsets: series `s` is points `starts[s] ..< starts[s+1]`; `starts[0] == 0`.
+    public let starts: [Int]
+
+    public init(ids: [String], starts: [Int]) {
+        self.ids = ids
+        self.starts = starts
     }
 }
 

@@ -18,8 +18,10 @@ public enum ScaleKind: String, Sendable, Codable, CaseIterable {
 
 /// The order of differencing: a number, or chosen on the training part by the KPSS test.
 public enum DifferenceChoice: Sendable, Equatable, Codable, CustomStringConvertible {
-    /// The smallest `d` in `0...2` for which the KPSS level-stationarity test at 5 % no longer
-    /// rejects on the training part (pmdarima's `ndiffs(x, test="kpss", alpha=0.05, max_d=2)`).
+    /// 1 when the KPSS level-stationarity test at 5 % rejects on the training part, else 0 (pmdarima's
+    /// `ndiffs(x, test="kpss", alpha=0.05, max_d=1)`). A second difference is only ever asked for
+    /// (`--difference 2`): KPSS rejects a random walk's first differences in about one case in twenty,
+    /// and a second difference turns its persistence forecast into one the model cannot start from.
     case auto
     case order(Int)
 
@@ -92,12 +94,21 @@ public struct SeriesTransform: Sendable, Codable, Equatable {
     /// differencing): `auto` runs KPSS on the raw series' first `N - round(f*N)` points (after the seasonal
     /// difference), which never reach past the model series' training part.
     ///
+    /// Several series (``Series/segments``) are differenced each on its own and scaled each with its own
+    /// training part's statistics (`offset` and `divisor` then hold `seriesCount * C` values, series by
+    /// series). They share one differencing order, since one model learns them all: with `auto`, the order
+    /// most series need (KPSS on each; a tie goes to the higher order).
+    ///
     /// Throws when the series is too short for the differencing and a window, naming the flag to change.
     public static func fit(raw: Series, seqLen: Int, validationFraction f: Double, scale: ScaleKind,
                            difference: DifferenceChoice, seasonalPeriod: Int) throws(SeriesError) -> SeriesTransform {
-        let C = raw.channels, N = raw.count
-        guard seasonalPeriod >= 0, seasonalPeriod < N else {
-            throw .invalidArgument("--seasonal-difference must be in 0..<\(N), the number of points (got \(seasonalPeriod))")
+        let C = raw.channels
+        let parts = raw.pointRanges
+        let ids = raw.segments?.ids
+        func which(_ s: Int) -> String { ids.map { "series \"\($0[s])\": " } ?? "" }
+        let shortest = parts.map(\.count).min() ?? raw.count
+        guard seasonalPeriod >= 0, seasonalPeriod < shortest else {
+            throw .invalidArgument("--seasonal-difference must be in 0..<\(shortest), the number of points\(ids == nil ? "" : " of the shortest series") (got \(seasonalPeriod))")
         }
         var d: Int
         var kpss: [[Double]]? = nil
@@ -106,71 +117,94 @@ public struct SeriesTransform: Sendable, Codable, Equatable {
             guard (0...2).contains(k) else { throw .invalidArgument("--difference must be auto, 0, 1 or 2 (got \(k))") }
             d = k
         case .auto:
-            let rawTrain = N - Int((f * Double(N)).rounded(.toNearestOrEven))
+            var votes = [0, 0]
             var stats: [[Double]] = []
-            d = 0
-            for c in 0..<C {
-                var x = Array(raw.channel(c)[0..<rawTrain]).map(Double.init)
-                if seasonalPeriod > 0 { x = differenced(x, lag: seasonalPeriod) }
-                let (order, s) = kpssOrder(x, maxOrder: 2)
-                stats.append(s)
-                d = max(d, order)
+            for r in parts {
+                let N = r.count
+                let rawTrain = N - Int((f * Double(N)).rounded(.toNearestOrEven))
+                var order = 0
+                for c in 0..<C {
+                    var x = (0..<rawTrain).map { Double(raw.values[(r.lowerBound + $0) * C + c]) }
+                    if seasonalPeriod > 0 { x = differenced(x, lag: seasonalPeriod) }
+                    let (o, st) = kpssOrder(x, maxOrder: 1)
+                    if parts.count == 1 { stats.append(st) }
+                    order = max(order, o)
+                }
+                votes[order] += 1
             }
-            kpss = stats
+            d = votes.indices.max { votes[$0] < votes[$1] || (votes[$0] == votes[$1] && $0 < $1) } ?? 0
+            if parts.count == 1 { kpss = stats }
         }
+        let S = parts.count
         var t = SeriesTransform(difference: d, differenceChosenBy: difference == .auto ? "auto" : "flag",
                                 seasonalPeriod: seasonalPeriod, scale: scale,
-                                offset: [Double](repeating: 0, count: C), divisor: [Double](repeating: 1, count: C), kpss: kpss)
-        let M = N - t.lag
-        guard M - seqLen >= 1 else {
-            throw .invalidArgument(
-                "after differencing (d = \(d), seasonal \(seasonalPeriod)) the series has \(M) points, too few for windows of "
-                    + "\(seqLen); lower --difference, --seasonal-difference or --seq-len")
-        }
-        let trainPoints = try WindowSplit.make(pointCount: M, seqLen: seqLen, validationFraction: f).trainPoints
-        let z = t.filtered(raw)  // (M, C), unscaled
-        for c in 0..<C {
-            var lo = Double.infinity, hi = -Double.infinity, sum = 0.0
-            for j in 0..<trainPoints {
-                let v = z[j * C + c]
-                lo = min(lo, v)
-                hi = max(hi, v)
-                sum += v
+                                offset: [Double](repeating: 0, count: S * C), divisor: [Double](repeating: 1, count: S * C), kpss: kpss)
+        for (s, r) in parts.enumerated() {
+            let M = r.count - t.lag
+            guard M - seqLen >= 1 else {
+                throw .invalidArgument(
+                    "\(which(s))after differencing (d = \(d), seasonal \(seasonalPeriod)) the series has \(M) points, too few for windows of "
+                        + "\(seqLen); lower --difference, --seasonal-difference or --seq-len")
             }
-            switch scale {
-            case .none:
-                break
-            case .zscore:
-                let mean = sum / Double(trainPoints)
-                var ss = 0.0
+            let trainPoints: Int
+            do {
+                trainPoints = try WindowSplit.make(pointCount: M, seqLen: seqLen, validationFraction: f).trainPoints
+            } catch {
+                throw .invalidArgument(which(s) + error.description)
+            }
+            let z = t.filtered(raw.values[(r.lowerBound * C)..<(r.upperBound * C)], channels: C)  // (M, C), unscaled
+            for c in 0..<C {
+                var lo = Double.infinity, hi = -Double.infinity, sum = 0.0
                 for j in 0..<trainPoints {
-                    let e = z[j * C + c] - mean
-                    ss += e * e
+                    let v = z[j * C + c]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+                    sum += v
                 }
-                let sd = (ss / Double(trainPoints)).squareRoot()
-                t.offset[c] = mean
-                t.divisor[c] = sd > 0 && sd.isFinite ? sd : 1
-            case .minmax:
-                let half = (hi - lo) / 2
-                t.offset[c] = (hi + lo) / 2
-                t.divisor[c] = half > 0 && half.isFinite ? half : 1
+                switch scale {
+                case .none:
+                    break
+                case .zscore:
+                    let mean = sum / Double(trainPoints)
+                    var ss = 0.0
+                    for j in 0..<trainPoints {
+                        let e = z[j * C + c] - mean
+                        ss += e * e
+                    }
+                    let sd = (ss / Double(trainPoints)).squareRoot()
+                    t.offset[s * C + c] = mean
+                    t.divisor[s * C + c] = sd > 0 && sd.isFinite ? sd : 1
+                case .minmax:
+                    let half = (hi - lo) / 2
+                    t.offset[s * C + c] = (hi + lo) / 2
+                    t.divisor[s * C + c] = half > 0 && half.isFinite ? half : 1
+                }
             }
         }
         return t
     }
 
+    /// The transform of series `s` of a multi-series fit (its `offset` and `divisor`); `self` for one series.
+    public func part(_ s: Int, channels C: Int) -> SeriesTransform {
+        guard offset.count > C else { return self }
+        return SeriesTransform(difference: difference, differenceChosenBy: differenceChosenBy, seasonalPeriod: seasonalPeriod,
+                               scale: scale, offset: Array(offset[(s * C)..<((s + 1) * C)]),
+                               divisor: Array(divisor[(s * C)..<((s + 1) * C)]))
+    }
+
     // MARK: - Applying and inverting
 
-    /// The differenced, unscaled values `(N - lag, C)` in Double.
-    func filtered(_ raw: Series) -> [Double] {
-        let C = raw.channels, coef = coefficients, L = lag
-        let M = raw.count - L
+    /// The differenced, unscaled values `(N - lag, C)` in Double of one series' flat `(N, C)` values.
+    func filtered(_ raw: ArraySlice<Float>, channels C: Int) -> [Double] {
+        let coef = coefficients, L = lag
+        let base = raw.startIndex
+        let M = raw.count / C - L
         var z = [Double](repeating: 0, count: max(0, M) * C)
         for j in 0..<max(0, M) {
             let i = j + L
             for c in 0..<C {
                 var s = 0.0
-                for k in coef.indices where coef[k] != 0 { s += coef[k] * Double(raw.values[(i - k) * C + c]) }
+                for k in coef.indices where coef[k] != 0 { s += coef[k] * Double(raw[base + (i - k) * C + c]) }
                 z[j * C + c] = s
             }
         }
@@ -178,20 +212,34 @@ public struct SeriesTransform: Sendable, Codable, Equatable {
     }
 
     /// The series the model trains on: `(N - lag, C)`, differenced and scaled, rounded to Float.
-    /// Times (if any) are those of the raw points `lag...`.
+    /// Times (if any) are those of the raw points `lag...`. Several series are transformed each on its own
+    /// (each loses its first `lag` points).
     ///
     /// Throws if the raw series is too short for the differencing, or a scaled value is not finite.
     public func apply(_ raw: Series) throws(SeriesError) -> Series {
-        guard raw.count - lag >= Series.minimumPoints else {
-            throw .invalidArgument("the series has \(raw.count) points, too few for differencing that drops \(lag)")
-        }
         let C = raw.channels
-        let z = filtered(raw)
-        var values = [Float](repeating: 0, count: z.count)
-        for j in 0..<(z.count / C) {
-            for c in 0..<C { values[j * C + c] = Float((z[j * C + c] - offset[c]) / divisor[c]) }
+        let parts = raw.pointRanges
+        guard offset.count == parts.count * C, divisor.count == offset.count else {
+            throw .invalidArgument("the scaling holds \(offset.count / max(1, C)) series of \(C) channels but the data has \(parts.count) series; give the data the model was trained on")
         }
-        return try Series(names: raw.names, values: values, time: raw.time.map { Array($0[lag...]) })
+        var values = [Float]()
+        values.reserveCapacity(max(0, raw.count - parts.count * lag) * C)
+        var starts = [0]
+        var time: [String]? = raw.time == nil ? nil : []
+        for (s, r) in parts.enumerated() {
+            guard r.count - lag >= Series.minimumPoints else {
+                let name = raw.segments.map { "series \"\($0.ids[s])\" has" } ?? "the series has"
+                throw .invalidArgument("\(name) \(r.count) points, too few for differencing that drops \(lag)")
+            }
+            let z = filtered(raw.values[(r.lowerBound * C)..<(r.upperBound * C)], channels: C)
+            for j in 0..<(z.count / C) {
+                for c in 0..<C { values.append(Float((z[j * C + c] - offset[s * C + c]) / divisor[s * C + c])) }
+            }
+            starts.append(values.count / C)
+            if let t = raw.time { time?.append(contentsOf: t[(r.lowerBound + lag)..<r.upperBound]) }
+        }
+        let segments = raw.segments.map { SeriesSegments(ids: $0.ids, starts: starts) }
+        return try Series(names: raw.names, values: values, time: time, segments: segments)
     }
 
     /// A model-space value of channel `c` in the differenced series' own units.

@@ -12,15 +12,21 @@
 /// every held-out point once (its first windows take their inputs from before the cut, as a
 /// forecast from the end of the training part does). `train + validation == all`.
 /// With `f == 0` every window is a training window and `validation` is empty.
+///
+/// Several series (a long-format file) are split each on its own, with its own `nTrain`; windows never
+/// cross from one series into the next.
 public struct WindowSplit: Sendable, Equatable {
     /// Start indices of the training windows, ascending.
     public let train: [Int]
     /// Start indices of the validation windows, ascending (empty when `f == 0`).
     public let validation: [Int]
-    /// Every window start: `0 ..< N-T`.
+    /// Every window start: `0 ..< N-T` (for several series, those of every series, ascending).
     public let all: [Int]
-    /// `nTrain`: how many leading points belong to the training part (`N` when `f == 0`).
+    /// `nTrain`: how many leading points belong to the training part (`N` when `f == 0`); for several
+    /// series the sum over them.
     public let trainPoints: Int
+    /// `nTrain` of each series, counted from its own first point (one entry for a single series).
+    public let seriesTrainPoints: [Int]
 
     /// Cuts a series of `N` points into windows of `T` points and splits them.
     ///
@@ -29,43 +35,64 @@ public struct WindowSplit: Sendable, Equatable {
     public static func make(pointCount N: Int, seqLen T: Int, validationFraction f: Double)
         throws(SeriesError) -> WindowSplit
     {
+        try make(ranges: [0..<max(0, N)], ids: nil, seqLen: T, validationFraction: f)
+    }
+
+    /// The windows of every series in `series` (``Series/segments``), each split as a series of its own:
+    /// its last `f` held out, no window crossing into the next series. Errors name the series.
+    public static func make(series: Series, seqLen T: Int, validationFraction f: Double) throws(SeriesError) -> WindowSplit {
+        try make(ranges: series.pointRanges, ids: series.segments?.ids, seqLen: T, validationFraction: f)
+    }
+
+    static func make(ranges: [Range<Int>], ids: [String]?, seqLen T: Int, validationFraction f: Double)
+        throws(SeriesError) -> WindowSplit
+    {
         guard T >= 1 else {
             throw .invalidArgument("--seq-len must be at least 1 (got \(T))")
-        }
-        guard N >= 0, N - T >= 1 else {
-            throw .invalidArgument(
-                "series of \(N) points is too short for windows of \(T) points; "
-                    + "it needs at least \(T + 1) points (a window plus its target)")
         }
         guard f.isFinite, f >= 0, f < 1 else {
             throw .invalidArgument(
                 "--val-fraction must be at least 0 and less than 1 (got \(f))")
         }
-        let windows = N - T
-        let validationPoints = Int((f * Double(N)).rounded(.toNearestOrEven))
-        let nTrain = N - validationPoints
-        let trainCount = max(0, min(windows, nTrain - T))
-        guard trainCount >= 1 else {
-            throw .invalidArgument(
-                "the training part (first \(nTrain) of \(N) points, validation fraction \(f)) "
-                    + "is too short for windows of \(T) points; "
-                    + "lower --val-fraction or --seq-len, or use a longer series")
-        }
-        let validation: [Int]
-        if f > 0 {
-            guard validationPoints >= 1 else {
+        var train: [Int] = [], validation: [Int] = [], all: [Int] = [], nTrains: [Int] = []
+        let total = ranges.reduce(0) { $0 + max(0, $1.count - T) }
+        train.reserveCapacity(total)
+        all.reserveCapacity(total)
+        if f > 0 { validation.reserveCapacity(total / 4) }
+        for (s, r) in ranges.enumerated() {
+            let N = r.count, o = r.lowerBound
+            let which = ids.map { "series \"\(excerpt($0[s]))\" " } ?? "series "
+            let ofWhich = ids.map { " of series \"\(excerpt($0[s]))\"" } ?? ""
+            guard N - T >= 1 else {
                 throw .invalidArgument(
-                    "the validation part (last \(validationPoints) of \(N) points, "
-                        + "validation fraction \(f)) holds no point; "
-                        + "raise --val-fraction or use --val-fraction 0")
+                    "\(which)of \(N) points is too short for windows of \(T) points; "
+                        + "it needs at least \(T + 1) points (a window plus its target)")
             }
-            validation = Array(trainCount..<windows)
-        } else {
-            validation = []
+            let windows = N - T
+            let validationPoints = Int((f * Double(N)).rounded(.toNearestOrEven))
+            let nTrain = N - validationPoints
+            let trainCount = max(0, min(windows, nTrain - T))
+            guard trainCount >= 1 else {
+                throw .invalidArgument(
+                    "the training part\(ofWhich) (first \(nTrain) of \(N) points, validation fraction \(f)) "
+                        + "is too short for windows of \(T) points; "
+                        + "lower --val-fraction or --seq-len, or use a longer series")
+            }
+            if f > 0 {
+                guard validationPoints >= 1 else {
+                    throw .invalidArgument(
+                        "the validation part\(ofWhich) (last \(validationPoints) of \(N) points, "
+                            + "validation fraction \(f)) holds no point; "
+                            + "raise --val-fraction or use --val-fraction 0")
+                }
+                validation.append(contentsOf: (o + trainCount)..<(o + windows))
+            }
+            train.append(contentsOf: o..<(o + trainCount))
+            all.append(contentsOf: o..<(o + windows))
+            nTrains.append(nTrain)
         }
-        return WindowSplit(
-            train: Array(0..<trainCount), validation: validation, all: Array(0..<windows),
-            trainPoints: nTrain)
+        return WindowSplit(train: train, validation: validation, all: all,
+                           trainPoints: nTrains.reduce(0, +), seriesTrainPoints: nTrains)
     }
 }
 

@@ -42,6 +42,9 @@ public struct CoordinatorOptions: Sendable {
     /// more than this many handshakes (and WELCOMEs in flight). Nil: as many WELCOMEs as fit in
     /// 64 MiB, between 1 and 8.
     public var maxPendingHandshakes: Int?
+    /// Workers read the data the configuration names themselves (storage shared with the coordinator,
+    /// the same absolute path) and check it by hash, instead of receiving the series in WELCOME.
+    public var sharedData = false
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
@@ -164,6 +167,8 @@ public final class CoordinatorCore {
     /// WELCOMEs as fit in 64 MiB, 1...8).
     public let maxPendingHandshakes: Int
     let fingerprint: UInt64
+    /// The series' hash (computed once: it reads every value).
+    let seriesHash: UInt64
     private let evaluator: Evaluator
     private let configJSON: String
     private var nextWorkerID: UInt32 = 1
@@ -218,6 +223,9 @@ public final class CoordinatorCore {
             throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
         }
         let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
+        guard options.sharedData || 4 * series.values.count <= Limits.handshakeSeriesBytes else {
+            throw .data("the series has \(series.values.count) values, more than the \(Limits.handshakeSeriesBytes / 4) a WELCOME carries; put the file where every worker reads it at the same path and pass --shared-data")
+        }
         self.config = config
         self.series = series
         self.options = options
@@ -232,10 +240,14 @@ public final class CoordinatorCore {
         }
         microBatch = prepared.microBatch
         parameterCount = prepared.parameters.count
-        let welcomeBytes = 4 * series.values.count + (64 << 10)
+        let welcomeBytes = (options.sharedData ? 0 : 4 * series.values.count) + (64 << 10)
         maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
+        if resume == nil && prepared.startsAtPersistence {
+            state.keepStart(valLoss: evaluator.meanLoss(prepared.parameters, windows: prepared.split.validation))
+        }
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
+        seriesHash = series.fingerprint
         configJSON = encodeJSON(config)
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
@@ -437,10 +449,12 @@ public final class CoordinatorCore {
         workers[peer] = record
         let w = Welcome(
             protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configJSON,
-            points: series.count, channels: series.channels, seriesHash: series.fingerprint,
+            points: series.count, channels: series.channels, seriesHash: seriesHash,
             parameterCount: parameterCount, microBatch: microBatch,
-            heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000))
-        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id, message: .welcome(w, series: series.values)))]
+            heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
+            sharedData: options.sharedData ? true : nil)
+        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: id,
+                                                        message: .welcome(w, series: options.sharedData ? [] : series.values)))]
     }
 
     /// Why this worker cannot join, or nil.

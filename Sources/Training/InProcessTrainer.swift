@@ -139,6 +139,9 @@ public final class InProcessTrainer {
         }
         engine = GradientEngine(config: config.model, microBatch: prepared.microBatch, threads: threads)
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
+        if resume == nil && prepared.startsAtPersistence {
+            state.keepStart(valLoss: evaluator.meanLoss(prepared.parameters, windows: prepared.split.validation))
+        }
     }
 
     /// MSE of the current weights over the given windows.
@@ -249,6 +252,9 @@ struct PreparedRun {
     /// `--micro-batch`, but never more windows than a step has: the leaves are the same, and the
     /// workspaces stay as small as the data.
     let microBatch: Int
+    /// The first weights forecast like persistence (``persistenceStart(_:config:)``), so the run keeps them as
+    /// the candidate of epoch 0 for the best weights.
+    let startsAtPersistence: Bool
 
     init(config: TrainingConfig, series: Series, initialParameters: [Float]?) throws(TrainingError) {
         try config.validate()
@@ -256,7 +262,7 @@ struct PreparedRun {
             throw .data("the series has \(series.channels) channels but the model has \(config.model.inputSize) inputs and \(config.model.outputSize) outputs")
         }
         do {
-            split = try WindowSplit.make(pointCount: series.count, seqLen: config.model.seqLen, validationFraction: config.validationFraction)
+            split = try WindowSplit.make(series: series, seqLen: config.model.seqLen, validationFraction: config.validationFraction)
         } catch {
             throw .data(error.description)
         }
@@ -264,12 +270,42 @@ struct PreparedRun {
         if let p = initialParameters {
             guard p.count == count else { throw .model("initial weights have \(p.count) values, the model needs \(count)") }
             parameters = p
+            startsAtPersistence = false
         } else {
             var rng = SeededRNG(seed: config.seed)
-            parameters = initializeParameters(config: config.model, using: &rng)
+            var p = initializeParameters(config: config.model, using: &rng)
+            startsAtPersistence = persistenceStart(&p, config: config) && !split.validation.isEmpty
+            parameters = p
         }
         microBatch = min(config.microBatch, min(config.batch, split.train.count))
     }
+}
+
+/// Sets the output layer of a seed cell with a linear head, on a transformed series, so that the first
+/// weights forecast like persistence (`y_i = y_{i-1}` in the series' own units): without differencing the
+/// output is the window's last point (`W_y` picks `x_t`, `b_y = 0`); with one ordinary difference and no
+/// seasonal one it is a change of zero (`W_y = 0`, `b_y = -offset / divisor`, averaged over the series of a
+/// long-format file, whose offsets differ). The hidden layer keeps its `nn.Linear` draw. Returns whether it
+/// did: other cells, heads and transforms keep PyTorch's initialisation.
+func persistenceStart(_ p: inout [Float], config: TrainingConfig) -> Bool {
+    let m = config.model
+    guard m.head == .linear, m.cell == .seed, let t = config.transform, m.inputSize == m.outputSize else { return false }
+    let exact = t.lag == 0 || (t.difference == 1 && t.seasonalPeriod == 0)
+    guard exact else { return false }
+    let L = ParameterLayout(m), H = m.hiddenSize, C = m.outputSize
+    for i in L.wy.range { p[i] = 0 }
+    for i in L.by.range { p[i] = 0 }
+    if t.lag == 0 {
+        for c in 0..<C { p[L.wy.range.lowerBound + c * (H + C) + H + c] = 1 }
+    } else {
+        let S = max(1, t.offset.count / C)
+        for c in 0..<C {
+            var b = 0.0
+            for s in 0..<S { b -= t.offset[s * C + c] / t.divisor[s * C + c] }
+            p[L.by.range.lowerBound + c] = Float(b / Double(S))
+        }
+    }
+    return true
 }
 
 /// Losses over whole window sets, and the epoch and run records built from them.

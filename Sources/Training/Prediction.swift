@@ -120,10 +120,18 @@ public struct SeriesPrediction: Sendable {
     /// `series,point,time,channel,actual,one_step,rollout`: one row per point and channel of the series and of
     /// the rollout past its end, in the series' own units (empty where a value does not exist).
     public func csv(seriesName: String) -> String {
+        SeriesPrediction.csvHeader + csvRows(seriesName: seriesName)
+    }
+
+    /// The header line of ``csv(seriesName:)``.
+    public static let csvHeader = "series,point,time,channel,actual,one_step,rollout\n"
+
+    /// The rows of ``csv(seriesName:)`` without the header.
+    public func csvRows(seriesName: String) -> String {
         let C = raw.channels, N = raw.count
         let axis = raw.time.map { TimeAxis($0) }
         let end = max(N, rolloutStart + rollout.count / C)
-        var out = "series,point,time,channel,actual,one_step,rollout\n"
+        var out = ""
         out.reserveCapacity(end * C * 48)
         for i in 0..<end {
             let time: String
@@ -166,6 +174,138 @@ public struct SeriesPrediction: Sendable {
     }
 }
 
+/// The predictions of every series of the data, one ``SeriesPrediction`` each (one in all for a single series),
+/// with metrics per series and overall.
+///
+/// Each series is predicted on its own (windows never cross series) and inverted with its own scaling.
+public struct SeriesPredictions: Sendable {
+    /// The series' IDs (`--series-column`), or the data's name for a single series.
+    public let names: [String]
+    public let parts: [SeriesPrediction]
+    /// Is this a long-format file (several series, each with its ID)?
+    public let isMulti: Bool
+
+    /// - Parameters:
+    ///   - rolloutFrom: where each series' rollout starts.
+    ///   - steps: points each rollout predicts; nil: to the end of each series.
+    public static func make(config: TrainingConfig, parameters: [Float], raw: Series, model: Series,
+                            rolloutFrom: RolloutStart, steps: Int?) throws(SeriesError) -> SeriesPredictions {
+        let T = config.model.seqLen, C = raw.channels
+        var parts: [SeriesPrediction] = []
+        parts.reserveCapacity(raw.seriesCount)
+        for s in 0..<raw.seriesCount {
+            let r = raw.part(s), m = model.part(s)
+            var cfg = config
+            cfg.transform = config.transform?.part(s, channels: C)
+            let M = m.count
+            let which = raw.segments.map { " for series \"\($0.ids[s])\" (\(M) points as the model sees it)" } ?? ""
+            var from = 0
+            switch rolloutFrom {
+            case .point(let f):
+                from = f
+            case .end:
+                from = M - T
+            case .validation:
+                if config.validationFraction > 0,
+                   let split = try? WindowSplit.make(pointCount: M, seqLen: T, validationFraction: config.validationFraction) {
+                    from = max(0, min(M - T, split.trainPoints))
+                }
+            }
+            guard from >= 0 && from + T <= M else {
+                throw .invalidArgument("--rollout-from must be in 0...\(M - T)\(which) (got \(from))")
+            }
+            let n = steps ?? (M - from - T)
+            parts.append(try SeriesPrediction.make(config: cfg, parameters: parameters, raw: r, model: m, rolloutFrom: from, steps: n))
+        }
+        return SeriesPredictions(names: raw.segments?.ids ?? [config.data.seriesName], parts: parts, isMulti: raw.segments != nil)
+    }
+
+    /// Per-series metrics (``SeriesPrediction/evaluation(season:)``, each with its own season: `season`, else as
+    /// ``SeriesPrediction/season(config:raw:)`` says for it) and, for several series, the overall metrics pooled
+    /// over every series' targets (``Metrics/pooled(_:)``) with the per-series ones in `perSeries`.
+    public func evaluation(config: TrainingConfig, season: Int?) -> Evaluation {
+        let each = parts.map { $0.evaluation(season: season ?? SeriesPrediction.season(config: config, raw: $0.raw)) }
+        guard isMulti else { return each[0] }
+        func pool(_ splits: [SplitMetrics?]) -> SplitMetrics? {
+            let present = splits.compactMap { $0 }
+            guard !present.isEmpty else { return nil }
+            let model = Metrics.pooled(present.map(\.model)), persistence = Metrics.pooled(present.map(\.persistence))
+            let sn = present.compactMap(\.seasonalNaive)
+            let seasonal = sn.isEmpty ? nil : Metrics.pooled(sn)
+            func skill(_ b: Metrics) -> Double? {
+                let k = 1 - model.rmse / b.rmse
+                return k.isFinite ? k : nil
+            }
+            return SplitMetrics(model: model, persistence: persistence, seasonalNaive: seasonal,
+                                skillVsPersistence: skill(persistence), skillVsSeasonalNaive: seasonal.flatMap(skill))
+        }
+        let seasons = Set(each.map(\.season))
+        var e = Evaluation(season: seasons.count == 1 ? each[0].season : nil,
+                           train: pool(each.map(\.train)), validation: pool(each.map(\.validation)))
+        e.perSeries = zip(names, each).map { SeriesEvaluation(series: $0, season: $1.season, train: $1.train, validation: $1.validation) }
+        return e
+    }
+
+    /// `series,point,time,channel,actual,one_step,rollout` for every series, one after another.
+    public func csv() -> String {
+        var out = SeriesPrediction.csvHeader
+        for (name, p) in zip(names, parts) { out += p.csvRows(seriesName: name) }
+        return out
+    }
+
+    /// `series,point,time,channel,forecast`: each series' rollout (started from its last window) past its end.
+    public func forecastCSV() -> String {
+        var out = "series,point,time,channel,forecast\n"
+        for (name, p) in zip(names, parts) {
+            let C = p.raw.channels, N = p.raw.count
+            let axis = p.raw.time.map { TimeAxis($0) }
+            let field = csvField(name)
+            for k in 0..<(p.rollout.count / C) {
+                let time = csvField(axis?.label(after: k + 1) ?? "")
+                for c in 0..<C {
+                    out += "\(field),\(N + k),\(time),\(csvField(p.raw.names[c])),\(p.rollout[k * C + c])\n"
+                }
+            }
+        }
+        return out
+    }
+
+    /// The charts of the first `limit` series (their titles name the series when there are several).
+    public func charts(evaluation: Evaluation, limit: Int = 3) -> [Chart] {
+        guard isMulti else { return parts[0].charts(evaluation: evaluation) }
+        var out: [Chart] = []
+        for (s, p) in parts.prefix(limit).enumerated() {
+            let e = evaluation.perSeries?[s]
+            let one = Evaluation(season: e?.season, train: e?.train, validation: e?.validation)
+            out += p.charts(evaluation: one).map { chart in
+                var chart = chart
+                chart.title = "\(names[s]) \u{2014} \(chart.title)"
+                return chart
+            }
+        }
+        return out
+    }
+}
+
+/// Where a rollout's true window starts, in the model series of each series.
+public enum RolloutStart: Sendable, Equatable {
+    /// At the start of the validation part (0 without one).
+    case validation
+    /// At this point of every series.
+    case point(Int)
+    /// At the last window, so the rollout continues past the end (a forecast).
+    case end
+}
+
+/// One series' metrics in a multi-series evaluation.
+public struct SeriesEvaluation: Sendable, Codable, Equatable {
+    /// The series' ID.
+    public var series: String
+    public var season: Int?
+    public var train: SplitMetrics?
+    public var validation: SplitMetrics?
+}
+
 /// RMSE, MAE, sMAPE (percent, `200 |e| / (|y| + |ŷ|)`, 0 where both are 0) and MASE (MAE over the
 /// training part's naive MAE, per channel, averaged) over a set of points and every channel.
 public struct Metrics: Sendable, Codable, Equatable {
@@ -199,6 +339,32 @@ public struct Metrics: Sendable, Codable, Equatable {
         let m = (0..<C).map { aeChannel[$0] / Double(targets.count) / scale[$0] }.reduce(0, +) / Double(C)
         mase = m.isFinite ? m : nil
     }
+
+    init(points: Int, rmse: Double, mae: Double, smape: Double, mase: Double?) {
+        self.points = points
+        self.rmse = rmse
+        self.mae = mae
+        self.smape = smape
+        self.mase = mase
+    }
+
+    /// The metrics over the union of the parts' points (series with the same channels): RMSE, MAE and sMAPE
+    /// exactly as over all those points at once; MASE the mean of the parts' MASE weighted by their points
+    /// (each series keeps its own scale, as in the M4 competition), over the parts that have one.
+    public static func pooled(_ parts: [Metrics]) -> Metrics {
+        var n = 0, se = 0.0, ae = 0.0, sp = 0.0, ms = 0.0, mn = 0
+        for m in parts {
+            let w = Double(m.points)
+            n += m.points
+            se += m.rmse * m.rmse * w
+            ae += m.mae * w
+            sp += m.smape * w
+            if let q = m.mase { ms += q * w; mn += m.points }
+        }
+        let d = Double(max(1, n))
+        return Metrics(points: n, rmse: (se / d).squareRoot(), mae: ae / d, smape: sp / d,
+                       mase: mn > 0 ? ms / Double(mn) : nil)
+    }
 }
 
 /// The metrics of one split for the model and the two baselines.
@@ -217,6 +383,29 @@ public struct Evaluation: Sendable, Codable, Equatable {
     public var season: Int?
     public var train: SplitMetrics?
     public var validation: SplitMetrics?
+    /// Several series: each one's metrics (`train` and `validation` above are then pooled over all of them).
+    public var perSeries: [SeriesEvaluation]? = nil
+
+    public init(season: Int?, train: SplitMetrics?, validation: SplitMetrics?) {
+        self.season = season
+        self.train = train
+        self.validation = validation
+    }
+
+    /// Several series: one line per series with the model's metrics on the validation targets (else the
+    /// training ones) and its skill against persistence.
+    public var perSeriesText: String? {
+        guard let perSeries else { return nil }
+        let split = validation == nil ? "train" : "validation"
+        var lines = [pad("series", 20) + pad("(\(split))", 14) + ["RMSE", "MAE", "sMAPE%", "MASE", "skill/pers."].map { pad($0, 12, left: true) }.joined()]
+        for e in perSeries {
+            guard let s = validation == nil ? e.train : e.validation else { continue }
+            let m = s.model
+            lines.append(pad(e.series, 20) + pad("\(m.points) points", 14)
+                + [m.rmse, m.mae, m.smape, m.mase ?? .nan, s.skillVsPersistence ?? .nan].map { pad(fmt($0), 12, left: true) }.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
 
     /// A table for the terminal.
     public var text: String {

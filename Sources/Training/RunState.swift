@@ -203,6 +203,17 @@ public struct RunState: Sendable {
         scheduler.afterEpoch(monitored: m)
     }
 
+    /// Makes the weights as they are before the first step the best so far, as epoch 0, with validation loss
+    /// `valLoss` (a run whose first weights forecast like persistence: a later epoch must beat them to be
+    /// kept, and early stopping counts from them).
+    public mutating func keepStart(valLoss: Double) {
+        guard epoch == 0, step == 0, !split.validation.isEmpty, valLoss.isFinite else { return }
+        monitor.best = valLoss
+        monitor.bestEpoch = 0
+        monitor.badEpochs = 0
+        bestParameters = parameters
+    }
+
     /// Ends an epoch whose evaluation is not known yet, so that the next step can start: no decision
     /// is taken. Whoever holds the run as it was at the epoch's end (`saved`) later closes that copy
     /// with the evaluation and, unless it stops the run, hands its decisions to this state with

@@ -100,9 +100,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public func loadSeries() throws(SeriesError) -> (raw: Series, model: Series) {
         let raw = try data.load()
         guard let transform else { return (raw, raw) }
-        guard transform.offset.count == raw.channels else {
+        guard transform.offset.count == raw.channels * raw.seriesCount else {
             throw .invalidArgument(
-                "the model's scaling has \(transform.offset.count) channels but \(data) has \(raw.channels); "
+                "the model's scaling has \(transform.offset.count) values (channels times series) but \(data) has "
+                    + "\(raw.channels) channel\(raw.channels == 1 ? "" : "s") in \(raw.seriesCount) series; "
                     + "give the data the model was trained on")
         }
         return (raw, try transform.apply(raw))

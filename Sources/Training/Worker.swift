@@ -26,6 +26,10 @@ public struct WorkerOptions: Sendable {
     public var protocolVersion: UInt16
     /// Seconds to sleep before each computation: a slow machine, for fault drills and tests.
     public var artificialDelay: Double = 0
+    /// Reads the series a configuration names, as the model sees it, when a WELCOME says the data is shared
+    /// (``Welcome/sharedData``); the endpoint supplies it (the core does no I/O). Nil: such a WELCOME is
+    /// answered with BYE.
+    public var loadData: (@Sendable (TrainingConfig) throws -> Series)? = nil
 
     public init(threads: Int, expect: Expectation? = nil, host: String = ProcessInfo.processInfo.hostName,
                 pid: Int32 = ProcessInfo.processInfo.processIdentifier, protocolVersion: UInt16 = Wire.protocolVersion) {
@@ -135,12 +139,28 @@ public final class WorkerCore {
               ParameterLayout(cfg.model).count == w.parameterCount, w.microBatch >= 1 else {
             return fail("WELCOME is inconsistent: \(w.channels) channels, \(w.parameterCount) parameters for model \(cfg.model)")
         }
-        let names = (0..<w.channels).map { "c\($0)" }
-        guard let s = try? Series(names: names, values: values), s.count == w.points else {
-            return fail("the series in WELCOME is malformed")
-        }
-        guard s.fingerprint == w.seriesHash else {
-            return fail("the series arrived with hash \(String(s.fingerprint, radix: 16)), expected \(String(w.seriesHash, radix: 16))")
+        let s: Series
+        if w.sharedData == true {
+            guard let load = options.loadData else {
+                return fail("the coordinator asked this worker to read the data itself, which it cannot; run the coordinator without --shared-data")
+            }
+            do {
+                s = try load(cfg)
+            } catch {
+                return fail("cannot read the data the coordinator named (\(cfg.data)): \(error); give this worker the same file at the same path, or run the coordinator without --shared-data")
+            }
+            guard s.count == w.points, s.channels == w.channels, s.fingerprint == w.seriesHash else {
+                return fail("the data at \(cfg.data) here (\(s.count) points, hash \(String(s.fingerprint, radix: 16))) is not the coordinator's (\(w.points) points, hash \(String(w.seriesHash, radix: 16))); give this worker the same file, or run the coordinator without --shared-data")
+            }
+        } else {
+            let names = (0..<w.channels).map { "c\($0)" }
+            guard let received = try? Series(names: names, values: values), received.count == w.points else {
+                return fail("the series in WELCOME is malformed")
+            }
+            guard received.fingerprint == w.seriesHash else {
+                return fail("the series arrived with hash \(String(received.fingerprint, radix: 16)), expected \(String(w.seriesHash, radix: 16))")
+            }
+            s = received
         }
         runID = w.runID
         workerID = w.workerID

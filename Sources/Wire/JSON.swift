@@ -89,6 +89,7 @@ enum JSON {
                 ("micro_batch", number(w.microBatch)),
                 ("heartbeat_millis", number(w.heartbeatMillis)),
                 ("liveness_millis", number(w.livenessMillis)),
+                ("shared_data", w.sharedData == true ? "true" : nil),
             ]).utf8)
     }
 

@@ -99,13 +99,18 @@ public struct Welcome: Sendable, Equatable, Codable {
     public var heartbeatMillis: Int
     /// Silence after which a peer is considered dead, in milliseconds (≥ 1).
     public var livenessMillis: Int
+    /// true: no series follows the JSON; the worker reads the data the configuration names itself (a file
+    /// on storage it shares with the coordinator) and checks it against `seriesHash`. nil or false: the
+    /// series follows.
+    public var sharedData: Bool?
 
     /// A welcome.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), runID: UInt64, workerID: UInt32,
         config: String, points: Int, channels: Int, seriesHash: UInt64, parameterCount: Int,
-        microBatch: Int, heartbeatMillis: Int, livenessMillis: Int
+        microBatch: Int, heartbeatMillis: Int, livenessMillis: Int, sharedData: Bool? = nil
     ) {
+        self.sharedData = sharedData
         self.protocolVersion = protocolVersion
         self.runID = runID
         self.workerID = workerID
@@ -129,6 +134,7 @@ public struct Welcome: Sendable, Equatable, Codable {
         case microBatch = "micro_batch"
         case heartbeatMillis = "heartbeat_millis"
         case livenessMillis = "liveness_millis"
+        case sharedData = "shared_data"
     }
 }
 

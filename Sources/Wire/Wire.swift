@@ -596,11 +596,12 @@ public enum Wire {
         }
         let seriesOffset = 8 + jsonCount
         let seriesBytes = payload.count - seriesOffset
-        let (expected, overflow) = w.points.multipliedReportingOverflow(by: w.channels)
+        var (expected, overflow) = w.points.multipliedReportingOverflow(by: w.channels)
+        if w.sharedData == true { expected = 0 }  // the worker reads the data itself
         guard !overflow, seriesBytes % 4 == 0, seriesBytes / 4 == expected else {
             throw .badLength(
-                "welcome series is \(seriesBytes) bytes, expected points × channels = "
-                    + "\(w.points) × \(w.channels) Float32 values")
+                "welcome series is \(seriesBytes) bytes, expected "
+                    + (w.sharedData == true ? "none (shared_data)" : "points × channels = \(w.points) × \(w.channels) Float32 values"))
         }
         if let i = firstNonFinite(payload, offset: seriesOffset, count: expected) {
             throw .nonFinite(

@@ -37,6 +37,9 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Do not give idle workers copies of a straggler's micro-batches.")
     var noSpeculation = false
 
+    @Flag(help: "Workers read the CSV themselves, at the same absolute path (shared storage), checked by hash, instead of receiving the series in WELCOME ('train --workers' does this for a CSV).")
+    var sharedData = false
+
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
 
@@ -48,9 +51,11 @@ struct ClusterOptions: ParsableArguments {
         if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
         if let m = maxWorkers, m < workers { throw ValidationError("--max-workers must be at least --workers \(workers) (got \(m))") }
         if let r = retryAfter, !(r.isFinite && r > 0) { throw ValidationError("--retry-after must be a positive number of seconds") }
-        return CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
-                                  liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
-                                  speculate: !noSpeculation, maxWorkers: maxWorkers)
+        var o = CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
+                                   liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
+                                   speculate: !noSpeculation, maxWorkers: maxWorkers)
+        o.sharedData = sharedData
+        return o
     }
 }
 
@@ -227,7 +232,9 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
                parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
                healthFile: HealthFile? = nil, logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
-    let core = WorkerCore(options: WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion))
+    var workerOptions = WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion)
+    workerOptions.loadData = { config in try config.loadSeries().model }
+    let core = WorkerCore(options: workerOptions)
     let client: WorkerClient
     do { client = try WorkerClient(core: core, connect: connect, security: security, logger: logger) } catch { throw fail("\(error)") }
     client.healthFile = healthFile

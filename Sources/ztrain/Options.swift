@@ -25,6 +25,9 @@ struct DataOptions: ParsableArguments {
     @Option(help: "CSV column of time labels: the x axis of plots and the first column of exports, never a feature.")
     var timeColumn: String?
 
+    @Option(help: "CSV column of series IDs (long format: many series, one model): windows, scaling and differencing per series; each series' rows consecutive, in time order.")
+    var seriesColumn: String?
+
     @Option(help: "Missing CSV cells (empty, NA, null): error (names row and column), drop (the row), ffill or interpolate.")
     var missing: MissingPolicy = .error
 
@@ -55,6 +58,9 @@ struct DataOptions: ParsableArguments {
             }
             if timeColumn != nil {
                 throw ValidationError("--time-column names a CSV column; the sincos series has none (give --data FILE.csv, or leave --time-column out)")
+            }
+            if seriesColumn != nil {
+                throw ValidationError("--series-column names a CSV column; the sincos series has none (give --data FILE.csv, or leave --series-column out)")
             }
             var (n, a, b) = (1000, 0.0, 100.0)
             if case .sincos(let bn, let ba, let bb)? = base { (n, a, b) = (bn, ba, bb) }
@@ -90,9 +96,11 @@ struct DataOptions: ParsableArguments {
             sep = b
         }
         if let t = timeColumn, t.isEmpty { throw ValidationError("--time-column must name a column (got an empty name)") }
+        if let t = seriesColumn, t.isEmpty { throw ValidationError("--series-column must name a column (got an empty name)") }
+        if let t = seriesColumn, t == timeColumn { throw ValidationError("--series-column and --time-column must be different columns (both '\(t)')") }
         // absolute, so predict, forecast and --resume find the file from any working directory
         let path = URL(fileURLWithPath: name).standardizedFileURL.path
-        let options = CSVOptions(timeColumn: timeColumn, missing: missing, delimiter: sep)
+        let options = CSVOptions(timeColumn: timeColumn, missing: missing, delimiter: sep, seriesColumn: seriesColumn)
         return .csv(path: path, columns: cols, options: options == CSVOptions() ? nil : options)
     }
 }
@@ -102,7 +110,7 @@ struct SeriesOptions: ParsableArguments {
     @Option(help: "Per-channel scaling fitted on the training part: zscore, minmax (to [-1, 1]) or none (default: zscore for a CSV, none for sincos).")
     var scale: ScaleKind?
 
-    @Option(help: "Differencing order: auto (KPSS test at 5% on the training part), 0, 1 or 2 (default: auto for a CSV, 0 for sincos).")
+    @Option(help: "Differencing order: auto (0 or 1 by the KPSS test at 5% on the training part), 0, 1 or 2 (default: auto for a CSV, 0 for sincos).")
     var difference: String?
 
     @Option(help: "Seasonal difference of period S before the ordinary one (default: none).")

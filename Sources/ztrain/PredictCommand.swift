@@ -120,33 +120,25 @@ struct Predict: ParsableCommand {
         let fmt = try outputFormat(out: out ?? "predictions.\(format ?? "svg")", format: format, allowed: ["svg", "csv"])
         let out = self.out ?? "predictions.\(fmt)"
         let m = try TrainedModel(path: model, data: data)
-        let T = m.loaded.config.seqLen, M = m.model.count
-        let defaultFrom: Int = {
-            guard m.config.validationFraction > 0,
-                  let split = try? WindowSplit.make(pointCount: M, seqLen: T, validationFraction: m.config.validationFraction)
-            else { return 0 }
-            return max(0, min(M - T, split.trainPoints))
-        }()
-        let from = rolloutFrom ?? defaultFrom
-        guard from >= 0 && from + T <= M else {
-            throw ValidationError("--rollout-from must be in 0...\(M - T) (got \(from))")
+        if let s = rolloutSteps, !(1...10_000_000).contains(s) {
+            throw ValidationError("--rollout-steps must be in 1...10000000 (got \(s))")
         }
-        let steps = rolloutSteps ?? (M - from - T)
-        guard steps >= 1 && steps <= 10_000_000 else { throw ValidationError("--rollout-steps must be in 1...10000000 (got \(steps))") }
-
-        let prediction: SeriesPrediction
+        let prediction: SeriesPredictions
         do {
-            prediction = try SeriesPrediction.make(config: m.config, parameters: m.loaded.parameters, raw: m.raw, model: m.model,
-                                                   rolloutFrom: from, steps: steps)
+            prediction = try SeriesPredictions.make(config: m.config, parameters: m.loaded.parameters, raw: m.raw, model: m.model,
+                                                    rolloutFrom: rolloutFrom.map(RolloutStart.point) ?? .validation, steps: rolloutSteps)
         } catch {
-            throw fail("\(error)")
+            throw ValidationError("\(error)")
         }
-        let evaluation = prediction.evaluation(season: season ?? SeriesPrediction.season(config: m.config, raw: m.raw))
+        let evaluation = prediction.evaluation(config: m.config, season: season)
         let bytes: [UInt8]
         if fmt == "csv" {
-            bytes = Array(prediction.csv(seriesName: m.seriesName).utf8)
+            bytes = Array(prediction.csv().utf8)
         } else {
             let c = m.loaded.config
+            if prediction.isMulti && prediction.parts.count > 3 {
+                logger.info("the figure shows the first 3 of \(prediction.parts.count) series; --format csv writes them all")
+            }
             bytes = Array(SVG.render(prediction.charts(evaluation: evaluation),
                                      title: "ztrain predict: \(URL(fileURLWithPath: model).lastPathComponent), H=\(c.hiddenSize) \(c.cell.rawValue), \(m.config.data)",
                                      columns: 2, panelWidth: 640, panelHeight: 280).utf8)
@@ -156,7 +148,8 @@ struct Predict: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        logger.info("one-step metrics in the series' own units (season \(evaluation.season.map(String.init) ?? "none")):\n\(evaluation.text)")
+        if let table = evaluation.perSeriesText { logger.info("one-step metrics per series, in each series' own units:\n\(table)") }
+        logger.info("one-step metrics in the series' own units (season \(evaluation.season.map(String.init) ?? "none")\(evaluation.perSeries.map { ", pooled over \($0.count) series" } ?? "")):\n\(evaluation.text)")
         print(out)
     }
 }
@@ -194,28 +187,20 @@ struct ForecastCommand: ParsableCommand {
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.forecast")
         let m = try TrainedModel(path: model, data: data)
-        let T = m.loaded.config.seqLen, C = m.raw.channels, N = m.raw.count
-        let prediction: SeriesPrediction
+        let prediction: SeriesPredictions
         do {
-            prediction = try SeriesPrediction.make(config: m.config, parameters: m.loaded.parameters, raw: m.raw, model: m.model,
-                                                   rolloutFrom: m.model.count - T, steps: horizon)
+            prediction = try SeriesPredictions.make(config: m.config, parameters: m.loaded.parameters, raw: m.raw, model: m.model,
+                                                    rolloutFrom: .end, steps: horizon)
         } catch {
             throw fail("\(error)")
         }
-        let axis = m.raw.time.map { TimeAxis($0) }
-        var text = "series,point,time,channel,forecast\n"
-        for k in 0..<horizon {
-            let time = axis?.label(after: k + 1) ?? ""
-            for c in 0..<C {
-                text += "\(csvField(m.seriesName)),\(N + k),\(csvField(time)),\(csvField(m.raw.names[c])),\(prediction.rollout[k * C + c])\n"
-            }
-        }
+        let text = prediction.forecastCSV()
         do {
             try AtomicFile.write(Array(text.utf8), to: out)
         } catch {
             throw fail("\(error)")
         }
-        logger.info("forecast \(horizon) points past point \(N - 1) of \(m.config.data)")
+        logger.info("forecast \(horizon) points past the end of \(prediction.isMulti ? "each of the \(prediction.parts.count) series of " : "")\(m.config.data)")
         print(out)
     }
 }

@@ -61,7 +61,15 @@ struct PreparedCLIRun {
         if o.overwrite && o.out == nil { throw ValidationError("--overwrite needs --out DIR (the default folder is always new)") }
         let spec = try o.data.spec()
         let raw: Series
-        do { raw = try spec.load() } catch { throw fail("\(error)") }
+        do {
+            raw = try spec.load()
+        } catch {
+            if case .invalidArgument(let m) = error, m.hasPrefix("--series-column") { throw ValidationError(m) }
+            throw fail("\(error)")
+        }
+        if let seg = raw.segments {
+            logger.info("\(seg.ids.count) series (--series-column), \(raw.count) points in all; one model over every series, windows within each")
+        }
         for name in raw.indexLikeChannels {
             logger.warning("column \"\(name)\" looks like a row index, not data; leave it out with --columns, or pass it as --time-column")
         }
@@ -117,7 +125,7 @@ struct PreparedCLIRun {
         let model = split.validation.isEmpty ? parameters : best ?? parameters
         if let e = evaluate(parameters: model) {
             summary.evaluation = e
-            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")):\n\(e.text)")
+            logger?.info("one-step metrics in the series' own units (season \(e.season.map(String.init) ?? "none")\(e.perSeries.map { ", pooled over \($0.count) series" } ?? "")):\n\(e.text)")
         }
         // each output is tried, so a full disk still leaves the smaller ones a chance
         var problems: [TrainingError] = []
@@ -136,10 +144,10 @@ struct PreparedCLIRun {
     /// The metrics of `ztrain predict` for these weights (nil if the weights are not finite).
     func evaluate(parameters: [Float]) -> Evaluation? {
         guard parameters.allSatisfy(\.isFinite),
-              let p = try? SeriesPrediction.make(config: config, parameters: parameters, raw: raw, model: series,
-                                                 rolloutFrom: 0, steps: 1)
+              let p = try? SeriesPredictions.make(config: config, parameters: parameters, raw: raw, model: series,
+                                                  rolloutFrom: .point(0), steps: 1)
         else { return nil }
-        let e = p.evaluation(season: SeriesPrediction.season(config: config, raw: raw))
+        let e = p.evaluation(config: config, season: nil)
         // a prediction that overflowed would make summary.json unwritable: leave the metrics out then
         return (try? JSONEncoder().encode(e)) == nil ? nil : e
     }
@@ -255,8 +263,12 @@ struct Train: ParsableCommand {
         if let n = workers {
             let cores = ProcessInfo.processInfo.activeProcessorCount
             let perWorker = threads ?? max(1, cores / n)
+            var options = try cluster.options(workers: n)
+            // local workers share this machine's files: each reads the CSV itself (checked by hash) rather
+            // than receiving the whole series in its WELCOME
+            if case .csv = prepared.config.data { options.sharedData = true }
             let code = try runCoordinator(
-                prepared: prepared, options: cluster.options(workers: n), bind: bind, spawnWorkers: n,
+                prepared: prepared, options: options, bind: bind, spawnWorkers: n,
                 workerThreads: perWorker, checkpointEvery: runOptions.checkpointEvery, keep: runOptions.keep,
                 timeline: cluster.timeline, watch: cluster.watch.options, global: global, logger: logger)
             if code != 0 { throw ExitCode(code) }

@@ -214,6 +214,43 @@ private func csvMessage(_ text: String, columns: [String]? = nil) -> String? {
     }
 }
 
+@Suite struct CSVStreamingTests {
+    /// The byte-level reading of plain decimals gives `Float(Double(cell))` bit for bit.
+    @Test func fastDecimalsMatchDoubleThenFloat() throws {
+        var rng = SeededRNG(seed: 7)
+        var cells: [String] = []
+        for k in 0..<20_000 {
+            let digits = Int(rng.next() % 20) + 1
+            var m = (0..<digits).map { _ in String(rng.next() % 10) }.joined()
+            if k % 3 == 0 { m.insert(".", at: m.index(m.startIndex, offsetBy: Int(rng.next() % UInt64(digits + 1)))) }
+            if k % 5 == 0 { m += "e\(Int(rng.next() % 36) - 20)" }
+            if k % 2 == 0 { m = "-" + m }
+            cells.append(m)
+        }
+        cells += ["0", "-0", "0.1", "1e22", "9007199254740993", "3.4028235e38", "1.17549435e-38", "123456789012345678", "+5", ".5", "5."]
+        let s = try Series.csv(text: "v\n" + cells.joined(separator: "\n") + "\n", source: "x.csv")
+        for (cell, v) in zip(cells, s.values) {
+            let expected = Float(try #require(Double(cell)))
+            #expect(v.bitPattern == expected.bitPattern, "\(cell): \(v) vs \(expected)")
+        }
+    }
+
+    /// A file read in 1 MiB chunks (lines cut at chunk ends) gives what the whole text gives.
+    @Test func chunkedFileEqualsText() throws {
+        var text = "id,time,a,b\n"
+        for i in 0..<120_000 { text += "s\(i / 1000),\(i % 1000),\(Double(i) * 0.25),\"\(i % 7)\"\n" }
+        try withTemporaryDirectory { dir in
+            let path = dir + "/big.csv"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let options = CSVOptions(timeColumn: "time", seriesColumn: "id")
+            let a = try Series.csv(path: path, options: options)
+            let b = try Series.csv(text: text, source: path, options: options)
+            #expect(a == b)
+            #expect(a.count == 120_000 && a.seriesCount == 120 && a.values[2 * 77_777] == Float(Double(77_777) * 0.25))
+        }
+    }
+}
+
 @Suite struct CSVBoundsTests {
     @Test func devicesAndFIFOsAreRefusedAtOnce() throws {
         #expect(seriesMessage { try Series.csv(path: "/dev/zero") } == "cannot read /dev/zero: it is a device, not a regular file; give a file")

@@ -154,3 +154,34 @@ struct RealCSVTests {
         #expect(TimeAxis(["a", "b"]) == .labels)
     }
 }
+
+@Suite("Scaling and differencing per series")
+struct MultiSeriesTransformTests {
+    @Test func eachSeriesIsDifferencedAndScaledOnItsOwn() throws {
+        let text = "id,value\n" + (0..<20).map { "a,\(Double($0) * 2)" }.joined(separator: "\n") + "\n"
+            + (0..<30).map { "b,\(1000 + Double($0 * $0 % 7))" }.joined(separator: "\n") + "\n"
+        let raw = try Series.csv(text: text, source: "t", options: CSVOptions(seriesColumn: "id"))
+        #expect(raw.segments == SeriesSegments(ids: ["a", "b"], starts: [0, 20, 50]))
+        let t = try SeriesTransform.fit(raw: raw, seqLen: 2, validationFraction: 0.2, scale: .zscore, difference: .order(1), seasonalPeriod: 0)
+        #expect(t.offset.count == 2 && t.divisor.count == 2)
+        let model = try t.apply(raw)
+        #expect(model.segments?.starts == [0, 19, 48])
+        // each part equals fitting and applying on that series alone
+        for s in 0..<2 {
+            let alone = try SeriesTransform.fit(raw: raw.part(s), seqLen: 2, validationFraction: 0.2, scale: .zscore,
+                                                difference: .order(1), seasonalPeriod: 0)
+            #expect(t.part(s, channels: 1) == alone)
+            #expect(model.part(s) == (try alone.apply(raw.part(s))))
+        }
+        // series a is a straight line: its differences are constant, so its divisor stays 1 and every value 0
+        #expect(model.part(0).values.allSatisfy { $0 == 0 })
+    }
+
+    @Test func missingValuesAreFilledWithinEachSeries() throws {
+        let text = "id,value\na,1\na,2\na,NA\nb,NA\nb,10\nb,12\n"
+        // forward fill never reaches back into the series before
+        #expect(throws: SeriesError.self) { try Series.csv(text: text, source: "t", options: CSVOptions(missing: .ffill, seriesColumn: "id")) }
+        let raw = try Series.csv(text: text, source: "t", options: CSVOptions(missing: .interpolate, seriesColumn: "id"))
+        #expect(raw.values == [1, 2, 2, 10, 10, 12])
+    }
+}

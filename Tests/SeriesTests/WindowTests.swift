@@ -141,3 +141,41 @@ private func splitMessage(_ n: Int, _ t: Int, _ f: Double) -> String? {
         }
     }
 }
+
+@Suite("Windows of several series")
+struct MultiSeriesWindowTests {
+    @Test func windowsNeverCrossSeriesAndEachSeriesHoldsOutItsOwnEnd() throws {
+        let lengths = [10, 7, 25]
+        var starts = [0]
+        for n in lengths { starts.append(starts.last! + n) }
+        let values = (0..<starts.last!).map { Float($0) }
+        let s = try Series(names: ["v"], values: values, segments: SeriesSegments(ids: ["a", "b", "c"], starts: starts))
+        let T = 3
+        let split = try WindowSplit.make(series: s, seqLen: T, validationFraction: 0.2)
+        #expect(split.seriesTrainPoints == [8, 6, 20])
+        for w in split.all {
+            let k = starts.lastIndex { $0 <= w }!
+            #expect(w + T < starts[k + 1], "window \(w) crosses into the next series")
+        }
+        #expect(split.all.count == lengths.reduce(0) { $0 + $1 - T })
+        #expect((split.train + split.validation).sorted() == split.all)
+        // validation targets: exactly the last round(0.2 N) points of each series
+        let targets = Set(split.validation.map { $0 + T })
+        let held = Set([8, 9] + [16] + [37, 38, 39, 40, 41])
+        #expect(targets == held)
+        #expect(split.train.allSatisfy { w in !held.contains(w + T) })
+        // one series is split as before
+        #expect(try WindowSplit.make(series: s.part(2), seqLen: T, validationFraction: 0.2)
+            == WindowSplit.make(pointCount: 25, seqLen: T, validationFraction: 0.2))
+    }
+
+    @Test func aShortSeriesIsNamed() throws {
+        let s = try Series(names: ["v"], values: (0..<12).map(Float.init), segments: SeriesSegments(ids: ["long", "tiny"], starts: [0, 9, 12]))
+        #expect(throws: SeriesError.self) { try WindowSplit.make(series: s, seqLen: 3, validationFraction: 0) }
+        do {
+            _ = try WindowSplit.make(series: s, seqLen: 3, validationFraction: 0)
+        } catch {
+            #expect(error.description.contains("series \"tiny\""))
+        }
+    }
+}

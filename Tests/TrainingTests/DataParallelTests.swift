@@ -446,3 +446,39 @@ final class EventLog: @unchecked Sendable {
     func append(_ e: CoordinatorEvent) { lock.lock(); events.append(e); lock.unlock() }
     var all: [CoordinatorEvent] { lock.lock(); defer { lock.unlock() }; return events }
 }
+
+@Suite("Workers that read the data themselves")
+struct SharedDataWorkerTests {
+    func welcome(config: TrainingConfig, series: Series, worker: WorkerCore) throws -> [Envelope] {
+        var options = CoordinatorOptions(workers: 1)
+        options.sharedData = true
+        let coordinator = try CoordinatorCore(config: config, series: series, options: options, runID: 5)
+        let out = coordinator.handle(worker.hello(), from: PeerID(Array("w".utf8)), bytes: 100, now: 0)
+        let env = try #require(out.first?.envelope)
+        guard case .welcome(let w, let values) = env.message else { Issue.record("no WELCOME: \(env.message)"); return [] }
+        #expect(w.sharedData == true && values.isEmpty)
+        // the frame is what a worker receives: encoded and decoded
+        let (h, p) = Wire.encode(env)
+        return worker.handle(try Wire.decode(frames: [h, p], limits: .handshake))
+    }
+
+    @Test func theSameDataIsReadyAnotherIsRefusedByHash() throws {
+        let series = try referenceSeries(), config = parallelConfig()
+        var good = WorkerOptions(threads: 1, host: "h", pid: 1)
+        good.loadData = { _ in series }
+        let ready = try welcome(config: config, series: series, worker: WorkerCore(options: good))
+        guard case .ready? = ready.first?.message else { Issue.record("\(ready)"); return }
+
+        var other = WorkerOptions(threads: 1, host: "h", pid: 2)
+        other.loadData = { _ in try Series.sincos(points: 1000, from: 0, to: 99) }
+        let core = WorkerCore(options: other)
+        let bye = try welcome(config: config, series: series, worker: core)
+        guard case .bye(let reason)? = bye.first?.message else { Issue.record("\(bye)"); return }
+        #expect(reason.contains("is not the coordinator's") && reason.contains("--shared-data"), "\(reason)")
+
+        let none = WorkerCore(options: WorkerOptions(threads: 1, host: "h", pid: 3))
+        let refused = try welcome(config: config, series: series, worker: none)
+        guard case .bye(let why)? = refused.first?.message else { Issue.record("\(refused)"); return }
+        #expect(why.contains("read the data itself"), "\(why)")
+    }
+}

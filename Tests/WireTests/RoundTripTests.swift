@@ -225,3 +225,19 @@ import Wire
         #expect(try Wire.decode(frames: [h, payload], limits: .training(parameterCount: p, maxWindows: 512)) == e)
     }
 }
+
+@Suite("WELCOME without the series (shared data)")
+struct SharedDataWelcomeTests {
+    @Test func aSharedDataWelcomeCarriesNoSeriesAndOneWithTheSeriesIsRefused() throws {
+        let w = Welcome(runID: 7, workerID: 2, config: "{}", points: 1_000_000, channels: 3, seriesHash: 9, parameterCount: 10,
+                        microBatch: 8, heartbeatMillis: 500, livenessMillis: 5000, sharedData: true)
+        let e = Envelope(runID: 7, workerID: 2, message: .welcome(w, series: []))
+        let (h, p) = Wire.encode(e)
+        #expect(p.count < 400, "\(p.count) bytes")
+        #expect(String(decoding: p.dropFirst(8), as: UTF8.self).hasSuffix(#","shared_data":true}"#))
+        #expect(try Wire.decode(frames: [h, p], limits: .handshake) == e)
+        // the same welcome with the series attached does not decode
+        let (h2, p2) = Wire.encode(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2, 3])))
+        #expect(throws: WireError.self) { try Wire.decode(frames: [h2, p2], limits: .handshake) }
+    }
+}
