@@ -16,6 +16,7 @@ import RNN
 import Training
 import Wire
 import ZeroMQ
+import Support
 
 /// `ztrain stress`: drives the real `StepAggregator` and `TreeReducer` over real ZeroMQ sockets and
 /// the real `Wire` codec with synthetic workers, injects faults, and checks every round's aggregate

@@ -7,7 +7,7 @@ import Foundation
 import RNN
 import Series
 import Wire
-import class ZeroMQ.Condition
+import Support
 
 /// A peer as the coordinator's ROUTER knows it: its routing id.
 public struct PeerID: Hashable, Sendable, CustomStringConvertible {
