@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "Support"]),
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
         .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
-        // The sin/cos series, CSV loading, windows, splits, permutations, micro-batch arithmetic.
+        // The sin/cos series, CSV loading, windows, splits, permutations, the plan of a step (StepPlan).
         .target(name: "Series"),
         // safetensors read/write, atomic files.
         .target(name: "Checkpoint", dependencies: ["RNN"]),
@@ -59,7 +59,11 @@ let package = Package(
         .target(name: "Plot"),
         // The protocol as plain values and a pure, total binary codec. No sockets.
         .target(name: "Wire"),
-        // Trainers (in-process, coordinator, worker), the transport loops, metrics, outputs.
+        // Training, by concern: Run/ (the run state and its step rule, the configuration, the gradient
+        // engine, the in-process trainer), Aggregation/ (the step aggregator and its streaming tree),
+        // Cluster/ (the coordinator and worker state machines, their socket loops, the local launcher,
+        // cluster launch plans, CURVE keys, the observer protocol), Outputs/ (run folders, checkpoints,
+        // progress, predictions, forecasts, the timeline).
         .target(
             name: "Training",
             dependencies: [

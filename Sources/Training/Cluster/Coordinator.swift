@@ -133,7 +133,8 @@ public enum CoordinatorEvent: Sendable {
 
 /// The coordinator as a state machine: decoded messages and clock ticks in, messages to send out.
 ///
-/// It owns the ``RunState`` (weights, optimizer, schedule) and a ``TreeReducer`` for the step in flight.
+/// It owns the ``RunState`` (weights, optimizer, schedule, and the step rule: ``RunState/finish(root:windows:evaluation:keepClosed:settled:)``)
+/// and a ``StepAggregator`` (over a ``StreamingTree``) for the step in flight.
 /// A step's micro-batches are cut into contiguous runs, one per ready worker; each worker answers with
 /// the sums of the tree nodes of its run; when every leaf is covered the tree is reduced in its fixed
 /// order and the update applied. Who computed what, and when, cannot change a bit.
