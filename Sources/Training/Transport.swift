@@ -199,6 +199,33 @@ public final class CoordinatorServer {
         }
     }
 
+    /// How long the coordinator stays after the end for workers it has not told yet: a worker
+    /// declared dead (paused, slow) heartbeats within `--heartbeat` and says HELLO again after
+    /// `--liveness` of silence.
+    public var farewellSeconds: Double { min(10, max(1, core.options.liveness + core.options.heartbeat)) }
+
+    /// After the end, for up to `seconds`: every peer that speaks is told once that the run is over
+    /// (``CoordinatorCore/farewell(to:now:)``), so a worker the coordinator had declared dead, or one
+    /// saying HELLO to rejoin, exits now instead of saying HELLO until its `--reconnect-timeout`.
+    /// Returns at once when every worker that may still run has been told (the usual case). Call it
+    /// after the run's outputs are written (a coordinator killed meanwhile leaves them whole).
+    public func dismissStragglers(for seconds: Double) {
+        let end = now + seconds
+        while now < end && !core.everyWorkerDismissed {
+            do {
+                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
+            } catch {
+                if error.kind == .interrupted { continue }
+                return
+            }
+            for _ in 0..<10_000 {
+                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
+                guard let id = frames.first, !id.isEmpty else { continue }
+                send(core.farewell(to: PeerID(id.bytes), now: now))
+            }
+        }
+    }
+
     /// Reads every frame waiting (bounded per round, so ticks still happen under a flood).
     private func drain() {
         for _ in 0..<10_000 {
@@ -588,8 +615,17 @@ public final class WorkerClient {
                 lastCompute = .infinity
                 if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
             }
+            let before = core.phase
             for reply in core.handle(env) { send(reply) }
             if core.config == nil { cachedLimits = nil }
+            switch env.message {
+            case .welcome where before == .hello && core.phase == .ready:
+                logger.info("welcomed by the coordinator at \(endpoint) as worker \(core.workerID) of run \(String(core.runID, radix: 16))")
+            case .shutdown(let reason):
+                logger.info("the coordinator ended the run: \(reason)")
+            default:
+                break
+            }
             return
         }
         assignReceived = receivedAt
