@@ -360,6 +360,63 @@ public final class CoordinatorServer {
     }
 }
 
+extension CoordinatorServer {
+    /// A coordinator started for a run that is already complete (`--resume`, `--auto-resume`): its
+    /// predecessor may have been killed after the run-end checkpoint but before its SHUTDOWNs left,
+    /// and its workers say HELLO to rejoin. For `seconds` (longer than libzmq's reconnect interval, so
+    /// the HELLOs they queued meanwhile arrive), every peer that speaks is told once that the run is
+    /// complete; at most ``CoordinatorCore/maxDismissed`` peers. Returns how many were told.
+    public static func dismissWaitingWorkers(bind: String, security: CurveServerSecurity?, seconds: Double,
+                                             logger: Logger) throws(TrainingError) -> Int {
+        let context: Context, socket: Socket
+        var authenticator: Authenticator?
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.router)
+            if let security {
+                let limited = SharedRateLimitedLog(interval: 5)
+                authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
+                    if case .refusedKey(let key, let address) = event {
+                        limited.log(logger, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                    }
+                }
+                try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
+            }
+            try socket.setRouterMandatory(true)
+            try socket.setLinger(.milliseconds(500))
+            try socket.setMaxMessageSize(Int64(CoordinatorCore.strangerFrameBytes + 4096))
+            try socket.setReceiveHighWaterMark(receiveHighWaterMark)
+            try socket.bind(bind)
+        } catch {
+            throw .invalidConfig("cannot bind \(bind): \(error)")
+        }
+        defer {
+            authenticator?.unwatch()
+            authenticator?.stop()
+            socket.close()
+            try? context.terminate()
+        }
+        let start = ContinuousClock.now
+        var told: Set<[UInt8]> = []
+        while Training.seconds(since: start) < seconds {
+            do {
+                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
+            } catch {
+                if error.kind == .interrupted { continue }
+                break
+            }
+            for _ in 0..<10_000 {
+                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
+                guard let id = frames.first?.bytes, !id.isEmpty, !told.contains(id), told.count < CoordinatorCore.maxDismissed else { continue }
+                told.insert(id)
+                let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
+                _ = try? socket.send(parts: [id, header, payload], flags: .dontWait)
+            }
+        }
+        return told.count
+    }
+}
+
 /// The worker's transport: one DEALER socket connected to the coordinator, and the ``WorkerCore``.
 ///
 /// A short computation (the last one took less than ``inlineLimit``) runs right on the poll

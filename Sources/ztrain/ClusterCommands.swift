@@ -152,7 +152,13 @@ struct Coordinator: ParsableCommand {
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.coordinator")
-        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else { return }
+        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else {
+            // the run is complete: workers still waiting to rejoin it (their coordinator was killed
+            // after the run-end checkpoint, before its SHUTDOWNs left) are told so
+            let told = try CoordinatorServer.dismissWaitingWorkers(bind: bind, security: security.server(), seconds: 3, logger: logger)
+            if told > 0 { logger.notice("told \(told) waiting worker(s) that the run is complete") }
+            return
+        }
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
                                       keep: runOptions.keep, timeline: cluster.timeline, security: security.server(),
