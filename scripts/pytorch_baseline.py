@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch side of `ztrain bench` (issue 5's baselines), measured on this machine.
+"""The PyTorch side of `ztrain bench` (its baselines), measured on this machine.
 
     python scripts/pytorch_baseline.py --out pytorch.json
 

@@ -54,7 +54,7 @@ public struct GemmShape: Sendable, Equatable, CustomStringConvertible {
 /// 1,057,808. A kernel that also computes the unused `h_{T−1}`, the gradient into the inputs or into
 /// `h_{−1}` does more work but gets no credit for it: the count is the same for every kernel, so
 /// FLOP/s compares kernels. (PyTorch's eager loop computes all `T` hidden steps and `dd (B, D)`:
-/// `6·H·D·T`, about 1.59 MFLOP at H=256, which is how issue 5 put its FLOP limit at 62,000
+/// `6·H·D·T`, about 1.59 MFLOP at H=256, which is how the FLOP limit was put at 62,000
 /// samples/s.)
 public enum FlopCount {
     /// Hidden steps whose state feeds something: `S`.

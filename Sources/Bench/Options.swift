@@ -6,7 +6,7 @@ import Foundation
 import Training
 import Support
 
-/// What `--only` can select: the eight targets of issue 5 (by name or number) and the floors.
+/// What `--only` can select: the performance targets (by name or number) and the floors.
 public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     /// 1. Single thread, seed cell, H=32, batch 32.
     case singleH32 = "single-h32"
@@ -37,7 +37,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     /// Floor: bare ZeroMQ round trips of the H=32 and 10M rounds' bytes.
     case zmq
 
-    /// The target's number in issue 5 (nil for floors).
+    /// The target's number (nil for floors).
     public var number: Int? {
         switch self {
         case .singleH32: 1
@@ -78,7 +78,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     }
 }
 
-/// The workload sizes: full (the figures of issue 5) or `--quick` (tiny; for tests).
+/// The workload sizes: full (the sizes the targets are defined at) or `--quick` (tiny; for tests).
 public struct BenchSizes: Sendable, Equatable {
     /// Timed repetitions of each in-process and process measurement (after a warm-up).
     public var repetitions: Int
@@ -118,7 +118,7 @@ public struct BenchSizes: Sendable, Equatable {
     public var gemmSquare: Int
     public var gemmSeconds: Double
 
-    /// The sizes issue 5 names.
+    /// The sizes the targets are defined at.
     public static let full = BenchSizes(
         repetitions: 5, secondsPerRepetition: 0.4, bigHidden: 256, bigBatch: 996, bigMicroBatch: 498,
         clusterRuns: 3, clusterSeconds: 1.2, smallRounds: 3000, smallFloorRounds: 3000,

@@ -12,7 +12,7 @@ public struct PyTorchFigure: Sendable, Codable, Equatable {
     public var value: Double
     /// `samples/s`, `ms` or `s`.
     public var unit: String
-    /// Measured in this run (`--pytorch-json`) or recorded in issue 5.
+    /// Measured in this run (`--pytorch-json`) or recorded on the reference machine.
     public var source: BaselineSource
 
     public init(value: Double, unit: String, source: BaselineSource) {
@@ -23,7 +23,7 @@ public struct PyTorchFigure: Sendable, Codable, Equatable {
 }
 
 /// The PyTorch side of the comparison: measured in this run by `scripts/pytorch_baseline.py`
-/// (`--pytorch-json`), or the figures recorded in issue 5 on the reference machine (2-core AMD EPYC,
+/// (`--pytorch-json`), or the figures recorded on the reference machine (2-core AMD EPYC,
 /// PyTorch 2.15 CPU, one thread) for whatever the JSON does not give.
 ///
 /// Definitions (the same in the script and in the recorded figures):

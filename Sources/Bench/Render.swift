@@ -55,7 +55,7 @@ public enum Render {
         let met = report.results.filter { $0.met == true }.count
         text += "\n\n\(met) of \(report.results.count) goals met"
         if report.quick { text += " (--quick: tiny sizes, the figures mean nothing)" }
-        if !report.pytorch.anySameRun { text += "; PyTorch baselines are the figures recorded in issue 5 (no --pytorch-json)" }
+        if !report.pytorch.anySameRun { text += "; PyTorch baselines are the figures recorded on the reference machine (no --pytorch-json)" }
         return text
     }
 
@@ -95,7 +95,7 @@ public enum Render {
         if let a = report.loadAtStart, let b = report.loadAtEnd { machine.append("- " + loadLine(a, b, cores: m.cores)) }
         out += machine
         out.append("")
-        out.append("### Targets (issue 5)")
+        out.append("### Targets")
         out.append("")
         var rows: [[String]] = [["#", "target", "value", "baseline", "ratio", "goal", "met"]]
         for r in report.results {
@@ -140,8 +140,8 @@ public enum Render {
         rows.append(row("MSE < 1e-4, 2 workers (PyTorch: 1-process loop)", p.timeToTarget, result("time-to-target-workers2"), higherIsBetter: false))
         var text = mdTable(rows)
         text += "\n\n" + (p.anySameRun
-            ? "PyTorch figures marked same-run were measured by `scripts/pytorch_baseline.py` in this run (`scripts/bench --pytorch`); the others are issue 5's."
-            : "PyTorch was not measured in this run: the figures are those recorded in issue 5 on the reference machine (2-core AMD EPYC, PyTorch 2.15 CPU). `scripts/bench --pytorch` measures them here.")
+            ? "PyTorch figures marked same-run were measured by `scripts/pytorch_baseline.py` in this run (`scripts/bench --pytorch`); the others were recorded on the reference machine."
+            : "PyTorch was not measured in this run: the figures are those recorded on the reference machine (2-core AMD EPYC, PyTorch 2.15 CPU). `scripts/bench --pytorch` measures them here.")
         return text
     }
 

@@ -8,7 +8,7 @@ import Foundation
 public enum BaselineSource: String, Sendable, Codable, Equatable {
     /// Measured by this bench invocation (a floor, one worker, or PyTorch via `--pytorch-json`).
     case sameRun = "same-run"
-    /// A figure recorded in issue 5 on the reference machine (PyTorch was not measured in this run).
+    /// A figure recorded on the reference machine (PyTorch was not measured in this run).
     case recorded
 }
 
@@ -60,7 +60,7 @@ public struct Reference: Sendable, Codable, Equatable {
     /// The figure, in `unit`.
     public var value: Double
     public var unit: String
-    /// Measured in this run or recorded in issue 5.
+    /// Measured in this run or recorded on the reference machine.
     public var source: BaselineSource
 
     public init(name: String, value: Double, unit: String, source: BaselineSource) {
@@ -71,7 +71,7 @@ public struct Reference: Sendable, Codable, Equatable {
     }
 }
 
-/// One target of issue 5, measured: one entry of the JSON `results`.
+/// One performance target, measured: one entry of the JSON `results`.
 ///
 /// `ratio` is always `value / baseline` (so for times and latencies below 1 is better); `met` is
 /// the goal applied to `value` or `ratio`. Every key is written, as `null` when unknown, so a
@@ -79,7 +79,7 @@ public struct Reference: Sendable, Codable, Equatable {
 public struct BenchResult: Sendable, Equatable {
     /// Stable key (`single-h32`, `round-10m`, …).
     public var name: String
-    /// The target's number in issue 5, with a letter where one target has two goals (`2a`, `7b`).
+    /// The target's number, with a letter where one target has two goals (`2a`, `7b`).
     public var target: String
     /// What was measured, for people.
     public var title: String
@@ -91,11 +91,11 @@ public struct BenchResult: Sendable, Equatable {
     public var baseline: Double?
     /// What the baseline is (`PyTorch eager loop`, `bare ZeroMQ round trip`, …).
     public var baselineName: String?
-    /// Measured in this run, or recorded in issue 5.
+    /// Measured in this run, or recorded on the reference machine.
     public var baselineSource: BaselineSource?
     /// `value / baseline`.
     public var ratio: Double?
-    /// What issue 5 asks for.
+    /// The goal.
     public var goal: Goal
     /// The goal applied; nil when value or baseline is missing.
     public var met: Bool?

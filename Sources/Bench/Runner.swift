@@ -18,7 +18,7 @@ import Training
 import Wire
 import Support
 
-/// Runs the selected benchmarks of issue 5 in this process and in child processes it starts
+/// Runs the selected benchmarks in this process and in child processes it starts
 /// (`executable`, the running `ztrain`), and collects a ``BenchReport``.
 ///
 /// Every child is ended before ``run(command:version:)`` returns or throws, also when `stop` is

@@ -8,7 +8,7 @@ import Darwin
 
 // Small stand-ins for the parts of full Foundation (`String(format:)`, `FileHandle`, `Thread`,
 // `localizedDescription`) that this package used: the executable links only FoundationEssentials, so
-// a process never maps CoreFoundation and ICU (issue 5, target 7: a worker's peak RSS).
+// a process never maps CoreFoundation and ICU (the bench target for a worker's peak RSS).
 
 /// `printf`-style text from the C library's `vsnprintf`, as `String(format:)` gave it: `"%.4e"`,
 /// `"%.1f"`, `"%02x"`, `"%ld"` (an `Int` needs the `l`), `"%llu"` (`UInt64`). No `%@`.

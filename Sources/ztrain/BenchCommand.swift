@@ -16,20 +16,20 @@ import Logging
 import Training
 import Support
 
-/// `ztrain bench`: the performance targets of issue 5 and their floors, in one invocation.
+/// `ztrain bench`: the performance targets and their floors, in one invocation.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the performance targets (throughput, round latency, memory, time to target) against their floors and PyTorch.",
         discussion: """
             Runs, in this order: the floors (memcpy, single-thread float32 GEMM, bare ZeroMQ round \
-            trips), then the targets 1-8 of issue 5. It starts its own worker, coordinator and echo \
+            trips), then the performance targets. It starts its own worker, coordinator and echo \
             processes (this binary) and ends every one of them, also on Ctrl-C. Prints a table; \
             --json writes the report, --markdown writes BENCHMARKS.md (only the part between \
             <!-- bench:begin --> and <!-- bench:end --> is regenerated).
 
             PyTorch baselines come from --pytorch-json (written by scripts/pytorch_baseline.py; \
-            scripts/bench --pytorch does both), else from the figures recorded in issue 5, marked \
+            scripts/bench --pytorch does both), else from the figures recorded on the reference machine, marked \
             "recorded".
 
             Examples:

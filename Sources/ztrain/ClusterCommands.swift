@@ -158,7 +158,13 @@ struct Coordinator: ParsableCommand {
 
     func run() throws {
         let logger = try global.bootstrap(label: "ztrain.coordinator")
-        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else { return }
+        guard let prepared = try prepareRun(runOptions, resume: resume, autoResume: autoResume, logger: logger) else {
+            // the run is complete: workers still waiting to rejoin it (their coordinator was killed
+            // after the run-end checkpoint, before its SHUTDOWNs left) are told so
+            let told = try CoordinatorServer.dismissWaitingWorkers(bind: bind, security: security.server(), seconds: 3, logger: logger)
+            if told > 0 { logger.notice("told \(told) waiting worker(s) that the run is complete") }
+            return
+        }
         let code = try runCoordinator(prepared: prepared, options: cluster.options(workers: workers), bind: bind,
                                       spawnWorkers: 0, workerThreads: 1, checkpointEvery: runOptions.checkpointEvery,
                                       keep: runOptions.keep, timeline: cluster.timeline, security: security.server(),
@@ -376,13 +382,13 @@ func runCoordinator(
         logger.warning("\(server.refusedConnections) connection(s) refused by the CURVE allow-list during the run")
     }
     local?.stop(grace: 5)
-    server.close()
     _ = trap
 
     let now = server.now
-    // where the run ended, as a checkpoint (not after a failure: its newest checkpoint stays the last good one)
+    // where the run ended, as a checkpoint (not after a failure: its newest checkpoint stays the last good one;
+    // a run that reached its end wrote it before telling the workers)
     var problems: [TrainingError] = []
-    if core.failure == nil, let writeCheckpoint {
+    if core.failure == nil, !core.wroteEndCheckpoint, let writeCheckpoint {
         do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
     }
     let result = core.result(now: now)
@@ -407,6 +413,10 @@ func runCoordinator(
     _ = steps
     problems += p.writeOutputs(parameters: core.state.parameters, best: core.state.bestParameters, split: core.state.split,
                                 summary: summary, logger: logger)
+    // the outputs are whole: now tell workers that missed the SHUTDOWN (declared dead, saying HELLO
+    // to rejoin) that the run is over, then close (the socket's linger flushes the last messages)
+    if !stop.isSet { server.dismissStragglers(for: server.farewellSeconds) }
+    server.close()
     if let f = core.failure {
         writeToStandardError("error: \(f)\(problems.isEmpty ? " (last good weights saved to \(p.dir.modelURL.path))" : "")\n")
     }

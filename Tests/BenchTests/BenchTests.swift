@@ -209,7 +209,7 @@ struct BenchTests {
         #expect(md.contains("| # | target | value | baseline | ratio | goal | met |"))
         #expect(md.contains("### Floors"))
         #expect(md.contains("### Against PyTorch"))
-        #expect(md.contains("recorded in issue 5"))
+        #expect(md.contains("recorded on the reference machine"))
     }
 
     // MARK: stats

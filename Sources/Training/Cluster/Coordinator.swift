@@ -496,9 +496,7 @@ public final class CoordinatorCore {
     private func startStep(now: Double) -> [Outgoing] {
         guard let n = state.nextBatch(into: &windows) else {
             if let done = settlePendingEpoch() { return done }
-            finishedFlag = true
-            emit(.finished)
-            return shutdownAll(reason: "training finished")
+            return finishRun()
         }
         if let bad = state.parameters.firstIndex(where: { !$0.isFinite }) {
             // no worker takes non-finite weights (Wire refuses them): say it now, as in-process would
@@ -792,9 +790,7 @@ public final class CoordinatorCore {
                 workers[peer] = w
             }
             stepCredits = [:]
-            finishedFlag = true
-            emit(.finished)
-            return shutdownAll(reason: "training finished")
+            return finishRun()
         }
         if let closed = s.closed, let onCheckpoint {
             do {
@@ -817,11 +813,57 @@ public final class CoordinatorCore {
         emit(.epoch(m))
     }
 
+    /// The run reached its end: the end is made durable (the run-end checkpoint, when checkpoints
+    /// are on) before any worker is told. A coordinator killed in between is thus either resumed at
+    /// the end (the run is complete) or before it with its workers still waiting to rejoin, never
+    /// resumed before the end with its workers dismissed (it would wait for them in vain).
+    private func finishRun() -> [Outgoing] {
+        finishedFlag = true
+        emit(.finished)
+        if checkpointEvery > 0, let onCheckpoint {
+            do {
+                try onCheckpoint(RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds))
+                wroteEndCheckpoint = true
+            } catch {
+                failure = error
+                return shutdownAll(reason: "the run stopped: \(error)")
+            }
+        }
+        return shutdownAll(reason: "training finished")
+    }
+
+    /// Was the run-end checkpoint written (before the workers were told the run is over)?
+    public private(set) var wroteEndCheckpoint = false
+
+    // MARK: - After the end
+
+    /// Peers told that the run is over (bounded: see ``farewell(to:now:)``).
+    public private(set) var dismissed: Set<PeerID> = []
+    /// At most this many peers are told after the end (a flood of routing ids gets nothing more).
+    public static let maxDismissed = 4096
+
+    /// A peer heard after the run ended (a worker declared dead, one saying HELLO to rejoin, one whose
+    /// SHUTDOWN was lost): told once that the run is over, so it exits now instead of saying HELLO
+    /// until its `--reconnect-timeout`. Nothing before the end.
+    public func farewell(to peer: PeerID, now: Double) -> [Outgoing] {
+        guard isDone, !dismissed.contains(peer), dismissed.count < Self.maxDismissed else { return [] }
+        dismissed.insert(peer)
+        let reason = failure == nil ? "the run is over" : "the run stopped"
+        return [Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: workers[peer]?.id ?? 0, message: .shutdown(reason)))]
+    }
+
+    /// Has every worker that may still be running been told that the run is over? (A worker that
+    /// said BYE is gone; one declared dead may only have been paused or slow.)
+    public var everyWorkerDismissed: Bool {
+        workers.allSatisfy { peer, w in w.phase == .left || dismissed.contains(peer) }
+    }
+
     // MARK: - Helpers
 
     private func shutdownAll(reason: String) -> [Outgoing] {
         workers.filter { $0.value.phase == .ready || $0.value.phase == .welcomed }.map { peer, w in
-            Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: w.id, message: .shutdown(reason)))
+            dismissed.insert(peer)
+            return Outgoing(peer: peer, envelope: Envelope(runID: runID, workerID: w.id, message: .shutdown(reason)))
         }
     }
 

@@ -170,6 +170,33 @@ public final class CoordinatorServer {
         }
     }
 
+    /// How long the coordinator stays after the end for workers it has not told yet: a worker
+    /// declared dead (paused, slow) heartbeats within `--heartbeat` and says HELLO again after
+    /// `--liveness` of silence.
+    public var farewellSeconds: Double { min(10, max(1, core.options.liveness + core.options.heartbeat)) }
+
+    /// After the end, for up to `seconds`: every peer that speaks is told once that the run is over
+    /// (``CoordinatorCore/farewell(to:now:)``), so a worker the coordinator had declared dead, or one
+    /// saying HELLO to rejoin, exits now instead of saying HELLO until its `--reconnect-timeout`.
+    /// Returns at once when every worker that may still run has been told (the usual case). Call it
+    /// after the run's outputs are written (a coordinator killed meanwhile leaves them whole).
+    public func dismissStragglers(for seconds: Double) {
+        let end = now + seconds
+        while now < end && !core.everyWorkerDismissed {
+            do {
+                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
+            } catch {
+                if error.kind == .interrupted { continue }
+                return
+            }
+            for _ in 0..<10_000 {
+                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
+                guard let id = frames.first, !id.isEmpty else { continue }
+                send(core.farewell(to: PeerID(id.bytes), now: now))
+            }
+        }
+    }
+
     /// Reads every frame waiting (bounded per round, so ticks still happen under a flood).
     private func drain() {
         for _ in 0..<10_000 {
@@ -301,6 +328,63 @@ public final class CoordinatorServer {
         authenticator?.stop()
         socket.close()
         try? context.terminate()
+    }
+}
+
+extension CoordinatorServer {
+    /// A coordinator started for a run that is already complete (`--resume`, `--auto-resume`): its
+    /// predecessor may have been killed after the run-end checkpoint but before its SHUTDOWNs left,
+    /// and its workers say HELLO to rejoin. For `seconds` (longer than libzmq's reconnect interval, so
+    /// the HELLOs they queued meanwhile arrive), every peer that speaks is told once that the run is
+    /// complete; at most ``CoordinatorCore/maxDismissed`` peers. Returns how many were told.
+    public static func dismissWaitingWorkers(bind: String, security: CurveServerSecurity?, seconds: Double,
+                                             logger: Logger) throws(TrainingError) -> Int {
+        let context: Context, socket: Socket
+        var authenticator: Authenticator?
+        do {
+            context = try Context(blocky: false)
+            socket = try context.socket(.router)
+            if let security {
+                let limited = SharedRateLimitedLog(interval: 5)
+                authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
+                    if case .refusedKey(let key, let address) = event {
+                        limited.log(logger, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                    }
+                }
+                try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
+            }
+            try socket.setRouterMandatory(true)
+            try socket.setLinger(.milliseconds(500))
+            try socket.setMaxMessageSize(Int64(CoordinatorCore.strangerFrameBytes + 4096))
+            try socket.setReceiveHighWaterMark(receiveHighWaterMark)
+            try socket.bind(bind)
+        } catch {
+            throw .invalidConfig("cannot bind \(bind): \(error)")
+        }
+        defer {
+            authenticator?.unwatch()
+            authenticator?.stop()
+            socket.close()
+            try? context.terminate()
+        }
+        let start = ContinuousClock.now
+        var told: Set<[UInt8]> = []
+        while Training.seconds(since: start) < seconds {
+            do {
+                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
+            } catch {
+                if error.kind == .interrupted { continue }
+                break
+            }
+            for _ in 0..<10_000 {
+                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
+                guard let id = frames.first?.bytes, !id.isEmpty, !told.contains(id), told.count < CoordinatorCore.maxDismissed else { continue }
+                told.insert(id)
+                let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
+                _ = try? socket.send(parts: [id, header, payload], flags: .dontWait)
+            }
+        }
+        return told.count
     }
 }
 
@@ -559,8 +643,17 @@ public final class WorkerClient {
                 lastCompute = .infinity
                 if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
             }
+            let before = core.phase
             for reply in core.handle(env) { send(reply) }
             if core.config == nil { cachedLimits = nil }
+            switch env.message {
+            case .welcome where before == .hello && core.phase == .ready:
+                logger.info("welcomed by the coordinator at \(endpoint) as worker \(core.workerID) of run \(String(core.runID, radix: 16))")
+            case .shutdown(let reason):
+                logger.info("the coordinator ended the run: \(reason)")
+            default:
+                break
+            }
             return
         }
         assignReceived = receivedAt
