@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "ztrain", targets: ["ztrain"]),
+        .library(name: "Support", targets: ["Support"]),
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "RNN", targets: ["RNN"]),
         .library(name: "Series", targets: ["Series"]),
@@ -43,11 +44,14 @@ let package = Package(
             dependencies: ["CBLAS"],
             linkerSettings: [.linkedLibrary("dl")]
         ),
-        // A small, safe Swift API over libzmq. No training concepts.
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // What every process needs and no domain owns: locks, stop flags, wake pipes, process spawning,
+        // threads, formatting, small file helpers, large-buffer reuse. Depends on nothing of the package.
+        .target(name: "Support"),
+        // A small, safe Swift API over libzmq, and nothing else. No training concepts.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ", "Support"]),
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
         .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
-        // The sin/cos series, CSV loading, windows, splits, permutations, micro-batch arithmetic.
+        // The sin/cos series, CSV loading, windows, splits, permutations, the plan of a step (StepPlan).
         .target(name: "Series"),
         // safetensors read/write, atomic files.
         .target(name: "Checkpoint", dependencies: ["RNN"]),
@@ -55,11 +59,15 @@ let package = Package(
         .target(name: "Plot"),
         // The protocol as plain values and a pure, total binary codec. No sockets.
         .target(name: "Wire"),
-        // Trainers (in-process, coordinator, worker), the transport loops, metrics, outputs.
+        // Training, by concern: Run/ (the run state and its step rule, the configuration, the gradient
+        // engine, the in-process trainer), Aggregation/ (the step aggregator and its streaming tree),
+        // Cluster/ (the coordinator and worker state machines, their socket loops, the local launcher,
+        // cluster launch plans, CURVE keys, the observer protocol), Outputs/ (run folders, checkpoints,
+        // progress, predictions, forecasts, the timeline).
         .target(
             name: "Training",
             dependencies: [
-                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ", "Wire",
+                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ", "Wire", "Support",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -69,7 +77,7 @@ let package = Package(
         .target(
             name: "Observe",
             dependencies: [
-                "Training",
+                "Training", "Support",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -78,7 +86,7 @@ let package = Package(
         .target(
             name: "Stress",
             dependencies: [
-                "Training", "RNN", "Wire", "ZeroMQ",
+                "Training", "RNN", "Wire", "ZeroMQ", "Support",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,7 +97,7 @@ let package = Package(
             name: "Bench",
             dependencies: [
                 // OpenBLAS through CKernels' loader (dlopen on first use; linking it would cost every process ~3 MB)
-                "Training", "Stress", "RNN", "CKernels", "Series", "Wire", "ZeroMQ",
+                "Training", "Stress", "RNN", "CKernels", "Series", "Wire", "ZeroMQ", "Support",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -97,23 +105,24 @@ let package = Package(
         .executableTarget(
             name: "ztrain",
             dependencies: [
-                "Training", "Stress", "Bench", "Observe", "RNN", "Series", "Checkpoint", "Plot", "Wire",
+                "Training", "Stress", "Bench", "Observe", "RNN", "Series", "Checkpoint", "Plot", "Wire", "ZeroMQ", "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "Support"]),
         .testTarget(name: "RNNTests", dependencies: ["RNN"], exclude: ["Fixtures"]),
         .testTarget(name: "SeriesTests", dependencies: ["Series"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ",
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
                                                         .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire"]),
+        .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire", "Support"]),
         .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
-        .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint"]),
+        .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint", "Support"]),
     ],
     swiftLanguageModes: [.v6]
 )

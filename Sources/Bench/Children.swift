@@ -14,6 +14,7 @@ import Dispatch
 import Stress
 import Training
 import ZeroMQ
+import Support
 
 /// A process the bench started: its own process group (a terminal's Ctrl-C reaches only the bench,
 /// which then ends it), SIGINT/SIGTERM/SIGPIPE/SIGHUP at their defaults, stdin and stdout on

@@ -11,6 +11,7 @@ import Musl
 import Darwin
 #endif
 import Training
+import Support
 
 /// Number formatting for the table and BENCHMARKS.md.
 public enum Format {

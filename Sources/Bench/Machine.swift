@@ -11,6 +11,7 @@ import Musl
 import Darwin
 #endif
 import Training
+import Support
 
 /// The machine a report was measured on.
 public struct MachineInfo: Sendable, Codable, Equatable {

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Training
+import Support
 
 /// What `--only` can select: the performance targets (by name or number) and the floors.
 public enum BenchGroup: String, CaseIterable, Sendable, Comparable {

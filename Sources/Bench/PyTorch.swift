@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Training
+import Support
 
 /// One PyTorch figure and where it comes from.
 public struct PyTorchFigure: Sendable, Codable, Equatable {

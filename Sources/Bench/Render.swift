@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Training
+import Support
 
 /// The report as a terminal table and as the generated part of BENCHMARKS.md.
 public enum Render {

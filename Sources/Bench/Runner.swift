@@ -16,6 +16,7 @@ import Series
 import Stress
 import Training
 import Wire
+import Support
 
 /// Runs the selected benchmarks in this process and in child processes it starts
 /// (`executable`, the running `ztrain`), and collects a ``BenchReport``.

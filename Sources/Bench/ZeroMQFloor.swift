@@ -12,6 +12,7 @@ import Darwin
 #endif
 import Training
 import ZeroMQ
+import Support
 
 /// The bytes of one aggregation round on the wire, per worker: an ASSIGN (header frame and the
 /// weights plus window starts) out, a GRADIENT (header frame and `P + 1` sums) back.

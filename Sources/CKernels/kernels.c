@@ -83,12 +83,37 @@ static inline ptrdiff_t r16(ptrdiff_t n) { return (n + 15) & ~(ptrdiff_t)15; }
 static inline int has_output(const ck_model *m, int t) { return m->loss == 1 || t == m->T - 1; }
 static inline int needs_hidden(const ck_model *m, int t) { return m->cell == 1 || t < m->T - 1; }
 
+// ------------------------------------------------------------------ the parameter block
+// The one table of the flat parameter layout (see ckernels.h); every kernel takes its views from it.
+static inline int fan_in_y(const ck_model *m) { return m->cell == 0 ? m->H + m->I : m->H; }
+
+static inline ptrdiff_t param_layout(const ck_model *m, ptrdiff_t off[CK_NUM_PARAMS]) {
+    ptrdiff_t size[CK_NUM_PARAMS];
+    size[CK_PARAM_WH] = (ptrdiff_t)m->H * (m->H + m->I);
+    size[CK_PARAM_BH] = m->H;
+    size[CK_PARAM_WY] = (ptrdiff_t)m->O * fan_in_y(m);
+    size[CK_PARAM_BY] = m->O;
+    ptrdiff_t n = 0;
+    for (int k = 0; k < CK_NUM_PARAMS; k++) { off[k] = n; n += size[k]; }
+    return n;
+}
+
+ptrdiff_t ck_parameter_layout(const ck_model *m, ptrdiff_t sizes[CK_NUM_PARAMS], ptrdiff_t offsets[CK_NUM_PARAMS]) {
+    ptrdiff_t off[CK_NUM_PARAMS];
+    ptrdiff_t n = param_layout(m, off);
+    for (int k = 0; k < CK_NUM_PARAMS; k++) {
+        if (offsets) offsets[k] = off[k];
+        if (sizes) sizes[k] = (k + 1 < CK_NUM_PARAMS ? off[k + 1] : n) - off[k];
+    }
+    return n;
+}
+
 // ------------------------------------------------------------------ packed weights (SIMD path)
 // WhT (D, Hp)  W_h transposed: row j holds column j of W_h, zero-padded to Hp
 // WhN (H, Hp)  W_h[:, :H] as is, rows zero-padded to Hp (the h-part of dL/dd = da W_h)
 // bh  (Hp)     WyT (F, Op)   WyN (O, Hp)   by (Op)
 static ptrdiff_t packed_offsets(const ck_model *m, ptrdiff_t off[6]) {
-    int H = m->H, D = m->H + m->I, F = m->cell == 0 ? D : H, Hp = pad16(H), Op = pad16(m->O);
+    int H = m->H, D = m->H + m->I, F = fan_in_y(m), Hp = pad16(H), Op = pad16(m->O);
     ptrdiff_t n = 0;
     off[0] = n; n += r16((ptrdiff_t)D * Hp);
     off[1] = n; n += r16((ptrdiff_t)H * Hp);
@@ -109,8 +134,11 @@ size_t ck_packed_count(const ck_model *m) {
         ptrdiff_t off[6];                                                                              \
         ptrdiff_t n = packed_offsets(m, off);                                                          \
         memset(packed, 0, (size_t)n * sizeof(REAL));                                                   \
-        int H = m->H, O = m->O, D = H + m->I, F = m->cell == 0 ? D : H, Hp = pad16(H), Op = pad16(O); \
-        const REAL *Wh = params, *bh = Wh + (ptrdiff_t)H * D, *Wy = bh + H, *by = Wy + (ptrdiff_t)O * F; \
+        int H = m->H, O = m->O, D = H + m->I, F = fan_in_y(m), Hp = pad16(H), Op = pad16(O);            \
+        ptrdiff_t po[CK_NUM_PARAMS];                                                                   \
+        param_layout(m, po);                                                                           \
+        const REAL *Wh = params + po[CK_PARAM_WH], *bh = params + po[CK_PARAM_BH];                     \
+        const REAL *Wy = params + po[CK_PARAM_WY], *by = params + po[CK_PARAM_BY];                     \
         REAL *WhT = packed + off[0], *WhN = packed + off[1], *pbh = packed + off[2];                   \
         REAL *WyT = packed + off[3], *WyN = packed + off[4], *pby = packed + off[5];                   \
         for (int i0 = 0; i0 < H; i0 += 16)  /* transpose in 16 x 16 blocks */                        \

@@ -230,7 +230,7 @@ static ATTR void FN(simd_backward)(const ck_model *m, const REAL *P, const REAL 
     simd_layout(m, B, wsbase, &s);
     packed_layout pk;
     packed_view(m, P, &pk);
-    const int T = m->T, I = m->I, H = m->H, O = m->O, Hp = s.Hp, Op = s.Op, D = H + I, F = m->cell == 0 ? D : H;
+    const int T = m->T, I = m->I, H = m->H, O = m->O, Hp = s.Hp, Op = s.Op, D = H + I, F = fan_in_y(m);
     const ptrdiff_t S = s.S;
     const REAL scale = (REAL)2 / (REAL)(m->loss == 0 ? O : T * O);
     for (ptrdiff_t k = 0; k < s.gradScratch; k++) s.gWh[k] = 0;  // gWh, gbh, gWy, gby, zero, dz
@@ -279,7 +279,9 @@ static ATTR void FN(simd_backward)(const ck_model *m, const REAL *P, const REAL 
         have_dh = have_dhp;
     }
     // add the scratch into the gradient block: columns [0, H) of a row of d are h, [Hp, Hp + I) are x
-    REAL *gWh = G, *gbh = G + (ptrdiff_t)H * D, *gWy = gbh + H, *gby = gWy + (ptrdiff_t)O * F;
+    ptrdiff_t po[CK_NUM_PARAMS];
+    param_layout(m, po);
+    REAL *gWh = G + po[CK_PARAM_WH], *gbh = G + po[CK_PARAM_BH], *gWy = G + po[CK_PARAM_WY], *gby = G + po[CK_PARAM_BY];
     for (int i = 0; i < H; i++) {
         const REAL *src = s.gWh + (ptrdiff_t)i * S;
         REAL *dst = gWh + (ptrdiff_t)i * D;
@@ -317,8 +319,10 @@ static ATTR REAL FN(blas_forward)(const ck_model *m, const REAL *P, const REAL *
                                   ptrdiff_t B, REAL *wsbase, REAL *y) {
     blas_ws s;
     blas_layout(m, B, wsbase, &s);
-    const int T = m->T, I = m->I, H = m->H, O = m->O, D = H + I, F = m->cell == 0 ? D : H;
-    const REAL *Wh = P, *bh = Wh + (ptrdiff_t)H * D, *Wy = bh + H, *by = Wy + (ptrdiff_t)O * F;
+    const int T = m->T, I = m->I, H = m->H, O = m->O, D = H + I, F = fan_in_y(m);
+    ptrdiff_t po[CK_NUM_PARAMS];
+    param_layout(m, po);
+    const REAL *Wh = P + po[CK_PARAM_WH], *bh = P + po[CK_PARAM_BH], *Wy = P + po[CK_PARAM_WY], *by = P + po[CK_PARAM_BY];
     const int post = m->act == 0 ? POST_TANH : POST_RELU;
     const int head = m->head == 0 ? POST_TANH : POST_NONE;  // the output head: tanh or linear
     const REAL perWindow = (REAL)(m->loss == 0 ? O : T * O);
@@ -352,9 +356,11 @@ static ATTR void FN(blas_backward)(const ck_model *m, const REAL *P, const REAL 
                                    ptrdiff_t B, REAL *wsbase, const REAL *y, REAL *G) {
     blas_ws s;
     blas_layout(m, B, wsbase, &s);
-    const int T = m->T, I = m->I, H = m->H, O = m->O, D = H + I, F = m->cell == 0 ? D : H;
-    const REAL *Wh = P, *Wy = Wh + (ptrdiff_t)H * D + H;
-    REAL *gWh = G, *gbh = G + (ptrdiff_t)H * D, *gWy = gbh + H, *gby = gWy + (ptrdiff_t)O * F;
+    const int T = m->T, I = m->I, H = m->H, O = m->O, D = H + I, F = fan_in_y(m);
+    ptrdiff_t po[CK_NUM_PARAMS];
+    param_layout(m, po);
+    const REAL *Wh = P + po[CK_PARAM_WH], *Wy = P + po[CK_PARAM_WY];
+    REAL *gWh = G + po[CK_PARAM_WH], *gbh = G + po[CK_PARAM_BH], *gWy = G + po[CK_PARAM_WY], *gby = G + po[CK_PARAM_BY];
     const REAL scale = (REAL)2 / (REAL)(m->loss == 0 ? O : T * O);
     REAL *dh = s.dh, *dhp = s.dhp;  // (B, H)
     int have_dh = 0, tlo = T, thi = -1;  // rows of da filled: steps [tlo, thi]

@@ -8,6 +8,7 @@ import Darwin
 #endif
 import Logging
 import Training
+import Support
 
 /// The coordinator's live straggler and hang report.
 ///

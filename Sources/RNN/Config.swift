@@ -137,5 +137,7 @@ public struct ParameterLayout: Sendable, Equatable {
         bh = next("get_ht.bias", [H])
         wy = next("get_yt.weight", [O, F])
         by = next("get_yt.bias", [O])
+        // the kernels' table (`ck_parameter_layout`) is the layout; this is its named mirror (checked
+        // against it by ParameterLayoutTests, not here: this runs once per step on the hot path)
     }
 }

@@ -40,6 +40,18 @@ public enum KernelPath: Int32, Sendable, CaseIterable {
     }
 }
 
+/// The sizes of the four tensors of the flat parameter block as the kernels' one table
+/// (`ck_parameter_layout`) gives them: ``ParameterLayout`` mirrors it. Nil for a shape the kernels
+/// cannot take (a dimension beyond `Int32`: a configuration from a stranger, refused later).
+func kernelParameterSizes(_ c: ModelConfig) -> [Int]? {
+    let fits = { (n: Int) in Int32(exactly: n) != nil }
+    guard [c.seqLen, c.inputSize, c.hiddenSize, c.outputSize].allSatisfy(fits), fits(c.hiddenSize + c.inputSize) else { return nil }
+    var m = ck_model(c)
+    var sizes = [Int](repeating: 0, count: Int(CK_NUM_PARAMS))
+    _ = sizes.withUnsafeMutableBufferPointer { ck_parameter_layout(&m, $0.baseAddress, nil) }
+    return sizes
+}
+
 extension ck_model {
     init(_ c: ModelConfig) {
         // Exhaustive switches: a new case of any of these enums must be given a kernel code here.

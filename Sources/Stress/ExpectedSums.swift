@@ -6,6 +6,7 @@ import Foundation
 import Dispatch
 import Training
 import ZeroMQ
+import Support
 
 /// The checker: a thread that computes each round's expected gradient aggregate (columns
 /// `0..<P` of the canonical sum of all M leaves) from ``LeafGradients`` alone, one round ahead of

@@ -11,6 +11,7 @@ import Musl
 import Darwin
 #endif
 import ZeroMQ
+import Support
 
 /// Where workers record the faults they inject: kind and round of each.
 public protocol FaultSink: Sendable {

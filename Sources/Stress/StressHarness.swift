@@ -16,10 +16,12 @@ import RNN
 import Training
 import Wire
 import ZeroMQ
+import Support
 
-/// `ztrain stress`: drives the real `StepAggregator` and `TreeReducer` over real ZeroMQ sockets and
-/// the real `Wire` codec with synthetic workers, injects faults, and checks every round's aggregate
-/// bit for bit against an independently computed expectation.
+/// `ztrain stress`: drives the real `StepAggregator` (and its `StreamingTree`) over real ZeroMQ sockets
+/// and the real `Wire` codec with synthetic workers, injects faults, and checks every round's aggregate
+/// bit for bit against an independently computed expectation. (Its socket loop is its own, not the
+/// trainers' `CoordinatorServer`: the transport seam that would share one is still to come.)
 ///
 /// Each round `r` (1-based): `StepAggregator.begin(step: r, windows: M, microBatch: 1, workers:)`,
 /// one ASSIGN per order (the coordinator's `P` weights, which change every round, window starts

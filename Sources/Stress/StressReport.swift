@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Training
+import Support
 
 /// Injected and survived faults of one kind. A fault *survived* when its round still ended with
 /// the exact aggregate.

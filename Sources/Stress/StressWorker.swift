@@ -15,6 +15,7 @@ import RNN
 import Training
 import Wire
 import ZeroMQ
+import Support
 
 /// Why a synthetic worker stopped.
 public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {

@@ -13,6 +13,7 @@ import Darwin
 import Logging
 import Training
 import ZeroMQ
+import Support
 
 /// A worker that has ended.
 struct WorkerDeath: Sendable {

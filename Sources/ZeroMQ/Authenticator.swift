@@ -7,6 +7,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Support
 
 /// What the ``Authenticator`` saw.
 public enum AuthEvent: Sendable, Equatable {

@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Support
 
 /// A libzmq context (`zmq_ctx_new`): the container for sockets and I/O threads.
 ///

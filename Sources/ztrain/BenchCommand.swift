@@ -14,6 +14,7 @@ import Darwin
 #endif
 import Logging
 import Training
+import Support
 
 /// `ztrain bench`: the performance targets and their floors, in one invocation.
 struct BenchCommand: ParsableCommand {

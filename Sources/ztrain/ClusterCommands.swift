@@ -16,6 +16,7 @@ import Observe
 import RNN
 import Training
 import Wire
+import Support
 
 /// Flags of the coordinator that do not change the result.
 struct ClusterOptions: ParsableArguments {

@@ -6,6 +6,7 @@ import Foundation
 #endif
 import Training
 import ZeroMQ
+import Support
 
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -7,6 +7,7 @@ import Foundation
 import RNN
 import Series
 import Training
+import Support
 
 /// Where the series comes from.
 struct DataOptions: ParsableArguments {

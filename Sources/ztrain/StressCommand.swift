@@ -15,6 +15,7 @@ import Logging
 import Observe
 import Stress
 import Training
+import Support
 
 /// `ztrain stress`: the gradient-aggregation stress harness.
 struct Stress: ParsableCommand {

@@ -10,6 +10,7 @@ import Observe
 import RNN
 import Series
 import Training
+import Support
 
 /// The flags that define a run, shared by `train` and `coordinator`.
 struct RunOptions: ParsableArguments {

@@ -13,6 +13,7 @@ import Darwin
 #endif
 import Logging
 import Training
+import Support
 
 /// `ztrain`: train a recurrent network data-parallel over ZeroMQ.
 @main

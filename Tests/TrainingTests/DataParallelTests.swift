@@ -6,6 +6,7 @@ import Series
 import Wire
 import ZeroMQ
 @testable import Training
+import Support
 
 /// Coordinator and workers as pure state machines, every message encoded and decoded by `Wire`,
 /// delivered in order, with a virtual clock.

@@ -6,6 +6,7 @@ import Series
 import Wire
 import ZeroMQ
 @testable import Training
+import Support
 
 @Suite("Hostile frames at a live coordinator")
 struct LiveFuzzTests {

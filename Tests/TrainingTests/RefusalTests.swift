@@ -3,6 +3,7 @@ import Logging
 import Testing
 import ZeroMQ
 @testable import Training
+import Support
 
 /// Log lines kept in memory.
 final class CapturedLog: @unchecked Sendable {

@@ -4,6 +4,7 @@ import Testing
 import Wire
 import ZeroMQ
 @testable import Training
+import Support
 
 /// Slow steps and strangers against a coordinator on a real ROUTER socket.
 @Suite("Coordinator over real sockets: slow steps and strangers")

@@ -32,6 +32,15 @@ typedef struct ck_model {
     int head;  ///< 0 tanh output (y = tanh(z)), 1 linear output (y = z)
 } ck_model;
 
+/// The flat parameter block: four tensors in this order (llm.c's `fill_in_parameter_sizes`), the
+/// layout of `params` and of every gradient in this file, mirrored by Swift's `ParameterLayout`:
+/// W_h (H, D) | b_h (H) | W_y (O, F) | b_y (O), with D = H + I and F = D (seed) or H (elman).
+enum { CK_PARAM_WH = 0, CK_PARAM_BH = 1, CK_PARAM_WY = 2, CK_PARAM_BY = 3, CK_NUM_PARAMS = 4 };
+
+/// Writes the size of each tensor into `sizes` and the offset of each into `offsets` (either may be
+/// NULL) and returns the total number of scalars.
+ptrdiff_t ck_parameter_layout(const ck_model *m, ptrdiff_t sizes[CK_NUM_PARAMS], ptrdiff_t offsets[CK_NUM_PARAMS]);
+
 enum { CK_ISA_BASE = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2 };
 enum { CK_PATH_SIMD = 0, CK_PATH_BLAS = 1 };
 

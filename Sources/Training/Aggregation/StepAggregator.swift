@@ -46,6 +46,8 @@ public struct StepAggregator: Sendable {
     public private(set) var leafCount = 0
     public private(set) var windows = 0
     public private(set) var microBatch = 1
+    /// The step in flight, cut into leaves.
+    public private(set) var plan = StepPlan(windows: 0, microBatch: 1)
     public private(set) var active = false
     public private(set) var started = 0.0
     /// When the first worker delivered all its leaves this step (for the straggler rule).
@@ -72,7 +74,8 @@ public struct StepAggregator: Sendable {
         self.step = step
         self.windows = windows
         self.microBatch = microBatch
-        leafCount = (windows + microBatch - 1) / microBatch
+        plan = StepPlan(windows: windows, microBatch: microBatch)
+        leafCount = plan.leafCount
         tree.reset(leafCount: leafCount)
         assignments = [:]
         speculated = []
@@ -88,9 +91,7 @@ public struct StepAggregator: Sendable {
     }
 
     /// Windows in a tree node.
-    public func samples(in block: Range<Int>) -> Int {
-        min(block.upperBound * microBatch, windows) - block.lowerBound * microBatch
-    }
+    public func samples(in block: Range<Int>) -> Int { plan.samples(in: block) }
 
     public var isComplete: Bool { active && tree.isComplete }
     public var missingLeaves: [Int] { tree.missingLeaves }

@@ -13,6 +13,7 @@ import Darwin
 import Dispatch
 import Logging
 import ZeroMQ
+import Support
 
 /// Worker processes started on this machine by `ztrain train --workers N`, and their end.
 ///

@@ -182,7 +182,8 @@ public final class WorkerCore {
         }
         let n = a.windows.count
         let T = config.model.seqLen
-        let m = engine.leafCount(windows: n)
+        let plan = engine.plan(windows: n)
+        let m = plan.leafCount
         // everything an ASSIGN says is checked before it is used
         guard a.weights.count == engine.parameterCount, a.leafCount == m, a.leaves.lowerBound >= 0,
               a.leaves.lowerBound < a.leaves.upperBound, a.leaves.upperBound <= m,
@@ -202,7 +203,7 @@ public final class WorkerCore {
                     let nanos = UInt64(max(0, seconds(since: t0)) * 1e9)
                     let startNanos = UInt64(max(0, seconds(since: receivedAt) - seconds(since: t0)) * 1e9)
                     for node in nodes {
-                        let samples = min(node.block.upperBound * engine.microBatch, n) - node.block.lowerBound * engine.microBatch
+                        let samples = plan.samples(in: node.block)
                         out.append(Envelope(runID: runID, workerID: workerID, message: .gradient(Gradient(
                             step: a.step, block: node.block, leafCount: m, samples: samples,
                             computeNanos: nanos, startNanos: startNanos, sums: Array(node.sums)))))

@@ -14,37 +14,8 @@ import Darwin
 import Logging
 import RNN
 import Wire
+import Support
 import ZeroMQ
-
-/// A stop request that a signal handler (or any thread) can raise and a loop can poll.
-public final class StopFlag: @unchecked Sendable {
-    // @unchecked: every access holds `lock`.
-    private let lock = Lock()
-    private var raised = false
-    private var signalNumber: Int32 = 0
-
-    public init() {}
-
-    public func set(signal: Int32 = 0) {
-        lock.lock()
-        raised = true
-        if signalNumber == 0 { signalNumber = signal }
-        lock.unlock()
-    }
-
-    public var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return raised
-    }
-
-    /// The signal that raised the flag, or 0.
-    public var signal: Int32 {
-        lock.lock()
-        defer { lock.unlock() }
-        return signalNumber
-    }
-}
 
 /// Logs a message at most once per `interval` seconds per key, counting what it swallowed.
 struct RateLimitedLog {
@@ -766,43 +737,6 @@ func nanoseconds(since start: ContinuousClock.Instant) -> UInt64 {
     UInt64(max(0, seconds(since: start) * 1e9))
 }
 
-/// A pipe a compute thread writes one byte to when it is done, polled by the poll loop together
-/// with the socket (so the loop wakes at once instead of at its next timeout).
-final class WakePipe: @unchecked Sendable {
-    // @unchecked: the descriptors are immutable; `signal` is a write(2), safe from any thread.
-    let readFD: Int32
-    let writeFD: Int32
-
-    init?() {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        readFD = fds[0]
-        writeFD = fds[1]
-        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-    }
-
-    func signal() {
-        var b: UInt8 = 1
-        _ = write(writeFD, &b, 1)
-    }
-
-    /// Empties the pipe (non-blocking).
-    func drain() {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(readFD, &buffer, buffer.count) > 0 {}
-    }
-
-    func close() {
-        closeDescriptor(readFD)
-        closeDescriptor(writeFD)
-    }
-}
-
-/// close(2) (a free function: inside a type with a `close()` method the name means the method).
-private func closeDescriptor(_ fd: Int32) {
-    _ = close(fd)
-}
-
 /// The weights frame of an ASSIGN: on a little-endian host the parameter array itself, sent
 /// without a copy (libzmq keeps the storage alive until it is sent; see `Message(keeping:)`).
 func weightsFrame(_ weights: [Float]) throws(ZMQError) -> ZeroMQ.Message {
@@ -867,38 +801,4 @@ func decode(_ frames: [ZeroMQ.Message], limits: Limits) -> Result<Envelope, Wire
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// Large message buffers reused instead of mapped afresh.
-///
-/// libzmq allocates every received message with `malloc`; glibc serves blocks above its mmap
-/// threshold (at most 32 MiB) with a fresh `mmap`, so each multi-megabyte frame costs page faults
-/// and zeroed pages, and its `free` unmaps them again. With mmap off and a high trim threshold the
-/// blocks come from, and return to, the heap: the next round's frames reuse the same pages. For
-/// runs whose frames are large (``threshold`` bytes and up); glibc only (elsewhere a no-op).
-public enum LargeBuffers {
-    /// Frames of this many bytes and more are "large".
-    public static let threshold = 4 << 20
-
-    /// Switches the process to reusing large blocks (idempotent).
-    public static func reuse() {
-        #if canImport(Glibc)
-        // `mallopt` is not in Swift's Glibc module (malloc.h is not part of it): found by name.
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
-        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4  // <malloc.h>
-        _ = mallopt(M_MMAP_MAX, 0)
-        _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
-        #endif
-    }
-
-    /// Hands free heap pages back to the system (`malloc_trim(0)`; glibc only, elsewhere a no-op).
-    public static func trim() {
-        #if canImport(Glibc)
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-        typealias MallocTrim = @convention(c) (Int) -> Int32
-        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
-        #endif
-    }
 }

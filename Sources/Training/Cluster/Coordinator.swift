@@ -7,7 +7,7 @@ import Foundation
 import RNN
 import Series
 import Wire
-import class ZeroMQ.Condition
+import Support
 
 /// A peer as the coordinator's ROUTER knows it: its routing id.
 public struct PeerID: Hashable, Sendable, CustomStringConvertible {
@@ -133,7 +133,8 @@ public enum CoordinatorEvent: Sendable {
 
 /// The coordinator as a state machine: decoded messages and clock ticks in, messages to send out.
 ///
-/// It owns the ``RunState`` (weights, optimizer, schedule) and a ``TreeReducer`` for the step in flight.
+/// It owns the ``RunState`` (weights, optimizer, schedule, and the step rule: ``RunState/finish(root:windows:evaluation:keepClosed:settled:)``)
+/// and a ``StepAggregator`` (over a ``StreamingTree``) for the step in flight.
 /// A step's micro-batches are cut into contiguous runs, one per ready worker; each worker answers with
 /// the sums of the tree nodes of its run; when every leaf is covered the tree is reduced in its fixed
 /// order and the update applied. Who computed what, and when, cannot change a bit.
@@ -646,15 +647,22 @@ public final class CoordinatorCore {
     private func finishStep(now: Double) -> [Outgoing] {
         // the previous epoch's evaluation (or, at full batch, this step's loss) decides whether this step counts
         let n = stepWindows
-        let measured = aggregator.withRoot { RunState.epochLoss(root: $0, windows: n) }
-        if let done = settlePendingEpoch(measured: measured) { return done }
+        let pending = pendingEpoch
+        pendingEpoch = nil
+        // an evaluation on the side is waited for here, before the step's end
+        let evaluation = pending?.evaluation?.result()
         stepTiming.wait = max(0, now - lastAssignSentAt)
         let t0 = ContinuousClock.now
         let t1 = t0
         let loss: Double
+        var settled: RunState.SettledEpoch?
         do {
             // the tree was summed while the answers came in: the root is read in place
-            guard let l = try aggregator.finish({ (r) throws(TrainingError) -> Double in try state.apply(root: r, windows: n) }) else { return [] }
+            guard let outcome = try aggregator.finish({ (r) throws(TrainingError) -> RunState.StepOutcome in
+                try state.finish(root: r, windows: n, evaluation: evaluation, keepClosed: pending?.checkpoint == true) { s in settled = s }
+            }) else { return [] }
+            if let pending, let settled, let done = recordSettled(pending, settled) { return done }
+            guard case .applied(let l) = outcome else { return [] }
             loss = l
         } catch {
             failure = error
@@ -695,25 +703,25 @@ public final class CoordinatorCore {
                 // Full batch: the next step's forward pass runs on these weights over every window,
                 // so its loss sum is this epoch's loss (as in-process: same rule, same bits). The
                 // next step goes out at once; its end settles this epoch before applying it, or
-                // drops it unapplied when the target turns out reached. A checkpoint due now is
-                // written then, of the run as it is here.
-                let saved = state
-                state.closeEpochProvisionally()
-                pendingEpoch = PendingEpoch(metrics: m, evaluation: nil, saved: saved, checkpoint: checkpointDue)
+                // drops it unapplied when the target turns out reached (``RunState/finish(root:windows:evaluation:keepClosed:settled:)``).
+                // A checkpoint due now is written then, of the run as it is here.
+                state.deferEpochClose(evaluated: false)
+                pendingEpoch = PendingEpoch(metrics: m, evaluation: nil, checkpoint: checkpointDue)
                 return startStep(now: now + seconds(since: t0))
             }
             let evaluation = EpochEvaluation(evaluator: evaluator, parameters: state.parameters)
             if checkpointDue || !overlapEvaluation {
-                if let done = close(epoch: m, evaluation.result(), saved: nil) { return done }
+                let losses = evaluation.result()
+                record(epoch: m, loss: losses.loss, valLoss: losses.valLoss)
+                state.closeEpoch(loss: losses.loss, valLoss: losses.valLoss)
             } else {
                 // The next step does not wait for the evaluation: it goes out now, as if the target
                 // were not reached, and the evaluation runs while the workers compute. Whoever needs
                 // the outcome (the next step's end, the run's end) waits for it; if the target turns
                 // out reached, the run is put back to this point and the extra step is dropped
                 // unapplied, so the result is the in-process run's.
-                let saved = state
-                state.closeEpochProvisionally()
-                pendingEpoch = PendingEpoch(metrics: m, evaluation: evaluation, saved: saved, checkpoint: false)
+                state.deferEpochClose(evaluated: true)
+                pendingEpoch = PendingEpoch(metrics: m, evaluation: evaluation, checkpoint: false)
                 evaluation.start()
             }
         }
@@ -737,38 +745,54 @@ public final class CoordinatorCore {
     /// Evaluate an epoch's weights on another thread while the next step computes (the default).
     public var overlapEvaluation = true
 
-    /// An epoch settled while the next step computes: its metrics without the losses, the run as it
-    /// was at the epoch's end, and either its evaluation (running on another thread) or, when nil,
-    /// the next step measures its loss (``RunState/nextStepMeasuresEpochLoss``).
+    /// An epoch deferred in the run state (``RunState/deferEpochClose(evaluated:)``) while the next
+    /// step computes: its metrics without the losses, and either its evaluation (running on another
+    /// thread) or, when nil, the next step measures its loss (``RunState/nextStepMeasuresEpochLoss``).
     private struct PendingEpoch {
         var metrics: EpochMetrics
         var evaluation: EpochEvaluation?
-        var saved: RunState
         /// A checkpoint was due at the epoch's end: it is written once the epoch is settled.
         var checkpoint: Bool
     }
     private var pendingEpoch: PendingEpoch?
 
-    /// Settles a pending epoch: with the loss the next step measured (`measured`, the complete
-    /// step's loss sum over its windows) when the next step measures it, else by waiting for its
-    /// evaluation. (A run stopped before that step completes evaluates the epoch here instead.)
-    /// Returns the messages that end the run when the target turned out reached (the step sent
-    /// meanwhile is dropped), else nil.
-    private func settlePendingEpoch(measured: Double? = nil) -> [Outgoing]? {
+    /// Settles a pending epoch away from a step's end (the run ends or stops before the step that
+    /// settles it completes): by waiting for its evaluation, or by evaluating it here. Returns the
+    /// messages that end the run when the target turned out reached (the step sent meanwhile is
+    /// dropped), else nil.
+    private func settlePendingEpoch() -> [Outgoing]? {
         guard let p = pendingEpoch else { return nil }
         pendingEpoch = nil
         let losses: (loss: Double, valLoss: Double?)
         if let e = p.evaluation {
             losses = e.result()
-        } else if let measured {
-            losses = (measured, nil)
         } else {
-            losses = EpochEvaluation(evaluator: evaluator, parameters: p.saved.parameters).result()
+            losses = EpochEvaluation(evaluator: evaluator, parameters: state.deferredEpochParameters ?? state.parameters).result()
         }
-        if let done = close(epoch: p.metrics, losses, saved: p.saved) { return done }
-        if p.checkpoint, let onCheckpoint {
-            var closed = p.saved
-            closed.closeEpoch(loss: losses.loss, valLoss: losses.valLoss)
+        guard let s = state.settleEpoch(loss: losses.loss, valLoss: losses.valLoss, keepClosed: p.checkpoint) else { return nil }
+        return recordSettled(p, s)
+    }
+
+    /// Records a settled epoch; if its decisions ended the run (the run state is back at its end),
+    /// drops the step in flight and returns the messages that end the run; else writes the
+    /// checkpoint that was due at its end.
+    private func recordSettled(_ p: PendingEpoch, _ s: RunState.SettledEpoch) -> [Outgoing]? {
+        record(epoch: p.metrics, loss: s.loss, valLoss: s.valLoss)
+        if s.stops {
+            aggregator.abandon()
+            // the dropped step's answers do not count: every window is counted once
+            for (peer, c) in stepCredits {
+                guard var w = workers[peer] else { continue }
+                w.blocks -= c.blocks
+                w.samples -= c.samples
+                w.computeSeconds -= c.compute
+                w.steps -= c.steps
+                workers[peer] = w
+            }
+            stepCredits = [:]
+            return finishRun()
+        }
+        if let closed = s.closed, let onCheckpoint {
             do {
                 try onCheckpoint(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
             } catch {
@@ -780,38 +804,13 @@ public final class CoordinatorCore {
         return nil
     }
 
-    /// Records an evaluated epoch. With `saved` (the run at the epoch's end, before the next step
-    /// was started provisionally), that copy takes the epoch-end decisions: if they end the run
-    /// (target, early stopping) the run is put back there and ends, else the run in flight adopts them.
-    private func close(epoch draft: EpochMetrics, _ losses: (loss: Double, valLoss: Double?), saved: RunState?) -> [Outgoing]? {
+    /// Records an evaluated epoch's metrics.
+    private func record(epoch draft: EpochMetrics, loss: Double, valLoss: Double?) {
         var m = draft
-        m.loss = losses.loss
-        m.valLoss = losses.valLoss
+        m.loss = loss
+        m.valLoss = valLoss
         metrics.append(m)
         emit(.epoch(m))
-        if let saved {
-            var closed = saved
-            closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
-            if closed.isStopping {
-                state = closed
-                aggregator.abandon()
-                // the dropped step's answers do not count: every window is counted once
-                for (peer, c) in stepCredits {
-                    guard var w = workers[peer] else { continue }
-                    w.blocks -= c.blocks
-                    w.samples -= c.samples
-                    w.computeSeconds -= c.compute
-                    w.steps -= c.steps
-                    workers[peer] = w
-                }
-                stepCredits = [:]
-                return finishRun()
-            }
-            state.adoptEpochClose(closed)
-            return nil
-        }
-        state.closeEpoch(loss: m.loss, valLoss: m.valLoss)
-        return nil
     }
 
     /// The run reached its end: the end is made durable (the run-end checkpoint, when checkpoints

@@ -13,6 +13,7 @@ import Darwin
 #endif
 import Plot
 import RNN
+import Support
 
 /// `summary.json`: the figures a user (or a script) reads after a run.
 public struct RunSummary: Sendable, Codable {

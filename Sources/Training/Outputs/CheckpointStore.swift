@@ -13,6 +13,7 @@ import Darwin
 #endif
 import RNN
 import Series
+import Support
 
 /// A point a run can continue from, bit for bit.
 public struct RunCheckpoint: Sendable {

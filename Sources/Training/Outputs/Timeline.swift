@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Support
 
 /// One span of a step on the coordinator's clock, for `--timeline`.
 public struct TimelineSpan: Sendable, Equatable {

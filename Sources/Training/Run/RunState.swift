@@ -9,10 +9,17 @@ import Series
 /// same windows for every step, apply the same update at the same learning rate to the same reduced
 /// sums, and stop at the same point: that, with the canonical tree, is why they end with the same bits.
 ///
+/// The step rule (what ends an epoch, when the target is checked, when a step already sent is
+/// dropped) lives here and nowhere else; the trainers differ only in where a step's reduced sums
+/// come from (``InProcessTrainer``: its own engine; ``CoordinatorCore``: the workers' answers):
+///
 ///     while let n = state.nextBatch(into: &windows) {
 ///         let root = /* canonical sum over the micro-batches of windows[0..<n] */
-///         try state.apply(root: root, windows: n)
-///         if state.epochEnded { … evaluate, state.closeEpoch(…) }
+///         switch try state.finish(root: root, windows: n, evaluation: nil) { … }   // settles, applies
+///         if state.epochEnded {
+///             if state.nextStepMeasuresEpochLoss { state.deferEpochClose(evaluated: false) }  // or evaluated elsewhere
+///             else { … evaluate, state.closeEpoch(…) }
+///         }
 ///     }
 public struct RunState: Sendable {
     public let config: TrainingConfig
@@ -49,6 +56,8 @@ public struct RunState: Sendable {
     public private(set) var epochEnded = false
     private var order: [Int] = []
     private var gradient: [Float]
+    /// An epoch whose close waits for its losses (``deferEpochClose(evaluated:)``).
+    private var deferred: DeferredEpoch?
 
     public init(config: TrainingConfig, split: WindowSplit, parameters: [Float]) {
         self.config = config
@@ -155,16 +164,9 @@ public struct RunState: Sendable {
     /// whole training split and there is no validation split, so the step's windows are
     /// `split.all`) and the limits leave a next step. That step runs on the epoch's weights, so its
     /// loss sum (the last value of the reduced root) over the window count *is* the MSE over all
-    /// windows: no separate evaluation is needed. Every trainer follows this rule, so in-process
-    /// and data-parallel runs report the same losses and stop at the same epoch:
-    ///
-    ///     if state.nextStepMeasuresEpochLoss {
-    ///         let saved = state; state.closeEpochProvisionally()
-    ///         … next step: root = canonical sum; loss = Double(root[P]) / Double(n)
-    ///         var closed = saved; closed.closeEpoch(loss: loss, valLoss: nil)
-    ///         if closed.isStopping { state = closed }          // the step is dropped unapplied
-    ///         else { state.adoptEpochClose(closed); try state.apply(root: root, windows: n) }
-    ///     }
+    /// windows: no separate evaluation is needed. Every trainer follows this rule through
+    /// ``deferEpochClose(evaluated:)`` and ``finish(root:windows:evaluation:keepClosed:settled:)``, so
+    /// in-process and data-parallel runs report the same losses and stop at the same epoch.
     ///
     /// The last epoch of a run (no next step) is evaluated separately, as are mini-batch epochs.
     public var nextStepMeasuresEpochLoss: Bool {
@@ -215,21 +217,105 @@ public struct RunState: Sendable {
     }
 
     /// Ends an epoch whose evaluation is not known yet, so that the next step can start: no decision
-    /// is taken. Whoever holds the run as it was at the epoch's end (`saved`) later closes that copy
-    /// with the evaluation and, unless it stops the run, hands its decisions to this state with
+    /// is taken. ``deferEpochClose(evaluated:)`` keeps the run as it was at the epoch's end, later closes
+    /// that copy with the evaluation and, unless it stops the run, hands its decisions to this state with
     /// ``adoptEpochClose(_:)`` before this state applies a step.
-    public mutating func closeEpochProvisionally() {
+    private mutating func closeEpochProvisionally() {
         epochEnded = false
     }
 
     /// Takes the epoch-end decisions of `closed` (this run at the end of the same epoch, closed with its
     /// evaluation) after ``closeEpochProvisionally()``; only the next batch may have been drawn since.
-    public mutating func adoptEpochClose(_ closed: RunState) {
+    private mutating func adoptEpochClose(_ closed: RunState) {
         precondition(closed.step == step && !epochEnded, "adoptEpochClose(_:) must follow closeEpochProvisionally() before the next apply")
         targetReached = closed.targetReached
         monitor = closed.monitor
         scheduler = closed.scheduler
         bestParameters = closed.bestParameters
+    }
+
+    // MARK: - The step rule
+
+    /// An epoch closed provisionally: the run as it was at the epoch's end, and whether the next
+    /// step's reduced sums measure its loss (else it is evaluated on the side).
+    private indirect enum DeferredEpoch: Sendable {
+        case atEnd(RunState, measuredByNextStep: Bool)
+
+        var saved: RunState { switch self { case .atEnd(let s, _): s } }
+        var measuredByNextStep: Bool { switch self { case .atEnd(_, let m): m } }
+    }
+
+    /// An epoch whose losses came in: the losses, whether its decisions end the run, and (when asked
+    /// for) the run closed at that epoch's end, for a checkpoint.
+    public struct SettledEpoch: Sendable {
+        /// The MSE over the training windows (measured by the step, or evaluated).
+        public let loss: Double
+        public let valLoss: Double?
+        /// The epoch-end decisions ended the run (target, early stopping).
+        public let stops: Bool
+        /// The run at the epoch's end, closed with these losses (nil unless asked for: holding it
+        /// while the next step is applied would copy the weights).
+        public let closed: RunState?
+    }
+
+    /// How a step's end came out (``finish(root:windows:evaluation:keepClosed:settled:)``).
+    public enum StepOutcome: Sendable {
+        /// The step was applied; its mean loss.
+        case applied(loss: Double)
+        /// A deferred epoch's decisions ended the run: the run is back at that epoch's end and
+        /// this step was dropped unapplied.
+        case stopped
+    }
+
+    /// Is an epoch's close waiting for its losses (``deferEpochClose(evaluated:)``)?
+    public var hasDeferredEpoch: Bool { deferred != nil }
+
+    /// The weights of the deferred epoch's end (what its evaluation runs on), if one is deferred.
+    public var deferredEpochParameters: [Float]? { deferred?.saved.parameters }
+
+    /// At an ended epoch: ends it provisionally so that the next step can start before its losses
+    /// are known, keeping the run as it is here. `evaluated`: the losses come from an evaluation
+    /// (``settleEpoch(loss:valLoss:)`` or the `evaluation` of ``finish(root:windows:evaluation:keepClosed:settled:)``);
+    /// else the next step measures them (``nextStepMeasuresEpochLoss``).
+    public mutating func deferEpochClose(evaluated: Bool) {
+        precondition(epochEnded && deferred == nil, "deferEpochClose(evaluated:) needs an ended epoch and none deferred")
+        precondition(evaluated || nextStepMeasuresEpochLoss, "only a full-batch epoch is measured by its next step")
+        deferred = .atEnd(self, measuredByNextStep: !evaluated)
+        closeEpochProvisionally()
+    }
+
+    /// Settles the deferred epoch with its losses: its decisions are taken on the run as it was at
+    /// its end. If they end the run, the run goes back there (anything since is dropped), else the
+    /// run in flight adopts them. Nil when no epoch is deferred.
+    @discardableResult
+    public mutating func settleEpoch(loss: Double, valLoss: Double?, keepClosed: Bool = false) -> SettledEpoch? {
+        guard let d = deferred else { return nil }
+        deferred = nil
+        var closed = d.saved
+        closed.closeEpoch(loss: loss, valLoss: valLoss)
+        let stops = closed.isStopping
+        if stops { self = closed } else { adoptEpochClose(closed) }
+        return SettledEpoch(loss: loss, valLoss: valLoss, stops: stops, closed: keepClosed ? closed : nil)
+    }
+
+    /// The one step rule: ends the current step with its reduced sums `root` over `count` windows
+    /// (see ``apply(root:windows:)``). A deferred epoch is settled first, with `evaluation` or, when
+    /// the step measures it, with the step's own loss (``epochLoss(root:windows:)``); `settled` hears
+    /// of it before anything is applied (to record it, or to checkpoint `closed` when `keepClosed`).
+    /// If its decisions end the run, the step is dropped unapplied (``StepOutcome/stopped``).
+    public mutating func finish(root: UnsafeBufferPointer<Float>, windows count: Int,
+                                evaluation: (loss: Double, valLoss: Double?)?, keepClosed: Bool = false,
+                                settled: (SettledEpoch) throws(TrainingError) -> Void = { _ in }) throws(TrainingError) -> StepOutcome {
+        if let d = deferred {
+            let losses = d.measuredByNextStep ? (RunState.epochLoss(root: root, windows: count), nil) : (evaluation ?? (.nan, nil))
+            precondition(d.measuredByNextStep || evaluation != nil, "an evaluated deferred epoch needs its evaluation")
+            // settled (and its copy of the run released) before the update, so the update copies no array
+            if let s = settleEpoch(loss: losses.0, valLoss: losses.1, keepClosed: keepClosed) {
+                try settled(s)
+                if s.stops { return .stopped }
+            }
+        }
+        return .applied(loss: try apply(root: root, windows: count))
     }
 
     /// Mean training loss of the epoch so far, weighted by windows.

@@ -11,6 +11,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Support
 
 /// Shows a run's progress: one live line on a terminal (epoch, step, loss, samples/s, ETA as h:mm:ss),
 /// cut to the terminal's width on every redraw so that it never wraps; plain log lines (one per epoch)

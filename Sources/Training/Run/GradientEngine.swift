@@ -1,5 +1,6 @@
 import Dispatch
 import RNN
+import Series
 
 /// Computes gradient sums of micro-batches on `threads` threads, each with its own workspace, and combines
 /// them with the canonical tree (``CanonicalTree``).
@@ -42,7 +43,10 @@ public final class GradientEngine: @unchecked Sendable {
     deinit { rows.deallocate() }
 
     /// Number of micro-batches (leaves) of a global batch of `windows` windows.
-    public func leafCount(windows: Int) -> Int { (windows + microBatch - 1) / microBatch }
+    public func leafCount(windows: Int) -> Int { plan(windows: windows).leafCount }
+
+    /// The plan of a step of `windows` windows in this engine's micro-batches.
+    public func plan(windows: Int) -> StepPlan { StepPlan(windows: windows, microBatch: microBatch) }
 
     /// Computes every leaf in `run` of the global batch `windows`, then reduces each tree node of the run
     /// (``CanonicalTree/blocks(of:leafCount:)``) in place.
@@ -55,11 +59,12 @@ public final class GradientEngine: @unchecked Sendable {
         windows: UnsafeBufferPointer<Int>,
         run: Range<Int>
     ) -> [(block: Range<Int>, sums: UnsafeBufferPointer<Float>)] {
-        let m = leafCount(windows: windows.count)
+        let plan = plan(windows: windows.count)
+        let m = plan.leafCount
         precondition(run.lowerBound >= 0 && run.upperBound <= m && !run.isEmpty, "run \(run) outside 0..<\(m)")
         ensureCapacity(m)
         // Each leaf's kernel follows from its size alone (the last leaf may be shorter), as in every process.
-        let lastSize = min(run.upperBound * microBatch, windows.count) - (run.upperBound - 1) * microBatch
+        let lastSize = plan.samples(in: (run.upperBound - 1)..<run.upperBound)
         let needsPacked = KernelPath.forShape(config, batch: microBatch) == .simd
             || KernelPath.forShape(config, batch: lastSize) == .simd
         if needsPacked { packed.pack(params) }

@@ -163,10 +163,10 @@ public final class InProcessTrainer {
         var epochTrain = 0.0
         let values = series.values
         stopped = false
-        // A full-batch epoch whose loss the next step measures (``RunState/nextStepMeasuresEpochLoss``):
-        // its metrics without the loss, the run as it was at the epoch's end, and whether a
-        // checkpoint was due there (written once the epoch is settled, as the coordinator does).
-        var pending: (metrics: EpochMetrics, saved: RunState, checkpoint: Bool)?
+        // A full-batch epoch whose loss the next step measures (``RunState/nextStepMeasuresEpochLoss``,
+        // deferred in the run state): its metrics without the loss, and whether a checkpoint was due
+        // there (written once the epoch is settled, as the coordinator does).
+        var pending: (metrics: EpochMetrics, checkpoint: Bool)?
         while true {
             if shouldStop() {
                 stopped = true
@@ -182,26 +182,20 @@ public final class InProcessTrainer {
                     }
                 }
             }
-            if let p = pending {
-                // settled before the update (and `saved` released, so the update copies no array)
-                pending = nil
+            let p = pending
+            pending = nil
+            let outcome = try state.finish(root: root, windows: n, evaluation: nil, keepClosed: p?.checkpoint == true) { (s) throws(TrainingError) in
+                guard let p else { return }
                 var m = p.metrics
-                m.loss = RunState.epochLoss(root: root, windows: n)
+                m.loss = s.loss
                 metrics.append(m)
                 onEvent(.epoch(m))
-                var closed = p.saved
-                closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
-                if closed.isStopping {
-                    // the run ended at the epoch's end (target, early stopping): this step is dropped unapplied
-                    state = closed
-                    break
-                }
-                if p.checkpoint {
+                if let closed = s.closed, !s.stops {
                     try save(RunCheckpoint(runID: runID, state: closed, metrics: metrics, trainSeconds: trainSeconds))
                 }
-                state.adoptEpochClose(closed)
             }
-            let loss = try state.apply(root: root, windows: n)
+            // the run ended at the epoch's end (target, early stopping): this step was dropped unapplied
+            guard case .applied(let loss) = outcome else { break }
             let dt = seconds(since: t0)
             trainSeconds += dt
             epochTrain += dt
@@ -214,8 +208,8 @@ public final class InProcessTrainer {
                     // the next step's forward pass gives the loss: closed provisionally, settled there
                     let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start),
                                                    evaluate: false)
-                    pending = (m, state, checkpointDue)
-                    state.closeEpochProvisionally()
+                    pending = (m, checkpointDue)
+                    state.deferEpochClose(evaluated: false)
                     continue
                 }
                 let m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: seconds(since: start))
@@ -225,14 +219,12 @@ public final class InProcessTrainer {
             }
             if checkpointDue { try save(checkpoint()) }
         }
-        if let p = pending {
+        if let p = pending, let weights = state.deferredEpochParameters {
             // stopped before the step that measures it: evaluated here rather than lost
             pending = nil
             var m = p.metrics
-            var closed = p.saved
-            m.loss = evaluator.meanLoss(closed.parameters, windows: split.train)
-            closed.closeEpoch(loss: m.loss, valLoss: m.valLoss)
-            state = closed
+            m.loss = evaluator.meanLoss(weights, windows: split.train)
+            state.settleEpoch(loss: m.loss, valLoss: m.valLoss)
             metrics.append(m)
             onEvent(.epoch(m))
             if p.checkpoint { try save(checkpoint()) }

@@ -6,6 +6,7 @@ import Foundation
 import Plot
 import RNN
 import Series
+import Support
 
 /// A trained model's predictions over a series in the series' own units: the model's ``Forecast`` (in the
 /// space it trained in) with the scaling and differencing of `config.transform` undone.

@@ -1,3 +1,5 @@
+import Support
+
 /// Where a process launched by a cluster engine stands in the job: its rank, the world size, and the
 /// coordinator's address, read from the environment the engine sets (``LaunchPlan/resolve(environment:flags:)``).
 ///

@@ -1,5 +1,6 @@
 import RNN
 import Series
+import Support
 
 /// Where the series comes from.
 public enum DataSpec: Sendable, Codable, Equatable, CustomStringConvertible {
