@@ -182,18 +182,8 @@ public final class CoordinatorServer {
     /// after the run's outputs are written (a coordinator killed meanwhile leaves them whole).
     public func dismissStragglers(for seconds: Double) {
         let end = now + seconds
-        while now < end && !core.everyWorkerDismissed {
-            do {
-                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
-            } catch {
-                if error.kind == .interrupted { continue }
-                return
-            }
-            for _ in 0..<10_000 {
-                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
-                guard let id = frames.first, !id.isEmpty else { continue }
-                send(core.farewell(to: PeerID(id.bytes), now: now))
-            }
+        answerPeers(on: socket, while: { now < end && !core.everyWorkerDismissed }) { id in
+            send(core.farewell(to: PeerID(id), now: now))
         }
     }
 
@@ -369,22 +359,31 @@ extension CoordinatorServer {
         }
         let start = ContinuousClock.now
         var told: Set<[UInt8]> = []
-        while Training.seconds(since: start) < seconds {
-            do {
-                guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
-            } catch {
-                if error.kind == .interrupted { continue }
-                break
-            }
-            for _ in 0..<10_000 {
-                guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
-                guard let id = frames.first?.bytes, !id.isEmpty, !told.contains(id), told.count < CoordinatorCore.maxDismissed else { continue }
-                told.insert(id)
-                let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
-                _ = try? socket.send(parts: [id, header, payload], flags: .dontWait)
-            }
+        let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
+        answerPeers(on: socket, while: { Training.seconds(since: start) < seconds }) { id in
+            guard !told.contains(id), told.count < CoordinatorCore.maxDismissed else { return }
+            told.insert(id)
+            _ = try? socket.send(parts: [id, header, payload], flags: .dontWait)
         }
         return told.count
+    }
+}
+
+/// After a run's end: polls the ROUTER `socket` while `keepGoing()` holds (checked every 20 ms) and hands the
+/// routing id of each frame that arrives to `answer` (at most 10,000 frames a round); stops early if the socket fails.
+private func answerPeers(on socket: Socket, while keepGoing: () -> Bool, _ answer: ([UInt8]) -> Void) {
+    while keepGoing() {
+        do {
+            guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
+        } catch {
+            if error.kind == .interrupted { continue }
+            return
+        }
+        for _ in 0..<10_000 {
+            guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
+            guard let id = frames.first?.bytes, !id.isEmpty else { continue }
+            answer(id)
+        }
     }
 }
 
