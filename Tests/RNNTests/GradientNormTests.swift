@@ -54,10 +54,11 @@ struct GradientNormTests {
         }
     }
 
-    /// The fixed tree over the blocks: ((s0 + s1) + (s2 + s3)) + s4 for five blocks.
+    /// The fixed tree over the blocks: sqrt(((s0 + s1) + (s2 + s3)) + s4) for five blocks.
     @Test func blocksAreAddedByTheCanonicalTree() {
         let s: [Double] = [1e16, 1, -1e16, 1, 3]
-        #expect(GradientNorm.combine(s) == ((s[0] + s[1]) + (s[2] + s[3])) + s[4])
+        #expect(GradientNorm.combine(s) == (((s[0] + s[1]) + (s[2] + s[3])) + s[4]).squareRoot())
+        #expect(GradientNorm.combine(s) != ((((s[0] + s[1]) + s[2]) + s[3]) + s[4]).squareRoot())
         #expect(GradientNorm.combine([]) == 0)
     }
 
