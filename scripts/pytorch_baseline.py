@@ -19,6 +19,18 @@ Writes one JSON object whose keys `ztrain bench --pytorch-json` reads:
                                  and `import torch` are not included.
 
 Data: x = linspace(0, 100, 1000), points [sin x, cos x]; window i = points i..i+3, target point i+4.
+
+The round latency of gloo's all_reduce alone, for any size and rank count (what a sharded all-reduce
+of P floats across N processes is measured against), prints one JSON object to stdout:
+
+    python scripts/pytorch_baseline.py --allreduce --world 4 --params 1000000 --rounds 50
+
+  {"mode": "gloo_allreduce", "world": N, "params": P, "rounds": K, "p50_ms": ..., "p90_ms": ...,
+   "min_ms": ..., "transport": "tcp 127.0.0.1", "threads_per_rank": 1, "torch": ...}
+
+N processes (one thread each) join a gloo group over TCP loopback; each round is a barrier, then
+all_reduce (SUM) of P float32; a round's latency is its slowest rank's; p50/p90 over the K rounds
+after --warmup rounds.
 """
 import argparse
 import json
@@ -129,33 +141,97 @@ def ddp_rank(rank, world, port, epochs, queue):
         epoch_s.append(time.perf_counter() - t0)
 
     # all_reduce of 1e7 floats
-    t = torch.ones(10_000_000, dtype=torch.float32)
-    for _ in range(3):
+    lat = allreduce_latencies(10_000_000, warmup=3, rounds=20)
+    if rank == 0:
+        queue.put({"ddp_epoch_s": epoch_s, "allreduce_s": lat})
+    dist.destroy_process_group()
+
+
+def allreduce_latencies(params, warmup, rounds):
+    """In a joined group: seconds of each of `rounds` all_reduce (SUM) rounds of `params` float32 after
+    `warmup` rounds, each round after a barrier, the slowest rank's (every rank gets the list)."""
+    t = torch.ones(params, dtype=torch.float32)
+    for _ in range(warmup):
         dist.all_reduce(t)
     lat = []
-    for _ in range(20):
+    for _ in range(rounds):
         dist.barrier()
         t0 = time.perf_counter()
         dist.all_reduce(t)
         lat.append(time.perf_counter() - t0)
     lat_t = torch.tensor(lat, dtype=torch.float64)
     dist.all_reduce(lat_t, op=dist.ReduceOp.MAX)
+    return lat_t.tolist()
+
+
+def allreduce_rank(rank, world, port, params, warmup, rounds, queue):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    lat = allreduce_latencies(params, warmup, rounds)
     if rank == 0:
-        queue.put({"ddp_epoch_s": epoch_s, "allreduce_s": lat_t.tolist()})
+        queue.put(lat)
     dist.destroy_process_group()
+
+
+def spawn_ranks(fn, world, args, say, what):
+    """Runs `fn(rank, world, port, *args, queue)` on `world` processes and returns what rank 0 put in the
+    queue, or None. gloo's rendezvous now and then aborts a rank on a loaded machine: a few attempts,
+    each on a fresh port."""
+    ctx = mp.get_context("spawn")
+    for attempt in range(1, 4):
+        queue = ctx.SimpleQueue()
+        try:
+            mp.spawn(fn, args=(world, free_port(), *args, queue), nprocs=world, join=True)
+        except Exception as e:  # a rank died
+            say(f"{what} attempt {attempt} failed: {e}")
+            continue
+        return queue.get()
+    return None
+
+
+def percentile(values, q):
+    """The q-quantile (0..1) by linear interpolation between the closest ranks (numpy's default)."""
+    return float(np.percentile(np.asarray(values), 100 * q))
+
+
+def allreduce_mode(a, say):
+    if a.world < 1 or a.params < 1 or a.rounds < 1 or a.warmup < 0:
+        sys.exit("pytorch_baseline: --world, --params and --rounds must be at least 1, --warmup at least 0")
+    lat = spawn_ranks(allreduce_rank, a.world, (a.params, a.warmup, a.rounds), say, "all_reduce")
+    if lat is None:
+        sys.exit("pytorch_baseline: the gloo group never formed (3 attempts); see the messages above")
+    ms = [1000 * x for x in lat]
+    out = {"mode": "gloo_allreduce", "world": a.world, "params": a.params, "rounds": a.rounds,
+           "warmup": a.warmup, "p50_ms": percentile(ms, 0.5), "p90_ms": percentile(ms, 0.9), "min_ms": min(ms),
+           "transport": "tcp 127.0.0.1", "threads_per_rank": 1, "torch": torch.__version__}
+    print(json.dumps(out, sort_keys=True), flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="the JSON to write")
+    p.add_argument("--out", help="the JSON to write (the baselines of `ztrain bench`)")
     p.add_argument("--seeds", type=int, default=3, help="runs to the target (seeds 0..N-1)")
     p.add_argument("--ddp-epochs", type=int, default=12)
+    r = p.add_argument_group("gloo all_reduce round latency (prints JSON to stdout; no --out)")
+    r.add_argument("--allreduce", action="store_true", help="measure only gloo's all_reduce round latency")
+    r.add_argument("--world", type=int, default=2, help="processes (ranks), one thread each")
+    r.add_argument("--params", type=int, default=1_000_000, help="float32 values reduced per round")
+    r.add_argument("--rounds", type=int, default=50, help="rounds timed (p50 and p90 over them)")
+    r.add_argument("--warmup", type=int, default=3, help="rounds run before the timed ones")
     a = p.parse_args()
     torch.set_num_threads(1)
-    out = {"torch": torch.__version__, "python": sys.version.split()[0], "threads": 1}
 
     def say(msg):
         print(f"pytorch_baseline: {msg}", file=sys.stderr, flush=True)
+
+    if a.allreduce:
+        allreduce_mode(a, say)
+        return
+    if a.out is None:
+        p.error("--out is required (or --allreduce)")
+    out = {"torch": torch.__version__, "python": sys.version.split()[0], "threads": 1}
 
     # 1. eager H=32 batch 32: the first epoch is a warm-up
     train_s, _ = eager(32, 32, epochs=11, seed=0)
@@ -181,24 +257,15 @@ def main():
         out["epochs_to_1e-4"] = epochs
         say(f"time to MSE < 1e-4: {out['time_to_1e-4_s']:.3f} s (epochs {epochs})")
 
-    # 3 and 5. DDP gloo and all_reduce, 2 processes (gloo's rendezvous now and then aborts a rank
-    # on a loaded machine: a few attempts, each on a fresh port; without a result the keys are left
-    # out and `ztrain bench` uses the recorded figures for them)
-    ctx = mp.get_context("spawn")
-    for attempt in range(1, 4):
-        queue = ctx.SimpleQueue()
-        try:
-            mp.spawn(ddp_rank, args=(2, free_port(), a.ddp_epochs, queue), nprocs=2, join=True)
-        except Exception as e:  # a rank died
-            say(f"DDP attempt {attempt} failed: {e}")
-            continue
-        r = queue.get()
+    # 3 and 5. DDP gloo and all_reduce, 2 processes (without a result the keys are left out and
+    # `ztrain bench` uses the recorded figures for them)
+    r = spawn_ranks(ddp_rank, 2, (a.ddp_epochs,), say, "DDP")
+    if r is not None:
         out["ddp_gloo_2x1_b64_samples_per_s"] = 996 / statistics.median(r["ddp_epoch_s"][1:])
         out["ddp_step_ms"] = 1000 * statistics.median(r["ddp_epoch_s"][1:]) / 16
         out["gloo_allreduce_1e7_ms"] = 1000 * statistics.median(r["allreduce_s"])
         say(f"DDP gloo 2x1 batch 64: {out['ddp_gloo_2x1_b64_samples_per_s']:,.0f} samples/s; "
             f"all_reduce 1e7: {out['gloo_allreduce_1e7_ms']:.1f} ms")
-        break
     else:
         say("DDP and all_reduce not measured: ztrain bench will use the recorded figures for them")
 
