@@ -271,13 +271,17 @@ public enum Wire {
         return Envelope(runID: h.runID, workerID: h.workerID, message: message)
     }
 
-    /// Decodes a message received as frames (exactly two: header, payload).
+    /// Decodes a message received as frames: its header, then its payload, or for an ASSIGN its
+    /// weights and its window starts (see ``decode(header:frames:limits:)``). Any other count of
+    /// frames is ``WireError/wrongFrameCount(_:)``.
     public static func decode(frames: [[UInt8]], limits: Limits) throws(WireError) -> Envelope {
-        guard frames.count == 2 else { throw .wrongFrameCount(frames.count) }
+        guard frames.count == 2 || frames.count == 3 else { throw .wrongFrameCount(frames.count) }
         let result = frames[0].withUnsafeBytes { header in
-            frames[1].withUnsafeBytes { payload in
-                Result { () throws(WireError) -> Envelope in
-                    try decode(header: header, payload: payload, limits: limits)
+            frames[1].withUnsafeBytes { first in
+                frames[frames.count - 1].withUnsafeBytes { last in
+                    Result { () throws(WireError) -> Envelope in
+                        try decode(header: header, frames: frames.count == 2 ? [first] : [first, last], limits: limits)
+                    }
                 }
             }
         }

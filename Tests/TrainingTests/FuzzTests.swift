@@ -112,7 +112,7 @@ func fuzz(endpoint: String, frames: Int, sent: Counter, stop: StopFlag) throws {
     while n < frames && !stop.isSet {
         // service the joined socket
         while let msg = try joiner.receiveMultipartMessages(timeout: .zero), msg.count == 2 || msg.count == 3 {
-            guard case .success(let env) = decode(msg, limits: .handshake) else { continue }
+            guard let env = try? Wire.decode(frames: msg.map(\.bytes), limits: .handshake) else { continue }
             switch env.message {
             case .welcome(let w, _):
                 joinedID = w.workerID
