@@ -594,9 +594,9 @@ final class StressRun {
         tornDown = true
         stopStranger()
         pool.sampleMemory()
-        let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
+        let shutdown = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
         for peer in peers.values {
-            router.send(frames: [h, pl], to: peer.identity)
+            router.send(frames: shutdown, to: peer.identity)
         }
         leaked = pool.stopAll(grace: 3)
         if let processes = pool as? ProcessWorkers { processes.mergeLedgers(into: ledger) }

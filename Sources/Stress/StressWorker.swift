@@ -349,15 +349,15 @@ public final class StressWorker {
     }
 
     private func sendHeartbeat() {
-        let (h, p) = Wire.encode(Envelope(runID: runID, workerID: workerID, message: .heartbeat))
-        send(h, p)
+        let frames = Wire.encode(Envelope(runID: runID, workerID: workerID, message: .heartbeat))
+        send(frames[0], frames[1])
     }
 
     private func sendHello() {
         let hello = Hello(host: hostName(), pid: getpid(), threads: 1,
                           ztrainVersion: "stress-worker-\(serial)")
-        let (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(hello)))
-        send(h, p)
+        let frames = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(hello)))
+        send(frames[0], frames[1])
         helloSent = now
     }
 }

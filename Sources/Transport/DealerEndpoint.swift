@@ -132,12 +132,12 @@ public final class DealerEndpoint {
     /// `version` overrides the header's protocol version (tests of a peer that speaks another).
     @discardableResult
     public func send(_ envelope: Envelope, version: UInt16 = Wire.protocolVersion) -> SendOutcome {
-        var (header, payload) = Wire.encode(envelope)
+        var frames = Wire.encode(envelope)
         if version != Wire.protocolVersion {
-            header[4] = UInt8(truncatingIfNeeded: version)
-            header[5] = UInt8(truncatingIfNeeded: version >> 8)
+            frames[0][4] = UInt8(truncatingIfNeeded: version)
+            frames[0][5] = UInt8(truncatingIfNeeded: version >> 8)
         }
-        return send(frames: [header, payload])
+        return send(frames: frames)
     }
 
     /// Sends frames already encoded (a GRADIENT encoded into a reused buffer; fault injection).

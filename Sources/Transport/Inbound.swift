@@ -68,7 +68,7 @@ public struct Delivery {
             let decoded: Result<Envelope, WireError>
             if frames.count == 2 {
                 decoded = frames[1].withUnsafeBytes { p in
-                    Result { () throws(WireError) -> Envelope in try Wire.decode(header: h, payload: p, limits: limits) }
+                    Result { () throws(WireError) -> Envelope in try Wire.decode(header: h, frames: [p], limits: limits) }
                 }
             } else {
                 decoded = frames[1].withUnsafeBytes { w in

@@ -183,8 +183,7 @@ public final class RouterEndpoint {
             do { weights = try weightsFrame(a.weights) } catch { return failed(error, to: peer) }
             return send(frames: [header, weights, windows], to: peer)
         }
-        let (header, payload) = Wire.encode(envelope)
-        return send(frames: [header, payload], to: peer)
+        return send(frames: Wire.encode(envelope), to: peer)
     }
 
     /// Sends frames already encoded (one SHUTDOWN encoded once for many peers; fault injection)

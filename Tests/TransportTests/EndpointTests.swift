@@ -97,8 +97,8 @@ private func hello() -> Envelope {
         let sums: [Float] = [1, 2, 3, 0.5]
         dealer.send(Envelope(runID: 9, workerID: 2, message: .gradient(
             Gradient(step: 4, block: 0..<1, leafCount: 2, samples: 3, computeNanos: 5, sums: sums))))
-        var (h, p) = Wire.encode(Envelope(runID: 9, workerID: 2, message: .heartbeat))
-        p = [1]  // checksum no longer matches
+        let h = Wire.encode(Envelope(runID: 9, workerID: 2, message: .heartbeat))[0]
+        let p: [UInt8] = [1]  // checksum no longer matches
         dealer.send(frames: [h, p])
         dealer.send(frames: [h])  // one frame after the routing id
         var seen: [String] = []

@@ -211,11 +211,11 @@ extension CoordinatorServer {
         defer { router.close() }
         let start = ContinuousClock.now
         var told: Set<[UInt8]> = []
-        let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
+        let shutdown = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
         answerPeers(on: router, while: { Training.seconds(since: start) < seconds }) { id in
             guard !told.contains(id), told.count < CoordinatorCore.maxDismissed else { return }
             told.insert(id)
-            router.send(frames: [header, payload], to: id)
+            router.send(frames: shutdown, to: id)
         }
         return told.count
     }
