@@ -4,6 +4,19 @@ import ZeroMQ
 /// One message as an endpoint read it: the sender's routing id (empty on a DEALER, whose only peer
 /// is what it connected to) and its frames, header first, not yet validated. The frames stay
 /// alive as long as the value, so ``open(limits:assignView:_:)`` can hand out views of them.
+///
+/// A receiver that must see a backlog before it acts (answer only the newest ASSIGN) reads
+/// deliveries first and opens the ones it wants:
+///
+/// ```swift
+/// var backlog: [Delivery] = []
+/// while let d = try dealer.next() { backlog.append(d) }
+/// for d in backlog where d.type == .assign {
+///     d.open(limits: limits, assignView: true) { inbound in
+///         if case .assign(_, let v, let weights, _, _) = inbound { use(v.header, weights) }
+///     }
+/// }
+/// ```
 public struct Delivery {
     /// The sender's routing id (empty for a DEALER's messages).
     public let peer: [UInt8]

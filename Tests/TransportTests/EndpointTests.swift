@@ -167,6 +167,40 @@ private func hello() -> Envelope {
         #expect(viewed?.1 == weights && viewed?.0.count == 2)
     }
 
+    /// A worker of the sharded design: one context, a ROUTER bound for its peers and a DEALER
+    /// connected to several addresses, polled together.
+    @Test func oneDealerToSeveralRoutersInOneContext() throws {
+        let (a1, d1) = try ipcAddress()
+        let (a2, d2) = try ipcAddress()
+        defer {
+            try? FileManager.default.removeItem(at: d1)
+            try? FileManager.default.removeItem(at: d2)
+        }
+        let context = try Context(blocky: false)
+        defer { try? context.terminate() }
+        let r1 = try RouterEndpoint(bind: [a1], options: EndpointOptions(), context: context, logger: logger)
+        defer { r1.close() }
+        let r2 = try RouterEndpoint(bind: [a2], options: EndpointOptions(), context: context, logger: logger)
+        defer { r2.close() }
+        let dealer = try DealerEndpoint(connect: [r1.endpoint, r2.endpoint], options: EndpointOptions(), context: context, logger: logger)
+        defer { dealer.close() }
+        #expect(dealer.addresses.count == 2)
+        let group = PollGroup()
+        group.add(r1)
+        group.add(r2)
+        var got = (0, 0)
+        let end = ContinuousClock.now + .seconds(5)
+        var sent = 0
+        while (got.0 == 0 || got.1 == 0) && ContinuousClock.now < end {
+            // round-robin over the connections once both are up: keep saying HELLO until each router heard one
+            if sent < 200 { dealer.send(hello()); sent += 1 }
+            let ready = try group.poll(timeout: .milliseconds(10))
+            if ready.isReadable(r1) { got.0 += r1.receive(limits: .handshake) { _ in } }
+            if ready.isReadable(r2) { got.1 += r2.receive(limits: .handshake) { _ in } }
+        }
+        #expect(got.0 > 0 && got.1 > 0)
+    }
+
     @Test func sendToAGonePeerIsCountedNotThrown() throws {
         let (address, dir) = try ipcAddress()
         defer { try? FileManager.default.removeItem(at: dir) }
