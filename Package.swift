@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Plot", targets: ["Plot"]),
         .library(name: "Wire", targets: ["Wire"]),
+        .library(name: "Transport", targets: ["Transport"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Stress", targets: ["Stress"]),
         .library(name: "Bench", targets: ["Bench"]),
@@ -59,6 +60,13 @@ let package = Package(
         .target(name: "Plot"),
         // The protocol as plain values and a pure, total binary codec. No sockets.
         .target(name: "Wire"),
+        // The transport seam: a ROUTER and a DEALER endpoint that own all framing (validation into
+        // zero-copy views or decoded messages, the stranger rule, zero-copy ASSIGN sends, rate-limited
+        // drop logs, socket options, CURVE) and a poll group. Used by Training, Stress and Bench alike.
+        .target(
+            name: "Transport",
+            dependencies: ["ZeroMQ", "Wire", "Support", .product(name: "Logging", package: "swift-log")]
+        ),
         // Training, by concern: Run/ (the run state and its step rule, the configuration, the gradient
         // engine, the in-process trainer), Aggregation/ (the step aggregator and its streaming tree),
         // Cluster/ (the coordinator and worker state machines, their socket loops, the local launcher,
@@ -67,7 +75,7 @@ let package = Package(
         .target(
             name: "Training",
             dependencies: [
-                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ", "Wire", "Support",
+                "RNN", "Series", "Checkpoint", "Plot", "ZeroMQ", "Wire", "Transport", "Support",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,7 +94,7 @@ let package = Package(
         .target(
             name: "Stress",
             dependencies: [
-                "Training", "RNN", "Wire", "ZeroMQ", "Support",
+                "Training", "RNN", "Wire", "Transport", "ZeroMQ", "Support",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -117,6 +125,8 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "ZeroMQ",
+                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire", "Support"]),

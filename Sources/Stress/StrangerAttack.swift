@@ -42,7 +42,7 @@ public enum StrangerAttack {
             k += 1
         }
         for s in floods { s.close() }
-        let (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(Hello(
+        let hello = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(Hello(
             host: "stranger", pid: getpid(), threads: 1, ztrainVersion: "stranger", expect: nil))))
         var batch: [Socket] = []
         while sentHellos < hellos && !orphaned() {
@@ -51,7 +51,7 @@ public enum StrangerAttack {
                 try? s.setLinger(.zero)
                 try? s.setReceiveHighWaterMark(1)
                 try? s.connect(endpoint)
-                if (try? s.send(parts: [h, p], flags: .dontWait)) != nil { sentHellos += 1 }
+                if (try? s.send(parts: hello, flags: .dontWait)) != nil { sentHellos += 1 }
                 batch.append(s)
             }
             // the connections stay open a while (long enough to connect and say HELLO), never

@@ -14,14 +14,16 @@ import Histogram
 import Logging
 import RNN
 import Training
+import Transport
 import Wire
 import ZeroMQ
 import Support
 
 /// `ztrain stress`: drives the real `StepAggregator` (and its `StreamingTree`) over real ZeroMQ sockets
 /// and the real `Wire` codec with synthetic workers, injects faults, and checks every round's aggregate
-/// bit for bit against an independently computed expectation. (Its socket loop is its own, not the
-/// trainers' `CoordinatorServer`: the transport seam that would share one is still to come.)
+/// bit for bit against an independently computed expectation. Its ROUTER is the trainers'
+/// `RouterEndpoint` (the same framing, validation, stranger rule and zero-copy ASSIGN sends as
+/// `CoordinatorServer`); its workers' DEALERs are `DealerEndpoint`s.
 ///
 /// Each round `r` (1-based): `StepAggregator.begin(step: r, windows: M, microBatch: 1, workers:)`,
 /// one ASSIGN per order (the coordinator's `P` weights, which change every round, window starts
@@ -93,8 +95,7 @@ final class StressRun {
     let clock = ContinuousClock()
     let t0: ContinuousClock.Instant
 
-    let context: Context
-    let socket: Socket
+    let router: RouterEndpoint
     let endpoint: String
     let tempDir: URL
     let ledger = FaultLedger()
@@ -104,8 +105,8 @@ final class StressRun {
     var agg: StepAggregator
     var weights: [Float]
     let windows: [UInt32]
-    let windowsFrame: [UInt8]
-    var assignHeader: Header?
+    /// The step of the ASSIGNs being sent (set by ``prepareAssign(round:)``).
+    var assignStep: UInt64?
     let lossMatrix: LeafMatrix
 
     var peers: [UInt32: Peer] = [:]
@@ -137,8 +138,6 @@ final class StressRun {
     var joined = 0
     var strangerFramesDropped = 0
     var strangerBytesDropped = 0
-    var strangerBytesSinceTrim = 0
-    var lastTrim = 0.0
     var handshakesAbandoned = 0
     var hellosDeferred = 0
     /// The stranger process (attacks), if one was started, and its binary.
@@ -176,7 +175,6 @@ final class StressRun {
         agg = StepAggregator(width: p + 1)
         weights = (0..<p).map { i in Float(Int(mix64(config.seed &+ UInt64(i)) >> 41) - (1 << 22)) * 0x1p-22 }
         windows = (0..<m).map { UInt32($0) }
-        windowsFrame = windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
         lossMatrix = LeafMatrix(rows: m, chunk: 1)
         outcomes = Array(repeating: .pending, count: config.rounds + 1)
 
@@ -187,17 +185,17 @@ final class StressRun {
         }
         tempDir = dir
         let bind = config.transport == .tcp ? "tcp://127.0.0.1:*" : "ipc://\(dir.path)/coordinator.sock"
+        var options = EndpointOptions()
+        options.linger = .zero
+        options.maxMessageBytes = limits.maxPayloadBytes + 4096
+        options.sendHighWaterMark = 100_000
+        // per peer, as the coordinator (what one peer can have queued here is bounded)
+        options.receiveHighWaterMark = CoordinatorServer.receiveHighWaterMark
+        options.dropLogLevel = .debug
         do {
-            context = try Context(blocky: false)
-            socket = try context.socket(.router)
-            try socket.setRouterMandatory(true)
-            try socket.setLinger(.zero)
-            try socket.setMaxMessageSize(Int64(limits.maxPayloadBytes + 4096))
-            try socket.setSendHighWaterMark(100_000)
-            // per peer, as the coordinator (what one peer can have queued here is bounded)
-            try socket.setReceiveHighWaterMark(CoordinatorServer.receiveHighWaterMark)
-            try socket.bind(bind)
-            endpoint = try socket.lastEndpoint
+            router = try RouterEndpoint(bind: [bind], options: options, strangerFrameBytes: CoordinatorCore.strangerFrameBytes,
+                                        logger: logger)
+            endpoint = router.endpoint
         } catch {
             try? FileManager.default.removeItem(at: dir)
             throw .transport("cannot bind \(bind): \(error)")
@@ -326,7 +324,7 @@ final class StressRun {
     func service(wait: Duration) {
         var readable = false
         do {
-            readable = try socket.poll(.readable, timeout: wait).contains(.readable)
+            readable = try router.poll(timeout: wait)
             if readable { drain() }
         } catch {
             if error.kind != .interrupted { warn("poll", "poll failed: \(error)") }
@@ -352,11 +350,6 @@ final class StressRun {
             peers[id] = nil
             ids[peer.identity] = nil
             handshakesAbandoned += 1
-        }
-        if strangerBytesSinceTrim >= 16 << 20 && t - lastTrim >= 1 {
-            strangerBytesSinceTrim = 0
-            lastTrim = t
-            LargeBuffers.trim()
         }
         send(agg.overdue(now: t, timeout: max(config.retryAfter, 3 * typicalRound), live: liveIDs))
         send(agg.speculate(idle: liveIDs.filter { !agg.isBusy($0) }, now: t))
@@ -408,61 +401,34 @@ final class StressRun {
         try pool.spawn(serial: serial)
     }
 
-    /// Reads every message waiting.
+    /// Reads every message waiting (the endpoint applies the coordinator's rules: strangers first,
+    /// before any checksum; only a small HELLO is read from an unknown peer).
     func drain() {
-        for _ in 0..<100_000 {
-            let frames: [ZeroMQ.Message]
-            do {
-                frames = try socket.receiveMultipartMessages(flags: .dontWait)
-            } catch {
-                if error.kind != .wouldBlock { warn("receive", "receive failed: \(error)") }
-                return
+        router.receive(limits: limits, max: 100_000, isKnown: { [unowned self] in ids[$0] != nil }) { inbound in
+            switch inbound {
+            case .stranger(_, let bytes):
+                bytesReceived += bytes
+                strangerFramesDropped += 1
+                strangerBytesDropped += bytes
+            case .bad(let identity, let error, let bytes):
+                bytesReceived += bytes
+                if let id = ids[identity] { touch(id) }
+                rejected(error)
+            case .gradient(let identity, let v, let payload, let bytes):
+                bytesReceived += bytes
+                gradient(identity: identity, v.header, payload)
+            case .message(let identity, let envelope, let bytes):
+                bytesReceived += bytes
+                handle(identity: identity, envelope)
+            case .assign(_, _, _, _, let bytes):
+                bytesReceived += bytes
+                invalidAnswers += 1
+                warn("type", "unexpected ASSIGN from a worker")
             }
-            guard frames.count == 3 else {
-                invalidFrames += 1
-                continue
-            }
-            let size = frames[1].count + frames[2].count
-            bytesReceived += size
-            let identity = frames[0].bytes
-            // strangers first (as the coordinator): only a small HELLO is read from an unknown peer
-            if ids[identity] == nil {
-                let isHello = frames[1].withUnsafeBytes { h in
-                    h.count == Header.size && h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.hello.rawValue
-                }
-                if !isHello || size > CoordinatorCore.strangerFrameBytes {
-                    strangerFramesDropped += 1
-                    strangerBytesDropped += size
-                    strangerBytesSinceTrim += size
-                    continue
-                }
-            }
-            handle(identity: identity, header: frames[1], payload: frames[2])
         }
     }
 
-    func handle(identity: [UInt8], header: ZeroMQ.Message, payload: ZeroMQ.Message) {
-        let peeked = header.withUnsafeBytes { h in Result { () throws(WireError) -> Header in try Wire.peek(header: h) } }
-        guard case .success(let head) = peeked else {
-            rejected(peeked.failure)
-            return
-        }
-        if head.type == .gradient {
-            gradient(identity: identity, header: header, payload: payload)
-            return
-        }
-        let decoded = header.withUnsafeBytes { h in
-            payload.withUnsafeBytes { pl in
-                Result { () throws(WireError) -> Envelope in try Wire.decode(header: h, payload: pl, limits: limits) }
-            }
-        }
-        let envelope: Envelope
-        switch decoded {
-        case .success(let e): envelope = e
-        case .failure(let error):
-            rejected(error)
-            return
-        }
+    func handle(identity: [UInt8], _ envelope: Envelope) {
         switch envelope.message {
         case .hello:
             if let id = ids[identity] {
@@ -501,44 +467,24 @@ final class StressRun {
         }
     }
 
-    /// The hot path: `Wire.validate`, then the P + 1 sums straight into the reused buffer, then
-    /// `StepAggregator.accept`.
-    func gradient(identity: [UInt8], header: ZeroMQ.Message, payload: ZeroMQ.Message) {
+    /// The hot path: a GRADIENT the endpoint validated, its P + 1 sums straight from the received
+    /// frame into `StepAggregator.accept`.
+    func gradient(identity: [UInt8], _ h: Header, _ payload: UnsafeRawBufferPointer) {
         guard let id = ids[identity] else {
             invalidAnswers += 1
             warn("unknown", "a GRADIENT from a worker that never said HELLO")
             return
         }
         touch(id)
-        let count = p + 1
-        let t = now
-        let result: Result<(Header, Verdict), WireError> = header.withUnsafeBytes { h in
-            payload.withUnsafeBytes { pl in
-                do throws(WireError) {
-                    let h = try Wire.validate(header: h, payload: pl, limits: limits).header
-                    guard h.runID == runID, h.workerID == id else { return .success((h, .invalid("ids"))) }
-                    // reduced straight from the received frame (no intermediate copy)
-                    let verdict = agg.accept(
-                        worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
-                        samples: Int(clamping: h.count), littleEndian: UnsafeRawBufferPointer(rebasing: pl[0..<(4 * count)]), now: t)
-                    return .success((h, verdict))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        }
-        let h: Header, verdict: Verdict
-        switch result {
-        case .success(let (header, v)): (h, verdict) = (header, v)
-        case .failure(let error):
-            rejected(error)
-            return
-        }
         guard h.runID == runID, h.workerID == id else {
             invalidAnswers += 1
             warn("ids", "a GRADIENT with run \(h.runID) worker \(h.workerID) from worker \(id) of run \(runID)")
             return
         }
+        // reduced straight from the received frame (no intermediate copy)
+        let verdict = agg.accept(
+            worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
+            samples: Int(clamping: h.count), littleEndian: UnsafeRawBufferPointer(rebasing: payload[0..<(4 * (p + 1))]), now: now)
         logger.trace("answer: round \(h.step) block \(h.rangeLower)..<\(h.rangeUpper) from #\(id): \(verdict)")
         if case .invalid(let why) = verdict {
             invalidAnswers += 1
@@ -581,35 +527,27 @@ final class StressRun {
         liveIDs = peers.filter { $0.value.live }.map(\.key).sorted()
     }
 
-    /// Prepares the round's ASSIGN: the checksum of its weights and windows (protocol v2: they
-    /// travel as separate frames, the weights straight from this run's weight array).
+    /// Prepares the round's ASSIGNs (the endpoint computes their shared checksum and windows frame
+    /// on the first; the weights go straight from this run's weight array, protocol v2).
     func prepareAssign(round r: Int) {
-        let checksum = weights.withUnsafeBytes { w in
-            windowsFrame.withUnsafeBytes { n in Wire.assignChecksum(weights: w, windows: n) }
-        }
-        assignHeader = Wire.assignHeader(runID: runID, workerID: 0, step: UInt64(r), leaves: 0..<m, leafCount: m,
-                                         windows: m, checksum: checksum)
+        assignStep = UInt64(r)
     }
 
     func send(_ orders: [Order]) {
-        guard !orders.isEmpty, var header = assignHeader else { return }
+        guard !orders.isEmpty, let step = assignStep else { return }
         for o in orders {
             guard let peer = peers[o.worker] else { continue }
-            header.workerID = o.worker
-            header.rangeLower = UInt32(o.run.lowerBound)
-            header.rangeUpper = UInt32(o.run.upperBound)
-            let bytes = header.encode()
-            logger.trace("order: round \(header.step) leaves \(o.run) to #\(o.worker)\(o.speculative ? " (speculative)" : "")")
-            do {
-                // no copy of the weights: libzmq sends from the array's storage, which the message
-                // keeps alive (the next round's update then writes a fresh copy if it still holds it)
-                let w = try ZeroMQ.Message(keeping: weights)
-                try socket.send(parts: [peer.identity, bytes, w, windowsFrame], flags: .dontWait)
-                bytesSent += bytes.count + w.count + windowsFrame.count
-            } catch {
+            logger.trace("order: round \(step) leaves \(o.run) to #\(o.worker)\(o.speculative ? " (speculative)" : "")")
+            // no copy of the weights: libzmq sends from the array's storage, which the message
+            // keeps alive (the next round's update then writes a fresh copy if it still holds it)
+            let assign = Assign(step: step, leaves: o.run, leafCount: m, weights: weights, windows: windows)
+            let outcome = router.send(Envelope(runID: runID, workerID: o.worker, message: .assign(assign)), to: peer.identity)
+            if let b = outcome.bytes {
+                bytesSent += b
+            } else {
                 sendFailures += 1
-                logger.debug("ASSIGN to worker #\(o.worker) not sent: \(error)")
-                if error.kind == .hostUnreachable { unreachable.insert(o.worker) }
+                logger.debug("ASSIGN to worker #\(o.worker) not sent: \(outcome)")
+                if case .unreachable = outcome { unreachable.insert(o.worker) }
             }
         }
         // With ROUTER_MANDATORY, EHOSTUNREACH means the peer's connection is gone (a killed
@@ -625,11 +563,9 @@ final class StressRun {
 
     func welcome(_ id: UInt32) {
         guard let peer = peers[id] else { return }
-        let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: id, message: .heartbeat))
-        do {
-            try socket.send(parts: [peer.identity, h, pl], flags: .dontWait)
-            bytesSent += h.count + pl.count
-        } catch {
+        if let b = router.send(Envelope(runID: runID, workerID: id, message: .heartbeat), to: peer.identity).bytes {
+            bytesSent += b
+        } else {
             sendFailures += 1
         }
     }
@@ -658,15 +594,14 @@ final class StressRun {
         tornDown = true
         stopStranger()
         pool.sampleMemory()
-        let (h, pl) = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
+        let shutdown = Wire.encode(Envelope(runID: runID, workerID: 0, message: .shutdown("the stress run is over")))
         for peer in peers.values {
-            try? socket.send(parts: [peer.identity, h, pl], flags: .dontWait)
+            router.send(frames: shutdown, to: peer.identity)
         }
         leaked = pool.stopAll(grace: 3)
         if let processes = pool as? ProcessWorkers { processes.mergeLedgers(into: ledger) }
         checker.stop()
-        socket.close()
-        try? context.terminate()
+        router.close()
         try? FileManager.default.removeItem(at: tempDir)
         return leaked
     }

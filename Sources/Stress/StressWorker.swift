@@ -13,6 +13,7 @@ import Darwin
 import Logging
 import RNN
 import Training
+import Transport
 import Wire
 import ZeroMQ
 import Support
@@ -67,7 +68,7 @@ public final class StressWorker {
     private var outbox: [(header: [UInt8], slot: Int, round: Int)] = []
 
     private let t0 = ContinuousClock.now
-    private var socket: Socket?
+    private var dealer: DealerEndpoint?
     private var workerID: UInt32 = 0
     private var runID: UInt64 = 0
     private var lastSent = 0.0
@@ -130,35 +131,27 @@ public final class StressWorker {
 
     /// Connects to `endpoint` and serves until SHUTDOWN, the stop flag, an injected kill or an error.
     public func run(endpoint: String) -> WorkerExit {
-        let context: Context
-        let socket: Socket
+        var options = EndpointOptions()
+        options.linger = .zero
+        options.maxMessageBytes = limits.maxPayloadBytes + 4096
+        options.dropLogLevel = .debug
+        let dealer: DealerEndpoint
         do {
-            context = try Context(blocky: false)
-            socket = try context.socket(.dealer)
-            try socket.setLinger(.zero)
-            try socket.setMaxMessageSize(Int64(limits.maxPayloadBytes + 4096))
-            var id = [UInt8](repeating: 0, count: 16)
-            var g = SystemRandomNumberGenerator()
-            for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
-            id[0] = max(1, id[0])  // a ROUTER id must not start with a zero byte
-            try socket.setRoutingID(id)
-            try socket.connect(endpoint)
+            dealer = try DealerEndpoint(connect: [endpoint], options: options, logger: logger)
         } catch {
             return .failed("cannot connect to \(endpoint): \(error)")
         }
-        self.socket = socket
+        self.dealer = dealer
         defer {
-            self.socket = nil
-            socket.close()
-            try? context.terminate()
+            self.dealer = nil
+            dealer.close()
         }
         while true {
             if stop.isSet { return .stopped }
             if let p = parentPID, getppid() != p { return .failed("the harness (pid \(p)) is gone") }
             if workerID == 0 && (helloSent < 0 || now - helloSent > 0.5) { sendHello() }
             do {
-                let events = try socket.poll(.readable, timeout: .milliseconds(10))
-                if events.contains(.readable), let exit = drain(socket) { return exit }
+                if try dealer.poll(timeout: .milliseconds(10)), let exit = drain(dealer) { return exit }
             } catch {
                 if error.kind == .interrupted { continue }
                 return .failed("poll: \(error)")
@@ -170,32 +163,24 @@ public final class StressWorker {
     // MARK: - receiving
 
     /// Handles every message waiting, then sends the batch's GRADIENTs.
-    private func drain(_ socket: Socket) -> WorkerExit? {
+    private func drain(_ dealer: DealerEndpoint) -> WorkerExit? {
         batches &+= 1
         defer { outbox.removeAll(keepingCapacity: true) }
         // Read the backlog first (bounded), so that a worker catching up after a pause answers only
         // the newest round it was given: every older round is over at the coordinator.
-        var backlog: [(header: Header, frames: [ZeroMQ.Message])] = []
+        var backlog: [(header: Header, message: Delivery)] = []
         for _ in 0..<64 {
-            let frames: [ZeroMQ.Message]
-            do {
-                frames = try socket.receiveMultipartMessages(flags: .dontWait)
-            } catch {
-                if error.kind == .wouldBlock { break }
-                return .failed("receive: \(error)")
-            }
-            guard frames.count == 2 || frames.count == 3 else { continue }
-            do throws(WireError) {
-                let header = try frames[0].withUnsafeBytes { raw in
-                    Result { () throws(WireError) -> Header in try Wire.peek(header: raw) }
-                }.get()
-                backlog.append((header, frames))
-            } catch {
-                logger.debug("worker \(serial): dropped a frame: \(error)")
+            let next: Delivery?
+            do { next = try dealer.next() } catch { return .failed("receive: \(error)") }
+            guard let d = next else { break }
+            switch d.header() {
+            case .success(let header): backlog.append((header, d))
+            case .failure(.wrongFrameCount): continue
+            case .failure(let error): logger.debug("worker \(serial): dropped a frame: \(error)")
             }
         }
         let newest = backlog.filter { $0.header.type == .assign }.map(\.header.step).max() ?? 0
-        for (header, frames) in backlog {
+        for (header, message) in backlog {
             switch header.type {
             case .heartbeat:
                 if workerID == 0 && header.workerID != 0 {
@@ -206,7 +191,7 @@ public final class StressWorker {
             case .shutdown:
                 return .shutdown
             case .assign where header.step >= newest:
-                if frames.count == 3, let exit = assign(frames[0], frames[1], frames[2]) { return exit }
+                if let exit = assign(message) { return exit }
             default:
                 break
             }
@@ -215,26 +200,28 @@ public final class StressWorker {
         return nil
     }
 
-    /// Validates an ASSIGN (zero-copy: `Wire.validate`, then the weights straight into this
+    /// Validates an ASSIGN (zero-copy: the endpoint's view, then the weights straight into this
     /// worker's buffer), then computes and queues the node sums of its run.
-    private func assign(_ headerFrame: ZeroMQ.Message, _ weightsFrame: ZeroMQ.Message, _ windowsFrame: ZeroMQ.Message) -> WorkerExit? {
+    private func assign(_ message: Delivery) -> WorkerExit? {
         let p = config.parameterCount
-        let checked: Result<Header, WireError> = headerFrame.withUnsafeBytes { h in
-            weightsFrame.withUnsafeBytes { w in
-                windowsFrame.withUnsafeBytes { n in
-                    do throws(WireError) {
-                        let v = try Wire.validate(header: h, frames: [w, n], limits: limits)
-                        // only the weights the run's loss values include are read (no copy of all P)
-                        let lo = min(Int(v.header.rangeLower), gen.leafCount), hi = min(Int(v.header.rangeUpper), gen.leafCount)
-                        for leaf in lo..<max(lo, hi) {
-                            let i = gen.weightIndex(leaf: leaf)
-                            try Wire.readFloats(w, offset: 4 * i, count: 1, into: UnsafeMutableBufferPointer(rebasing: weights[i..<(i + 1)]))
-                        }
-                        return .success(v.header)
-                    } catch {
-                        return .failure(error)
+        let checked: Result<Header, WireError> = message.open(limits: limits, assignView: true) { inbound in
+            switch inbound {
+            case .assign(_, let v, let w, _, _):
+                do throws(WireError) {
+                    // only the weights the run's loss values include are read (no copy of all P)
+                    let lo = min(Int(v.header.rangeLower), gen.leafCount), hi = min(Int(v.header.rangeUpper), gen.leafCount)
+                    for leaf in lo..<max(lo, hi) {
+                        let i = gen.weightIndex(leaf: leaf)
+                        try Wire.readFloats(w, offset: 4 * i, count: 1, into: UnsafeMutableBufferPointer(rebasing: weights[i..<(i + 1)]))
                     }
+                    return .success(v.header)
+                } catch {
+                    return .failure(error)
                 }
+            case .bad(_, let error, _):
+                return .failure(error)
+            default:
+                return .failure(.wrongFrameCount(2))
             }
         }
         let h: Header
@@ -351,26 +338,26 @@ public final class StressWorker {
     }
 
     private func send(_ header: [UInt8], _ payload: [UInt8]) {
-        guard let socket else { return }
+        guard let dealer else { return }
         do {
             // the payload leaves without a copy (libzmq keeps the array's storage until it is sent)
-            try socket.send(parts: [header, ZeroMQ.Message(keeping: payload)])
-            lastSent = now
+            let frame = try ZeroMQ.Message(keeping: payload)
+            if dealer.send(frames: [header, frame], blocking: true).bytes != nil { lastSent = now }
         } catch {
             logger.debug("worker \(serial): send failed: \(error)")
         }
     }
 
     private func sendHeartbeat() {
-        let (h, p) = Wire.encode(Envelope(runID: runID, workerID: workerID, message: .heartbeat))
-        send(h, p)
+        let frames = Wire.encode(Envelope(runID: runID, workerID: workerID, message: .heartbeat))
+        send(frames[0], frames[1])
     }
 
     private func sendHello() {
         let hello = Hello(host: hostName(), pid: getpid(), threads: 1,
                           ztrainVersion: "stress-worker-\(serial)")
-        let (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(hello)))
-        send(h, p)
+        let frames = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(hello)))
+        send(frames[0], frames[1])
         helloSent = now
     }
 }

@@ -1,4 +1,4 @@
-/// What a receiver accepts. Checked by ``Wire/decode(header:payload:limits:)`` before the
+/// What a receiver accepts. Checked by ``Wire/decode(header:frames:limits:)`` before the
 /// checksum is computed, so an oversized payload costs nothing to reject.
 public struct Limits: Sendable, Equatable {
     /// Largest payload accepted, in bytes.

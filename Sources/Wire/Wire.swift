@@ -1,12 +1,20 @@
 /// The data-parallel training protocol between a coordinator and its workers: message values and
 /// a pure, total binary codec.
 ///
-/// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
-/// XXH64 the header carries.
+/// Every message is a 64-byte ``Header`` and a payload (possibly empty), whose XXH64 the header
+/// carries; an ASSIGN's payload is two frames, its weights and its window starts. One format per
+/// message: ``encode(_:)`` makes the frames, ``decode(frames:limits:)`` (or in place,
+/// ``decode(header:frames:limits:)``) reads them, and ``validate(header:frames:limits:)`` (for the
+/// hot path, ``validate(header:payload:limits:)``) checks them without copying the bulk data.
+///
+/// ```swift
+/// let frames = Wire.encode(Envelope(runID: 1, workerID: 2, message: .heartbeat))
+/// let back = try Wire.decode(frames: frames, limits: .handshake)
+/// ```
 ///
 /// Protocol version 2 (this one) differs from version 1 in two ways. An ASSIGN travels as three
-/// frames (header, weights, window starts; ``decode(header:frames:limits:)``) and its checksum
-/// chains the two (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
+/// frames (header, weights, window starts) and its checksum chains the two
+/// (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
 /// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
 /// from the worker's receipt of the ASSIGN: when the computation started (`startNanos`) and when
 /// the message was handed to the socket (`sendNanos`). With the compute time of the header's
@@ -20,7 +28,9 @@
 /// | REJECT, SHUTDOWN, BYE | UTF-8 text (≤ 64 KiB) |
 /// | HEARTBEAT | empty |
 /// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch); sent as two frames (weights, windows), so the weights go out straight from the coordinator's buffer; checksum: ``assignChecksum(weights:windows:)`` |
-/// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` | ``decode(header:payload:limits:)`` accepts any bytes: it returns a
+/// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` |
+///
+/// ``decode(header:frames:limits:)`` accepts any bytes: it returns a
 /// message or throws a ``WireError``, never traps, and never allocates more than the payload's
 /// size.
 public enum Wire {
@@ -33,11 +43,14 @@ public enum Wire {
 
     // MARK: Encoding
 
-    /// Encodes an envelope to its two frames. Does not validate: an envelope that breaks the
-    /// rules (empty weights, an empty range, non-finite floats, ...) is encoded as given and
-    /// rejected by the receiver's ``decode(header:payload:limits:)``. Traps only if a range,
-    /// leaf count or window count does not fit its `UInt32` header field or is negative.
-    public static func encode(_ e: Envelope) -> (header: [UInt8], payload: [UInt8]) {
+    /// Encodes an envelope to its frames: the header, then the payload, or for an ASSIGN its
+    /// weights and its window starts (a sender that keeps the weights in a buffer of its own sends
+    /// them from there instead: ``assignHeader(runID:workerID:step:leaves:leafCount:windows:checksum:)``,
+    /// ``windowsFrame(_:)``). Does not validate: an envelope that breaks the rules (empty weights, an
+    /// empty range, non-finite floats, ...) is encoded as given and rejected by the receiver's
+    /// ``decode(frames:limits:)``. Traps only if a range, leaf count or window count does not fit its
+    /// `UInt32` header field or is negative.
+    public static func encode(_ e: Envelope) -> [[UInt8]] {
         var header = Header(type: e.message.type, runID: e.runID, workerID: e.workerID)
         var payload: [UInt8]
         switch e.message {
@@ -63,16 +76,12 @@ public enum Wire {
         case .heartbeat:
             payload = []
         case .assign(let a):
-            payload = []
-            let h = a.weights.withUnsafeBufferPointer { weights in
-                a.windows.withUnsafeBufferPointer { windows in
-                    encodeAssign(
-                        runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
-                        leafCount: a.leafCount, weights: weights, windows: windows,
-                        into: &payload)
-                }
-            }
-            return (h, payload)
+            let weights = littleEndianFrame(a.weights)
+            let windows = a.windows.withUnsafeBufferPointer { windowsFrame($0) }
+            let checksum = weights.withUnsafeBytes { w in windows.withUnsafeBytes { assignChecksum(weights: w, windows: $0) } }
+            let h = assignHeader(runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
+                                 leafCount: a.leafCount, windows: a.windows.count, checksum: checksum)
+            return [h.encode(), weights, windows]
         case .gradient(let g):
             payload = []
             let h = g.sums.withUnsafeBufferPointer { sums in
@@ -81,42 +90,10 @@ public enum Wire {
                     leafCount: g.leafCount, samples: g.samples, computeNanos: g.computeNanos,
                     startNanos: g.startNanos, sendNanos: g.sendNanos, sums: sums, into: &payload)
             }
-            return (h, payload)
+            return [h, payload]
         }
         header.checksum = xxh64(payload)
-        return (header.encode(), payload)
-    }
-
-    /// Encodes an assign straight from the caller's buffers: writes the payload (the P weights,
-    /// then the n window starts, all little-endian) into `payload`, reusing its storage when its
-    /// capacity suffices, and returns the 64-byte header. `count` in the header is
-    /// `windows.count`.
-    public static func encodeAssign(
-        runID: UInt64, workerID: UInt32, step: UInt64, leaves: Range<Int>, leafCount: Int,
-        weights: UnsafeBufferPointer<Float>, windows: UnsafeBufferPointer<UInt32>,
-        into payload: inout [UInt8]
-    ) -> [UInt8] {
-        let p = weights.count
-        let n = windows.count
-        resize(&payload, to: 4 * (p + n))
-        payload.withUnsafeMutableBytes { target in
-            write32(
-                weights.baseAddress.map(UnsafeRawPointer.init), count: p, to: target, offset: 0)
-            write32(
-                windows.baseAddress.map(UnsafeRawPointer.init), count: n, to: target,
-                offset: 4 * p)
-        }
-        let checksum = payload.withUnsafeBytes { b in
-            assignChecksum(weights: UnsafeRawBufferPointer(rebasing: b[0..<(4 * p)]),
-                           windows: UnsafeRawBufferPointer(rebasing: b[(4 * p)...]))
-        }
-        let header = Header(
-            type: .assign, runID: runID, step: step, workerID: workerID,
-            rangeLower: field32(leaves.lowerBound, "assign leaves.lowerBound"),
-            rangeUpper: field32(leaves.upperBound, "assign leaves.upperBound"),
-            leafCount: field32(leafCount, "assign leafCount"), count: UInt64(n),
-            checksum: checksum)
-        return header.encode()
+        return [header.encode(), payload]
     }
 
     /// The checksum of an ASSIGN: XXH64 of the window starts, seeded with XXH64 of the weights,
@@ -135,16 +112,6 @@ public enum Wire {
             }
             initialized = 4 * values.count
         }
-    }
-
-    /// The checksum a header of this type and `count` carries for `payload` (the logical
-    /// payload: for an ASSIGN its weights and window starts one after the other, see
-    /// ``assignChecksum(weights:windows:)``; for every other type XXH64 of the payload).
-    public static func checksum(of payload: UnsafeRawBufferPointer, type: MessageType, count: UInt64) -> UInt64 {
-        guard type == .assign, count <= UInt64(payload.count / 4) else { return xxh64(payload) }
-        let split = payload.count - 4 * Int(count)
-        return assignChecksum(weights: UnsafeRawBufferPointer(rebasing: payload[0..<split]),
-                              windows: UnsafeRawBufferPointer(rebasing: payload[split...]))
     }
 
     /// The window-starts frame of an ASSIGN (little-endian UInt32s).
@@ -245,53 +212,24 @@ public enum Wire {
 
     // MARK: Decoding
 
-    /// Decodes just the header frame (see `Header.decode(_:)`): a
-    /// cheap look at the type, version, run and worker before touching the payload.
-    public static func peek(header: UnsafeRawBufferPointer) throws(WireError) -> Header {
-        try Header.decode(header)
-    }
-
-    /// Decodes just a header frame held in an array; see the `UnsafeRawBufferPointer` overload.
-    public static func peek(header: [UInt8]) throws(WireError) -> Header {
-        try Header.decode(header)
-    }
-
-    /// Validates and decodes two frames.
-    ///
-    /// Checks, in this order: the header (`Header.decode(_:)`), the
-    /// payload size against `limits.maxPayloadBytes`, the checksum, that header fields unused by
-    /// the type are 0, and then the type's rules (lengths, ranges, finiteness, JSON, UTF-8).
-    /// Allocates no more than a copy of the payload.
-    public static func decode(
-        header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
-    ) throws(WireError) -> Envelope {
-        let h = try checkFrames(header: header, payload: payload, limits: limits)
-        let (_, message) = try body(h, payload, limits, materialize: true)
-        guard let message else { throw .badLength("internal: no message decoded") }
-        return Envelope(runID: h.runID, workerID: h.workerID, message: message)
-    }
-
-    /// Decodes a message received as frames (exactly two: header, payload).
+    /// Validates and decodes a message received as frames: its header, then its payload, or for
+    /// an ASSIGN its weights and its window starts (see ``decode(header:frames:limits:)``). Any
+    /// other count of frames is ``WireError/wrongFrameCount(_:)``.
     public static func decode(frames: [[UInt8]], limits: Limits) throws(WireError) -> Envelope {
-        guard frames.count == 2 else { throw .wrongFrameCount(frames.count) }
+        guard frames.count == 2 || frames.count == 3 else { throw .wrongFrameCount(frames.count) }
         let result = frames[0].withUnsafeBytes { header in
-            frames[1].withUnsafeBytes { payload in
-                Result { () throws(WireError) -> Envelope in
-                    try decode(header: header, payload: payload, limits: limits)
+            frames[1].withUnsafeBytes { first in
+                frames[frames.count - 1].withUnsafeBytes { last in
+                    Result { () throws(WireError) -> Envelope in
+                        try decode(header: header, frames: frames.count == 2 ? [first] : [first, last], limits: limits)
+                    }
                 }
             }
         }
         return try result.get()
     }
 
-    /// Decodes a message from its header and payload arrays.
-    public static func decode(header: [UInt8], payload: [UInt8], limits: Limits)
-        throws(WireError) -> Envelope
-    {
-        try decode(frames: [header, payload], limits: limits)
-    }
-
-    /// A message that passed every check of ``decode(header:payload:limits:)``, with its bulk
+    /// A message that passed every check of ``decode(header:frames:limits:)``, with its bulk
     /// data left in the payload for ``readFloats(_:offset:count:into:)`` and
     /// ``readUInt32s(_:offset:count:into:)``.
     public struct Validated: Sendable, Equatable {
@@ -303,9 +241,11 @@ public enum Wire {
         public var parameterCount: Int
     }
 
-    /// Runs every check of ``decode(header:payload:limits:)`` without copying the bulk arrays
-    /// of assign and gradient (JSON bodies are still parsed), so a receiver can then copy floats
-    /// straight into its own buffers with ``readFloats(_:offset:count:into:)``.
+    /// The hot path's zero-copy view of a one-payload message (a GRADIENT as received): every
+    /// check of ``decode(header:frames:limits:)`` without copying the sums (JSON bodies are still
+    /// parsed), so a receiver can reduce straight from the frame or copy floats into its own
+    /// buffers with ``readFloats(_:offset:count:into:)``. An ASSIGN header here is
+    /// ``WireError/wrongFrameCount(_:)`` (it is three frames: ``validate(header:frames:limits:)``).
     public static func validate(
         header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, limits: Limits
     ) throws(WireError) -> Validated {
@@ -323,23 +263,34 @@ public enum Wire {
                 UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
     }
 
-    /// Validates and decodes a message from the frames after its header: its payload frame, or
-    /// for an ASSIGN either its one logical payload or its two frames as sent (the weights, then
-    /// the window starts). Any other count of frames is ``WireError/wrongFrameCount(_:)`` (the
-    /// count includes the header frame).
+    /// Validates and decodes a message in place from its header frame and the frames after it:
+    /// its payload frame, or for an ASSIGN its two frames as sent (the weights, then the window
+    /// starts). Any other count of frames is ``WireError/wrongFrameCount(_:)`` (the count includes
+    /// the header frame).
+    ///
+    /// Checks, in this order: the header (`Header.decode(_:)`), the payload size against
+    /// `limits.maxPayloadBytes`, the checksum, that header fields unused by the type are 0, and
+    /// then the type's rules (lengths, ranges, finiteness, JSON, UTF-8). Allocates no more than a
+    /// copy of the payload.
     public static func decode(
         header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
     ) throws(WireError) -> Envelope {
-        if frames.count == 1 { return try decode(header: header, payload: frames[0], limits: limits) }
-        let h = try checkSplitAssign(header: header, frames: frames, limits: limits)
-        let (_, message) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: true)
+        let h: Header
+        let message: Message?
+        if frames.count == 1 {
+            h = try checkFrames(header: header, payload: frames[0], limits: limits)
+            (_, message) = try body(h, frames[0], limits, materialize: true)
+        } else {
+            h = try checkSplitAssign(header: header, frames: frames, limits: limits)
+            (_, message) = try assignParts(h, weights: frames[0], windows: frames[1], limits, materialize: true)
+        }
         guard let message else { throw .badLength("internal: no message decoded") }
         return Envelope(runID: h.runID, workerID: h.workerID, message: message)
     }
 
-    /// ``validate(header:payload:limits:)`` for the frames after the header (see
-    /// ``decode(header:frames:limits:)``). For a two-frame ASSIGN the weights are at byte 0 of
-    /// the first frame and the window starts at byte 0 of the second.
+    /// ``decode(header:frames:limits:)``'s checks without copying the bulk arrays of assign and
+    /// gradient. For an ASSIGN the weights are at byte 0 of the first frame and the window starts
+    /// at byte 0 of the second; for a GRADIENT the P + 1 sums at byte 0 of its payload frame.
     public static func validate(
         header: UnsafeRawBufferPointer, frames: [UnsafeRawBufferPointer], limits: Limits
     ) throws(WireError) -> Validated {
@@ -371,8 +322,9 @@ public enum Wire {
         guard payload.count <= limits.maxPayloadBytes else {
             throw .oversized(payload.count, limit: limits.maxPayloadBytes)
         }
-        // an ASSIGN's checksum covers its two parts (see `assignChecksum`): checked once they are split
-        guard h.type == .assign || xxh64(payload) == h.checksum else { throw .checksumMismatch }
+        // an ASSIGN is three frames, never one payload
+        guard h.type != .assign else { throw .wrongFrameCount(2) }
+        guard xxh64(payload) == h.checksum else { throw .checksumMismatch }
         return h
     }
 
@@ -433,7 +385,7 @@ public enum Wire {
             return (0, .heartbeat)
 
         case .assign:
-            return try assign(h, payload, limits, materialize: materialize)
+            throw .wrongFrameCount(2)  // three frames: see `assignParts`
 
         case .gradient:
             return try gradient(h, payload, limits, materialize: materialize)
@@ -464,31 +416,6 @@ public enum Wire {
                 "\(h.type) carries \(p) parameters, this receiver's model has \(expected): "
                     + "coordinator and worker disagree on the model configuration")
         }
-    }
-
-    private static func assign(
-        _ h: Header, _ payload: UnsafeRawBufferPointer, _ limits: Limits, materialize: Bool
-    ) throws(WireError) -> (Int, Message?) {
-        let (leaves, m) = try leafRange(h, "leaves")
-        guard h.count >= 1 else { throw .badRange("assign count is 0, a batch has at least 1 window") }
-        guard UInt64(h.leafCount) <= h.count else {
-            throw .badRange(
-                "assign has \(h.leafCount) leaves for \(h.count) windows; every leaf holds at least 1 window")
-        }
-        guard payload.count % 4 == 0 else {
-            throw .badLength("assign payload is \(payload.count) bytes, not a multiple of 4")
-        }
-        let values = payload.count / 4
-        guard h.count < UInt64(values) else {
-            throw .badLength(
-                "assign payload holds \(values) 32-bit values, not enough for \(h.count) window "
-                    + "starts and at least 1 weight")
-        }
-        let p = values - Int(h.count)  // h.count < values, so it fits
-        _ = (leaves, m)
-        return try assignParts(
-            h, weights: UnsafeRawBufferPointer(rebasing: payload[0..<(4 * p)]),
-            windows: UnsafeRawBufferPointer(rebasing: payload[(4 * p)...]), limits, materialize: materialize)
     }
 
     /// An ASSIGN as its two parts: P weights, `h.count` window starts.

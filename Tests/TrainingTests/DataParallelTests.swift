@@ -14,8 +14,8 @@ final class Harness {
     let coordinator: CoordinatorCore
     var workers: [(peer: PeerID, core: WorkerCore, alive: Bool)] = []
     var now = 0.0
-    private var toCoordinator: [(PeerID, [UInt8], [UInt8])] = []
-    private var toWorker: [(PeerID, [UInt8], [UInt8])] = []
+    private var toCoordinator: [(PeerID, [[UInt8]])] = []
+    private var toWorker: [(PeerID, [[UInt8]])] = []
     var delivered = 0
     /// Called before each delivery to a worker; return false to drop it.
     var filter: (PeerID, Envelope) -> Bool = { _, _ in true }
@@ -40,14 +40,12 @@ final class Harness {
     }
 
     func post(_ env: Envelope, from peer: PeerID) {
-        let (h, p) = Wire.encode(env)
-        toCoordinator.append((peer, h, p))
+        toCoordinator.append((peer, Wire.encode(env)))
     }
 
     func route(_ out: [Outgoing]) {
         for o in out {
-            let (h, p) = Wire.encode(o.envelope)
-            toWorker.append((o.peer, h, p))
+            toWorker.append((o.peer, Wire.encode(o.envelope)))
         }
     }
 
@@ -67,13 +65,13 @@ final class Harness {
                 leaveAt[i] = nil
             }
             if !toCoordinator.isEmpty {
-                let (peer, h, p) = toCoordinator.removeFirst()
-                let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: coordinator.limits) } }
-                route(coordinator.handle(env, from: peer, bytes: h.count + p.count, now: now))
+                let (peer, frames) = toCoordinator.removeFirst()
+                let env = try Wire.decode(frames: frames, limits: coordinator.limits)
+                route(coordinator.handle(env, from: peer, bytes: frames.reduce(0) { $0 + $1.count }, now: now))
             } else if !toWorker.isEmpty {
-                let (peer, h, p) = toWorker.removeFirst()
+                let (peer, frames) = toWorker.removeFirst()
                 guard let i = workers.firstIndex(where: { $0.peer == peer }), workers[i].alive else { continue }
-                let env = try h.withUnsafeBytes { hh in try p.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: Limits(maxPayloadBytes: Int.max)) } }
+                let env = try Wire.decode(frames: frames, limits: Limits(maxPayloadBytes: Int.max))
                 guard filter(peer, env) else { continue }
                 delivered += 1
                 for reply in workers[i].core.handle(env) {
@@ -287,18 +285,16 @@ struct DataParallelTests {
     @Test func aWrongProtocolVersionIsRefusedWithBothVersions() throws {
         let series = try referenceSeries()
         let core = try CoordinatorCore(config: parallelConfig(steps: 1), series: series, options: CoordinatorOptions(workers: 1), runID: 9)
-        var (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(WorkerCore(options: WorkerOptions(threads: 1)).hello().helloBody)))
-        h[4] = 1  // version 1 (this build speaks 2)
-        let outcome: [Outgoing] = h.withUnsafeBytes { hh in
-            p.withUnsafeBytes { pp in
+        var frames = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(WorkerCore(options: WorkerOptions(threads: 1)).hello().helloBody)))
+        frames[0][4] = 1  // version 1 (this build speaks 2)
+        let outcome: [Outgoing] = {
                 do throws(WireError) {
-                    _ = try Wire.decode(header: hh, payload: pp, limits: core.limits)
+                    _ = try Wire.decode(frames: frames, limits: core.limits)
                     return []
                 } catch {
                     return core.rejectFrame(from: PeerID([1]), error: error, now: 0)
                 }
-            }
-        }
+            }()
         guard case .reject(let reason)? = outcome.first?.envelope.message else {
             Issue.record("no REJECT for a version-1 frame")
             return
@@ -459,8 +455,7 @@ struct SharedDataWorkerTests {
         guard case .welcome(let w, let values) = env.message else { Issue.record("no WELCOME: \(env.message)"); return [] }
         #expect(w.sharedData == true && values.isEmpty)
         // the frame is what a worker receives: encoded and decoded
-        let (h, p) = Wire.encode(env)
-        return worker.handle(try Wire.decode(frames: [h, p], limits: .handshake))
+        return worker.handle(try Wire.decode(frames: Wire.encode(env), limits: .handshake))
     }
 
     @Test func theSameDataIsReadyAnotherIsRefusedByHash() throws {

@@ -65,10 +65,7 @@ struct RunEndTests {
         #expect(o.peer == paused)
         guard case .shutdown = o.envelope.message else { Issue.record("expected SHUTDOWN, got \(o.envelope.message)"); return }
         // through the codec, as the socket would carry it
-        let (header, payload) = Wire.encode(o.envelope)
-        let env = try header.withUnsafeBytes { hh in
-            try payload.withUnsafeBytes { pp in try Wire.decode(header: hh, payload: pp, limits: .handshake) }
-        }
+        let env = try Wire.decode(frames: Wire.encode(o.envelope), limits: .handshake)
         _ = late.handle(env)
         #expect(late.phase == .done)
         #expect(late.failure == nil)

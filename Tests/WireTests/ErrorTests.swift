@@ -4,13 +4,13 @@ import Wire
 /// A valid gradient to break: P = 3.
 private func validGradient() -> ([UInt8], [UInt8]) {
     let g = Gradient(step: 5, block: 1..<3, leafCount: 4, samples: 16, computeNanos: 77, sums: [1, 2, 3, 0.5])
-    return Wire.encode(Envelope(runID: 1, workerID: 2, message: .gradient(g)))
+    return encodeJoined(Envelope(runID: 1, workerID: 2, message: .gradient(g)))
 }
 
 /// A valid assign to break: P = 3, n = 4, M = 2.
 private func validAssign() -> ([UInt8], [UInt8]) {
     let a = Assign(step: 5, leaves: 0..<1, leafCount: 2, weights: [1, 2, 3], windows: [0, 4, 8, 12])
-    return Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+    return encodeJoined(Envelope(runID: 1, workerID: 2, message: .assign(a)))
 }
 
 private func validHello() -> Hello {
@@ -118,7 +118,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
     }
 
     @Test func unusedFieldsMustBeZero() {
-        #expect(isCase(error(frames(Header(type: .hello, workerID: 3), Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(validHello()))).payload)), "unexpectedField"))
+        #expect(isCase(error(frames(Header(type: .hello, workerID: 3), encodeJoined(Envelope(runID: 0, workerID: 0, message: .hello(validHello()))).payload)), "unexpectedField"))
         #expect(isCase(error(frames(Header(type: .heartbeat, step: 1), [])), "unexpectedField"))
         #expect(isCase(error(frames(Header(type: .bye, rangeUpper: 1), [])), "unexpectedField"))
         #expect(isCase(error(frames(Header(type: .shutdown, leafCount: 1), [])), "unexpectedField"))
@@ -140,7 +140,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
                 var sums: [Float] = [1, 2, 3, 0.5]
                 sums[index] = bad
                 let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: sums)
-                let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 2, message: .gradient(g)))
+                let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 2, message: .gradient(g)))
                 let e = decodeError(h, p)
                 #expect(isCase(e, "nonFinite"), "\(bad) at \(index)")
                 #expect(decodeError(h, p, limits: Limits(maxPayloadBytes: 100, allowNonFinite: true)) == nil)
@@ -155,7 +155,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
                 var w: [Float] = [1, 2, 3]
                 w[index] = bad
                 let a = Assign(step: 1, leaves: 0..<1, leafCount: 1, weights: w, windows: [5])
-                let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+                let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 2, message: .assign(a)))
                 #expect(isCase(decodeError(h, p), "nonFinite"))
                 // Weights must be finite even when gradients may not be.
                 #expect(isCase(decodeError(h, p, limits: Limits(maxPayloadBytes: 100, allowNonFinite: true)), "nonFinite"))
@@ -163,7 +163,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
         }
         // Window starts are integers: all bit patterns are fine.
         let a = Assign(step: 1, leaves: 0..<1, leafCount: 1, weights: [1], windows: [0x7FC0_0000, .max])
-        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+        let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 2, message: .assign(a)))
         #expect(decodeError(h, p) == nil)
     }
 

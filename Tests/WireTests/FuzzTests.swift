@@ -136,7 +136,7 @@ import Wire
 
     /// Checks that a decoded envelope re-encodes to the input; returns a failure text or nil.
     private static func reencodeMismatch(_ e: Envelope, _ h: [UInt8], _ p: [UInt8]) -> String? {
-        let (h2, p2) = Wire.encode(e)
+        let (h2, p2) = encodeJoined(e)
         switch e.message.type {
         case .hello, .welcome, .ready:
             // JSON is re-encoded canonically (key order, whitespace, escapes, unknown keys are not
@@ -146,7 +146,7 @@ import Wire
             guard case .success(let e2) = decodeResult(h2, p2), e2 == e else {
                 return "canonical form does not decode to the same value"
             }
-            let (h3, p3) = Wire.encode(e2)
+            let (h3, p3) = encodeJoined(e2)
             guard h3 == h2, p3 == p2 else { return "canonical form is not a fixed point" }
             return nil
         default:
@@ -162,7 +162,7 @@ import Wire
         var pool: [([UInt8], [UInt8])] = []
         for i in 0..<(9 * 30) {
             let type = MessageType.allCases[i % 9]
-            pool.append(Wire.encode(randomEnvelope(type, &rng, maxP: 24)))
+            pool.append(encodeJoined(randomEnvelope(type, &rng, maxP: 24)))
         }
         var decoded: [MessageType: Int] = [:]
         var errors: [String: Int] = [:]

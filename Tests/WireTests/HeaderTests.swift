@@ -8,7 +8,7 @@ import Wire
             step: 0x1112_1314_1516_1718, block: 2..<5, leafCount: 8, samples: 40,
             computeNanos: 0x2122_2324_2526_2728, sums: [1.0, -2.0, 0.5])
         let e = Envelope(runID: 0x0102_0304_0506_0708, workerID: 0x0A0B_0C0D, message: .gradient(g))
-        let (header, payload) = Wire.encode(e)
+        let (header, payload) = encodeJoined(e)
         let expectedHeader: [UInt8] = [
             0x5A, 0x54, 0x52, 0x4E,  // magic "ZTRN"
             0x02, 0x00,  // version 2
@@ -35,7 +35,7 @@ import Wire
         #expect(header == expectedHeader)
         #expect(payload == expectedPayload)
         #expect(Array("ZTRN".utf8) == Array(header[0..<4]))
-        let decoded = try Wire.decode(frames: [expectedHeader, expectedPayload], limits: .handshake)
+        let decoded = try Wire.decode(frames: wireFrames(expectedHeader, expectedPayload), limits: .handshake)
         #expect(decoded == e)
     }
 
@@ -64,13 +64,13 @@ import Wire
     /// looking at (or checksumming) the payload.
     @Test func peekWithoutPayload() throws {
         let g = Gradient(step: 3, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 9, sums: [1, 2])
-        let (header, _) = Wire.encode(Envelope(runID: 77, workerID: 5, message: .gradient(g)))
-        let h = try Wire.peek(header: header)
+        let (header, _) = encodeJoined(Envelope(runID: 77, workerID: 5, message: .gradient(g)))
+        let h = try Header.decode(header)
         #expect(h.type == .gradient && h.runID == 77 && h.workerID == 5 && h.step == 3)
         var v3 = header
         put(UInt16(3), at: 4, in: &v3)
         #expect(throws: WireError.unsupportedVersion(3)) {
-            _ = try Wire.peek(header: v3)
+            _ = try Header.decode(v3)
         }
     }
 

@@ -9,13 +9,13 @@ import Wire
         var rng = SplitMix64(seed: 1000 + UInt64(type.rawValue))
         for i in 0..<200 {
             let e = randomEnvelope(type, &rng, maxP: i % 10 == 0 ? 5000 : 64)
-            let (header, payload) = Wire.encode(e)
+            let (header, payload) = encodeJoined(e)
             #expect(header.count == 64)
-            let decoded = try Wire.decode(frames: [header, payload], limits: .handshake)
+            let decoded = try Wire.decode(frames: wireFrames(header, payload), limits: .handshake)
             #expect(decoded == e)
-            let again = Wire.encode(decoded)
+            let again = encodeJoined(decoded)
             #expect(again.header == header && again.payload == payload)
-            #expect(try Wire.peek(header: header).type == type)
+            #expect(try Header.decode(header).type == type)
         }
     }
 
@@ -26,9 +26,9 @@ import Wire
             .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1,
         ]
         let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: values)
-        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
         #expect(p == floatBytes(values) + [UInt8](repeating: 0, count: Wire.gradientTrailerBytes))
-        guard case .gradient(let back) = try Wire.decode(frames: [h, p], limits: .handshake).message
+        guard case .gradient(let back) = try Wire.decode(frames: wireFrames(h, p), limits: .handshake).message
         else { Issue.record("not a gradient"); return }
         #expect(bitsEqual(back.sums, values))
     }
@@ -38,9 +38,9 @@ import Wire
         let nanBits = Float(bitPattern: 0x7FC0_1234)
         let values: [Float] = [1, .infinity, -.infinity, nanBits, .nan]
         let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: values)
-        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
         let limits = Limits(maxPayloadBytes: 1 << 20, allowNonFinite: true)
-        guard case .gradient(let back) = try Wire.decode(frames: [h, p], limits: limits).message
+        guard case .gradient(let back) = try Wire.decode(frames: wireFrames(h, p), limits: limits).message
         else { Issue.record("not a gradient"); return }
         #expect(bitsEqual(back.sums, values))
     }
@@ -53,21 +53,19 @@ import Wire
         for _ in 0..<50 {
             let a = randomAssign(&rng, maxP: 2000, maxN: 100)
             let e = Envelope(runID: 9, workerID: 3, message: .assign(a))
+            // an ASSIGN from the sender's own buffers (the zero-copy path): the same three frames
             let reference = Wire.encode(e)
             let capacity = payload.capacity
-            let header = a.weights.withUnsafeBufferPointer { w in
-                a.windows.withUnsafeBufferPointer { x in
-                    Wire.encodeAssign(
-                        runID: 9, workerID: 3, step: a.step, leaves: a.leaves, leafCount: a.leafCount,
-                        weights: w, windows: x, into: &payload)
-                }
-            }
-            #expect(header == reference.header && payload == reference.payload)
-            #expect(payload.capacity == capacity)
+            let weights = Wire.littleEndianFrame(a.weights)
+            let windows = a.windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
+            let checksum = weights.withUnsafeBytes { w in windows.withUnsafeBytes { Wire.assignChecksum(weights: w, windows: $0) } }
+            let header = Wire.assignHeader(runID: 9, workerID: 3, step: a.step, leaves: a.leaves, leafCount: a.leafCount,
+                                           windows: a.windows.count, checksum: checksum).encode()
+            #expect([header, weights, windows] == reference)
 
             let g = randomGradient(&rng, maxP: 3000)
             let ge = Envelope(runID: 9, workerID: 3, message: .gradient(g))
-            let gref = Wire.encode(ge)
+            let gref = encodeJoined(ge)
             let gh = g.sums.withUnsafeBufferPointer { s in
                 Wire.encodeGradient(
                     runID: 9, workerID: 3, step: g.step, block: g.block, leafCount: g.leafCount,
@@ -91,27 +89,32 @@ import Wire
         var rng = SplitMix64(seed: 5)
         for _ in 0..<50 {
             let a = randomAssign(&rng, maxP: 500, maxN: 50)
-            let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+            let frames = Wire.encode(Envelope(runID: 1, workerID: 2, message: .assign(a)))
+            let (h, wf, nf) = (frames[0], frames[1], frames[2])
             let v = try h.withUnsafeBytes { hb in
-                try p.withUnsafeBytes { pb in
-                    try Result { () throws(WireError) -> Wire.Validated in
-                        try Wire.validate(header: hb, payload: pb, limits: .training(parameterCount: a.weights.count, maxWindows: 50))
-                    }.get()
+                try wf.withUnsafeBytes { wb in
+                    try nf.withUnsafeBytes { nb in
+                        try Result { () throws(WireError) -> Wire.Validated in
+                            try Wire.validate(header: hb, frames: [wb, nb], limits: .training(parameterCount: a.weights.count, maxWindows: 50))
+                        }.get()
+                    }
                 }
             }
             #expect(v.parameterCount == a.weights.count)
             #expect(v.header.count == UInt64(a.windows.count))
             var weights = [Float](repeating: .nan, count: v.parameterCount)
             var windows = [UInt32](repeating: 0, count: Int(v.header.count))
-            try p.withUnsafeBytes { pb in
+            try wf.withUnsafeBytes { wb in
                 try weights.withUnsafeMutableBufferPointer { w in
                     try Result { () throws(WireError) in
-                        try Wire.readFloats(pb, offset: 0, count: v.parameterCount, into: w)
+                        try Wire.readFloats(wb, offset: 0, count: v.parameterCount, into: w)
                     }.get()
                 }
+            }
+            try nf.withUnsafeBytes { nb in
                 try windows.withUnsafeMutableBufferPointer { w in
                     try Result { () throws(WireError) in
-                        try Wire.readUInt32s(pb, offset: 4 * v.parameterCount, count: w.count, into: w)
+                        try Wire.readUInt32s(nb, offset: 0, count: w.count, into: w)
                     }.get()
                 }
             }
@@ -162,13 +165,13 @@ import Wire
             """
         let payload = Array(json.utf8)
         let header = sealed(Header(type: .hello), payload)
-        let e = try Wire.decode(frames: [header, payload], limits: .handshake)
+        let e = try Wire.decode(frames: wireFrames(header, payload), limits: .handshake)
         let expected = Hello(
             protocolVersion: 1, host: "néode/1", pid: 4242, threads: 8, ztrainVersion: "0.2.0",
             expect: Expectation(hidden: 64))
         #expect(e == Envelope(runID: 0, workerID: 0, message: .hello(expected)))
         // Re-encoding writes the canonical form.
-        let canonical = Wire.encode(e).payload
+        let canonical = encodeJoined(e).payload
         #expect(
             String(decoding: canonical, as: UTF8.self)
                 == #"{"protocol_version":1,"host":"néode/1","pid":4242,"threads":8,"ztrain_version":"0.2.0","expect":{"hidden":64}}"#
@@ -178,12 +181,12 @@ import Wire
     @Test func canonicalJSONBodies() {
         let r = Ready(numericsFingerprint: UInt64.max, threads: 4)
         #expect(
-            String(decoding: Wire.encode(Envelope(runID: 1, workerID: 2, message: .ready(r))).payload, as: UTF8.self)
+            String(decoding: encodeJoined(Envelope(runID: 1, workerID: 2, message: .ready(r))).payload, as: UTF8.self)
                 == #"{"numerics_fingerprint":18446744073709551615,"threads":4}"#)
         let w = Welcome(
             runID: 7, workerID: 2, config: "{\"a\":\"x\\y\"}\n", points: 2, channels: 1, seriesHash: 3,
             parameterCount: 10, microBatch: 8, heartbeatMillis: 500, livenessMillis: 5000)
-        let (_, p) = Wire.encode(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2])))
+        let (_, p) = encodeJoined(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2])))
         let json = #"{"protocol_version":2,"run_id":7,"worker_id":2,"config":"{\"a\":\"x\\y\"}\n","points":2,"channels":1,"series_hash":3,"parameter_count":10,"micro_batch":8,"heartbeat_millis":500,"liveness_millis":5000}"#
         #expect(p == welcomePayload(json: Array(json.utf8), series: floatBytes([1, 2])))
     }
@@ -192,16 +195,16 @@ import Wire
         let text = String(repeating: "é", count: Limits.maxReasonBytes / 2)  // exactly 64 KiB
         for message in [Message.reject(text), .shutdown(text), .bye(text), .bye(""), .shutdown("")] {
             let e = Envelope(runID: 3, workerID: 4, message: message)
-            let (h, p) = Wire.encode(e)
-            #expect(try Wire.decode(frames: [h, p], limits: .handshake) == e)
+            let (h, p) = encodeJoined(e)
+            #expect(try Wire.decode(frames: wireFrames(h, p), limits: .handshake) == e)
         }
     }
 
     @Test func heartbeatFrames() throws {
-        let (h, p) = Wire.encode(Envelope(runID: 12, workerID: 34, message: .heartbeat))
+        let (h, p) = encodeJoined(Envelope(runID: 12, workerID: 34, message: .heartbeat))
         #expect(p.isEmpty)
         #expect(Array(h[56..<64]) == le(Wire.emptyChecksum))
-        #expect(try Wire.decode(header: h, payload: p, limits: Limits(maxPayloadBytes: 0)).message == .heartbeat)
+        #expect(try Wire.decode(frames: [h, p], limits: Limits(maxPayloadBytes: 0)).message == .heartbeat)
     }
 
     @Test func limitsPresets() {
@@ -220,9 +223,9 @@ import Wire
         let sums = randomFloats(p + 1, &rng)
         let g = Gradient(step: 10, block: 0..<64, leafCount: 64, samples: 512, computeNanos: 1, sums: sums)
         let e = Envelope(runID: 1, workerID: 1, message: .gradient(g))
-        let (h, payload) = Wire.encode(e)
+        let (h, payload) = encodeJoined(e)
         #expect(payload.count == 4 * (p + 1) + Wire.gradientTrailerBytes)
-        #expect(try Wire.decode(frames: [h, payload], limits: .training(parameterCount: p, maxWindows: 512)) == e)
+        #expect(try Wire.decode(frames: wireFrames(h, payload), limits: .training(parameterCount: p, maxWindows: 512)) == e)
     }
 }
 
@@ -232,12 +235,12 @@ struct SharedDataWelcomeTests {
         let w = Welcome(runID: 7, workerID: 2, config: "{}", points: 1_000_000, channels: 3, seriesHash: 9, parameterCount: 10,
                         microBatch: 8, heartbeatMillis: 500, livenessMillis: 5000, sharedData: true)
         let e = Envelope(runID: 7, workerID: 2, message: .welcome(w, series: []))
-        let (h, p) = Wire.encode(e)
+        let (h, p) = encodeJoined(e)
         #expect(p.count < 400, "\(p.count) bytes")
         #expect(String(decoding: p.dropFirst(8), as: UTF8.self).hasSuffix(#","shared_data":true}"#))
-        #expect(try Wire.decode(frames: [h, p], limits: .handshake) == e)
+        #expect(try Wire.decode(frames: wireFrames(h, p), limits: .handshake) == e)
         // the same welcome with the series attached does not decode
-        let (h2, p2) = Wire.encode(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2, 3])))
-        #expect(throws: WireError.self) { try Wire.decode(frames: [h2, p2], limits: .handshake) }
+        let (h2, p2) = encodeJoined(Envelope(runID: 7, workerID: 2, message: .welcome(w, series: [1, 2, 3])))
+        #expect(throws: WireError.self) { try Wire.decode(frames: wireFrames(h2, p2), limits: .handshake) }
     }
 }

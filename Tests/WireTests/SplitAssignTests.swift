@@ -6,9 +6,9 @@ import Wire
 /// logical payload, and that every other split or count of frames is a typed error.
 @Suite struct SplitAssignTests {
     func split(_ e: Envelope) -> (header: [UInt8], weights: [UInt8], windows: [UInt8]) {
-        let (h, p) = Wire.encode(e)
-        guard case .assign(let a) = e.message else { return (h, p, []) }
-        return (h, Array(p[0..<(4 * a.weights.count)]), Array(p[(4 * a.weights.count)...]))
+        let frames = Wire.encode(e)
+        guard frames.count == 3 else { return (frames[0], frames[1], []) }
+        return (frames[0], frames[1], frames[2])
     }
 
     func decodeSplit(_ h: [UInt8], _ w: [UInt8], _ n: [UInt8], limits: Limits = .handshake) -> Result<Envelope, WireError> {
@@ -28,9 +28,9 @@ import Wire
             let (h, w, n) = split(e)
             #expect(try decodeSplit(h, w, n).get() == e)
             // the same checksum as the logical payload's
-            let header = try Wire.peek(header: h)
+            let header = try Header.decode(h)
             let logical = w + n
-            #expect(logical.withUnsafeBytes { Wire.checksum(of: $0, type: .assign, count: header.count) } == header.checksum)
+            #expect(logicalChecksum(logical, type: .assign, count: header.count) == header.checksum)
             let v = try h.withUnsafeBytes { hb in
                 try w.withUnsafeBytes { wb in
                     try n.withUnsafeBytes { nb in try Wire.validate(header: hb, frames: [wb, nb], limits: .handshake) }
@@ -76,7 +76,7 @@ import Wire
             }
         }
         #expect(r.failure == .wrongFrameCount(4))
-        let (gh, gp) = Wire.encode(randomEnvelope(.gradient, &rng))
+        let (gh, gp) = encodeJoined(randomEnvelope(.gradient, &rng))
         #expect(decodeSplit(gh, gp, []).failure == .wrongFrameCount(3))
         // the two frames together are bounded like one payload
         #expect(decodeSplit(h, w, n, limits: Limits(maxPayloadBytes: w.count + n.count - 1)).failure
@@ -84,9 +84,27 @@ import Wire
         // non-finite weights are refused in the split form too
         var bad = w
         withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { for (i, b) in $0.enumerated() { bad[i] = b } }
-        var header = (try? Wire.peek(header: h)) ?? Header(type: .assign)
+        var header = (try? Header.decode(h)) ?? Header(type: .assign)
         header.checksum = bad.withUnsafeBytes { wb in n.withUnsafeBytes { nb in Wire.assignChecksum(weights: wb, windows: nb) } }
         if case .nonFinite = decodeSplit(header.encode(), bad, n).failure {} else { Issue.record("a NaN weight was not refused") }
+    }
+
+    /// One format per message: an ASSIGN as one payload (its two frames joined) is refused, in
+    /// both decoding and validation, before any checksum.
+    @Test func onePayloadAssignIsRefused() {
+        var rng = SplitMix64(seed: 13)
+        for _ in 0..<20 {
+            let (h, w, n) = split(randomEnvelope(.assign, &rng))
+            let joined = w + n
+            let decoded = Result { () throws(WireError) -> Envelope in try Wire.decode(frames: [h, joined], limits: .handshake) }
+            #expect(decoded.failure == .wrongFrameCount(2))
+            let validated = h.withUnsafeBytes { hb in
+                joined.withUnsafeBytes { pb in
+                    Result { () throws(WireError) -> Wire.Validated in try Wire.validate(header: hb, payload: pb, limits: .handshake) }
+                }
+            }
+            #expect(validated.failure == .wrongFrameCount(2))
+        }
     }
 }
 

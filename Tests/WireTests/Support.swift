@@ -124,12 +124,49 @@ func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64
     }
 }
 
-/// Decodes frames, returning the error instead of throwing it.
+/// An envelope's frames with an ASSIGN's two payload frames (weights, windows) joined into its
+/// logical payload, which the tests mutate byte by byte; ``wireFrames(_:_:)`` splits it again.
+func encodeJoined(_ e: Envelope) -> (header: [UInt8], payload: [UInt8]) {
+    let frames = Wire.encode(e)
+    return (frames[0], Array(frames.dropFirst().joined()))
+}
+
+/// The `count` field of a header frame (bytes 40..<48), or 0 if it is too short.
+func headerCount(_ header: [UInt8]) -> UInt64 {
+    guard header.count >= 48 else { return 0 }
+    var count: UInt64 = 0
+    for i in 0..<8 { count |= UInt64(header[40 + i]) << (8 * UInt64(i)) }
+    return count
+}
+
+/// The frames a sender sends for `header` and a logical payload: for an ASSIGN header the payload
+/// cut before its `count` window starts (weights, then windows; all of it as windows when it is
+/// too short), for every other type the payload as it is.
+func wireFrames(_ header: [UInt8], _ payload: [UInt8]) -> [[UInt8]] {
+    guard header.count == Header.size, header[6] == MessageType.assign.rawValue else { return [header, payload] }
+    let count = headerCount(header)
+    let split = count <= UInt64(payload.count / 4) ? payload.count - 4 * Int(count) : 0
+    return [header, Array(payload[..<split]), Array(payload[split...])]
+}
+
+/// The checksum a header of `type` and `count` carries for a logical payload: for an ASSIGN the
+/// chained checksum of its two frames (``wireFrames(_:_:)``), else XXH64 of the payload.
+func logicalChecksum(_ payload: [UInt8], type: MessageType, count: UInt64) -> UInt64 {
+    payload.withUnsafeBytes { b in
+        guard type == .assign, count <= UInt64(b.count / 4) else { return Wire.xxh64(b) }
+        let split = b.count - 4 * Int(count)
+        return Wire.assignChecksum(weights: UnsafeRawBufferPointer(rebasing: b[..<split]),
+                                   windows: UnsafeRawBufferPointer(rebasing: b[split...]))
+    }
+}
+
+/// Decodes frames (an ASSIGN's logical payload as its two frames), returning the error instead of
+/// throwing it.
 func decodeResult(_ header: [UInt8], _ payload: [UInt8], limits: Limits = .handshake)
     -> Result<Envelope, WireError>
 {
     Result { () throws(WireError) -> Envelope in
-        try Wire.decode(frames: [header, payload], limits: limits)
+        try Wire.decode(frames: wireFrames(header, payload), limits: limits)
     }
 }
 
@@ -142,7 +179,7 @@ func decodeError(_ header: [UInt8], _ payload: [UInt8], limits: Limits = .handsh
 /// Header frame for `header` with its checksum set to the payload's.
 func sealed(_ header: Header, _ payload: [UInt8]) -> [UInt8] {
     var h = header
-    h.checksum = payload.withUnsafeBytes { Wire.checksum(of: $0, type: header.type, count: header.count) }
+    h.checksum = logicalChecksum(payload, type: header.type, count: header.count)
     return h.encode()
 }
 
@@ -150,9 +187,8 @@ func sealed(_ header: Header, _ payload: [UInt8]) -> [UInt8] {
 func reseal(_ header: inout [UInt8], _ payload: [UInt8]) {
     guard header.count >= 64 else { return }
     let type = MessageType(rawValue: header[6]) ?? .heartbeat
-    var count: UInt64 = 0
-    for i in 0..<8 { count |= UInt64(header[40 + i]) << (8 * UInt64(i)) }
-    let c = payload.withUnsafeBytes { Wire.checksum(of: $0, type: type, count: count) }
+    let count = headerCount(header)
+    let c = logicalChecksum(payload, type: type, count: count)
     for i in 0..<8 { header[56 + i] = UInt8(truncatingIfNeeded: c >> (8 * UInt64(i))) }
 }
 

@@ -104,12 +104,12 @@ import Wire
         #expect(sink != 0)
 
         let g = Gradient(step: 1, block: 0..<1, leafCount: 1, samples: 1, computeNanos: 0, sums: floats)
-        let (h, p) = Wire.encode(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
+        let (h, p) = encodeJoined(Envelope(runID: 1, workerID: 1, message: .gradient(g)))
         var bestDecode = Duration.seconds(1000)
         let limits = Limits(maxPayloadBytes: p.count)
         for _ in 0..<5 {
             let t = try clock.measure {
-                let e = try Wire.decode(frames: [h, p], limits: limits)
+                let e = try Wire.decode(frames: wireFrames(h, p), limits: limits)
                 guard case .gradient(let back) = e.message, back.sums.count == floats.count else {
                     Issue.record("decode lost data")
                     return

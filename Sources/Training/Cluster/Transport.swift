@@ -15,58 +15,20 @@ import Logging
 import RNN
 import Wire
 import Support
+import Transport
 import ZeroMQ
-
-/// Logs a message at most once per `interval` seconds per key, counting what it swallowed.
-struct RateLimitedLog {
-    var last: [String: Double] = [:]
-    var suppressed: [String: Int] = [:]
-    let interval: Double
-
-    mutating func log(_ logger: Logger, key: String, now: Double, _ message: @autoclosure () -> String) {
-        if let t = last[key], now - t < interval {
-            suppressed[key, default: 0] += 1
-            return
-        }
-        let extra = suppressed[key].map { " (\($0) more like it suppressed)" } ?? ""
-        logger.warning("\(message())\(extra)")
-        last[key] = now
-        suppressed[key] = nil
-    }
-}
-
-/// A ``RateLimitedLog`` that several threads may use (the ZAP handler's thread logs refusals).
-final class SharedRateLimitedLog: @unchecked Sendable {
-    // @unchecked: every access holds `lock`.
-    private let lock = Lock()
-    private var log: RateLimitedLog
-    private let t0 = ContinuousClock.now
-
-    init(interval: Double) { log = RateLimitedLog(interval: interval) }
-
-    func log(_ logger: Logger, key: String, _ message: @autoclosure () -> String) {
-        lock.lock()
-        defer { lock.unlock() }
-        log.log(logger, key: key, now: seconds(since: t0), message())
-    }
-}
 
 /// The coordinator's transport: one ROUTER socket, a poll loop, and the ``CoordinatorCore`` it drives.
 public final class CoordinatorServer {
     public let core: CoordinatorCore
     public let endpoint: String
-    private let context: Context
-    private let socket: Socket
+    /// All framing: validation, the stranger rule, zero-copy ASSIGNs, drop logs.
+    private let router: RouterEndpoint
     private let logger: Logger
     private let clock = ContinuousClock()
     private let t0: ContinuousClock.Instant
-    private var badFrames = RateLimitedLog(interval: 5)
     /// Messages that could not be sent (peer gone or not reading).
-    public private(set) var unsent = 0
-    /// Bytes from strangers dropped since the heap was last handed back to the system.
-    private var strangerBytesSinceTrim = 0
-    private var lastTrim = 0.0
-    private var authenticator: Authenticator?
+    public var unsent: Int { router.unsent }
     /// Refreshed about once a second while the loop runs (for liveness probes).
     public var healthFile: HealthFile?
     /// Gets the loop's timer ticks (straggler report, metrics).
@@ -85,44 +47,40 @@ public final class CoordinatorServer {
         if security == nil && !isLocalEndpoint(bind) {
             logger.warning("binding \(bind) without CURVE: anyone who can reach it can join the run and read the model; give the coordinator --curve-dir (see 'ztrain keygen')")
         }
-        do {
-            context = try Context(blocky: false)
-            socket = try context.socket(.router)
-            if let security {
-                // the ZAP handler must be bound before the socket accepts anyone
-                let log = logger
-                // anyone who can reach the port can make these happen: at most one line per kind per 5 s
-                // (with the count of those left out), and the totals at the end of the run
-                let limited = SharedRateLimitedLog(interval: 5)
-                authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
-                    switch event {
-                    case .accepted(let key, let address):
-                        log.info("worker key \(key) from \(address) admitted")
-                    case .refusedKey(let key, let address):
-                        limited.log(log, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
-                    case .refusedMechanism(let m, let address):
-                        limited.log(log, key: "mechanism", "refused a \(m) connection from \(address): CURVE required")
-                    case .handshakeFailed(let endpoint, let reason):
-                        limited.log(log, key: "handshake", "refused a connection on \(endpoint): \(reason)")
-                    }
+        var options = EndpointOptions()
+        if let security {
+            let log = logger
+            // anyone who can reach the port can make these happen: at most one line per kind per 5 s
+            // (with the count of those left out), and the totals at the end of the run
+            let limited = SharedRateLimitedLog(interval: 5)
+            options.curve = .server(secretKey: security.certificate.secretKey ?? "", allowed: security.allowed) { event in
+                switch event {
+                case .accepted(let key, let address):
+                    log.info("worker key \(key) from \(address) admitted")
+                case .refusedKey(let key, let address):
+                    limited.log(log, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
+                case .refusedMechanism(let m, let address):
+                    limited.log(log, key: "mechanism", "refused a \(m) connection from \(address): CURVE required")
+                case .handshakeFailed(let endpoint, let reason):
+                    limited.log(log, key: "handshake", "refused a connection on \(endpoint): \(reason)")
                 }
-                try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
             }
-            try socket.setRouterMandatory(true)
-            try socket.setLinger(.milliseconds(500))
-            // every frame a worker may send is bounded by the model size
-            try socket.setMaxMessageSize(Int64(core.limits.maxPayloadBytes + 4096))
-            try socket.setHeartbeatInterval(.milliseconds(Int64(core.options.heartbeat * 1000)))
-            try socket.setHeartbeatTimeout(.milliseconds(Int64(core.options.liveness * 1000)))
-            try socket.setSendHighWaterMark(10_000)
-            // per peer: what any one peer can have queued here is this many frames of at most the
-            // size above (a worker's sends wait in its own queue meanwhile; nothing is lost)
-            try socket.setReceiveHighWaterMark(CoordinatorServer.receiveHighWaterMark)
-            try socket.bind(bind)
-            endpoint = try socket.lastEndpoint
+        }
+        // every frame a worker may send is bounded by the model size
+        options.maxMessageBytes = core.limits.maxPayloadBytes + 4096
+        options.heartbeatInterval = .milliseconds(Int64(core.options.heartbeat * 1000))
+        options.heartbeatTimeout = .milliseconds(Int64(core.options.liveness * 1000))
+        options.sendHighWaterMark = 10_000
+        // per peer: what any one peer can have queued here is this many frames of at most the
+        // size above (a worker's sends wait in its own queue meanwhile; nothing is lost)
+        options.receiveHighWaterMark = CoordinatorServer.receiveHighWaterMark
+        do {
+            router = try RouterEndpoint(bind: [bind], options: options, strangerFrameBytes: CoordinatorCore.strangerFrameBytes,
+                                        logger: logger)
         } catch {
             throw .invalidConfig("cannot bind \(bind): \(error)")
         }
+        endpoint = router.endpoint
     }
 
     public var now: Double { seconds(since: t0) }
@@ -144,7 +102,7 @@ public final class CoordinatorServer {
             }
             var readable = false
             do {
-                readable = try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable)
+                readable = try router.poll(timeout: .milliseconds(20))
                 if readable { drain() }
             } catch {
                 if error.kind == .interrupted { continue }
@@ -152,12 +110,6 @@ public final class CoordinatorServer {
                 break
             }
             let t = now
-            if strangerBytesSinceTrim >= 16 << 20 && t - lastTrim >= 1 {
-                // dropped floods leave freed blocks in the heap: hand them back to the system
-                strangerBytesSinceTrim = 0
-                lastTrim = t
-                LargeBuffers.trim()
-            }
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
                 send(core.tick(now: t))
@@ -182,143 +134,53 @@ public final class CoordinatorServer {
     /// after the run's outputs are written (a coordinator killed meanwhile leaves them whole).
     public func dismissStragglers(for seconds: Double) {
         let end = now + seconds
-        answerPeers(on: socket, while: { now < end && !core.everyWorkerDismissed }) { id in
+        answerPeers(on: router, while: { now < end && !core.everyWorkerDismissed }) { id in
             send(core.farewell(to: PeerID(id), now: now))
         }
     }
 
-    /// Reads every frame waiting (bounded per round, so ticks still happen under a flood).
+    /// Reads every frame waiting (bounded per round, so ticks still happen under a flood): the
+    /// endpoint validates, the core decides, the outputs go back through the endpoint.
     private func drain() {
-        for _ in 0..<10_000 {
-            let frames: [ZeroMQ.Message]
-            do {
-                frames = try socket.receiveMultipartMessages(flags: .dontWait)
-            } catch {
-                if error.kind != .wouldBlock { logger.error("receive failed: \(error)") }
-                return
-            }
-            guard frames.count == 3, !frames[0].isEmpty else {
-                let peer = PeerID(frames.first?.bytes ?? [])
-                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames from \(peer) (expected identity, header, payload)")
-                _ = core.rejectFrame(from: peer, error: .wrongFrameCount(frames.count), now: now)
-                continue
-            }
-            let peer = PeerID(frames[0].bytes)
-            let size = frames[1].count + frames[2].count
-            // strangers first, before any checksum: only a small HELLO is worth reading from a peer
-            // that is not a worker
-            if !core.isWorker(peer) {
-                let isHello = frames[1].withUnsafeBytes { h in
-                    h.count == Header.size && h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.hello.rawValue
-                }
-                if !isHello || size > CoordinatorCore.strangerFrameBytes {
-                    badFrames.log(logger, key: "stranger", now: now, "dropped \(size) bytes from \(peer), which has not said HELLO (\(core.strangerBytesDropped + size) bytes from strangers dropped so far)")
-                    core.dropStranger(peer, bytes: size, now: now)
-                    strangerBytesSinceTrim += size
-                    continue
-                }
-            }
-            // the hot path: a GRADIENT is validated and reduced straight from the received frame
-            let fast: Result<[Outgoing], WireError>? = frames[1].withUnsafeBytes { h in
-                guard h.count == Header.size, h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.gradient.rawValue else { return nil }
-                return frames[2].withUnsafeBytes { p in
-                    do throws(WireError) {
-                        let v = try Wire.validate(header: h, payload: p, limits: core.limits)
-                        return .success(core.handleGradient(header: v.header, payload: p, from: peer, bytes: size, now: now))
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-            }
-            switch fast {
-            case .success(let out)?:
-                send(out)
-                continue
-            case .failure(let error)?:
-                badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
-                send(core.rejectFrame(from: peer, error: error, now: now))
-                continue
-            case nil:
-                break
-            }
-            switch decode(header: frames[1], payload: frames[2], limits: core.limits) {
-            case .success(let env):
-                send(core.handle(env, from: peer, bytes: size, now: now))
-            case .failure(let error):
-                badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
-                send(core.rejectFrame(from: peer, error: error, now: now))
+        router.receive(limits: core.limits, isKnown: { [core] in core.isWorker(PeerID($0)) }) { inbound in
+            switch inbound {
+            case .gradient(let peer, let v, let payload, let bytes):
+                // the hot path: a GRADIENT is validated and reduced straight from the received frame
+                send(core.handleGradient(header: v.header, payload: payload, from: PeerID(peer), bytes: bytes, now: now))
+            case .message(let peer, let env, let bytes):
+                send(core.handle(env, from: PeerID(peer), bytes: bytes, now: now))
+            case .bad(let peer, .wrongFrameCount(let n), _):
+                _ = core.rejectFrame(from: PeerID(peer), error: .wrongFrameCount(n), now: now)
+            case .bad(let peer, let error, _):
+                send(core.rejectFrame(from: PeerID(peer), error: error, now: now))
+            case .stranger(let peer, let bytes):
+                core.dropStranger(PeerID(peer), bytes: bytes, now: now)
+            case .assign:
+                break  // only with assignView
             }
         }
     }
 
-    /// What the ASSIGNs of the current step share: the checksum of weights and windows, and the
-    /// windows frame. (The weights are not kept here: a message still holding them after the
-    /// step would make the optimizer's write copy them.)
-    private var assignShared: (runID: UInt64, step: UInt64, checksum: UInt64, windows: [UInt8])?
-
+    /// Sends the core's outputs without blocking (a peer that does not read must not stall the
+    /// run; liveness and retries take care of what is lost).
     private func send(_ out: [Outgoing]) {
         for o in out {
             let t = clock.now
-            var bytes = 0
-            do {
-                // never block: a peer that does not read (its queue full) must not stall the run
-                if case .assign(let a) = o.envelope.message {
-                    let (checksum, windows) = shared(a, runID: o.envelope.runID)
-                    let header = Wire.assignHeader(
-                        runID: o.envelope.runID, workerID: o.envelope.workerID, step: a.step, leaves: a.leaves,
-                        leafCount: a.leafCount, windows: a.windows.count, checksum: checksum).encode()
-                    // the weights go out straight from the run's parameter buffer (protocol v2)
-                    let weights = try weightsFrame(a.weights)
-                    try socket.send(parts: [o.peer.bytes, header, weights, windows], flags: .dontWait)
-                    bytes = header.count + weights.count + windows.count
-                } else {
-                    let (header, payload) = Wire.encode(o.envelope)
-                    try socket.send(parts: [o.peer.bytes, header, payload], flags: .dontWait)
-                    bytes = header.count + payload.count
-                }
-            } catch {
-                // an unreachable or choked peer loses the message; liveness and retries take care of it
-                unsent += 1
-                if error.kind != .hostUnreachable && error.kind != .wouldBlock {
-                    logger.warning("send to \(o.peer) failed: \(error)")
-                }
-                continue
-            }
+            // an ASSIGN's weights go out straight from the run's parameter buffer (protocol v2)
+            guard let bytes = router.send(o.envelope, to: o.peer.bytes).bytes else { continue }
             var isAssign = false
             if case .assign = o.envelope.message { isAssign = true }
             core.recordSent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign, at: isAssign ? now : nil)
         }
     }
 
-    /// The step's ASSIGN checksum and windows frame (made on the step's first ASSIGN).
-    private func shared(_ a: Assign, runID: UInt64) -> (UInt64, [UInt8]) {
-        if let c = assignShared, c.runID == runID, c.step == a.step { return (c.checksum, c.windows) }
-        let windows = a.windows.withUnsafeBufferPointer { Wire.windowsFrame($0) }
-        let checksum = windows.withUnsafeBytes { win in
-            a.weights.withUnsafeBytes { w in
-                #if _endian(little)
-                Wire.assignChecksum(weights: w, windows: win)
-                #else
-                Wire.assignChecksum(weights: UnsafeRawBufferPointer(Wire.littleEndianFrame(a.weights)), windows: win)
-                #endif
-            }
-        }
-        assignShared = (runID, a.step, checksum, windows)
-        return (checksum, windows)
-    }
-
     /// Connections the CURVE allow-list refused (unknown keys, plaintext clients, failed handshakes).
     public var refusedConnections: Int {
-        authenticator.map { $0.statistics.refused + $0.statistics.failedHandshakes } ?? 0
+        router.refusedConnections
     }
 
     /// Closes the socket and the context (messages still queued get the linger time).
-    public func close() {
-        authenticator?.unwatch()
-        authenticator?.stop()
-        socket.close()
-        try? context.terminate()
-    }
+    public func close() { router.close() }
 }
 
 extension CoordinatorServer {
@@ -329,61 +191,42 @@ extension CoordinatorServer {
     /// complete; at most ``CoordinatorCore/maxDismissed`` peers. Returns how many were told.
     public static func dismissWaitingWorkers(bind: String, security: CurveServerSecurity?, seconds: Double,
                                              logger: Logger) throws(TrainingError) -> Int {
-        let context: Context, socket: Socket
-        var authenticator: Authenticator?
-        do {
-            context = try Context(blocky: false)
-            socket = try context.socket(.router)
-            if let security {
-                let limited = SharedRateLimitedLog(interval: 5)
-                authenticator = try Authenticator(context: context, allowed: security.allowed, watching: socket) { event in
-                    if case .refusedKey(let key, let address) = event {
-                        limited.log(logger, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
-                    }
+        var options = EndpointOptions()
+        if let security {
+            let limited = SharedRateLimitedLog(interval: 5)
+            options.curve = .server(secretKey: security.certificate.secretKey ?? "", allowed: security.allowed) { event in
+                if case .refusedKey(let key, let address) = event {
+                    limited.log(logger, key: "key", "refused a connection from \(address): CURVE key \(key) is not in the allow-list")
                 }
-                try socket.configureCurveServer(secretKey: security.certificate.secretKey ?? "")
             }
-            try socket.setRouterMandatory(true)
-            try socket.setLinger(.milliseconds(500))
-            try socket.setMaxMessageSize(Int64(CoordinatorCore.strangerFrameBytes + 4096))
-            try socket.setReceiveHighWaterMark(receiveHighWaterMark)
-            try socket.bind(bind)
+        }
+        options.maxMessageBytes = CoordinatorCore.strangerFrameBytes + 4096
+        options.receiveHighWaterMark = receiveHighWaterMark
+        let router: RouterEndpoint
+        do {
+            router = try RouterEndpoint(bind: [bind], options: options, logger: logger)
         } catch {
             throw .invalidConfig("cannot bind \(bind): \(error)")
         }
-        defer {
-            authenticator?.unwatch()
-            authenticator?.stop()
-            socket.close()
-            try? context.terminate()
-        }
+        defer { router.close() }
         let start = ContinuousClock.now
         var told: Set<[UInt8]> = []
-        let (header, payload) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
-        answerPeers(on: socket, while: { Training.seconds(since: start) < seconds }) { id in
+        let shutdown = Wire.encode(Envelope(runID: 0, workerID: 0, message: .shutdown("the run is complete")))
+        answerPeers(on: router, while: { Training.seconds(since: start) < seconds }) { id in
             guard !told.contains(id), told.count < CoordinatorCore.maxDismissed else { return }
             told.insert(id)
-            _ = try? socket.send(parts: [id, header, payload], flags: .dontWait)
+            router.send(frames: shutdown, to: id)
         }
         return told.count
     }
 }
 
-/// After a run's end: polls the ROUTER `socket` while `keepGoing()` holds (checked every 20 ms) and hands the
-/// routing id of each frame that arrives to `answer` (at most 10,000 frames a round); stops early if the socket fails.
-private func answerPeers(on socket: Socket, while keepGoing: () -> Bool, _ answer: ([UInt8]) -> Void) {
+/// After a run's end: polls `router` while `keepGoing()` holds (checked every 20 ms) and hands the
+/// routing id of each message that arrives to `answer` (at most 10,000 a round); stops early if the socket fails.
+private func answerPeers(on router: RouterEndpoint, while keepGoing: () -> Bool, _ answer: ([UInt8]) -> Void) {
     while keepGoing() {
-        do {
-            guard try socket.poll(.readable, timeout: .milliseconds(20)).contains(.readable) else { continue }
-        } catch {
-            if error.kind == .interrupted { continue }
-            return
-        }
-        for _ in 0..<10_000 {
-            guard let frames = try? socket.receiveMultipartMessages(flags: .dontWait) else { break }
-            guard let id = frames.first?.bytes, !id.isEmpty else { continue }
-            answer(id)
-        }
+        guard let ids = router.waitingPeers(timeout: .milliseconds(20)) else { return }
+        for id in ids { answer(id) }
     }
 }
 
@@ -396,14 +239,15 @@ private func answerPeers(on socket: Socket, while keepGoing: () -> Bool, _ answe
 /// once too.
 public final class WorkerClient {
     public let core: WorkerCore
-    private let context: Context
-    private let socket: Socket
+    /// All framing: validation, drop logs, the handshake monitor.
+    private let dealer: DealerEndpoint
     private let logger: Logger
     private let endpoint: String
     private let t0 = ContinuousClock.now
     private var lastHeard = 0.0
     private var lastSent = 0.0
-    private var badFrames = RateLimitedLog(interval: 5)
+    /// When the message being handled was read.
+    private var receivedAt = ContinuousClock.now
     /// While a computation runs off the poll thread, the poll thread leaves `core` alone and
     /// queues what arrives.
     private let computeQueue = DispatchQueue(label: "ztrain.worker.compute")
@@ -417,10 +261,8 @@ public final class WorkerClient {
     private var lastCompute = Double.infinity
     /// When the ASSIGN being answered arrived.
     private var assignReceived: ContinuousClock.Instant?
-    private let poller = Poller()
+    private let poller = PollGroup()
     private let wake: WakePipe?
-    /// Failed security handshakes on the socket (a refused key, a wrong server key, CURVE on one side only).
-    private var handshakes: HandshakeMonitor?
     private let usesCurve: Bool
     private var handshakeFailures = 0
     private var lastMonitorPoll = 0.0
@@ -441,33 +283,26 @@ public final class WorkerClient {
         if security == nil && !isLocalEndpoint(connect) {
             logger.warning("connecting to \(connect) without CURVE: traffic is neither encrypted nor authenticated; give the worker --curve-dir (see 'ztrain keygen')")
         }
+        var options = EndpointOptions()
+        if let security {
+            options.curve = .client(serverKey: security.serverKey, publicKey: security.certificate.publicKey,
+                                    secretKey: security.certificate.secretKey ?? "")
+        }
+        // the largest frame a coordinator sends is WELCOME with the series
+        options.maxMessageBytes = Limits.handshake.maxPayloadBytes + 4096
+        options.heartbeatInterval = .seconds(1)
+        options.heartbeatTimeout = .seconds(3)
+        options.reconnectInterval = .milliseconds(100)
+        options.reconnectIntervalMax = .seconds(2)
         do {
-            context = try Context(blocky: false)
-            socket = try context.socket(.dealer)
-            if let security {
-                try socket.configureCurveClient(serverKey: security.serverKey, publicKey: security.certificate.publicKey,
-                                                secretKey: security.certificate.secretKey ?? "")
-            }
-            try socket.setLinger(.milliseconds(500))
-            // the largest frame a coordinator sends is WELCOME with the series
-            try socket.setMaxMessageSize(Int64(Limits.handshake.maxPayloadBytes + 4096))
-            try socket.setHeartbeatInterval(.seconds(1))
-            try socket.setHeartbeatTimeout(.seconds(3))
-            try socket.setReconnectInterval(.milliseconds(100))
-            try socket.setReconnectIntervalMax(.seconds(2))
-            var id = [UInt8](repeating: 0, count: 16)
-            var g = SystemRandomNumberGenerator()
-            for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &g) }
-            id[0] = max(1, id[0])  // ROUTER ids must not start with a zero byte
-            try socket.setRoutingID(id)
-            handshakes = try HandshakeMonitor(context: context, watching: socket)
-            try socket.connect(connect)
+            // failed security handshakes: a refused key, a wrong server key, CURVE on one side only
+            dealer = try DealerEndpoint(connect: [connect], options: options, monitorHandshakes: true, logger: logger)
         } catch {
             throw .invalidConfig("cannot connect to \(connect): \(error)")
         }
         wake = WakePipe()
-        poller.register(socket, for: .readable)
-        if let wake { poller.register(fileDescriptor: wake.readFD, for: .readable) }
+        poller.add(dealer)
+        if let wake { poller.add(fileDescriptor: wake.readFD) }
     }
 
     deinit { wake?.close() }
@@ -504,10 +339,9 @@ public final class WorkerClient {
                     // the compute thread writes to the pipe when it is done
                     let ready = try poller.poll(timeout: .milliseconds(20))
                     wake?.drain()
-                    if ready.isReadable(socket) { drain() }
+                    if ready.isReadable(dealer) { drain() }
                 } else {
-                    let events = try socket.poll(.readable, timeout: .milliseconds(computing ? 2 : 20))
-                    if events.contains(.readable) { drain() }
+                    if try dealer.poll(timeout: .milliseconds(computing ? 2 : 20)) { drain() }
                 }
             } catch {
                 if error.kind == .interrupted { continue }
@@ -572,7 +406,7 @@ public final class WorkerClient {
                 if now - lastMonitorPoll > 1 {
                     // failed handshakes of later reconnections are not kept queued
                     lastMonitorPoll = now
-                    _ = handshakes?.poll()
+                    _ = dealer.handshakes?.poll()
                 }
                 if now - lastHeard > core.liveness {
                     logger.warning("the coordinator at \(endpoint) has been silent for \(cFormat("%.1f", core.liveness)) s; saying HELLO again")
@@ -602,32 +436,22 @@ public final class WorkerClient {
     private var cachedLimits: Limits?
 
     private func drain() {
-        for _ in 0..<1000 {
-            let frames: [ZeroMQ.Message]
-            do {
-                frames = try socket.receiveMultipartMessages(flags: .dontWait)
-            } catch {
-                if error.kind != .wouldBlock { logger.error("receive failed: \(error)") }
-                return
-            }
-            let received = ContinuousClock.now
+        let read = { [self] () -> Limits in
+            receivedAt = ContinuousClock.now
             lastHeard = now
-            guard frames.count == 2 || frames.count == 3 else {
-                badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames (expected header and payload, or header, weights and windows)")
-                continue
-            }
             if core.config == nil { cachedLimits = nil }
-            switch decode(frames, limits: limits) {
-            case .success(let env):
-                if computing {
-                    queued.append((env, received))
-                } else {
-                    handle(env, receivedAt: received)
-                    if core.phase == .done { return }
-                }
-            case .failure(let error):
-                badFrames.log(logger, key: "decode", now: now, "dropped a frame from the coordinator: \(error)")
+            return limits
+        }
+        dealer.receive(limits: read) { inbound in
+            // bad frames are logged by the endpoint
+            guard case .message(_, let env, _) = inbound else { return true }
+            if computing {
+                queued.append((env, receivedAt))
+            } else {
+                handle(env, receivedAt: receivedAt)
+                if core.phase == .done { return false }
             }
+            return true
         }
     }
 
@@ -688,32 +512,17 @@ public final class WorkerClient {
             g.sendNanos = nanoseconds(since: r)
             env.message = .gradient(g)
         }
-        var (header, payload) = Wire.encode(env)
-        if core.options.protocolVersion != Wire.protocolVersion {
-            // a worker pretending to speak another version (tests of the refusal)
-            header[4] = UInt8(truncatingIfNeeded: core.options.protocolVersion)
-            header[5] = UInt8(truncatingIfNeeded: core.options.protocolVersion >> 8)
-        }
-        do {
-            // never block on a coordinator that is gone: the message is lost, the coordinator retries
-            try socket.send(parts: [header, payload], flags: .dontWait)
-            lastSent = now
-        } catch {
-            if error.kind != .wouldBlock { logger.warning("send failed: \(error)") }
-        }
+        // never block on a coordinator that is gone: the message is lost, the coordinator retries
+        // (a worker pretending to speak another version: tests of the refusal)
+        if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
     }
 
-    public func close() {
-        handshakes?.close()
-        handshakes = nil
-        socket.close()
-        try? context.terminate()
-    }
+    public func close() { dealer.close() }
 
     /// Before the first WELCOME: why the security handshake keeps failing, once it is clear that it
     /// will not succeed (the coordinator refused the key, or three attempts failed), else nil.
     private func checkHandshakes() -> String? {
-        guard let failures = handshakes?.poll(), !failures.isEmpty, !core.hasJoined else { return nil }
+        guard let failures = dealer.handshakes?.poll(), !failures.isEmpty, !core.hasJoined else { return nil }
         handshakeFailures += failures.count
         lastHandshakeFailure = failures.last
         if let f = failures.first(where: \.isRefusal) {
@@ -736,29 +545,6 @@ func nanoseconds(since start: ContinuousClock.Instant) -> UInt64 {
     UInt64(max(0, seconds(since: start) * 1e9))
 }
 
-/// The weights frame of an ASSIGN: on a little-endian host the parameter array itself, sent
-/// without a copy (libzmq keeps the storage alive until it is sent; see `Message(keeping:)`).
-func weightsFrame(_ weights: [Float]) throws(ZMQError) -> ZeroMQ.Message {
-    #if _endian(little)
-    try ZeroMQ.Message(keeping: weights)
-    #else
-    try ZeroMQ.Message(Wire.littleEndianFrame(weights))
-    #endif
-}
-
-/// Validates and decodes a header frame and a payload frame in place (no copy of the frames).
-func decode(header: ZeroMQ.Message, payload: ZeroMQ.Message, limits: Limits) -> Result<Envelope, WireError> {
-    header.withUnsafeBytes { h in
-        payload.withUnsafeBytes { p in
-            do throws(WireError) {
-                return .success(try Wire.decode(header: h, payload: p, limits: limits))
-            } catch {
-                return .failure(error)
-            }
-        }
-    }
-}
-
 /// One computation's replies and duration, handed from the compute queue to the poll thread.
 final class Mailbox: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
@@ -777,22 +563,6 @@ final class Mailbox: @unchecked Sendable {
         let r = replies
         replies = nil
         return r
-    }
-}
-
-/// Validates and decodes the frames of a message (header first), in place.
-func decode(_ frames: [ZeroMQ.Message], limits: Limits) -> Result<Envelope, WireError> {
-    guard frames.count == 3 else { return decode(header: frames[0], payload: frames[1], limits: limits) }
-    return frames[0].withUnsafeBytes { h in
-        frames[1].withUnsafeBytes { w in
-            frames[2].withUnsafeBytes { n in
-                do throws(WireError) {
-                    return .success(try Wire.decode(header: h, frames: [w, n], limits: limits))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        }
     }
 }
 
