@@ -81,6 +81,9 @@ public final class CoordinatorServer {
         self.core = core
         self.logger = logger
         t0 = clock.now
+        // the core measures its own work (reducing, the update) on this clock
+        let start = t0
+        core.stopwatch = { seconds(since: start) }
         if 4 * core.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         if security == nil && !isLocalEndpoint(bind) {
             logger.warning("binding \(bind) without CURVE: anyone who can reach it can join the run and read the model; give the coordinator --curve-dir (see 'ztrain keygen')")
@@ -139,7 +142,7 @@ public final class CoordinatorServer {
         var lastTick = -1.0
         while !core.isDone {
             if stop.isSet {
-                send(core.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))", now: now))
+                feed(.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))"))
                 break
             }
             var readable = false
@@ -160,13 +163,13 @@ public final class CoordinatorServer {
             }
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
-                send(core.tick(now: t))
+                send(core.perform(core.handle(.tick, now: t), now: now))
                 healthFile?.beat(now: t)
                 observer?.tick(self, now: t)
             }
         }
         if core.failure != nil || stop.isSet {
-            send(core.shutdown(reason: "the run stopped", now: now))
+            feed(.shutdown(reason: "the run stopped"))
         }
     }
 
@@ -183,7 +186,7 @@ public final class CoordinatorServer {
     public func dismissStragglers(for seconds: Double) {
         let end = now + seconds
         answerPeers(on: socket, while: { now < end && !core.everyWorkerDismissed }) { id in
-            send(core.farewell(to: PeerID(id), now: now))
+            feed(.farewell(PeerID(id)))
         }
     }
 
@@ -200,7 +203,7 @@ public final class CoordinatorServer {
             guard frames.count == 3, !frames[0].isEmpty else {
                 let peer = PeerID(frames.first?.bytes ?? [])
                 badFrames.log(logger, key: "frames", now: now, "dropped a message of \(frames.count) frames from \(peer) (expected identity, header, payload)")
-                _ = core.rejectFrame(from: peer, error: .wrongFrameCount(frames.count), now: now)
+                _ = core.perform(core.handle(.badFrame(from: peer, error: .wrongFrameCount(frames.count)), now: now), now: now)
                 continue
             }
             let peer = PeerID(frames[0].bytes)
@@ -213,40 +216,40 @@ public final class CoordinatorServer {
                 }
                 if !isHello || size > CoordinatorCore.strangerFrameBytes {
                     badFrames.log(logger, key: "stranger", now: now, "dropped \(size) bytes from \(peer), which has not said HELLO (\(core.strangerBytesDropped + size) bytes from strangers dropped so far)")
-                    core.dropStranger(peer, bytes: size, now: now)
+                    feed(.stranger(peer, bytes: size))
                     strangerBytesSinceTrim += size
                     continue
                 }
             }
             // the hot path: a GRADIENT is validated and reduced straight from the received frame
-            let fast: Result<[Outgoing], WireError>? = frames[1].withUnsafeBytes { h in
+            let fast: Result<[CoordinatorEffect], WireError>? = frames[1].withUnsafeBytes { h in
                 guard h.count == Header.size, h.load(fromByteOffset: 6, as: UInt8.self) == MessageType.gradient.rawValue else { return nil }
                 return frames[2].withUnsafeBytes { p in
                     do throws(WireError) {
                         let v = try Wire.validate(header: h, payload: p, limits: core.limits)
-                        return .success(core.handleGradient(header: v.header, payload: p, from: peer, bytes: size, now: now))
+                        return .success(core.handle(.gradient(header: v.header, payload: p, from: peer, bytes: size), now: now))
                     } catch {
                         return .failure(error)
                     }
                 }
             }
             switch fast {
-            case .success(let out)?:
-                send(out)
+            case .success(let effects)?:
+                send(core.perform(effects, now: now))
                 continue
             case .failure(let error)?:
                 badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
-                send(core.rejectFrame(from: peer, error: error, now: now))
+                feed(.badFrame(from: peer, error: error))
                 continue
             case nil:
                 break
             }
             switch decode(header: frames[1], payload: frames[2], limits: core.limits) {
             case .success(let env):
-                send(core.handle(env, from: peer, bytes: size, now: now))
+                feed(.message(env, from: peer, bytes: size))
             case .failure(let error):
                 badFrames.log(logger, key: "decode", now: now, "dropped a frame from \(peer): \(error)")
-                send(core.rejectFrame(from: peer, error: error, now: now))
+                feed(.badFrame(from: peer, error: error))
             }
         }
     }
@@ -255,6 +258,12 @@ public final class CoordinatorServer {
     /// windows frame. (The weights are not kept here: a message still holding them after the
     /// step would make the optimizer's write copy them.)
     private var assignShared: (runID: UInt64, step: UInt64, checksum: UInt64, windows: [UInt8])?
+
+    /// Hands `input` to the core (now) and carries out its effects (``CoordinatorCore/perform(_:now:)``:
+    /// answers it waits for are fed back at the clock's time); then sends its messages.
+    private func feed(_ input: CoordinatorInput) {
+        send(core.perform(core.handle(input, now: now), now: now))
+    }
 
     private func send(_ out: [Outgoing]) {
         for o in out {
@@ -286,7 +295,9 @@ public final class CoordinatorServer {
             }
             var isAssign = false
             if case .assign = o.envelope.message { isAssign = true }
-            core.recordSent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign, at: isAssign ? now : nil)
+            let at = now
+            _ = core.perform(core.handle(.sent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign,
+                                               at: isAssign ? at : nil), now: at), now: now)
         }
     }
 
