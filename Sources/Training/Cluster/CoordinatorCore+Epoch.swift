@@ -189,12 +189,12 @@ extension CoordinatorCore {
             aggregator.abandon()
             // the dropped step's answers do not count: every window is counted once
             for (peer, c) in stepCredits {
-                guard var w = workers[peer] else { continue }
+                guard var w = membership.workers[peer] else { continue }
                 w.blocks -= c.blocks
                 w.samples -= c.samples
                 w.computeSeconds -= c.compute
                 w.steps -= c.steps
-                workers[peer] = w
+                membership.workers[peer] = w
             }
             stepCredits = [:]
             if case .stop(let reason) = then { return finishRun(dismissing: reason) }

@@ -53,7 +53,7 @@ extension CoordinatorCore {
         guard isDone, !dismissed.contains(peer), dismissed.count < Self.maxDismissed else { return [] }
         dismissed.insert(peer)
         let reason = failure == nil ? "the run is over" : "the run stopped"
-        return [reply(peer, workers[peer]?.id ?? 0, .shutdown(reason))]
+        return [reply(peer, membership.workers[peer]?.id ?? 0, .shutdown(reason))]
     }
 
     /// At most this many peers are told after the end (a flood of routing ids gets nothing more).

@@ -42,10 +42,10 @@ extension CoordinatorCore {
         let stepWindows = windows[0..<self.stepWindows].map { UInt32($0) }
         var out: [CoordinatorEffect] = []
         for o in orders {
-            guard let peer = workers.first(where: { $0.value.id == o.worker })?.key, var w = workers[peer] else { continue }
+            guard let peer = membership.peer(of: o.worker), var w = membership.workers[peer] else { continue }
             w.steps += 1
             stepCredits[peer, default: (0, 0, 0, 0)].steps += 1
-            workers[peer] = w
+            membership.workers[peer] = w
             let a = Assign(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, weights: state.parameters,
                            windows: stepWindows)
             out.append(reply(peer, o.worker, .assign(a)))
@@ -98,7 +98,7 @@ extension CoordinatorCore {
     }
 
     func gradient(_ g: GradientInfo, values: StreamingTree.Source, peer: PeerID, now: Double) -> [CoordinatorEffect] {
-        guard var w = workers[peer], w.phase == .ready, g.workerID == w.id else {
+        guard var w = membership.workers[peer], w.phase == .ready, g.workerID == w.id else {
             return drop(peer, "GRADIENT from an unknown or not-ready worker")
         }
         guard g.runID == runID else { return drop(peer, "GRADIENT for run \(g.runID), this run is \(runID)") }
@@ -116,7 +116,7 @@ extension CoordinatorCore {
             return drop(peer, "GRADIENT from worker \(w.id): \(reason)")
         case .lateOrDuplicate:
             w.lateOrDuplicate += 1
-            workers[peer] = w
+            membership.workers[peer] = w
             return []
         case .accepted:
             w.blocks += 1
@@ -128,7 +128,7 @@ extension CoordinatorCore {
             stepCredits[peer, default: (0, 0, 0, 0)].compute += compute
             stepTiming.compute = max(stepTiming.compute, compute)
             stepTiming.reduce += reduceSeconds
-            workers[peer] = w
+            membership.workers[peer] = w
             if recordsSpans { workerSpans(g, worker: w.id, peer: peer, received: now, reduce: reduceSeconds) }
             if let sentAt = assignSentAt[peer] { notes.append(.workerAnswered(worker: w.id, seconds: max(0, now - sentAt))) }
         }
@@ -164,7 +164,7 @@ extension CoordinatorCore {
     /// Book-keeping for messages about to be sent (the transport reports the encoded size).
     func sent(_ out: [CoordinatorEffect], now: Double) -> [CoordinatorEffect] {
         for case .send(let peer, let envelope) in out {
-            if var w = workers[peer] { w.lastSent = now; workers[peer] = w }
+            membership.sent(to: peer, now: now)
             // a step's first ASSIGNs go out after the previous step's update (stepStart), which
             // the `now` of the message that finished that step predates
             if case .assign = envelope.message { lastAssignSentAt = max(now, stepStart) }
@@ -176,7 +176,7 @@ extension CoordinatorCore {
     /// (on this core's clock) when it was handed to the socket.
     func noteSent(peer: PeerID, bytes: Int, seconds: Double, isAssign: Bool, at: Double?) {
         bytesOut += bytes
-        if var w = workers[peer] { w.bytesOut += bytes; workers[peer] = w }
+        if var w = membership.workers[peer] { w.bytesOut += bytes; membership.workers[peer] = w }
         if isAssign {
             stepTiming.broadcast += seconds
             if let at {

@@ -25,16 +25,18 @@ public final class CoordinatorCore {
     public let options: CoordinatorOptions
     public let runID: UInt64
     public internal(set) var state: RunState
-    public internal(set) var workers: [PeerID: WorkerRecord] = [:]
+    /// Who is in the run (handshake, liveness, refusals).
+    public internal(set) var membership: Membership
+    public var workers: [PeerID: WorkerRecord] { membership.workers }
     public internal(set) var metrics: [EpochMetrics] = []
     public internal(set) var failure: TrainingError?
     public internal(set) var droppedFrames = 0
     /// Peers welcomed that never said READY within the handshake timeout (forgotten).
-    public internal(set) var abandonedHandshakes = 0
+    public var abandonedHandshakes: Int { membership.abandonedHandshakes }
     /// HELLOs left unanswered because ``CoordinatorOptions/maxPendingHandshakes`` handshakes were open.
-    public internal(set) var deferredHellos = 0
+    public var deferredHellos: Int { membership.deferredHellos }
     /// Workers refused because ``CoordinatorOptions/maxWorkers`` ready workers were there.
-    public internal(set) var refusedFull = 0
+    public var refusedFull: Int { membership.refusedFull }
     public var lateOrDuplicate: Int { aggregator.lateOrDuplicate }
     public var reassigned: Int { aggregator.reassigned }
     public var retried: Int { aggregator.retried }
@@ -51,15 +53,13 @@ public final class CoordinatorCore {
 
     let microBatch: Int
     let parameterCount: Int
-    /// Open handshakes allowed at once (``CoordinatorOptions/maxPendingHandshakes``, or as many
-    /// WELCOMEs as fit in 64 MiB, 1...8).
-    public let maxPendingHandshakes: Int
+    /// Open handshakes allowed at once (``Membership/maxPendingHandshakes``).
+    public var maxPendingHandshakes: Int { membership.maxPendingHandshakes }
     let fingerprint: UInt64
     /// The series' hash (computed once: it reads every value).
     let seriesHash: UInt64
     let evaluator: Evaluator
     let configJSON: String
-    var nextWorkerID: UInt32 = 1
     var windows: [Int]
     var stepWindows = 0
     var aggregator: StepAggregator
@@ -150,7 +150,7 @@ public final class CoordinatorCore {
         microBatch = prepared.microBatch
         parameterCount = prepared.parameters.count
         let welcomeBytes = (options.sharedData ? 0 : 4 * series.values.count) + (64 << 10)
-        maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
+        membership = Membership(options: options, model: config.model, microBatch: prepared.microBatch, welcomeBytes: welcomeBytes)
         evaluator = Evaluator(config: config.model, series: series, split: prepared.split)
         if resume == nil && prepared.startsAtPersistence {
             state.keepStart(valLoss: evaluator.meanLoss(prepared.parameters, windows: prepared.split.validation))
@@ -204,7 +204,7 @@ public final class CoordinatorCore {
     /// Is the run over (finished or failed)?
     public var isDone: Bool { finishedFlag || failure != nil }
     public var isRunning: Bool { started && !isDone }
-    public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready }.sorted { $0.id < $1.id } }
+    public var liveWorkers: [WorkerRecord] { membership.liveWorkers }
 
     /// Limits for frames from workers: a gradient is exactly `P + 1` floats and its span offsets.
     ///
@@ -224,10 +224,7 @@ public final class CoordinatorCore {
     public static let strangerFrameBytes = 64 << 10
 
     /// Is `peer` a welcomed or ready worker (one whose frames are worth validating)?
-    public func isWorker(_ peer: PeerID) -> Bool {
-        guard let w = workers[peer] else { return false }
-        return w.phase == .welcomed || w.phase == .ready
-    }
+    public func isWorker(_ peer: PeerID) -> Bool { membership.isWorker(peer) }
 
     // MARK: - Helpers
 
