@@ -533,7 +533,8 @@ public final class WorkerClient {
                 }
                 computing = false
                 lastCompute = took
-                for r in replies { send(r) }
+                // the computation's GRADIENTs go back to the core (it keeps them for a repeated ASSIGN)
+                for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: now, clock: { now }) { send(r) }
                 // ASSIGNs of a step older than the newest one queued are moot (the coordinator only
                 // moves on once a step is complete): they are skipped, not computed
                 let backlog = queued
@@ -669,25 +670,36 @@ public final class WorkerClient {
         assignReceived = receivedAt
         if core.isRepeated(env) {
             // answered from the last answer at once; it says nothing about how long a computation takes
-            for r in core.handle(env, receivedAt: receivedAt) { send(r) }
+            for r in core.handle(env) { send(r) }
             return
         }
+        // the core's effects: messages, and (an ASSIGN it accepted) one computation
+        let start = t0
+        let clock: @Sendable () -> Double = { seconds(since: start) }
+        let at = now - seconds(since: receivedAt)
+        var order: ComputeOrder?
+        for effect in core.handle(.message(env, receivedAt: at), now: now) {
+            switch effect {
+            case .send(let m): send(m)
+            case .compute(let o): order = o
+            case .exit: break
+            }
+        }
+        guard let order else { return }
         if core.options.artificialDelay == 0 && lastCompute < min(inlineLimit, core.heartbeat / 4) {
             let t = ContinuousClock.now
-            let replies = core.handle(env, receivedAt: receivedAt)
+            let replies = order.run(receivedAt: at, clock: clock)
             lastCompute = seconds(since: t)
-            for r in replies { send(r) }
+            for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: at, clock: clock) { send(r) }
             return
         }
         computing = true
         heartbeatIDs = (core.runID, core.workerID)
         heartbeatInterval = core.heartbeat
-        let core = self.core, mailbox = self.mailbox, wake = self.wake
-        let job = UncheckedSendable((core, env, receivedAt))
+        let mailbox = self.mailbox, wake = self.wake
         computeQueue.async {
-            let (c, e, r) = job.value
             let t = ContinuousClock.now
-            let replies = c.handle(e, receivedAt: r)
+            let replies = order.run(receivedAt: at, clock: clock)
             mailbox.put(replies, took: seconds(since: t))
             wake?.signal()
         }
