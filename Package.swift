@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Transport", targets: ["Transport"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Stress", targets: ["Stress"]),
+        .library(name: "Simulation", targets: ["Simulation"]),
         .library(name: "Bench", targets: ["Bench"]),
         .library(name: "Observe", targets: ["Observe"]),
     ],
@@ -79,6 +80,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A simulated network (as NIO's embedded channel): the real coordinator and worker cores, every
+        // message through Wire's bytes, a virtual clock, seeded faults (delay, reorder, drop, duplicate, kill).
+        .target(name: "Simulation", dependencies: ["Training", "Wire", "Series"]),
         // Watching a run: Prometheus /metrics (own small HTTP responder), TensorBoard event files,
         // per-step metrics lines, the straggler and hang report. Hooks into Training through
         // ``RunObserver``; the training path stays ZeroMQ-only.
@@ -127,7 +131,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "ZeroMQ",
                                                          .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Simulation", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire", "Support"]),
         .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", .product(name: "Logging", package: "swift-log")]),

@@ -6,90 +6,12 @@ import Series
 import Wire
 import ZeroMQ
 @testable import Training
+import Simulation
 import Support
 
 /// Coordinator and workers as pure state machines, every message encoded and decoded by `Wire`,
-/// delivered in order, with a virtual clock.
-final class Harness {
-    let coordinator: CoordinatorCore
-    var workers: [(peer: PeerID, core: WorkerCore, alive: Bool)] = []
-    var now = 0.0
-    private var toCoordinator: [(PeerID, [[UInt8]])] = []
-    private var toWorker: [(PeerID, [[UInt8]])] = []
-    var delivered = 0
-    /// Called before each delivery to a worker; return false to drop it.
-    var filter: (PeerID, Envelope) -> Bool = { _, _ in true }
-    /// Deliver every n-th message from a worker twice (0: never).
-    var duplicateEvery = 0
-    /// Stop driving the coordinator once it has taken this many steps (a crash).
-    var stopAfterStep: Int? = nil
-    /// Workers that say HELLO only once the coordinator has reached a step: index → step.
-    var joinAt: [Int: Int] = [:]
-    /// Workers that say BYE (and stop) at a step: index → step.
-    var leaveAt: [Int: Int] = [:]
-    private var fromWorkers = 0
-
-    init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
-         resume: RunCheckpoint? = nil, workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
-        coordinator = try CoordinatorCore(config: config, series: series, options: options ?? CoordinatorOptions(workers: n),
-                                          runID: 42, resume: resume)
-        for i in 0..<n {
-            let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
-            workers.append((PeerID([UInt8(i + 1), 7]), WorkerCore(options: opts), true))
-        }
-    }
-
-    func post(_ env: Envelope, from peer: PeerID) {
-        toCoordinator.append((peer, Wire.encode(env)))
-    }
-
-    func route(_ out: [Outgoing]) {
-        for o in out {
-            toWorker.append((o.peer, Wire.encode(o.envelope)))
-        }
-    }
-
-    /// Runs until the coordinator is done or `maxTime` virtual seconds pass.
-    func run(maxTime: Double = 600) throws {
-        for (i, w) in workers.enumerated() where joinAt[i] == nil { post(w.core.hello(), from: w.peer) }
-        while !coordinator.isDone && now < maxTime {
-            if let s = stopAfterStep, coordinator.state.step >= s { return }
-            for (i, step) in joinAt where coordinator.state.step >= step {
-                post(workers[i].core.hello(), from: workers[i].peer)
-                joinAt[i] = nil
-            }
-            for (i, step) in leaveAt where coordinator.state.step >= step {
-                let w = workers[i]
-                post(Envelope(runID: w.core.runID, workerID: w.core.workerID, message: .bye("leaving")), from: w.peer)
-                workers[i].alive = false
-                leaveAt[i] = nil
-            }
-            if !toCoordinator.isEmpty {
-                let (peer, frames) = toCoordinator.removeFirst()
-                let env = try Wire.decode(frames: frames, limits: coordinator.limits)
-                route(coordinator.handle(env, from: peer, bytes: frames.reduce(0) { $0 + $1.count }, now: now))
-            } else if !toWorker.isEmpty {
-                let (peer, frames) = toWorker.removeFirst()
-                guard let i = workers.firstIndex(where: { $0.peer == peer }), workers[i].alive else { continue }
-                let env = try Wire.decode(frames: frames, limits: Limits(maxPayloadBytes: Int.max))
-                guard filter(peer, env) else { continue }
-                delivered += 1
-                for reply in workers[i].core.handle(env) {
-                    post(reply, from: peer)
-                    fromWorkers += 1
-                    if duplicateEvery > 0 && fromWorkers % duplicateEvery == 0 { post(reply, from: peer) }
-                }
-            } else {
-                now += 0.05
-                route(coordinator.tick(now: now))
-                // live workers heartbeat while idle
-                for w in workers where w.alive && w.core.phase == .ready {
-                    post(Envelope(runID: w.core.runID, workerID: w.core.workerID, message: .heartbeat), from: w.peer)
-                }
-            }
-        }
-    }
-}
+/// delivered in order, with a virtual clock (the package's simulated network).
+typealias Harness = SimulatedCluster
 
 func referenceSeries() throws -> Series { try Series.sincos() }
 

@@ -43,6 +43,9 @@ public final class CoordinatorServer {
         self.core = core
         self.logger = logger
         t0 = clock.now
+        // the core measures its own work (reducing, the update) on this clock
+        let start = t0
+        core.stopwatch = { seconds(since: start) }
         if 4 * core.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
         if security == nil && !isLocalEndpoint(bind) {
             logger.warning("binding \(bind) without CURVE: anyone who can reach it can join the run and read the model; give the coordinator --curve-dir (see 'ztrain keygen')")
@@ -97,7 +100,7 @@ public final class CoordinatorServer {
         var lastTick = -1.0
         while !core.isDone {
             if stop.isSet {
-                send(core.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))", now: now))
+                feed(.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))"))
                 break
             }
             var readable = false
@@ -112,13 +115,13 @@ public final class CoordinatorServer {
             let t = now
             if !readable || t - lastTick >= 0.001 {
                 lastTick = t
-                send(core.tick(now: t))
+                send(core.perform(core.handle(.tick, now: t), now: now))
                 healthFile?.beat(now: t)
                 observer?.tick(self, now: t)
             }
         }
         if core.failure != nil || stop.isSet {
-            send(core.shutdown(reason: "the run stopped", now: now))
+            feed(.shutdown(reason: "the run stopped"))
         }
     }
 
@@ -135,7 +138,7 @@ public final class CoordinatorServer {
     public func dismissStragglers(for seconds: Double) {
         let end = now + seconds
         answerPeers(on: router, while: { now < end && !core.everyWorkerDismissed }) { id in
-            send(core.farewell(to: PeerID(id), now: now))
+            feed(.farewell(PeerID(id)))
         }
     }
 
@@ -146,19 +149,26 @@ public final class CoordinatorServer {
             switch inbound {
             case .gradient(let peer, let v, let payload, let bytes):
                 // the hot path: a GRADIENT is validated and reduced straight from the received frame
-                send(core.handleGradient(header: v.header, payload: payload, from: PeerID(peer), bytes: bytes, now: now))
+                feed(.gradient(header: v.header, payload: payload, from: PeerID(peer), bytes: bytes))
             case .message(let peer, let env, let bytes):
-                send(core.handle(env, from: PeerID(peer), bytes: bytes, now: now))
+                feed(.message(env, from: PeerID(peer), bytes: bytes))
             case .bad(let peer, .wrongFrameCount(let n), _):
-                _ = core.rejectFrame(from: PeerID(peer), error: .wrongFrameCount(n), now: now)
+                // counted, never answered (a peer that cannot frame cannot read an answer either)
+                _ = core.perform(core.handle(.badFrame(from: PeerID(peer), error: .wrongFrameCount(n)), now: now), now: now)
             case .bad(let peer, let error, _):
-                send(core.rejectFrame(from: PeerID(peer), error: error, now: now))
+                feed(.badFrame(from: PeerID(peer), error: error))
             case .stranger(let peer, let bytes):
-                core.dropStranger(PeerID(peer), bytes: bytes, now: now)
+                feed(.stranger(PeerID(peer), bytes: bytes))
             case .assign:
                 break  // only with assignView
             }
         }
+    }
+
+    /// Hands `input` to the core (now) and carries out its effects (``CoordinatorCore/perform(_:now:)``:
+    /// answers it waits for are fed back at the clock's time); then sends its messages.
+    private func feed(_ input: CoordinatorInput) {
+        send(core.perform(core.handle(input, now: now), now: now))
     }
 
     /// Sends the core's outputs without blocking (a peer that does not read must not stall the
@@ -170,7 +180,9 @@ public final class CoordinatorServer {
             guard let bytes = router.send(o.envelope, to: o.peer.bytes).bytes else { continue }
             var isAssign = false
             if case .assign = o.envelope.message { isAssign = true }
-            core.recordSent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign, at: isAssign ? now : nil)
+            let at = now
+            _ = core.perform(core.handle(.sent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign,
+                                               at: isAssign ? at : nil), now: at), now: now)
         }
     }
 
@@ -356,7 +368,8 @@ public final class WorkerClient {
                 }
                 computing = false
                 lastCompute = took
-                for r in replies { send(r) }
+                // the computation's GRADIENTs go back to the core (it keeps them for a repeated ASSIGN)
+                for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: now, clock: { now }) { send(r) }
                 // ASSIGNs of a step older than the newest one queued are moot (the coordinator only
                 // moves on once a step is complete): they are skipped, not computed
                 let backlog = queued
@@ -482,25 +495,36 @@ public final class WorkerClient {
         assignReceived = receivedAt
         if core.isRepeated(env) {
             // answered from the last answer at once; it says nothing about how long a computation takes
-            for r in core.handle(env, receivedAt: receivedAt) { send(r) }
+            for r in core.handle(env) { send(r) }
             return
         }
+        // the core's effects: messages, and (an ASSIGN it accepted) one computation
+        let start = t0
+        let clock: @Sendable () -> Double = { seconds(since: start) }
+        let at = now - seconds(since: receivedAt)
+        var order: ComputeOrder?
+        for effect in core.handle(.message(env, receivedAt: at), now: now) {
+            switch effect {
+            case .send(let m): send(m)
+            case .compute(let o): order = o
+            case .exit: break
+            }
+        }
+        guard let order else { return }
         if core.options.artificialDelay == 0 && lastCompute < min(inlineLimit, core.heartbeat / 4) {
             let t = ContinuousClock.now
-            let replies = core.handle(env, receivedAt: receivedAt)
+            let replies = order.run(receivedAt: at, clock: clock)
             lastCompute = seconds(since: t)
-            for r in replies { send(r) }
+            for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: at, clock: clock) { send(r) }
             return
         }
         computing = true
         heartbeatIDs = (core.runID, core.workerID)
         heartbeatInterval = core.heartbeat
-        let core = self.core, mailbox = self.mailbox, wake = self.wake
-        let job = UncheckedSendable((core, env, receivedAt))
+        let mailbox = self.mailbox, wake = self.wake
         computeQueue.async {
-            let (c, e, r) = job.value
             let t = ContinuousClock.now
-            let replies = c.handle(e, receivedAt: r)
+            let replies = order.run(receivedAt: at, clock: clock)
             mailbox.put(replies, took: seconds(since: t))
             wake?.signal()
         }

@@ -3,13 +3,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import RNN
 import Series
 import Wire
@@ -41,10 +34,37 @@ public struct WorkerOptions: Sendable {
     }
 }
 
-/// A worker as a state machine: messages from the coordinator in, messages to it out.
+/// Everything that can happen to a ``WorkerCore``: the one input of its reducer, ``WorkerCore/handle(_:now:)``.
+public enum WorkerInput {
+    /// A decoded message from the coordinator, and when it arrived (seconds on the driver's clock).
+    case message(Envelope, receivedAt: Double)
+    /// The answer to a ``WorkerEffect/compute(_:)`` effect: the GRADIENTs its order gave.
+    case computed([Envelope])
+}
+
+/// What a ``WorkerCore`` asks its driver to do, in order.
+public enum WorkerEffect {
+    /// Send this message to the coordinator.
+    case send(Envelope)
+    /// Run this computation (on a thread of the driver's if it wants: ``ComputeOrder/run(receivedAt:clock:)``)
+    /// and answer with ``WorkerInput/computed(_:)``; the core hands out one at a time.
+    case compute(ComputeOrder)
+    /// The worker is done: nil after a SHUTDOWN, else why it stopped.
+    case exit(String?)
+}
+
+/// A worker as a reducer: messages from the coordinator in, effects out (messages to it, computations
+/// for the driver to run). It reads no clock, starts no thread and sleeps not.
 ///
 /// `HELLO` → `WELCOME` (configuration and series, hash-checked) → `READY` (with the numerics
 /// fingerprint) → `ASSIGN` → one `GRADIENT` per tree node of the assigned run → … → `SHUTDOWN`.
+///
+/// ```swift
+/// let worker = WorkerCore(options: WorkerOptions(threads: 2))
+/// for effect in worker.handle(.message(assign, receivedAt: 1.0), now: 1.0) {
+///     if case .compute(let order) = effect { _ = worker.handle(.computed(order.run(receivedAt: 1.0, clock: { 1.0 })), now: 1.0) }
+/// }
+/// ```
 public final class WorkerCore {
     public enum Phase: Sendable, Equatable { case hello, ready, done }
     public let options: WorkerOptions
@@ -61,10 +81,12 @@ public final class WorkerCore {
     public private(set) var heartbeat = 1.0
     private var series: Series?
     private var engine: GradientEngine?
-    private var windowBuffer: [Int] = []
+    private let scratch = WindowScratch()
     /// The last computation's answers: an ASSIGN given again for the same run, step and leaves (a
     /// retry after a slow step, or after a lost GRADIENT) is answered from here, not recomputed.
     private var lastAnswer: (runID: UInt64, step: UInt64, leaves: Range<Int>, replies: [Envelope])?
+    /// The order handed out and not answered yet.
+    private var computing: (runID: UInt64, step: UInt64, leaves: Range<Int>)?
     /// ASSIGNs answered from ``lastAnswer`` instead of computed again.
     public private(set) var repeatedAnswers = 0
 
@@ -87,10 +109,11 @@ public final class WorkerCore {
         series = nil
         config = nil
         lastAnswer = nil
+        computing = nil
         return hello()
     }
 
-    /// Is `env` an ASSIGN that ``handle(_:receivedAt:)`` answers from the last answer (no computation)?
+    /// Is `env` an ASSIGN that ``handle(_:now:)`` answers from the last answer (no computation)?
     public func isRepeated(_ env: Envelope) -> Bool {
         guard case .assign(let a) = env.message, let last = lastAnswer, phase == .ready,
               env.runID == runID, env.workerID == workerID else { return false }
@@ -100,31 +123,44 @@ public final class WorkerCore {
     /// Has this worker ever been welcomed?
     public var hasJoined: Bool { runID != 0 }
 
-    /// Handles one decoded message; returns the replies. `receivedAt` (default: now) is when the
-    /// message arrived: a GRADIENT reports its compute start relative to it (`startNanos`).
-    public func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant = .now) -> [Envelope] {
+    /// Handles one input that happened at `now` (seconds on the driver's clock); returns what to do, in order.
+    public func handle(_ input: WorkerInput, now: Double) -> [WorkerEffect] {
+        switch input {
+        case .message(let env, _):
+            return message(env)
+        case .computed(let replies):
+            guard let c = computing else { return [] }
+            computing = nil
+            steps += 1
+            lastAnswer = (c.runID, c.step, c.leaves, replies)
+            return replies.map { .send($0) }
+        }
+    }
+
+    private func message(_ env: Envelope) -> [WorkerEffect] {
         switch env.message {
         case .welcome(let w, let values):
-            return welcome(w, values: values, env: env)
+            let replies = welcome(w, values: values).map { WorkerEffect.send($0) }
+            return phase == .done ? replies + [.exit(failure)] : replies
         case .reject(let reason):
             failure = "the coordinator refused this worker: \(reason)"
             phase = .done
-            return []
+            return [.exit(failure)]
         case .assign(let a):
             guard phase == .ready, env.runID == runID, env.workerID == workerID else { ignored += 1; return [] }
-            return compute(a, receivedAt: receivedAt)
+            return order(a)
         case .heartbeat:
             return []
         case .shutdown:
             phase = .done
-            return []
+            return [.exit(nil)]
         case .hello, .ready, .gradient, .bye:
             ignored += 1
             return []
         }
     }
 
-    private func welcome(_ w: Welcome, values: [Float], env: Envelope) -> [Envelope] {
+    private func welcome(_ w: Welcome, values: [Float]) -> [Envelope] {
         guard phase == .hello else { ignored += 1; return [] }
         let fail = { (reason: String) -> [Envelope] in
             self.failure = reason
@@ -174,46 +210,28 @@ public final class WorkerCore {
         return [Envelope(runID: runID, workerID: workerID, message: .ready(Ready(numericsFingerprint: fp, threads: options.threads)))]
     }
 
-    private func compute(_ a: Assign, receivedAt: ContinuousClock.Instant) -> [Envelope] {
+    /// An ASSIGN: its last answer again, or a computation for the driver (everything it says is
+    /// checked before it is used).
+    private func order(_ a: Assign) -> [WorkerEffect] {
         guard let engine, let series, let config else { ignored += 1; return [] }
         if let last = lastAnswer, last.runID == runID, last.step == a.step, last.leaves == a.leaves {
             repeatedAnswers += 1
-            return last.replies
+            return last.replies.map { .send($0) }
         }
-        let n = a.windows.count
+        // one computation at a time: the driver holds messages back while one runs
+        guard computing == nil else { ignored += 1; return [] }
         let T = config.model.seqLen
-        let plan = engine.plan(windows: n)
+        let plan = engine.plan(windows: a.windows.count)
         let m = plan.leafCount
-        // everything an ASSIGN says is checked before it is used
         guard a.weights.count == engine.parameterCount, a.leafCount == m, a.leaves.lowerBound >= 0,
               a.leaves.lowerBound < a.leaves.upperBound, a.leaves.upperBound <= m,
               a.windows.allSatisfy({ Int($0) + T + 1 <= series.count }) else {
             ignored += 1
             return []
         }
-        if options.artificialDelay > 0 { usleep(UInt32(min(options.artificialDelay, 60) * 1e6)) }
-        if windowBuffer.count < n { windowBuffer = [Int](repeating: 0, count: n) }
-        for i in 0..<n { windowBuffer[i] = Int(a.windows[i]) }
-        let t0 = ContinuousClock.now
-        var out: [Envelope] = []
-        a.weights.withUnsafeBufferPointer { p in
-            series.values.withUnsafeBufferPointer { s in
-                windowBuffer.withUnsafeBufferPointer { w in
-                    let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: a.leaves)
-                    let nanos = UInt64(max(0, seconds(since: t0)) * 1e9)
-                    let startNanos = UInt64(max(0, seconds(since: receivedAt) - seconds(since: t0)) * 1e9)
-                    for node in nodes {
-                        let samples = plan.samples(in: node.block)
-                        out.append(Envelope(runID: runID, workerID: workerID, message: .gradient(Gradient(
-                            step: a.step, block: node.block, leafCount: m, samples: samples,
-                            computeNanos: nanos, startNanos: startNanos, sums: Array(node.sums)))))
-                    }
-                }
-            }
-        }
-        steps += 1
-        lastAnswer = (runID, a.step, a.leaves, out)
-        return out
+        computing = (runID, a.step, a.leaves)
+        return [.compute(ComputeOrder(engine: engine, series: series, assign: a, plan: plan, runID: runID, workerID: workerID,
+                                      scratch: scratch, artificialDelay: options.artificialDelay))]
     }
 }
 
