@@ -52,13 +52,13 @@ let package = Package(
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
         .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
         // The sin/cos series, CSV loading, windows, splits, permutations, the plan of a step (StepPlan).
-        .target(name: "Series"),
+        .target(name: "Series", dependencies: ["Support"]),
         // safetensors read/write, atomic files.
-        .target(name: "Checkpoint", dependencies: ["RNN"]),
+        .target(name: "Checkpoint", dependencies: ["RNN", "Support"]),
         // SVG line charts (loss curves, predictions). No training concepts.
         .target(name: "Plot"),
         // The protocol as plain values and a pure, total binary codec. No sockets.
-        .target(name: "Wire"),
+        .target(name: "Wire", dependencies: ["Support"]),
         // Training, by concern: Run/ (the run state and its step rule, the configuration, the gradient
         // engine, the in-process trainer), Aggregation/ (the step aggregator and its streaming tree),
         // Cluster/ (the coordinator and worker state machines, their socket loops, the local launcher,
@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "SeriesTests", dependencies: ["Series"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Support"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire", "Support"]),

@@ -73,7 +73,7 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     /// positive number.
     public static func load(json data: Data, path: String) throws(BenchError) -> PyTorchFigures {
         let dict: [String: JSONScalar]
-        do { dict = try JSONDecoder().decode([String: JSONScalar].self, from: data) } catch {
+        do { dict = try JSONStyle.canonical.decode([String: JSONScalar].self, from: data) } catch {
             if case .typeMismatch = error as? DecodingError {
                 throw .invalidOption("--pytorch-json \(path) must hold a JSON object (see scripts/pytorch_baseline.py)")
             }

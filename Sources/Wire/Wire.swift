@@ -1,10 +1,14 @@
+import Support
+
 /// The data-parallel training protocol between a coordinator and its workers: message values and
 /// a pure, total binary codec.
 ///
 /// Every message is two frames: a 64-byte ``Header`` and a payload (possibly empty), whose
 /// XXH64 the header carries.
 ///
-/// Protocol version 2 (this one) differs from version 1 in two ways. An ASSIGN travels as three
+/// Protocol version 3 (this one) differs from version 2 in the JSON bodies only: they are written
+/// with sorted keys, and WELCOME's `config` is a nested JSON object instead of a string holding
+/// JSON. Version 2 differed from version 1 in two ways. An ASSIGN travels as three
 /// frames (header, weights, window starts; ``decode(header:frames:limits:)``) and its checksum
 /// chains the two (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
 /// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
@@ -25,7 +29,7 @@
 /// size.
 public enum Wire {
     /// The protocol version this build speaks, bytes 4–5 of every header.
-    public static let protocolVersion: UInt16 = 2
+    public static let protocolVersion: UInt16 = 3
     /// Bytes after the P + 1 sums of a GRADIENT payload: the two span offsets.
     public static let gradientTrailerBytes = 16
     /// XXH64 (seed 0) of the empty payload.
@@ -612,12 +616,8 @@ public enum Wire {
         return .welcome(w, series: floats(payload, offset: seriesOffset, count: expected))
     }
 
-    /// The text of `bytes` if they are valid UTF-8, else nil. (`String(validating:as:)` would
-    /// need macOS 15; decoding with repair changes the bytes exactly when they are invalid.)
-    static func validUTF8(_ bytes: UnsafeRawBufferPointer) -> String? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.utf8.elementsEqual(bytes) ? text : nil
-    }
+    /// The text of `bytes` if they are valid UTF-8, else nil (``Support/validUTF8(_:)``).
+    static func validUTF8(_ bytes: UnsafeRawBufferPointer) -> String? { Support.validUTF8(bytes) }
 
     private static func checkThreads(_ threads: Int, _ what: String) throws(WireError) {
         guard (1...4096).contains(threads) else {

@@ -288,7 +288,7 @@ struct DataParallelTests {
         let series = try referenceSeries()
         let core = try CoordinatorCore(config: parallelConfig(steps: 1), series: series, options: CoordinatorOptions(workers: 1), runID: 9)
         var (h, p) = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(WorkerCore(options: WorkerOptions(threads: 1)).hello().helloBody)))
-        h[4] = 1  // version 1 (this build speaks 2)
+        h[4] = 1  // version 1 (this build speaks 3)
         let outcome: [Outgoing] = h.withUnsafeBytes { hh in
             p.withUnsafeBytes { pp in
                 do throws(WireError) {
@@ -303,7 +303,7 @@ struct DataParallelTests {
             Issue.record("no REJECT for a version-1 frame")
             return
         }
-        #expect(reason.contains("protocol version 1") && reason.contains("speaks 2"))
+        #expect(reason.contains("protocol version 1") && reason.contains("speaks 3"))
     }
 
     @Test func aWorkerWithOtherNumericsIsNamedInAWarning() throws {

@@ -171,7 +171,7 @@ public final class CoordinatorCore {
     /// The series' hash (computed once: it reads every value).
     let seriesHash: UInt64
     private let evaluator: Evaluator
-    private let configJSON: String
+    private let configObject: [String: JSONTree]
     private var nextWorkerID: UInt32 = 1
     private var windows: [Int]
     private var stepWindows = 0
@@ -249,7 +249,7 @@ public final class CoordinatorCore {
         }
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
         seriesHash = series.fingerprint
-        configJSON = encodeJSON(config)
+        configObject = config.wireObject
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
         emit = onEvent
@@ -449,7 +449,7 @@ public final class CoordinatorCore {
         record.welcomedAt = now
         workers[peer] = record
         let w = Welcome(
-            protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configJSON,
+            protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
             points: series.count, channels: series.channels, seriesHash: seriesHash,
             parameterCount: parameterCount, microBatch: microBatch,
             heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
@@ -948,13 +948,6 @@ public func numericsFingerprint(config: ModelConfig, series: Series, microBatch:
     let (loss, g) = ws.lossAndGradient(params: params, series: series.values, windows: windows)
     let all = g + [loss]
     return all.withUnsafeBytes { Wire.xxh64($0) }
-}
-
-func encodeJSON<T: Encodable>(_ value: T) -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    guard let d = try? e.encode(value) else { return "{}" }
-    return String(decoding: d, as: UTF8.self)
 }
 
 /// The evaluation of an epoch's weights (loss over the training windows, and over the validation
