@@ -82,8 +82,9 @@ public struct JSONStyle: Sendable {
 
     /// `value` as one JSON Lines record: compact JSON and a newline.
     public func line<T: Encodable>(_ value: T) throws -> [UInt8] {
-        var out = try JSONStyle(snakeCaseKeys: snakeCaseKeys, nonFiniteAsStrings: nonFiniteAsStrings, prettyPrinted: false)
-            .encode(value)
+        var compact = self
+        compact.prettyPrinted = false
+        var out = try compact.encode(value)
         out.append(0x0A)
         return out
     }
@@ -110,14 +111,21 @@ public struct JSONStyle: Sendable {
 /// let back = try tree.decode(TrainingConfig.self)  // == config
 /// ```
 public enum JSONTree: Sendable, Equatable, Codable {
+    /// `{...}`; written with sorted keys.
     case object([String: JSONTree])
+    /// `[...]`.
     case array([JSONTree])
+    /// A string.
     case string(String)
+    /// An integer in `Int64`'s range (and an integral number of at most 2^53 in magnitude).
     case integer(Int64)
     /// An integer above `Int64.max`.
     case unsigned(UInt64)
+    /// Any other number: a fraction, or an integral value beyond 2^53 written as a float.
     case double(Double)
+    /// `true` or `false`.
     case bool(Bool)
+    /// `null`.
     case null
 
     /// `value` as a tree, through the ``JSONStyle/canonical`` style.
