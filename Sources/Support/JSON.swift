@@ -110,7 +110,7 @@ public struct JSONStyle: Sendable {
 /// let tree = try JSONTree(encoding: config)        // .object(["seed": .integer(7), ...])
 /// let back = try tree.decode(TrainingConfig.self)  // == config
 /// ```
-public enum JSONTree: Sendable, Equatable, Codable {
+public enum JSONTree: Sendable, Equatable, Codable, CustomStringConvertible {
     /// `{...}`; written with sorted keys.
     case object([String: JSONTree])
     /// `[...]`.
@@ -131,6 +131,21 @@ public enum JSONTree: Sendable, Equatable, Codable {
     /// `value` as a tree, through the ``JSONStyle/canonical`` style.
     public init<T: Encodable>(encoding value: T) throws {
         self = try JSONStyle.canonical.decode(JSONTree.self, from: JSONStyle.canonical.encode(value))
+    }
+
+    /// The value of a number (of any of the three kinds), else nil.
+    public var number: Double? {
+        switch self {
+        case .integer(let i): return Double(i)
+        case .unsigned(let u): return Double(u)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    /// The canonical JSON text (for messages).
+    public var description: String {
+        (try? JSONStyle.canonical.string(self)) ?? "a value JSON cannot hold"
     }
 
     /// The tree as a `T`, through the ``JSONStyle/canonical`` style. Throws `DecodingError`.
