@@ -54,13 +54,13 @@ let package = Package(
         // Parameters, forward/BPTT, losses, optimizers, clipping, init, canonical reduction. No I/O.
         .target(name: "RNN", dependencies: ["CKernels", .product(name: "RealModule", package: "swift-numerics")]),
         // The sin/cos series, CSV loading, windows, splits, permutations, the plan of a step (StepPlan).
-        .target(name: "Series"),
+        .target(name: "Series", dependencies: ["Support"]),
         // safetensors read/write, atomic files.
-        .target(name: "Checkpoint", dependencies: ["RNN"]),
+        .target(name: "Checkpoint", dependencies: ["RNN", "Support"]),
         // SVG line charts (loss curves, predictions). No training concepts.
         .target(name: "Plot"),
         // The protocol as plain values and a pure, total binary codec. No sockets.
-        .target(name: "Wire"),
+        .target(name: "Wire", dependencies: ["Support"]),
         // The transport seam: a ROUTER and a DEALER endpoint that own all framing (validation into
         // zero-copy views or decoded messages, the stranger rule, zero-copy ASSIGN sends, rate-limited
         // drop logs, socket options, CURVE) and a poll group. Used by Training, Stress and Bench alike.
@@ -128,7 +128,7 @@ let package = Package(
         .testTarget(name: "SeriesTests", dependencies: ["Series"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "RNN"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Support"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "ZeroMQ",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Simulation", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",

@@ -72,8 +72,8 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     /// (marked same-run). Throws when the file is not a JSON object or a present key is not a
     /// positive number.
     public static func load(json data: Data, path: String) throws(BenchError) -> PyTorchFigures {
-        let dict: [String: JSONScalar]
-        do { dict = try JSONDecoder().decode([String: JSONScalar].self, from: data) } catch {
+        let dict: [String: JSONTree]
+        do { dict = try JSONStyle.canonical.decode([String: JSONTree].self, from: data) } catch {
             if case .typeMismatch = error as? DecodingError {
                 throw .invalidOption("--pytorch-json \(path) must hold a JSON object (see scripts/pytorch_baseline.py)")
             }
@@ -82,7 +82,7 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
         var f = recorded
         func take(_ key: Key, _ figure: inout PyTorchFigure) throws(BenchError) {
             guard let raw = dict[key.rawValue], raw != .null else { return }
-            guard case .number(let n) = raw, n.isFinite, n > 0 else {
+            guard let n = raw.number, n.isFinite, n > 0 else {
                 throw .invalidOption("--pytorch-json \(path): \"\(key.rawValue)\" must be a positive number (got \(raw))")
             }
             figure = PyTorchFigure(value: n, unit: figure.unit, source: .sameRun)
@@ -108,40 +108,5 @@ public struct PyTorchFigures: Sendable, Codable, Equatable {
     /// Is any figure from this run?
     public var anySameRun: Bool {
         [eagerH32, eagerH256, ddp, allreduce1e7, timeToTarget].contains { $0.source == .sameRun }
-    }
-}
-
-/// A value of the `--pytorch-json` object: a number, a string, a boolean, null, or something else
-/// (an array or an object); its description is the value as JSON would show it.
-enum JSONScalar: Decodable, Equatable, CustomStringConvertible {
-    case number(Double)
-    case string(String)
-    case bool(Bool)
-    case null
-    case other
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() {
-            self = .null
-        } else if let n = try? c.decode(Double.self) {
-            self = .number(n)
-        } else if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let s = try? c.decode(String.self) {
-            self = .string(s)
-        } else {
-            self = .other
-        }
-    }
-
-    var description: String {
-        switch self {
-        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
-        case .string(let s): return s
-        case .bool(let b): return String(b)
-        case .null: return "null"
-        case .other: return "an array or object"
-        }
     }
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Support
 
 /// Where a baseline figure comes from.
 public enum BaselineSource: String, Sendable, Codable, Equatable {
@@ -253,19 +254,14 @@ public struct BenchReport: Sendable, Codable, Equatable {
         self.results = results
     }
 
-    /// Sorted keys, snake_case, pretty-printed.
+    /// ``JSONStyle/files``, pretty-printed: sorted keys, snake_case.
     public func json() throws(BenchError) -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        e.keyEncodingStrategy = .convertToSnakeCase
-        do { return try e.encode(self) } catch { throw .io("cannot encode the bench report: \(error)") }
+        do { return Data(try JSONStyle.files.pretty.encode(self)) } catch { throw .io("cannot encode the bench report: \(error)") }
     }
 
     /// Reads a report written by ``json()``.
     public static func decode(_ data: Data) throws(BenchError) -> BenchReport {
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        do { return try d.decode(BenchReport.self, from: data) } catch {
+        do { return try JSONStyle.files.decode(BenchReport.self, from: data) } catch {
             throw .io("not a ztrain bench report: \(error)")
         }
     }

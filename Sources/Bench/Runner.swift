@@ -278,14 +278,6 @@ public final class BenchRunner {
 
     // MARK: - targets 3 and 7: train --workers 2, H=32
 
-    /// Reads summary.json as ``RunDirectory`` writes it (snake-case keys, "nan"/"inf" as strings).
-    private static func summaryDecoder() -> JSONDecoder {
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
-    }
-
     struct ClusterRun {
         var samplesPerSecond: Double
         var summary: SummaryFigures
@@ -333,7 +325,7 @@ public final class BenchRunner {
         }
         let summaryURL = out.appendingPathComponent("summary.json")
         guard let data = FileManager.default.contents(atPath: summaryURL.path),
-              let summary = try? Self.summaryDecoder().decode(SummaryFigures.self, from: data) else {
+              let summary = try? JSONStyle.files.decode(SummaryFigures.self, from: data) else {
             throw .process("\(child.label) wrote no readable \(summaryURL.path)")
         }
         let rate = summary.samplesPerSecond ?? 0

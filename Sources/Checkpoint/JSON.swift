@@ -1,6 +1,15 @@
+import Support
+
 /// The small subset of JSON handling that safetensors headers need: a strict parser with a depth
 /// limit (total on every input: it returns an error, never traps) and a serde_json-compatible
 /// string writer.
+///
+/// This is the one place ztrain does not use `JSONDecoder`/`JSONEncoder` (``JSONStyle``): a
+/// safetensors file may come from anywhere, and its header decides how many bytes are read and where,
+/// so it is parsed strictly (duplicate keys, trailing bytes, deep nesting, bad escapes and invalid
+/// UTF-8 are errors; `JSONDecoder` keeps the last of duplicate keys and knows no depth limit), and
+/// written byte for byte as the format's reference library (serde_json) writes it, so that model
+/// files keep their bytes whatever `JSONEncoder`'s escaping and number formatting do.
 indirect enum JSONValue: Equatable {
     /// Members in file order (duplicates kept, so callers can reject them).
     case object([(key: String, value: JSONValue)])
@@ -207,7 +216,7 @@ struct JSONParser {
             switch c {
             case 0x22:
                 i += 1
-                guard let s = strictUTF8(out) else {
+                guard let s = validUTF8(out) else {
                     throw error("string is not valid UTF-8")
                 }
                 return s
@@ -275,9 +284,3 @@ func appendJSONString(_ s: String, to out: inout [UInt8]) {
     out.append(0x22)
 }
 
-/// `bytes` as a `String` if they are valid UTF-8, else nil. (Decoding repairs invalid sequences
-/// with U+FFFD, so a repaired result no longer matches the input bytes.)
-func strictUTF8(_ bytes: [UInt8]) -> String? {
-    let s = String(decoding: bytes, as: UTF8.self)
-    return s.utf8.elementsEqual(bytes) ? s : nil
-}

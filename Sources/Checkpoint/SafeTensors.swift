@@ -1,3 +1,5 @@
+import Support
+
 /// One named tensor: a row-major shape and its `Float` values (`values.count` = product of `shape`;
 /// a scalar has shape `[]` and one value).
 public struct TensorData: Sendable, Equatable {
@@ -115,7 +117,7 @@ public enum SafeTensors {
         let dataStart = 8 + headerLength
         let dataCount = bytes.count - dataStart
 
-        guard strictUTF8(headerBytes) != nil else {
+        guard validUTF8(headerBytes) != nil else {
             throw fail("the header is not valid UTF-8")
         }
         let json: JSONValue

@@ -12,6 +12,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Support
 import Training
 
 /// What to watch a run with (the flags of `train`, `coordinator` and `launch`).
@@ -167,7 +168,8 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
             if lines, lineError == nil, let d = directory {
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(batch.count * 360)
-                for (r, wall) in batch { Self.appendStepLine(r, wallTime: wall, clock: &isoClock, into: &bytes) }
+                let encoder = JSONStyle.files.encoder()
+                for (r, wall) in batch { Self.appendStepLine(r, wallTime: wall, clock: &isoClock, into: &bytes, encoder: encoder) }
                 do throws(TrainingError) { try d.appendLines(bytes) } catch { lineError = error; logger.error("\(error)") }
             }
         }
@@ -205,67 +207,60 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     /// The formatted second of the last step line (`2026-11-28T03:17:02`), reused within that second (on `queue`).
     private var isoClock: (second: Int, text: String) = (-1, "")
 
-    /// Appends one step line (``stepLine(_:wallTime:)``'s bytes) to `out`, formatting the date once per second.
-    static func appendStepLine(_ r: StepRecord, wallTime: Double, clock: inout (second: Int, text: String), into out: inout [UInt8]) {
+    /// Appends one step line (``stepLine(_:wallTime:)``'s bytes) to `out`, formatting the date once per
+    /// second; pass one `encoder` (``JSONStyle/files``) for a batch of lines.
+    static func appendStepLine(_ r: StepRecord, wallTime: Double, clock: inout (second: Int, text: String), into out: inout [UInt8],
+                               encoder: JSONEncoder = JSONStyle.files.encoder()) {
         let second = Int(wallTime.rounded(.down))
         if second != clock.second {
             let full = RunIdentity.isoTime(Double(second))
             clock = (second, String(full.dropLast()))
         }
         let ms = min(999, max(0, Int((wallTime - Double(second)) * 1000)))
-        out.append(contentsOf: "{\"kind\":\"step\",\"time\":\"".utf8)
-        out.append(contentsOf: clock.text.utf8)
-        out.append(contentsOf: (ms < 10 ? ".00" : ms < 100 ? ".0" : ".").utf8)
-        out.append(contentsOf: String(ms).utf8)
-        out.append(contentsOf: "Z\",\"step\":".utf8)
-        out.append(contentsOf: String(r.step).utf8)
-        func field(_ name: String, _ value: String) {
-            out.append(contentsOf: ",\"".utf8)
-            out.append(contentsOf: name.utf8)
-            out.append(contentsOf: "\":".utf8)
-            out.append(contentsOf: value.utf8)
-        }
-        field("epoch", String(r.epoch))
-        field("loss", number(r.loss))
-        field("lr", number(r.learningRate))
-        field("grad_norm", number(r.gradNorm))
-        field("samples", String(r.samples))
-        field("windows", String(r.windows))
-        field("samples_per_second", number(r.samplesPerSecond))
-        if let t = r.timing {
-            out.append(contentsOf: ",\"timing\":{\"broadcast\":".utf8)
-            out.append(contentsOf: number(t.broadcast).utf8)
-            field("compute", number(t.compute))
-            field("optimizer", number(t.optimizer))
-            field("reduce", number(t.reduce))
-            field("wait", number(t.wait))
-            out.append(UInt8(ascii: "}"))
-        }
-        if let b = r.bytesIn { field("bytes_in", String(b)) }
-        if let b = r.bytesOut { field("bytes_out", String(b)) }
-        out.append(contentsOf: "}\n".utf8)
+        let time = clock.text + (ms < 10 ? ".00" : ms < 100 ? ".0" : ".") + String(ms) + "Z"
+        append(StepLine(r, time: time), to: &out, encoder: encoder)
     }
 
-    /// One `metrics.jsonl` step line, formatted by hand (a JSON encoder per step would cost more than the step):
-    /// `{"kind":"step","time":"…","step":…,"epoch":…,"loss":…,"lr":…,"grad_norm":…,"samples":…,"windows":…,
-    /// "samples_per_second":…[,"timing":{…},"bytes_in":…,"bytes_out":…]}`.
+    /// One `metrics.jsonl` step line (``JSONStyle/files``: sorted keys, non-finite numbers as
+    /// `"nan"`, `"inf"`, `"-inf"`): `{"bytes_in":…,"bytes_out":…,"epoch":…,"grad_norm":…,"kind":"step",
+    /// "loss":…,"lr":…,"samples":…,"samples_per_second":…,"step":…,"time":"…","timing":{…},"windows":…}`
+    /// (`bytes_in`, `bytes_out` and `timing` only for a data-parallel run).
     static func stepLine(_ r: StepRecord, wallTime: Double) -> String {
-        var s = "{\"kind\":\"step\",\"time\":\"\(RunIdentity.isoTime(wallTime, fraction: true))\",\"step\":\(r.step),\"epoch\":\(r.epoch)"
-        s += ",\"loss\":\(number(r.loss)),\"lr\":\(number(r.learningRate)),\"grad_norm\":\(number(r.gradNorm))"
-        s += ",\"samples\":\(r.samples),\"windows\":\(r.windows),\"samples_per_second\":\(number(r.samplesPerSecond))"
-        if let t = r.timing {
-            s += ",\"timing\":{\"broadcast\":\(number(t.broadcast)),\"compute\":\(number(t.compute)),\"optimizer\":\(number(t.optimizer)),\"reduce\":\(number(t.reduce)),\"wait\":\(number(t.wait))}"
-        }
-        if let b = r.bytesIn { s += ",\"bytes_in\":\(b)" }
-        if let b = r.bytesOut { s += ",\"bytes_out\":\(b)" }
-        return s + "}\n"
+        var out: [UInt8] = []
+        append(StepLine(r, time: RunIdentity.isoTime(wallTime, fraction: true)), to: &out, encoder: JSONStyle.files.encoder())
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// A JSON number, or the strings the epoch lines use for non-finite values.
-    static func number(_ x: Double) -> String {
-        if x.isNaN { return "\"nan\"" }
-        if x.isInfinite { return x > 0 ? "\"inf\"" : "\"-inf\"" }
-        return "\(x)"
+    /// Appends `line` and a newline. A step line holds only numbers and strings, and non-finite
+    /// numbers are written as strings, so encoding does not fail; a line that did would be left out.
+    private static func append(_ line: StepLine, to out: inout [UInt8], encoder: JSONEncoder) {
+        guard let data = try? encoder.encode(line) else { return }
+        out += data
+        out.append(0x0A)
+    }
+
+    /// The fields of a step line (snake_case by ``JSONStyle/files``).
+    private struct StepLine: Encodable {
+        var kind = "step"
+        var time: String
+        var step: Int
+        var epoch: Int
+        var loss: Double
+        var lr: Double
+        var gradNorm: Double
+        var samples: Int
+        var windows: Int
+        var samplesPerSecond: Double
+        var timing: StepTiming?
+        var bytesIn: Int?
+        var bytesOut: Int?
+
+        init(_ r: StepRecord, time: String) {
+            self.time = time
+            step = r.step; epoch = r.epoch; loss = r.loss; lr = r.learningRate; gradNorm = r.gradNorm
+            samples = r.samples; windows = r.windows; samplesPerSecond = r.samplesPerSecond
+            timing = r.timing; bytesIn = r.bytesIn; bytesOut = r.bytesOut
+        }
     }
 }
 

@@ -6,6 +6,8 @@ import Musl
 import Darwin
 #endif
 
+import Support
+
 /// What to do with a missing cell (empty, `NA`, `N/A`, `null`, `None`; `NaN` too except under `error`) of a selected column.
 public enum MissingPolicy: String, Sendable, Codable, CaseIterable {
     /// Stop with an error that names the row and column.
@@ -146,7 +148,7 @@ private func isBlank(_ line: ArraySlice<UInt8>) -> Bool { line.allSatisfy(isSpac
 private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: String, delimiter: UInt8)
     throws(SeriesError) -> [String]
 {
-    guard let text = strictUTF8(line) else {
+    guard let text = validUTF8(line) else {
         throw .csv(source: source, line: lineNumber, message: "line is not valid UTF-8 text; save the file as UTF-8")
     }
     let u = Array(text.utf8)
@@ -200,13 +202,6 @@ private func splitFields(_ line: ArraySlice<UInt8>, lineNumber: Int, source: Str
         if i == u.count { return fields }
         i += 1  // the comma
     }
-}
-
-/// `bytes` as a `String` if they are valid UTF-8, else nil. (Decoding repairs invalid sequences
-/// with U+FFFD, so a repaired result no longer matches the input bytes.)
-private func strictUTF8(_ bytes: ArraySlice<UInt8>) -> String? {
-    let s = String(decoding: bytes, as: UTF8.self)
-    return s.utf8.elementsEqual(bytes) ? s : nil
 }
 
 // MARK: - The streaming parser

@@ -125,12 +125,9 @@ public struct StressReport: Sendable, Equatable, Codable {
         return passed ? 0 : 1
     }
 
-    /// The JSON of the report (sorted keys, snake_case).
+    /// The JSON of the report (``JSONStyle/files``, pretty-printed: sorted keys, snake_case).
     public func json() throws(StressError) -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        e.keyEncodingStrategy = .convertToSnakeCase
-        do { return try e.encode(self) } catch { throw .io("cannot encode the report: \(error)") }
+        do { return Data(try JSONStyle.files.pretty.encode(self)) } catch { throw .io("cannot encode the report: \(error)") }
     }
 
     /// The human-readable summary, one fact per line.

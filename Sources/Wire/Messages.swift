@@ -1,3 +1,5 @@
+public import Support
+
 /// What the worker's operator pinned on the worker's command line; the coordinator refuses a
 /// worker whose pins disagree with the run. All fields optional. JSON keys are snake_case.
 public struct Expectation: Sendable, Equatable, Codable {
@@ -83,8 +85,10 @@ public struct Welcome: Sendable, Equatable, Codable {
     public var runID: UInt64
     /// The id given to this worker; must equal the header's.
     public var workerID: UInt32
-    /// The training configuration as JSON text. Opaque to `Wire`.
-    public var config: String
+    /// The training configuration, a JSON object nested in the message (not a string holding
+    /// JSON). Opaque to `Wire`: its owner converts it with ``JSONTree/init(encoding:)`` and
+    /// ``JSONTree/decode(_:)``.
+    public var config: [String: JSONTree]
     /// Points in the series (≥ 1).
     public var points: Int
     /// Channels per point (≥ 1). The series has `points * channels` floats, point-major.
@@ -107,7 +111,7 @@ public struct Welcome: Sendable, Equatable, Codable {
     /// A welcome.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), runID: UInt64, workerID: UInt32,
-        config: String, points: Int, channels: Int, seriesHash: UInt64, parameterCount: Int,
+        config: [String: JSONTree], points: Int, channels: Int, seriesHash: UInt64, parameterCount: Int,
         microBatch: Int, heartbeatMillis: Int, livenessMillis: Int, sharedData: Bool? = nil
     ) {
         self.sharedData = sharedData

@@ -1,3 +1,5 @@
+import Support
+
 /// The data-parallel training protocol between a coordinator and its workers: message values and
 /// a pure, total binary codec.
 ///
@@ -12,9 +14,11 @@
 /// let back = try Wire.decode(frames: frames, limits: .handshake)
 /// ```
 ///
-/// Protocol version 2 (this one) differs from version 1 in two ways. An ASSIGN travels as three
-/// frames (header, weights, window starts) and its checksum chains the two
-/// (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
+/// Protocol version 3 (this one) differs from version 2 in the JSON bodies only: they are written
+/// with sorted keys, and WELCOME's `config` is a nested JSON object instead of a string holding
+/// JSON. Version 2 differed from version 1 in two ways. An ASSIGN travels as three
+/// frames (header, weights, window starts; ``decode(header:frames:limits:)``) and its checksum
+/// chains the two (``assignChecksum(weights:windows:)``). In the GRADIENT payload, after the
 /// P + 1 little-endian Float32 sums come two little-endian UInt64 span offsets, in nanoseconds
 /// from the worker's receipt of the ASSIGN: when the computation started (`startNanos`) and when
 /// the message was handed to the socket (`sendNanos`). With the compute time of the header's
@@ -35,7 +39,7 @@
 /// size.
 public enum Wire {
     /// The protocol version this build speaks, bytes 4–5 of every header.
-    public static let protocolVersion: UInt16 = 2
+    public static let protocolVersion: UInt16 = 3
     /// Bytes after the P + 1 sums of a GRADIENT payload: the two span offsets.
     public static let gradientTrailerBytes = 16
     /// XXH64 (seed 0) of the empty payload.
@@ -539,12 +543,8 @@ public enum Wire {
         return .welcome(w, series: floats(payload, offset: seriesOffset, count: expected))
     }
 
-    /// The text of `bytes` if they are valid UTF-8, else nil. (`String(validating:as:)` would
-    /// need macOS 15; decoding with repair changes the bytes exactly when they are invalid.)
-    static func validUTF8(_ bytes: UnsafeRawBufferPointer) -> String? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.utf8.elementsEqual(bytes) ? text : nil
-    }
+    /// The text of `bytes` if they are valid UTF-8, else nil (``Support/validUTF8(_:)``).
+    static func validUTF8(_ bytes: UnsafeRawBufferPointer) -> String? { Support.validUTF8(bytes) }
 
     private static func checkThreads(_ threads: Int, _ what: String) throws(WireError) {
         guard (1...4096).contains(threads) else {

@@ -9,6 +9,7 @@ import Plot
 import RNN
 import Series
 import Training
+import Support
 
 /// A model file, the configuration it was trained with, and its series (raw and as the model sees it).
 struct TrainedModel {
@@ -27,7 +28,7 @@ struct TrainedModel {
             throw fail("\(error)")
         }
         let trained = loaded.metadata["training_config"].flatMap {
-            try? JSONDecoder().decode(TrainingConfig.self, from: Data($0.utf8))
+            try? JSONStyle.canonical.decode(TrainingConfig.self, from: $0)
         }
         var config = trained ?? TrainingConfig(
             model: loaded.config, optimizer: OptimizerConfig(kind: .adam, learningRate: 1e-2, momentum: 0),

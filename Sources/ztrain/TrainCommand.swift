@@ -150,7 +150,7 @@ struct PreparedCLIRun {
         else { return nil }
         let e = p.evaluation(config: config, season: nil)
         // a prediction that overflowed would make summary.json unwritable: leave the metrics out then
-        return (try? JSONEncoder().encode(e)) == nil ? nil : e
+        return (try? JSONStyle.canonical.encode(e)) == nil ? nil : e
     }
 
     func summary(result: TrainingResult?, parameters: [Float], finalLoss: Double, mode: String, threads: Int,
@@ -355,9 +355,8 @@ struct Train: ParsableCommand {
     }
 }
 
+/// The configuration as JSON text for the model file's `training_config` metadata (safetensors
+/// metadata values are strings by the format, so the object travels as text there).
 func configJSON(_ c: TrainingConfig) -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    guard let d = try? e.encode(c) else { return "{}" }
-    return String(decoding: d, as: UTF8.self)
+    (try? JSONStyle.canonical.string(c)) ?? "{}"
 }

@@ -8,6 +8,22 @@ import Bench
 struct BenchTests {
     // MARK: goals and ratios
 
+    @Test func pytorchFiguresAreReadFromTheBaselineJSON() throws {
+        let json = #"{"eager_h32_b32_samples_per_s": 60000, "gloo_allreduce_1e7_ms": 12.5, "ddp_gloo_2x1_b64_samples_per_s": null, "torch": "2.5.1", "x": [1]}"#
+        let f = try PyTorchFigures.load(json: Data(json.utf8), path: "p.json")
+        #expect(f.eagerH32 == PyTorchFigure(value: 60000, unit: "samples/s", source: .sameRun))
+        #expect(f.allreduce1e7 == PyTorchFigure(value: 12.5, unit: "ms", source: .sameRun))
+        #expect(f.ddp == PyTorchFigures.recorded.ddp && f.torchVersion == "2.5.1")
+        for (bad, said) in [(#"{"eager_h32_b32_samples_per_s": "fast"}"#, #"(got "fast")"#),
+                            (#"{"eager_h32_b32_samples_per_s": -1}"#, "(got -1)"),
+                            ("[1]", "must hold a JSON object"), ("nope", "is not JSON")] {
+            #expect(throws: BenchError.self) { try PyTorchFigures.load(json: Data(bad.utf8), path: "p.json") }
+            do { _ = try PyTorchFigures.load(json: Data(bad.utf8), path: "p.json") } catch {
+                #expect("\(error)".contains(said), "\(error)")
+            }
+        }
+    }
+
     @Test func goalOnValueAtLeast() {
         let g = Goal(on: .value, op: .atLeast, threshold: 1_000_000, text: "")
         #expect(g.isMet(value: 1_000_000, ratio: nil) == true)

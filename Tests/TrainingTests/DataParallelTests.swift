@@ -208,7 +208,7 @@ struct DataParallelTests {
         let series = try referenceSeries()
         let core = try CoordinatorCore(config: parallelConfig(steps: 1), series: series, options: CoordinatorOptions(workers: 1), runID: 9)
         var frames = Wire.encode(Envelope(runID: 0, workerID: 0, message: .hello(WorkerCore(options: WorkerOptions(threads: 1)).hello().helloBody)))
-        frames[0][4] = 1  // version 1 (this build speaks 2)
+        frames[0][4] = 1  // version 1 (this build speaks 3)
         let outcome: [Outgoing] = {
                 do throws(WireError) {
                     _ = try Wire.decode(frames: frames, limits: core.limits)
@@ -221,7 +221,7 @@ struct DataParallelTests {
             Issue.record("no REJECT for a version-1 frame")
             return
         }
-        #expect(reason.contains("protocol version 1") && reason.contains("speaks 2"))
+        #expect(reason.contains("protocol version 1") && reason.contains("speaks 3"))
     }
 
     @Test func aWorkerWithOtherNumericsIsNamedInAWarning() throws {

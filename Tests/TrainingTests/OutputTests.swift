@@ -4,6 +4,7 @@ import Logging
 import Testing
 import RNN
 import Series
+import Support
 @testable import Training
 
 @Suite("Run outputs")
@@ -117,7 +118,7 @@ struct RunFolderTests {
         let line = try String(contentsOf: d.metricsURL, encoding: .utf8)
         #expect(line.contains("\"lr\":0.01"), "\(line)")
         #expect(line.range(of: #""time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ""#, options: .regularExpression) != nil, "\(line)")
-        let json = try RunDirectory.encoder().encode(["model": "/a/b"])
+        let json = try JSONStyle.files.encode(["model": "/a/b"])
         #expect(String(decoding: json, as: UTF8.self) == #"{"model":"/a/b"}"#)
     }
 }

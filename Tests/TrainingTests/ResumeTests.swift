@@ -117,6 +117,26 @@ struct ResumeTests {
         return store
     }
 
+    /// Resume compatibility: the previous release wrote the JSON in the checkpoint's metadata with
+    /// escaped slashes (`data\/nile.csv`); such a checkpoint still loads, to the same configuration.
+    @Test func aCheckpointOfThePreviousReleaseStillLoads() throws {
+        let dir = tempRun()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try damagedCheckpoint(in: dir) { c in c.config.data = .csv(path: "data/nile.csv", columns: ["flow"]) }
+        let url = try #require(store.files().last)
+        let saved = try CheckpointStore.load(url)
+        let (tensors, written) = try SafeTensors.decode(AtomicFile.read(url.path), source: url.path)
+        var meta = written
+        #expect(meta["config"]?.contains("data/nile.csv") == true, "this release writes slashes as they are")
+        let previous = JSONEncoder()
+        previous.outputFormatting = [.sortedKeys]  // the previous release's writer
+        meta["config"] = String(decoding: try previous.encode(saved.config), as: UTF8.self)
+        #expect(meta["config"]?.contains(#"data\/nile.csv"#) == true)
+        try AtomicFile.write(SafeTensors.encode(tensors: Array(tensors.values), metadata: meta), to: url.path)
+        let loaded = try CheckpointStore.load(url)
+        #expect(loaded.config == saved.config && loaded.parameters == saved.parameters)
+    }
+
     @Test(arguments: [
         ("NaN weight", "weight 3 is nan"),
         ("infinite m", "optimizer moment m[5] is inf"),

@@ -18,7 +18,7 @@ private func validHello() -> Hello {
 }
 
 private func welcomeJSON(runID: UInt64 = 7, workerID: UInt32 = 2, points: Int = 3, channels: Int = 2) -> String {
-    #"{"protocol_version":1,"run_id":\#(runID),"worker_id":\#(workerID),"config":"{}","points":\#(points),"#
+    #"{"protocol_version":1,"run_id":\#(runID),"worker_id":\#(workerID),"config":{},"points":\#(points),"#
         + #""channels":\#(channels),"series_hash":0,"parameter_count":10,"micro_batch":8,"#
         + #""heartbeat_millis":500,"liveness_millis":5000}"#
 }
@@ -62,13 +62,13 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
         #expect(decodeError([UInt8](repeating: 0, count: 64), []) == .badMagic(0))
     }
 
-    @Test(arguments: [UInt16(0), 1, 3, 0xFFFF])
+    @Test(arguments: [UInt16(0), 1, 2, 4, 0xFFFF])
     func unsupportedVersion(_ version: UInt16) {
         var (h, p) = validGradient()
         put(version, at: 4, in: &h)
         #expect(decodeError(h, p) == .unsupportedVersion(version))
         let text = WireError.unsupportedVersion(version).description
-        #expect(text.contains("peer speaks protocol \(version), this build speaks 2"))
+        #expect(text.contains("peer speaks protocol \(version), this build speaks 3"))
     }
 
     @Test(arguments: [UInt8(0), 10, 255])
@@ -262,6 +262,16 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
             #expect(isCase(e, "badJSON"), "\(text): \(String(describing: e))")
         }
         #expect(isCase(ready("{\"numerics_fingerprint\":1,\"threads\":2"), "badJSON"))
+    }
+
+    /// The configuration is a nested object, not a string holding JSON (protocol version 3).
+    @Test func welcomeConfigMustBeAnObject() {
+        for config in [#""{}""#, "[]", "1", "null"] {
+            let json = welcomeJSON().replacingFirst(#""config":{}"#, with: #""config":"# + config)
+            let payload = welcomePayload(json: Array(json.utf8), series: floatBytes([1, 2, 3, 4, 5, 6]))
+            let e = error(frames(Header(type: .welcome, runID: 7, workerID: 2), payload))
+            #expect(isCase(e, "badJSON"), "\(config): \(String(describing: e))")
+        }
     }
 
     @Test func missingKeys() {

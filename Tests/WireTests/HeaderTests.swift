@@ -11,7 +11,7 @@ import Wire
         let (header, payload) = encodeJoined(e)
         let expectedHeader: [UInt8] = [
             0x5A, 0x54, 0x52, 0x4E,  // magic "ZTRN"
-            0x02, 0x00,  // version 2
+            0x03, 0x00,  // version 3
             0x06,  // type gradient
             0x00,  // flags
             0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // run id
@@ -67,10 +67,10 @@ import Wire
         let (header, _) = encodeJoined(Envelope(runID: 77, workerID: 5, message: .gradient(g)))
         let h = try Header.decode(header)
         #expect(h.type == .gradient && h.runID == 77 && h.workerID == 5 && h.step == 3)
-        var v3 = header
-        put(UInt16(3), at: 4, in: &v3)
-        #expect(throws: WireError.unsupportedVersion(3)) {
-            _ = try Header.decode(v3)
+        var v4 = header
+        put(UInt16(4), at: 4, in: &v4)
+        #expect(throws: WireError.unsupportedVersion(4)) {
+            _ = try Header.decode(v4)
         }
     }
 

@@ -1,3 +1,4 @@
+import Support
 import Wire
 
 /// A small seeded generator (SplitMix64), so every test input is reproducible.
@@ -69,7 +70,7 @@ func randomWelcome(runID: UInt64, workerID: UInt32, _ rng: inout SplitMix64, max
     let channels = Int.random(in: 1...3, using: &rng)
     let w = Welcome(
         protocolVersion: 1, runID: runID, workerID: workerID,
-        config: "{\"hidden\":32,\"name\":\"" + randomString(&rng) + "\"}", points: points,
+        config: ["hidden": .integer(32), "name": .string(randomString(&rng))], points: points,
         channels: channels, seriesHash: rng.next(), parameterCount: Int.random(in: 1...100_000, using: &rng),
         microBatch: Int.random(in: 1...64, using: &rng), heartbeatMillis: Int.random(in: 1...5000, using: &rng),
         livenessMillis: Int.random(in: 1...60000, using: &rng))

@@ -76,7 +76,7 @@ func fetchURL(_ url: String) -> String? {
         let line = try #require(run.waitForLine(containing: "metrics at http://"), "\(run.stderr)")
         let address = try #require(line.components(separatedBy: "http://").last?.components(separatedBy: "/metrics").first)
         let page = try #require(fetchURL("http://\(address)/metrics"))
-        expectTrue(page.contains("ztrain_build_info{"), page)
+        #expect(page.contains("ztrain_build_info{"), "\(page)")
 
         let port = freeTCPPort()
         let config = """
@@ -117,10 +117,10 @@ func fetchURL(_ url: String) -> String? {
         }
         let a = try #require(first, "Prometheus never answered ztrain_steps_total > 0\n\(prom.stderr.suffix(2000))\n\(run.stderr.suffix(2000))")
         let b = try #require(second, "the step counter did not move after \(a)")
-        expectGreater(b, a)
+        #expect(b > a)
         let heard = query("ztrain_worker_last_heard_seconds") ?? []
-        expectEqual(heard.count, 2, "one last-heard series per live worker: \(heard)")
-        expectFalse((query("ztrain_worker_step_seconds_count") ?? []).isEmpty)
+        #expect(heard.count == 2, "one last-heard series per live worker: \(heard)")
+        #expect(!((query("ztrain_worker_step_seconds_count") ?? []).isEmpty))
     }
 
     /// The tensorboard package reads ztrain's scalars back and finds the losses of metrics.jsonl.
@@ -130,7 +130,7 @@ func fetchURL(_ url: String) -> String? {
         defer { tmp.cleanup() }
         let r = try runZtrain(["train", "--workers", "2", "--epochs", "4", "--batch", "64", "--tensorboard", tmp.path("tb"),
                                "--log-every", "1", "--out", tmp.path("run"), "--quiet"], timeout: 300)
-        expectEqual(r.status, 0, r.stderr)
+        #expect(r.status == 0, "\(r.stderr)")
         let script = """
             import json, sys
             from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -139,32 +139,32 @@ func fetchURL(_ url: String) -> String? {
             print(json.dumps({t: [[e.step, e.value] for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}))
             """
         let read = try runCommand(python, ["-c", script, tmp.path("tb")], timeout: 120)
-        expectEqual(read.status, 0, read.stderr)
+        #expect(read.status == 0, "\(read.stderr)")
         let tags = try #require(JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: [[Double]]], "\(read.stdout)")
         for t in ["step/loss", "step/learning_rate", "step/gradient_norm", "step/samples_per_second", "step/wait_seconds",
                   "epoch/loss", "epoch/samples_per_second"] {
-            expectNotNil(tags[t], "tag \(t) missing: \(tags.keys.sorted())")
+            #expect(tags[t] != nil, "tag \(t) missing: \(tags.keys.sorted())")
         }
         let lines = try String(contentsOfFile: tmp.path("run/metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
             try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
         let epochs = lines.filter { $0["kind"] == nil }
         let steps = lines.filter { $0["kind"] as? String == "step" }
-        expectEqual(epochs.count, 4)
-        expectEqual(steps.count, 4 * 16)
+        #expect(epochs.count == 4)
+        #expect(steps.count == (4 * 16))
         func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-6 * max(1e-3, abs(b)) }
         let tbEpochs = tags["epoch/loss"] ?? []
-        expectEqual(tbEpochs.count, epochs.count)
+        #expect(tbEpochs.count == epochs.count)
         for (e, tb) in zip(epochs, tbEpochs) {
-            expectEqual(Int(tb[0]), e["step"] as? Int)
-            expectTrue(close(tb[1], (e["loss"] as? Double) ?? .nan), "epoch loss \(tb[1]) vs \(e)")
+            #expect(Int(tb[0]) == (e["step"] as? Int))
+            #expect(close(tb[1], (e["loss"] as? Double) ?? .nan), "epoch loss \(tb[1]) vs \(e)")
         }
         let tbSteps = tags["step/loss"] ?? []
-        expectEqual(tbSteps.count, steps.count)
+        #expect(tbSteps.count == steps.count)
         for (s, tb) in zip(steps, tbSteps) {
-            expectEqual(Int(tb[0]), s["step"] as? Int)
-            expectTrue(close(tb[1], (s["loss"] as? Double) ?? .nan), "step loss \(tb[1]) vs \(s)")
-            expectNotNil(s["time"] as? String)
+            #expect(Int(tb[0]) == (s["step"] as? Int))
+            #expect(close(tb[1], (s["loss"] as? Double) ?? .nan), "step loss \(tb[1]) vs \(s)")
+            #expect((s["time"] as? String) != nil)
         }
     }
 
@@ -184,21 +184,21 @@ func fetchURL(_ url: String) -> String? {
         }
         let started = try #require(run.waitForLine(containing: "local worker(s): pids"), "\(run.stderr)")
         let pids = started.components(separatedBy: "pids ").last?.components(separatedBy: ",").first?.split(separator: " ").compactMap { Int32($0) } ?? []
-        expectEqual(pids.count, 2, started)
-        expectNotNil(run.waitForLine(containing: "training with 2 worker(s)"), "\(run.stderr)")
+        #expect(pids.count == 2, "\(started)")
+        #expect((run.waitForLine(containing: "training with 2 worker(s)")) != nil, "\(run.stderr)")
         usleep(300_000)
         kill(run.process.processIdentifier, SIGUSR1)
-        expectNotNil(run.waitForLine(containing: "straggler report"), "\(run.stderr)")
+        #expect(run.waitForLine(containing: "straggler report") != nil, "\(run.stderr)")
         let victim = try #require(pids.last)
         let before = run.stderr.split(separator: "\n").count
         kill(victim, SIGSTOP)
         stopped = victim
         let hang = try #require(run.waitForLine(containing: "waiting for worker", timeout: 60, after: before), "\(run.stderr)")
-        expectTrue(hang.contains("pid \(victim)"), hang)
-        expectFalse(hang.contains("pid \(pids[0])"), "only the stopped worker is waited for: \(hang)")
-        expectTrue(hang.contains("leaves "), hang)
+        #expect(hang.contains("pid \(victim)"), "\(hang)")
+        #expect(!(hang.contains("pid \(pids[0])")), "only the stopped worker is waited for: \(hang)")
+        #expect(hang.contains("leaves "), "\(hang)")
         let waited = Double(hang.components(separatedBy: "has waited ").last?.split(separator: " ").first ?? "") ?? -1
-        expectAtLeast(waited, threshold, hang)
+        #expect(waited >= threshold, "\(hang)")
     }
 
     /// A 2-worker trace: tracks named by host and pid, and no two spans on one row partially overlap;
@@ -208,12 +208,12 @@ func fetchURL(_ url: String) -> String? {
         defer { tmp.cleanup() }
         let r = try runZtrain(["train", "--workers", "2", "--epochs", "20", "--batch", "64", "--timeline", tmp.path("trace.json"),
                                "--out", tmp.path("run"), "--quiet"], timeout: 300)
-        expectEqual(r.status, 0, r.stderr)
+        #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("trace.json")))) as? [String: Any])
         let events = try #require(obj["traceEvents"] as? [[String: Any]])
         let names = events.filter { $0["name"] as? String == "process_name" }.compactMap { ($0["args"] as? [String: Any])?["name"] as? String }
-        expectEqual(names.count, 3, "\(names)")
-        for n in names { expectNotNil(n.range(of: #"\(\S+ pid \d+\)$"#, options: .regularExpression), n) }
+        #expect(names.count == 3, "\(names)")
+        for n in names { #expect((n.range(of: #"\(\S+ pid \d+\)$"#, options: .regularExpression)) != nil, "\(n)") }
         var rows: [String: [(Int64, Int64)]] = [:]
         for e in events where e["ph"] as? String == "X" {
             let ts = Int64((((e["ts"] as? NSNumber)?.doubleValue ?? 0) * 1000).rounded())
@@ -230,16 +230,16 @@ func fetchURL(_ url: String) -> String? {
                 open.append(e)
             }
         }
-        expectGreater(spans, 1000)
-        expectEqual(partial, 0, "spans on one row that partially overlap")
+        #expect(spans > 1000)
+        #expect(partial == 0, "spans on one row that partially overlap")
         let summary = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("run/summary.json")))) as? [String: Any])
-        expectEqual(summary["exit_reason"] as? String, "epoch_limit")
+        #expect((summary["exit_reason"] as? String) == "epoch_limit")
         if FileManager.default.fileExists(atPath: repoRoot().appendingPathComponent(".git").path) {
             let commit = try #require(summary["git_commit"] as? String, "\(summary)")
-            expectEqual(commit.count, 40)
+            #expect(commit.count == 40)
         }
         let text = try String(contentsOfFile: tmp.path("run/summary.json"), encoding: .utf8)
-        expectFalse(text.contains("\\/"), "no escaped slashes")
+        #expect(!text.contains("\\/"), "no escaped slashes")
     }
 
     /// `ztrain stress --metrics-bind` counts its rounds in ztrain_steps_total while it runs.
@@ -260,7 +260,7 @@ func fetchURL(_ url: String) -> String? {
             }
             usleep(300_000)
         }
-        expectGreater(rounds, 0, "\(run.stderr)")
+        #expect(rounds > 0, "\(run.stderr)")
     }
 
     /// The Python of a throwaway virtual environment with tensorboard (made once per machine, in the temp folder).
@@ -284,24 +284,4 @@ func fetchURL(_ url: String) -> String? {
         }
         return FileManager.default.isExecutableFile(atPath: python) ? python : staging + "/bin/python"
     }
-}
-
-// XCTest-style checks on top of #expect, keeping the caller's source location.
-func expectEqual<T: Equatable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(a == b, "\(message)", sourceLocation: sourceLocation)
-}
-func expectTrue(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(x, "\(message)", sourceLocation: sourceLocation)
-}
-func expectFalse(_ x: Bool, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(!x, "\(message)", sourceLocation: sourceLocation)
-}
-func expectNotNil<T>(_ x: T?, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(x != nil, "\(message)", sourceLocation: sourceLocation)
-}
-func expectGreater<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(a > b, "\(message)", sourceLocation: sourceLocation)
-}
-func expectAtLeast<T: Comparable>(_ a: T, _ b: T, _ message: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(a >= b, "\(message)", sourceLocation: sourceLocation)
 }

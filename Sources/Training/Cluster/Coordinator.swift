@@ -159,10 +159,3 @@ public func numericsFingerprint(config: ModelConfig, series: Series, microBatch:
     let all = g + [loss]
     return all.withUnsafeBytes { Wire.xxh64($0) }
 }
-
-func encodeJSON<T: Encodable>(_ value: T) -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    guard let d = try? e.encode(value) else { return "{}" }
-    return String(decoding: d, as: UTF8.self)
-}

@@ -111,7 +111,7 @@ extension CoordinatorCore {
             return []
         case .welcome(let id):
             let w = Welcome(
-                protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configJSON,
+                protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,
                 parameterCount: parameterCount, microBatch: microBatch,
                 heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),

@@ -1,5 +1,6 @@
 import RNN
 import Series
+import Support
 import Wire
 
 /// The coordinator as a reducer: one input in (``handle(_:now:)``), effects out
@@ -59,7 +60,7 @@ public final class CoordinatorCore {
     /// The series' hash (computed once: it reads every value).
     let seriesHash: UInt64
     let evaluator: Evaluator
-    let configJSON: String
+    let configObject: [String: JSONTree]
     var windows: [Int]
     var stepWindows = 0
     var aggregator: StepAggregator
@@ -157,7 +158,7 @@ public final class CoordinatorCore {
         }
         fingerprint = numericsFingerprint(config: config.model, series: series, microBatch: prepared.microBatch)
         seriesHash = series.fingerprint
-        configJSON = encodeJSON(config)
+        configObject = config.wireObject
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
         self.onEvent = onEvent

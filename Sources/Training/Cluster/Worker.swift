@@ -167,7 +167,7 @@ public final class WorkerCore {
             self.phase = .done
             return [Envelope(runID: w.runID, workerID: w.workerID, message: .bye(reason))]
         }
-        guard let cfg = try? JSONDecoder().decode(TrainingConfig.self, from: Data(w.config.utf8)) else {
+        guard let cfg = try? TrainingConfig(wireObject: w.config) else {
             return fail("the coordinator's configuration does not decode (different ztrain versions?)")
         }
         do { try cfg.model.validate() } catch { return fail("the coordinator's model is invalid: \(error)") }

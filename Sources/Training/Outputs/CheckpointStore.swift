@@ -81,13 +81,19 @@ public struct CheckpointStore: Sendable {
         if !c.m.isEmpty { tensors.append(TensorData(name: "optimizer.m", shape: [c.m.count], values: c.m)) }
         if !c.v.isEmpty { tensors.append(TensorData(name: "optimizer.v", shape: [c.v.count], values: c.v)) }
         if let b = c.best { tensors.append(TensorData(name: "best.parameters", shape: [b.count], values: b)) }
+        // safetensors' `__metadata__` maps strings to strings (the format allows nothing else), so the
+        // configuration, counters and metrics are stored there as JSON text (``JSONStyle/canonical``).
+        // A value that cannot be written (a non-finite loss in the metrics) is recorded as `{}`, which
+        // does not load: such a checkpoint is skipped on resume, as before.
+        func text<T: Encodable>(_ value: T) -> String { (try? JSONStyle.canonical.string(value)) ?? "{}" }
+        let (config, counters, metrics) = (text(c.config), text(c.counters), text(c.metrics))
         var meta: [String: String] = [
             "format": "ztrain-checkpoint",
             "version": "1",
             "run_id": String(c.runID),
-            "config": encodeJSON(c.config),
-            "counters": encodeJSON(c.counters),
-            "metrics": encodeJSON(c.metrics),
+            "config": config,
+            "counters": counters,
+            "metrics": metrics,
             "train_seconds": String(c.trainSeconds),
         ]
         if let f = c.seriesFingerprint ?? seriesFingerprint { meta["series_fingerprint"] = String(f) }
@@ -153,7 +159,7 @@ public struct CheckpointStore: Sendable {
         }
         let meta = decoded.metadata
         func json<T: Decodable>(_ key: String, _ type: T.Type) throws(TrainingError) -> T {
-            guard let text = meta[key], let value = try? JSONDecoder().decode(T.self, from: Data(text.utf8)) else {
+            guard let text = meta[key], let value = try? JSONStyle.canonical.decode(T.self, from: text) else {
                 throw .data("\(url.path): metadata '\(key)' is missing or malformed")
             }
             return value

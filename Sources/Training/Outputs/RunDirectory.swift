@@ -205,23 +205,13 @@ public final class RunDirectory {
         throw .output("\(parent) already holds 10000 runs named \(stem)*: pass --out")
     }
 
-    static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
-
     /// Appends one epoch's line to `metrics.jsonl`, stamped with the time now unless it has one.
     public func append(_ m: EpochMetrics) throws(TrainingError) {
         var m = m
         if m.time == nil { m.time = isoTimestamp() }
         metrics.append(m)
         do {
-            var line = Array(try Self.encoder().encode(m))
-            line.append(0x0A)
-            try metricsFile.write(line)
+            try metricsFile.write(try JSONStyle.files.line(m))
         } catch {
             throw .output("cannot append to \(metricsURL.path): \(systemMessage(error))")
         }
@@ -251,11 +241,8 @@ public final class RunDirectory {
 
     /// Writes `summary.json` atomically.
     public func writeSummary(_ s: RunSummary) throws(TrainingError) {
-        let e = Self.encoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         do {
-            let data = try e.encode(s)
-            try AtomicFile.write([UInt8](data) + [0x0A], to: summaryURL.path)
+            try AtomicFile.write(try JSONStyle.files.pretty.encode(s) + [0x0A], to: summaryURL.path)
         } catch {
             throw .output("cannot write \(summaryURL.path): \(error)")
         }

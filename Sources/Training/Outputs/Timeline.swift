@@ -71,9 +71,9 @@ public final class TimelineWriter: @unchecked Sendable {
             throw .invalidConfig("cannot create the timeline file \(path); check that its folder exists and is writable")
         }
         batch.reserveCapacity(Self.batchSize)
-        var head = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
-        head += Self.metadata(pid: 1, name: coordinatorName)
-        head += ",\n" + Self.threadName(pid: 1, tid: 2, name: "step wait")
+        var head = Array(Self.head.utf8)
+        Self.appendMetadata(pid: 1, name: coordinatorName, to: &head, first: true)
+        Self.append(TraceEvent(name: "thread_name", ph: "M", pid: 1, tid: 2, args: .init(name: "step wait")), to: &head)
         write(head)
     }
 
@@ -81,7 +81,7 @@ public final class TimelineWriter: @unchecked Sendable {
 
     /// Names a worker's track (call before its first span): `worker ID (HOST pid PID)`.
     public func name(process: UInt32, host: String, pid: Int32) {
-        names[process] = "worker \(process) (\(Self.escaped(host)) pid \(pid))"
+        names[process] = "worker \(process) (\(host) pid \(pid))"
     }
 
     /// The row a span goes on: the coordinator's step wait on tid 2, the rest on tid 1.
@@ -114,11 +114,12 @@ public final class TimelineWriter: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         hand()
-        var tail = ""
+        var tail: [UInt8] = []
         if omitted > 0 {
-            tail += ",\n{\"name\":\"note\",\"ph\":\"M\",\"pid\":1,\"tid\":1,\"args\":{\"name\":\"\(omitted) spans after the first \(maxEvents) were left out\"}}"
+            let note = "\(omitted) spans after the first \(maxEvents) were left out"
+            Self.append(TraceEvent(name: "note", ph: "M", pid: 1, tid: 1, args: .init(name: note)), to: &tail)
         }
-        tail += "\n]}\n"
+        tail += Array(Self.tail.utf8)
         write(tail)
         queue.sync {}
     }
@@ -136,45 +137,78 @@ public final class TimelineWriter: @unchecked Sendable {
         let job = UncheckedSendable((spans, newNames))
         queue.async { [self] in
             let (spans, names) = job.value
-            var text = ""
-            text.reserveCapacity(spans.count * 120)
-            for (id, name) in names { text += ",\n" + Self.metadata(pid: Int(id) + 1, name: name) }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(spans.count * 120)
+            let encoder = JSONStyle.canonical.encoder()
+            for (id, name) in names { Self.appendMetadata(pid: Int(id) + 1, name: name, to: &bytes, encoder: encoder) }
             for s in spans {
-                // start and duration are whole nanoseconds (``add(_:)``): the printed end is exactly the next start
+                // start and duration are whole nanoseconds (``add(_:)``)
                 let ts = Self.nanos(s.start), dur = Self.nanos(s.duration)
-                text += ",\n{\"name\":\"\(s.name)\",\"cat\":\"step\",\"ph\":\"X\",\"ts\":\(Self.micros(ns: ts)),\"dur\":\(Self.micros(ns: max(0, dur))),\"pid\":\(Int(s.process) + 1),\"tid\":\(Self.tid(s)),\"args\":{\"step\":\(s.step)}}"
+                let event = TraceEvent(
+                    name: s.name, cat: "step", ph: "X", ts: Self.micros(ns: ts), dur: Self.micros(ns: max(0, dur)),
+                    pid: Int(s.process) + 1, tid: Self.tid(s), args: .init(step: s.step))
+                Self.append(event, to: &bytes, encoder: encoder)
             }
-            try? file.write(Array(text.utf8))
+            try? file.write(bytes)
         }
     }
 
-    private func write(_ text: String) {
-        let bytes = Array(text.utf8)
+    private func write(_ bytes: [UInt8]) {
         queue.async { [file] in try? file.write(bytes) }
     }
 
-    private static func metadata(pid: Int, name: String) -> String {
-        "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"name\":\"\(name)\"}},\n"
-            + "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":1,\"args\":{\"sort_index\":\(pid)}}"
+    /// The file is one JSON object, `{"displayTimeUnit":"ms","traceEvents":[...]}`, written as it
+    /// grows: this fixed text before the first event and ``tail`` after the last; each event is
+    /// encoded by ``JSONStyle/canonical`` and preceded by `,\n` (the first by nothing).
+    static let head = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
+    static let tail = "\n]}\n"
+
+    /// One Chrome trace event: metadata ("M": `args.name` or `args.sort_index`) or a complete span
+    /// ("X": `ts` and `dur` in microseconds, `args.step`).
+    struct TraceEvent: Encodable {
+        var name: String
+        var cat: String? = nil
+        var ph: String
+        var ts: Double? = nil
+        var dur: Double? = nil
+        var pid: Int
+        var tid: Int
+        var args: Args
+
+        struct Args: Encodable {
+            var name: String? = nil
+            var sortIndex: Int? = nil
+            var step: Int? = nil
+
+            enum CodingKeys: String, CodingKey {
+                case name
+                case sortIndex = "sort_index"
+                case step
+            }
+        }
     }
 
-    static func threadName(pid: Int, tid: Int, name: String) -> String {
-        "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(pid),\"tid\":\(tid),\"args\":{\"name\":\"\(name)\"}}"
+    /// Appends `,\n` (unless `first`) and the event. Every field is a string or a finite number, so
+    /// encoding does not fail; an event that did would be left out.
+    static func append(_ event: TraceEvent, to out: inout [UInt8], first: Bool = false,
+                       encoder: JSONEncoder = JSONStyle.canonical.encoder()) {
+        guard let data = try? encoder.encode(event) else { return }
+        if !first { out += [0x2C, 0x0A] }
+        out += data
+    }
+
+    /// The two metadata events that name and place a process track.
+    private static func appendMetadata(pid: Int, name: String, to out: inout [UInt8], first: Bool = false,
+                                       encoder: JSONEncoder = JSONStyle.canonical.encoder()) {
+        append(TraceEvent(name: "process_name", ph: "M", pid: pid, tid: 1, args: .init(name: name)),
+               to: &out, first: first, encoder: encoder)
+        append(TraceEvent(name: "process_sort_index", ph: "M", pid: pid, tid: 1, args: .init(sortIndex: pid)),
+               to: &out, encoder: encoder)
     }
 
     /// Seconds as whole nanoseconds.
     static func nanos(_ seconds: Double) -> Int64 { Int64((seconds * 1e9).rounded()) }
 
-    /// A host name fit for a JSON string (quotes, backslashes and control characters dropped).
-    static func escaped(_ text: String) -> String {
-        String(text.unicodeScalars.filter { $0 != "\"" && $0 != "\\" && $0.value >= 0x20 }.map(Character.init))
-    }
-
-    /// Nanoseconds as microseconds with three decimals.
-    private static func micros(ns: Int64) -> String {
-        let sign = ns < 0 ? "-" : ""
-        let a = abs(ns)
-        let frac = a % 1000
-        return "\(sign)\(a / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
-    }
+    /// Nanoseconds as microseconds.
+    private static func micros(ns: Int64) -> Double { Double(ns) / 1000 }
 }
