@@ -74,6 +74,9 @@ public struct RunSummary: Sendable, Codable {
     public var bestValLoss: Double? = nil
     /// With `--early-stopping`: whether it ended the run.
     public var earlyStopped: Bool? = nil
+    /// ``WeightsHash/hex(_:)`` of the final weights (those after the run's last step; nil in
+    /// summaries from before weights hashes).
+    public var weightsHash: String? = nil
     /// One-step RMSE, MAE, sMAPE and MASE on each split in the series' own units, with the persistence and
     /// seasonal-naive baselines (as `ztrain predict` prints them).
     public var evaluation: Evaluation? = nil
