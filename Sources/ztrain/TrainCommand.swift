@@ -320,7 +320,7 @@ struct Train: ParsableCommand {
                         watch.epoch(m)
                     }
                 }
-                if case .step = event, writeError == nil {
+                if p.hashEvery > 0, case .step = event, writeError == nil {
                     do { try p.recordHash(trainer.state, watch: watch) } catch { writeError = error }
                 }
                 if case .epoch(let m) = event, writeError == nil, watch?.writesEpochLines != true {
