@@ -146,58 +146,79 @@ struct Diff: ParsableCommand {
         return out
     }
 
-    /// Replays both runs from their last checkpoint before `end` where their weights agree, through
-    /// `end`, and names the first step whose hashes differ.
+    /// Where a run's hash after each step from a start step on comes from: a replay of its
+    /// checkpoint there, or its own hash lines when they cover every step.
+    enum Source {
+        case replay(RunCheckpoint)
+        case recorded
+    }
+
+    /// Names the first step whose weights differ, before `end` (the first differing hashed step):
+    /// from the last step `c < end` where both runs' weights are known to agree (a checkpoint's
+    /// weights, or a recorded hash) and each run's hashes over `c+1...end` can be had (a replay of
+    /// its checkpoint at `c`, or its hash lines of `--hash-every 1`), compares them step by step.
     func narrowDown(before end: Int, a: RecordedRun, b: RecordedRun) throws {
         let ca = checkpointSteps(runA), cb = checkpointSteps(runB)
-        let candidates = Set(ca.keys).intersection(cb.keys).filter { $0 < end }.sorted(by: >)
-        var start: (RunCheckpoint, RunCheckpoint)? = nil
-        for s in candidates {
-            guard let urlA = ca[s], let urlB = cb[s],
-                  let x = try? CheckpointStore.load(urlA), let y = try? CheckpointStore.load(urlB) else { continue }
-            if x.weightsHash == y.weightsHash {
-                start = (x, y)
+        let ra = a.hashes.byStep, rb = b.hashes.byStep
+        func covers(_ r: [Int: UInt64], from c: Int) -> Bool { ((c + 1)...max(c + 1, end)).allSatisfy { r[$0] != nil } }
+        func loaded(_ url: URL?) -> RunCheckpoint? { url.flatMap { try? CheckpointStore.load($0) } }
+        var start: (step: Int, a: Source, b: Source)? = nil
+        for c in Set(ca.keys).union(cb.keys).filter({ $0 > 0 && $0 < end }).sorted(by: >) {
+            let x = loaded(ca[c]), y = loaded(cb[c])
+            guard x != nil || y != nil else { continue }
+            guard let ha = x?.weightsHash ?? ra[c], let hb = y?.weightsHash ?? rb[c], ha == hb else { continue }
+            let sa: Source? = x.map { .replay($0) } ?? (covers(ra, from: c) ? .recorded : nil)
+            let sb: Source? = y.map { .replay($0) } ?? (covers(rb, from: c) ? .recorded : nil)
+            if let sa, let sb {
+                start = (c, sa, sb)
                 break
             }
         }
-        guard let (x, y) = start else {
-            print("narrow: no checkpoint before step \(end) that both runs hold with equal weights (\(runA): \(ca.count), \(runB): \(cb.count) checkpoint(s)); train with --checkpoint-every and a --keep that keeps one before the divergence")
+        guard let (c, sa, sb) = start else {
+            print("narrow: no step before \(end) where both runs' weights are known to agree and each can be followed step by step (\(runA): \(ca.count), \(runB): \(cb.count) checkpoint(s)); give the runs --checkpoint-every and a --keep that keeps one before the divergence (or one of them --hash-every 1)")
             return
         }
-        let c = x.counters.step
-        let ha: [Int: UInt64], hb: [Int: UInt64]
-        do {
-            ha = try Replay.stepHashes(from: x, series: try series(x), through: end, threads: threads)
-            hb = try Replay.stepHashes(from: y, series: try series(y), through: end, threads: threads)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            throw diffError("--narrow cannot replay from step \(c): \(error)")
+        var replayed: [String] = []
+        func hashes(_ name: String, _ source: Source, _ recorded: [Int: UInt64]) throws -> [Int: UInt64] {
+            guard case .replay(let checkpoint) = source else { return recorded }
+            replayed.append(name)
+            do {
+                return try Replay.stepHashes(from: checkpoint, series: try series(checkpoint), through: end, threads: threads)
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                throw diffError("--narrow cannot replay \(name) from step \(c): \(error)")
+            }
         }
-        // the replays are trusted where they reproduce what the runs recorded
+        let ha = try hashes(runA, sa, ra)
+        let hb = try hashes(runB, sb, rb)
+        // a replay is trusted where it reproduces what its run recorded
         var checked = 0
-        for (name, replayed, recorded) in [(runA, ha, a.hashes.byStep), (runB, hb, b.hashes.byStep)] {
+        for (name, source, series, recorded) in [(runA, sa, ha, ra), (runB, sb, hb, rb)] {
+            guard case .replay = source else { continue }
             for s in recorded.keys.sorted() where s > c && s <= end {
-                guard let r = replayed[s] else { continue }
-                if r != recorded[s] {
-                    print("narrow: the replay of \(name) gives \(WeightsHash.hex(r)) at step \(s) but the run recorded \(recorded[s].map(WeightsHash.hex) ?? "?"): the replay does not reproduce the run (another build or machine?), so it cannot narrow the divergence")
+                guard let h = series[s] else { continue }
+                if h != recorded[s] {
+                    print("narrow: the replay of \(name) gives \(WeightsHash.hex(h)) at step \(s) but the run recorded \(recorded[s].map(WeightsHash.hex) ?? "?"): the replay does not reproduce the run (another build or machine?), so it cannot narrow the divergence")
                     return
                 }
                 checked += 1
             }
         }
-        let confirmed = "the replays reproduce \(checked) recorded hash\(checked == 1 ? "" : "es") in \(c + 1)...\(end)"
+        let how = "replayed \(replayed.joined(separator: " and ")) in this process from \(replayed.count == 1 ? "its checkpoint" : "their checkpoints") at step \(c), where the weights agree"
+            + (replayed.count == 1 ? ", against the other run's hash lines" : "")
+            + "; the replays reproduce \(checked) recorded hash\(checked == 1 ? "" : "es") in \(c + 1)...\(end)"
         for s in (c + 1)...max(c + 1, end) {
             guard let p = ha[s], let q = hb[s] else {
-                print("narrow: replayed from the checkpoints at step \(c) (equal weights); a replay ended before step \(s), so nothing is known beyond step \(s - 1); \(confirmed)")
+                print("narrow: \(how); nothing is known beyond step \(s - 1) (a replay ended there)")
                 return
             }
             if p != q {
-                print("narrowed: step \(s) is the first whose weights differ (replayed in this process from the checkpoints at step \(c), where the weights agree; steps \(c + 1)...\(s - 1) agree; \(confirmed))")
+                print("narrowed: step \(s) is the first whose weights differ (\(how); steps \(c + 1)...\(s - 1) agree)")
                 return
             }
         }
-        print("narrow: the replays from step \(c) agree through step \(end), yet the runs recorded different hashes there: the replays do not reproduce the runs; nothing narrower is known")
+        print("narrow: \(how); they agree through step \(end), yet the runs recorded different hashes there: the replays do not reproduce the runs; nothing narrower is known")
     }
 
     func series(_ c: RunCheckpoint) throws -> Series {

@@ -55,7 +55,22 @@ struct DiffCLITests {
         let n = try runZtrain(["diff", "--narrow", tmp.path("a"), tmp.path("b")])
         #expect(n.status == 1, "\(n.stdout)\(n.stderr)")
         #expect(n.stdout.contains("narrowed: step 9 is the first whose weights differ"), "\(n.stdout)")
-        #expect(n.stdout.contains("from the checkpoints at step 6"))
+        #expect(n.stdout.contains("from their checkpoints at step 6"))
+        // a run without checkpoints but with a hash line every step: only the other is replayed
+        let c = try runZtrain(["train", "--workers", "2", "--out", tmp.path("c"), "--lr-schedule", "step", "--lr-step-size", "2",
+                               "--hash-every", "1"] + small, timeout: 180)
+        #expect(c.status == 0, "\(c.stderr)")
+        let m = try runZtrain(["diff", "--narrow", tmp.path("a"), tmp.path("c")])
+        #expect(m.status == 1, "\(m.stdout)\(m.stderr)")
+        #expect(m.stdout.contains("differ: first differing hashed step 12 (last agreeing step 8"), "\(m.stdout)")
+        #expect(m.stdout.contains("narrowed: step 9 is the first whose weights differ"), "\(m.stdout)")
+        #expect(m.stdout.contains("from its checkpoint at step 6") && m.stdout.contains("against the other run's hash lines"))
+        // with neither checkpoints nor hash lines to follow the second run by, nothing is narrowed, and it says so
+        let d2 = try runZtrain(["train", "--out", tmp.path("d"), "--lr-schedule", "step", "--lr-step-size", "2"] + small)
+        #expect(d2.status == 0, "\(d2.stderr)")
+        let none = try runZtrain(["diff", "--narrow", tmp.path("a"), tmp.path("d")])
+        #expect(none.status == 1)
+        #expect(none.stdout.contains("narrow: no step before 12 where both runs' weights are known to agree"), "\(none.stdout)")
     }
 
     @Test func runsWithoutHashesOrFoldersAreClearErrors() throws {
