@@ -166,7 +166,9 @@ extension PreparedCLIRun {
         self.raw = raw
         self.series = series
         initial = nil
-        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
+        // the hash lines up to the checkpoint stay, as they were written (the epoch lines come from the checkpoint)
+        let hashLines = HashLine.lines(inRunDirectory: directory).filter { $0.step <= c.counters.step }
+        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics, hashLines: hashLines) } catch { throw fail("\(error)") }
         resume = c
         logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
     }

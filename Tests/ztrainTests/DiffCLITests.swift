@@ -73,6 +73,24 @@ struct DiffCLITests {
         #expect(none.stdout.contains("narrow: no step before 12 where both runs' weights are known to agree"), "\(none.stdout)")
     }
 
+    /// A resumed run keeps its hash lines up to the checkpoint, so its chain is whole.
+    @Test func aResumedRunKeepsItsHashLinesAndEqualsAnUninterruptedOne() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let whole = try runZtrain(["train", "--out", tmp.path("whole"), "--hash-every", "2"] + small)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let first = try runZtrain(["train", "--out", tmp.path("r"), "--hash-every", "2", "--checkpoint-every", "3"]
+                                  + small.map { $0 == "16" ? "7" : $0 })
+        #expect(first.status == 0, "\(first.stderr)")
+        let resumed = try runZtrain(["train", "--resume", tmp.path("r"), "--steps", "16", "--hash-every", "2", "--quiet"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let hashed = try lines(tmp.path("r")).filter { $0["kind"] as? String == "hash" }.compactMap { $0["step"] as? Int }
+        #expect(hashed == [2, 4, 6, 8, 10, 12, 14, 16])
+        let d = try runZtrain(["diff", tmp.path("whole"), tmp.path("r")])
+        #expect(d.status == 0, "\(d.stdout)\(d.stderr)")
+        #expect(d.stdout.contains("identical: 8 hashed steps agree, up to step 16"), "\(d.stdout)")
+    }
+
     @Test func runsWithoutHashesOrFoldersAreClearErrors() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }

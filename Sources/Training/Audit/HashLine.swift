@@ -28,6 +28,26 @@ public struct HashLine: Sendable, Codable, Equatable {
     }
 }
 
+extension HashLine {
+    /// The hash lines of the `metrics.jsonl` in run folder `path`, in file order (none when it has no
+    /// readable file): a resumed run keeps those up to its checkpoint's step.
+    public static func lines(inRunDirectory path: String) -> [HashLine] {
+        let file = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("metrics.jsonl").path
+        guard let data = FileManager.default.contents(atPath: file) else { return [] }
+        let decoder = JSONStyle.files.decoder()
+        let marker = Array(#""kind":"hash""#.utf8)
+        var out: [HashLine] = []
+        for line in [UInt8](data).split(separator: 0x0A) where line.count >= marker.count {
+            // only the lines that say they are hash lines are decoded
+            guard line.indices.contains(where: { line[$0...].starts(with: marker) }),
+                  let h = try? decoder.decode(HashLine.self, from: Data(line)), h.kind == "hash", WeightsHash.parse(h.weightsHash) != nil
+            else { continue }
+            out.append(h)
+        }
+        return out
+    }
+}
+
 extension RunDirectory {
     /// Appends a hash line to `metrics.jsonl`, stamped with the time now unless it has one.
     public func append(hash line: HashLine) throws(TrainingError) {
