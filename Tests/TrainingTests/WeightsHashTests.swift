@@ -58,6 +58,25 @@ struct WeightsHashTests {
         }
     }
 
+    @Test func aResumedFolderInterleavesItsHashLinesWithTheEpochLinesByStep() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ztrain-hashlines-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func epoch(_ step: Int) -> EpochMetrics {
+            EpochMetrics(epoch: step / 4, step: step, samples: 1, trainLoss: 1, loss: 1, valLoss: nil, samplesPerSecond: 1,
+                         epochSeconds: 1, wallSeconds: 1, gradNorm: 1, weightsHash: WeightsHash.hex(UInt64(step)))
+        }
+        let hashes = [6, 2, 4].map { HashLine(step: $0, hash: UInt64($0), time: "t") }
+        _ = try RunDirectory(path: dir.path, existing: .resume, history: [epoch(4), epoch(8)], hashLines: hashes)
+        let text = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        struct Line: Decodable { var kind: String?; var step: Int }
+        let order = try text.split(separator: "\n").map { l in
+            let line = try JSONStyle.files.decode(Line.self, from: Array(l.utf8))
+            return (line.kind == "hash" ? "h" : "e") + String(line.step)
+        }
+        #expect(order == ["h2", "h4", "e4", "h6", "e8"])
+        #expect(HashLine.lines(inRunDirectory: dir.path) == hashes.sorted { $0.step < $1.step })
+    }
+
     @Test func alignmentComparesOnlyTheStepsBothHashed() {
         #expect(HashAlignment.compare([1: 7, 2: 8, 3: 9], [2: 8, 3: 5]) == .differ(at: 3, lastAgreeing: 2, agreeing: 1))
         #expect(HashAlignment.compare([2: 1, 4: 2, 6: 3], [4: 2, 6: 3, 9: 9]) == .identical(agreeing: 2, upTo: 6))
