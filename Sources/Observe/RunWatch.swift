@@ -139,6 +139,16 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
         }
     }
 
+    /// A `--hash-every` line: with step lines on (``writesEpochLines``) it goes to `metrics.jsonl`
+    /// through the queue, after the step lines before it.
+    public func hash(_ line: HashLine) {
+        hand()
+        queue.async { [self] in
+            guard writesEpochLines, lineError == nil, let d = directory else { return }
+            do throws(TrainingError) { try d.append(hash: line) } catch { lineError = error; logger.error("\(error)") }
+        }
+    }
+
     /// Writes everything pending, stops serving and closes the files; returns the first error writing
     /// `metrics.jsonl` lines, if any. Idempotent.
     @discardableResult

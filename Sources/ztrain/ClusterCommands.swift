@@ -282,6 +282,9 @@ func runCoordinator(
                 if let w = hub.watch, let c = hub.core {
                     w.step(StepRecord(state: c.state, loss: loss, samplesPerSecond: sps, timing: timing, bytesIn: c.bytesIn, bytesOut: c.bytesOut))
                 }
+                if p.hashEvery > 0, let c = hub.core, writeError == nil {
+                    do { try p.recordHash(c.state, watch: hub.watch) } catch { writeError = error }
+                }
             case .epoch(let m):
                 progress.handle(.epoch(m))
                 hub.watch?.epoch(m)

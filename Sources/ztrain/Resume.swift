@@ -24,7 +24,9 @@ func prepareRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger
         logRemovedTemporaries(store, logger: logger)
         let c: RunCheckpoint
         do { c = try store.latest(onSkip: { logger.warning("\($0)") }) } catch { throw fail("\(error)") }
-        return try PreparedCLIRun(resuming: c, directory: dir, options: options, given: given, logger: logger)
+        var p = try PreparedCLIRun(resuming: c, directory: dir, options: options, given: given, logger: logger)
+        p?.hashEvery = options.hashEvery
+        return p
     }
     if autoResume {
         guard let out = options.out else { throw ValidationError("--auto-resume needs --out DIR (where the checkpoints are)") }
@@ -33,7 +35,9 @@ func prepareRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger
         if !store.files().isEmpty {
             if let c = store.newest(onSkip: { logger.warning("\($0)") }) {
                 logger.notice("resuming from the checkpoints in \(store.directory.path)")
-                return try PreparedCLIRun(resuming: c, directory: out, options: options, given: given, logger: logger)
+                var p = try PreparedCLIRun(resuming: c, directory: out, options: options, given: given, logger: logger)
+                p?.hashEvery = options.hashEvery
+                return p
             }
             let moved = store.setAsideUnusable()
             logger.warning("no usable checkpoint in \(store.directory.path) (set aside: \(moved.joined(separator: ", "))); starting a new run")
@@ -42,7 +46,9 @@ func prepareRun(_ options: RunOptions, resume: String?, autoResume: Bool, logger
         }
     }
     // with --auto-resume and no usable checkpoint, what is in --out is an earlier start of this same run
-    return try PreparedCLIRun(options, existing: autoResume ? .resume : nil, logger: logger)
+    var p = try PreparedCLIRun(options, existing: autoResume ? .resume : nil, logger: logger)
+    p.hashEvery = options.hashEvery
+    return p
 }
 
 /// Removes what writes interrupted by a kill left in the run's folder: temporary checkpoints, and
@@ -160,7 +166,9 @@ extension PreparedCLIRun {
         self.raw = raw
         self.series = series
         initial = nil
-        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics) } catch { throw fail("\(error)") }
+        // the hash lines up to the checkpoint stay, as they were written (the epoch lines come from the checkpoint)
+        let hashLines = HashLine.lines(inRunDirectory: directory).filter { $0.step <= c.counters.step }
+        do { dir = try RunDirectory(path: directory, existing: .resume, history: c.metrics, hashLines: hashLines) } catch { throw fail("\(error)") }
         resume = c
         logger.info("resuming run \(String(c.runID, radix: 16)) from step \(c.counters.step) (epoch \(c.counters.epoch)) in \(directory)")
     }

@@ -35,10 +35,14 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Checkpoints to keep.")
     var keep: Int = 3
 
+    @Option(help: "Add a hash line (XXH64 of the weights) to metrics.jsonl every this many steps, for 'ztrain diff' (0: only the epoch lines' hashes).")
+    var hashEvery: Int = 0
+
     /// Checks `--checkpoint-every` and `--keep`.
     func validateCheckpointFlags() throws {
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
         guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (got \(keep))") }
+        guard hashEvery >= 0 else { throw ValidationError("--hash-every must be 0 or more (got \(hashEvery))") }
     }
 }
 
@@ -55,6 +59,8 @@ struct PreparedCLIRun {
     var resume: RunCheckpoint? = nil
     /// When this process started the run (ISO 8601, UTC).
     let startedAt = isoTimestamp()
+    /// `--hash-every`: a hash line in `metrics.jsonl` every this many steps (0: none).
+    var hashEvery = 0
 
     /// A new run from the flags. `existing` is what to do with a non-empty `--out` (default: what
     /// `--overwrite` says).
@@ -174,6 +180,7 @@ struct PreparedCLIRun {
         s.earlyStopped = result?.earlyStopped
         s.gitCommit = RunIdentity.gitCommit
         s.exitReason = exitReason(result: result, steps: result?.steps ?? 0, error: error)
+        s.weightsHash = WeightsHash.hex(WeightsHash.of(parameters))
         return s
     }
 
@@ -312,6 +319,9 @@ struct Train: ParsableCommand {
                     case .epoch(let m):
                         watch.epoch(m)
                     }
+                }
+                if p.hashEvery > 0, case .step = event, writeError == nil {
+                    do { try p.recordHash(trainer.state, watch: watch) } catch { writeError = error }
                 }
                 if case .epoch(let m) = event, writeError == nil, watch?.writesEpochLines != true {
                     do { try p.dir.append(m) } catch { writeError = error }

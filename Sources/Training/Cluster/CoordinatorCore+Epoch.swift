@@ -95,10 +95,7 @@ extension CoordinatorCore {
         // as the transport reports)
         let next = now + measured(since: r.optimizerStart)
         guard state.epochEnded else { return checkpointThenStep(now: next) }
-        var m = EpochMetrics(
-            epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
-            loss: .nan, valLoss: nil, lr: state.lastLR, samplesPerSecond: Double(state.epochSamples) / max(epochTrain, 1e-9),
-            epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), gradNorm: state.lastGradNorm)
+        var m = evaluator.epochMetrics(state: state, epochSeconds: epochTrain, wallSeconds: now - (wallStart ?? now), evaluate: false)
         m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
         m.bytesIn = bytesIn
         m.bytesOut = bytesOut

@@ -47,7 +47,8 @@ public struct RunCheckpoint: Sendable {
 }
 
 /// Checkpoints of one run in `DIR/checkpoints/step-NNNNNNNNNN.safetensors`: the weights and optimizer
-/// moments as Float32 tensors (bit-exact), everything else as JSON in `__metadata__`. Written atomically
+/// moments as Float32 tensors (bit-exact), everything else as JSON in `__metadata__` (with `step` and
+/// `weights_hash`, ``WeightsHash`` of the weights, checked on load when present). Written atomically
 /// (temp file, fsync, rename, fsync of the folder); only the newest `keep` are kept.
 public struct CheckpointStore: Sendable {
     public let directory: URL
@@ -95,6 +96,9 @@ public struct CheckpointStore: Sendable {
             "counters": counters,
             "metrics": metrics,
             "train_seconds": String(c.trainSeconds),
+            // the step and the weights hash there (``WeightsHash``), readable without decoding the rest
+            "step": String(c.counters.step),
+            "weights_hash": WeightsHash.hex(c.weightsHash),
         ]
         if let f = c.seriesFingerprint ?? seriesFingerprint { meta["series_fingerprint"] = String(f) }
         let name = Self.prefix + cFormat("%010ld", c.counters.step) + Self.suffix
@@ -150,7 +154,8 @@ public struct CheckpointStore: Sendable {
         return moved
     }
 
-    static func load(_ url: URL) throws(TrainingError) -> RunCheckpoint {
+    /// Reads and checks one checkpoint file (as ``latest(onSkip:)`` does for each it tries).
+    public static func load(_ url: URL) throws(TrainingError) -> RunCheckpoint {
         let decoded: (tensors: [String: TensorData], metadata: [String: String])
         do {
             decoded = try SafeTensors.decode(AtomicFile.read(url.path), source: url.path)
@@ -199,6 +204,13 @@ public struct CheckpointStore: Sendable {
         if let text = meta["series_fingerprint"] {
             guard let f = UInt64(text) else { throw .data("\(url.path): metadata 'series_fingerprint' is malformed") }
             fingerprint = f
+        }
+        // absent in checkpoints written before weights hashes; present, they must match
+        if let text = meta["weights_hash"], WeightsHash.parse(text) != WeightsHash.of(params) {
+            throw .data("\(url.path): the weights do not match the recorded weights hash \(text) (damaged file?)")
+        }
+        if let text = meta["step"], Int(text) != counters.step {
+            throw .data("\(url.path): metadata 'step' \(text) differs from the recorded counters' step \(counters.step) (damaged file?)")
         }
         let best = decoded.tensors["best.parameters"]?.values
         if let b = best, b.count != params.count {

@@ -74,6 +74,9 @@ public struct RunSummary: Sendable, Codable {
     public var bestValLoss: Double? = nil
     /// With `--early-stopping`: whether it ended the run.
     public var earlyStopped: Bool? = nil
+    /// ``WeightsHash/hex(_:)`` of the final weights (those after the run's last step; nil in
+    /// summaries from before weights hashes).
+    public var weightsHash: String? = nil
     /// One-step RMSE, MAE, sMAPE and MASE on each split in the series' own units, with the persistence and
     /// seasonal-naive baselines (as `ztrain predict` prints them).
     public var evaluation: Evaluation? = nil
@@ -143,8 +146,9 @@ public final class RunDirectory {
     public static let runFiles = ["model.safetensors", "metrics.jsonl", "summary.json", "loss.svg", "checkpoints"]
 
     /// Creates the folder (and parents) and starts `metrics.jsonl` with `history` (empty for a new run,
-    /// the checkpoint's epochs for a resumed one). `existing` says what to do when the folder is not empty.
-    public init(path: String, existing: ExistingOutput = .refuse, history: [EpochMetrics] = []) throws(TrainingError) {
+    /// the checkpoint's epochs for a resumed one) and `hashLines` (a resumed run's hash lines up to its
+    /// checkpoint), in step order. `existing` says what to do when the folder is not empty.
+    public init(path: String, existing: ExistingOutput = .refuse, history: [EpochMetrics] = [], hashLines: [HashLine] = []) throws(TrainingError) {
         url = URL(fileURLWithPath: path, isDirectory: true)
         let fm = FileManager.default
         if fm.fileExists(atPath: url.path), !isDirectory(url.path) {
@@ -184,7 +188,16 @@ public final class RunDirectory {
             throw .output("cannot write \(m.path): check permissions of --out \(path)")
         }
         metricsFile = file
-        for m in history { try append(m) }
+        // a step's hash line comes before its epoch line, as the run wrote them
+        var hashes = hashLines.sorted { $0.step < $1.step }[...]
+        for m in history {
+            while let h = hashes.first, h.step <= m.step {
+                try append(hash: h)
+                hashes = hashes.dropFirst()
+            }
+            try append(m)
+        }
+        for h in hashes { try append(hash: h) }
     }
 
     /// A new folder `parent/stem`, or `parent/stem-2`, `-3`, … when that exists: two runs started in

@@ -51,6 +51,9 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var droppedFrames: Int? = nil
     /// Data-parallel runs: workers that took part in the epoch's last step.
     public var workers: Int? = nil
+    /// ``WeightsHash/hex(_:)`` of the weights after the epoch's last step (`step`); nil in records
+    /// from before weights hashes.
+    public var weightsHash: String? = nil
 }
 
 /// What a trainer reports while it runs.
@@ -317,8 +320,9 @@ final class Evaluator {
         return workspace.lossSum(params: parameters, series: series.values, windows: windows) / Double(windows.count)
     }
 
-    /// The record of an ended epoch; with `evaluate: false` its losses are left NaN/nil (the next
-    /// step measures them: ``RunState/nextStepMeasuresEpochLoss``).
+    /// The record of an ended epoch (its weights hash included); with `evaluate: false` its losses are
+    /// left NaN/nil (the next step measures them, ``RunState/nextStepMeasuresEpochLoss``, or the
+    /// coordinator's evaluation does). Both trainers build their epoch records here.
     func epochMetrics(state: RunState, epochSeconds: Double, wallSeconds: Double, evaluate: Bool = true) -> EpochMetrics {
         EpochMetrics(
             epoch: state.epoch, step: state.step, samples: state.epochSamples, trainLoss: state.epochTrainLoss,
@@ -326,7 +330,8 @@ final class Evaluator {
             valLoss: !evaluate || split.validation.isEmpty ? nil : meanLoss(state.parameters, windows: split.validation),
             lr: state.lastLR,
             samplesPerSecond: Double(state.epochSamples) / max(epochSeconds, 1e-9),
-            epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm)
+            epochSeconds: epochSeconds, wallSeconds: wallSeconds, gradNorm: state.lastGradNorm,
+            weightsHash: WeightsHash.hex(state.weightsHash))
     }
 
     func result(state: RunState, metrics: [EpochMetrics], wallSeconds: Double, trainSeconds: Double) -> TrainingResult {
