@@ -46,6 +46,15 @@ public final class BenchRunner {
     private var gemmModelRate: Double?
     private var zmqSmall: [Double]?
     private var zmqBig: [Double]?
+    /// Targets 10 and 11: the Python that has torch (`--python`; nil: `python3` on the PATH) and
+    /// `scripts/pytorch_baseline.py` (`--baseline-script`; nil: found next to the binary's
+    /// checkout or in the current folder).
+    public var python: String?
+    public var baselineScript: String?
+    /// Targets 10 and 11: `--aggregation MODE` passed on to `ztrain stress` (nil: its default).
+    public var aggregation: String?
+    /// `ztrain stress` reports of this run by "workers×params", shared by targets 10 and 11.
+    var stressRuns: [String: StressReport] = [:]
 
     /// - Parameters:
     ///   - executable: the `ztrain` binary to start (workers, coordinators, echo peers).
@@ -99,6 +108,13 @@ public final class BenchRunner {
         if selection.contains(.scalingH256) { try attempt([templateScaling()]) { () throws(BenchError) in try scalingH256() } }
         if selection.contains(.timeToTarget) { try attempt(templatesTimeToTarget()) { () throws(BenchError) in try timeToTarget() } }
         if selection.contains(.observe) { try attempt([templateObserve()]) { () throws(BenchError) in try observeOverhead() } }
+        stressRuns = [:]
+        if selection.contains(.roundVsGloo) {
+            for t in templatesRoundVsGloo() { try attempt([t]) { () throws(BenchError) in [try roundVsGloo(t)] } }
+        }
+        if selection.contains(.roundBytes) {
+            for t in templatesRoundBytes() { try attempt([t]) { () throws(BenchError) in [try roundBytes(t)] } }
+        }
         if selection.contains(.csv) || selection.contains(.manySeries) {
             try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
         }
