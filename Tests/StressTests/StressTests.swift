@@ -202,9 +202,11 @@ struct StressTests {
         #expect(g.p50 > 0, "the workers recorded no generation")
         let b = try #require(report.bytesPerRound)
         #expect(b.rounds == 20 && b.workers.count == 3)
-        // a star: every worker gets P weights and sends P + 1 sums per round, the coordinator all of it
+        // a star: every worker gets P weights and sends P + 1 sums per round, the coordinator all of
+        // it (a last-round answer that a speculative copy beat may arrive after the count ends)
         for w in b.workers {
-            #expect(w.bytesIn >= Double(64 + 4 * 20_000) && w.bytesOut >= Double(64 + 4 * 20_001), "\(w)")
+            #expect(w.bytesIn >= Double(64 + 4 * 20_000), "\(w)")
+            #expect(20 * w.bytesOut >= 19 * Double(64 + 4 * 20_001), "\(w)")
         }
         #expect(b.coordinator.bytesOut >= 3 * Double(4 * 20_000) && b.busiest == "coordinator")
         let floor: Double = StressBytes.floor(workers: 3, parameterCount: 20_000)
