@@ -9,15 +9,16 @@ import RNN
 /// columns `0..<P` of every tree node of one run of leaves of one round, generated before that
 /// round begins so that the round's clock runs without the generation.
 ///
-/// Only the loss column (`P`) is left for the receipt of the ASSIGN: it includes a weight that
-/// the ASSIGN brings. Since ``LeafGradients/nodeSum(round:block:columns:weights:matrix:into:tick:)``
+/// Each node has `P + 1` floats here; only the loss column (`P`) is left for the receipt of the
+/// ASSIGN (it includes a weight that the ASSIGN brings), after which the node is encoded
+/// straight from this buffer. Since ``LeafGradients/nodeSum(round:block:columns:weights:matrix:into:tick:)``
 /// sums every column independently in the canonical order, the two parts together have the bits
 /// of a sum of whole rows.
 ///
 /// ```swift
 /// let prepared = PreparedSums(parameterCount: p)
 /// _ = prepared.prepare(round: 2, run: 0..<1, gen: gen, matrix: matrix)
-/// let hit = prepared.take(round: 2, block: 0..<1, into: sums)   // false: generate on receipt
+/// if let sums = prepared.sums(round: 2, block: 0..<1) { /* the loss into sums[P], then send */ }
 /// ```
 final class PreparedSums {
     let parameterCount: Int
@@ -44,15 +45,16 @@ final class PreparedSums {
         round = nil
         blocks = CanonicalTree.blocks(of: run, leafCount: gen.leafCount)
         let p = parameterCount
-        if capacity < blocks.count * p {
+        if capacity < blocks.count * (p + 1) {
             buffer?.deallocate()
-            capacity = blocks.count * p
+            capacity = blocks.count * (p + 1)
             buffer = .allocate(capacity: capacity)
+            buffer?.initialize(repeating: 0, count: capacity)
         }
         guard let base = buffer else { return false }
         for (k, block) in blocks.enumerated() {
             let finished = gen.nodeSum(round: UInt64(r), block: block, columns: 0..<p, weights: nil,
-                                       matrix: matrix, into: base + k * p, tick: tick)
+                                       matrix: matrix, into: base + k * (p + 1), tick: tick)
             if !finished { return false }
         }
         let d = ContinuousClock.now - start
@@ -62,11 +64,11 @@ final class PreparedSums {
         return true
     }
 
-    /// Copies the prepared columns `0..<P` of `block` in `round` to `sums[0..<P]`; false when
-    /// they were not prepared.
-    func take(round r: Int, block: Range<Int>, into sums: UnsafeMutablePointer<Float>) -> Bool {
-        guard round == r, let base = buffer, let k = blocks.firstIndex(of: block) else { return false }
-        sums.update(from: base + k * parameterCount, count: parameterCount)
-        return true
+    /// The `P + 1` floats of `block` in `round`, columns `0..<P` prepared (nil when they were
+    /// not): the caller writes the loss to `[P]` and sends them. Valid until the next
+    /// ``prepare(round:run:gen:matrix:tick:)``.
+    func sums(round r: Int, block: Range<Int>) -> UnsafeMutablePointer<Float>? {
+        guard round == r, let base = buffer, let k = blocks.firstIndex(of: block) else { return nil }
+        return base + k * (parameterCount + 1)
     }
 }

@@ -62,7 +62,6 @@ public final class StressWorker {
     private let limits: Limits
     private let matrix: LeafMatrix
     private let weights: UnsafeMutableBufferPointer<Float>
-    private let sums: UnsafeMutableBufferPointer<Float>
     private let sumsBase: UnsafeMutablePointer<Float>
     private var pool: [[UInt8]] = []
     private var outbox: [(header: [UInt8], slot: Int, round: Int)] = []
@@ -112,7 +111,6 @@ public final class StressWorker {
         weights.initialize(repeating: 0)
         sumsBase = .allocate(capacity: config.parameterCount + 1)
         sumsBase.initialize(repeating: 0, count: config.parameterCount + 1)
-        sums = UnsafeMutableBufferPointer(start: sumsBase, count: config.parameterCount + 1)
         heartbeat = max(0.005, config.liveness / 4)
         prepared = PreparedSums(parameterCount: config.parameterCount)
     }
@@ -295,23 +293,30 @@ public final class StressWorker {
         }
         for block in CanonicalTree.blocks(of: run, leafCount: gen.leafCount) {
             let start = now
-            let columns = wasPrepared && prepared.take(round: round, block: block, into: sumsBase) ? p..<(p + 1) : 0..<(p + 1)
+            // a prepared node is sent from the preparation's buffer (the perturbation hook works
+            // on a copy, so that a second answer of the node is not perturbed twice)
+            var out = sumsBase
+            var columns = 0..<(p + 1)
+            if wasPrepared, let ready = prepared.sums(round: round, block: block) {
+                columns = p..<(p + 1)
+                if config.perturbRound == round { sumsBase.update(from: ready, count: p) } else { out = ready }
+            }
             let finished = gen.nodeSum(
                 round: UInt64(round), block: block, columns: columns,
-                weights: UnsafeBufferPointer(weights), matrix: matrix, into: sumsBase + columns.lowerBound,
+                weights: UnsafeBufferPointer(weights), matrix: matrix, into: out + columns.lowerBound,
                 tick: { [self] in
                     if now - lastSent > heartbeat { sendHeartbeat() }
                     return !stop.isSet
                 })
             if !finished { return .stopped }
             generationNanos &+= UInt64(max(0, (now - start) * 1e9))
-            if config.perturbRound == round && block.contains(0) { sums[0] += 1 }
+            if config.perturbRound == round && block.contains(0) { out[0] += 1 }
             let slot = outbox.count
             if pool.count <= slot { pool.append([]) }
             let header = Wire.encodeGradient(
                 runID: runID, workerID: workerID, step: UInt64(round), block: block, leafCount: gen.leafCount,
                 samples: block.count, computeNanos: UInt64(max(0, (now - start) * 1e9)),
-                sums: UnsafeBufferPointer(sums), into: &pool[slot])
+                sums: UnsafeBufferPointer(start: out, count: p + 1), into: &pool[slot])
             outbox.append((header, slot, round))
             if !config.reorder { flush() }
         }

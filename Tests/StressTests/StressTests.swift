@@ -228,6 +228,16 @@ struct StressTests {
         #expect(decoded.bytesPerRound?.workers.count == 3 && decoded.bytesPerRound?.busiest == b.busiest)
     }
 
+    @Test("--pregenerate: a worker's wrong sums are still caught, in that round only")
+    func pregeneratedPerturbation() throws {
+        var config = StressConfig(workers: 2, parameterCount: 3_000, rounds: 8, leavesPerWorker: 3, seed: 9, perturbRound: 5)
+        config.pregenerate = true
+        let report = try StressHarness(config: config, logger: testLogger()).run()
+        #expect(!report.passed)
+        #expect(report.wrongAggregates == 1 && report.exactRounds == 7, "\(report.summary)")
+        #expect(report.wrongDetails.first?.hasPrefix("round 5:") == true, "\(report.wrongDetails)")
+    }
+
     @Test("a worker's generation lines reach the ledger with its faults")
     func generationLedgerFile() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
