@@ -30,12 +30,15 @@ struct BenchCommand: ParsableCommand {
 
             PyTorch baselines come from --pytorch-json (written by scripts/pytorch_baseline.py; \
             scripts/bench --pytorch does both), else from the figures recorded on the reference machine, marked \
-            "recorded".
+            "recorded". Target 10 measures gloo's all_reduce in the same run with \
+            scripts/pytorch_baseline.py --allreduce under --python (default python3 on the PATH); \
+            without torch its baseline reads "unavailable" with the reason.
 
             Examples:
               ztrain bench --json bench.json --markdown BENCHMARKS.md
               ztrain bench --only 1,2,gemm
               ztrain bench --quick
+              ztrain bench --only round-vs-gloo,round-bytes --python /tmp/ztrain-torch/bin/python
             """)
 
     @Flag(help: "Tiny sizes and few repetitions (for tests): the same table, figures that mean nothing.")
@@ -53,10 +56,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "PyTorch figures measured by scripts/pytorch_baseline.py (JSON).")
     var pytorchJson: String?
 
-    @Option(help: ArgumentHelp("Targets 10-11: the Python with torch that runs scripts/pytorch_baseline.py --allreduce (default: python3 on the PATH; without torch the gloo baseline is reported unavailable).", valueName: "path"))
+    @Option(help: ArgumentHelp("Target 10: the Python with torch that runs scripts/pytorch_baseline.py --allreduce (default: python3 on the PATH; without torch the gloo baseline is reported unavailable).", valueName: "path"))
     var python: String?
 
-    @Option(help: ArgumentHelp("Targets 10-11: scripts/pytorch_baseline.py (default: found in the checkout the binary was built in, or in the current folder).", valueName: "path"))
+    @Option(help: ArgumentHelp("Target 10: scripts/pytorch_baseline.py (default: found in the checkout the binary was built in, or in the current folder).", valueName: "path"))
     var baselineScript: String?
 
     @Option(help: ArgumentHelp("Targets 10-11: passed on as ztrain stress --aggregation MODE (default: stress's own default, the star).", valueName: "mode"))
