@@ -17,8 +17,8 @@ import ZeroMQ
 import Support
 
 /// A process the bench started: its own process group (a terminal's Ctrl-C reaches only the bench,
-/// which then ends it), SIGINT/SIGTERM/SIGPIPE/SIGHUP at their defaults, stdin and stdout on
-/// `/dev/null`, stderr into a file. A thread blocks in `waitpid` for it, so the exit time is
+/// which then ends it), SIGINT/SIGTERM/SIGPIPE/SIGHUP at their defaults, stdin on `/dev/null`,
+/// stdout on `/dev/null` or into a file, stderr into a file. A thread blocks in `waitpid` for it, so the exit time is
 /// exact and the bench never polls.
 public final class ChildProcess: @unchecked Sendable {
     // @unchecked: `exitRecord` is guarded by `lock`; the rest is immutable.
@@ -33,13 +33,14 @@ public final class ChildProcess: @unchecked Sendable {
     private var exitRecord: (status: Int32, at: ContinuousClock.Instant)?
     private let exited = DispatchSemaphore(value: 0)
 
-    /// Starts `executable arguments…`.
-    public init(executable: String, arguments: [String], label: String, stderrPath: String) throws(BenchError) {
+    /// Starts `executable arguments…` (its stdout into `stdoutPath` when given).
+    public init(executable: String, arguments: [String], label: String, stderrPath: String, stdoutPath: String? = nil) throws(BenchError) {
         self.label = label
         self.stderrPath = stderrPath
         let t0 = ContinuousClock.now
         let child: pid_t
-        do { child = try spawnProcess(executable, arguments, stdout: .discard, stderr: .file(stderrPath)) } catch {
+        do { child = try spawnProcess(executable, arguments, stdout: stdoutPath.map { .file($0) } ?? .discard,
+                                          stderr: .file(stderrPath)) } catch {
             throw .process("cannot start \(label) (\(executable)): \(error)")
         }
         pid = child

@@ -26,6 +26,11 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case timeToTarget = "time-to-target"
     /// 9. `train --workers 2` with every observer on (Prometheus, TensorBoard, step lines, reports) against off.
     case observe
+    /// 10. Aggregation rounds (generation excluded) against gloo's all_reduce of the same floats,
+    /// same run: P = 10,000,000 with 2 workers, P = 1,000,000 with 4.
+    case roundVsGloo = "round-vs-gloo"
+    /// 11. The busiest process's bytes per round against the all-reduce floor 2·(N−1)/N·4P, N = 2, 3, 4.
+    case roundBytes = "round-bytes"
     /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
     case csv
     /// Real series: `train --workers 2` against in-process on at least 10 million windows of many series.
@@ -49,6 +54,8 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .rss: 7
         case .timeToTarget: 8
         case .observe: 9
+        case .roundVsGloo: 10
+        case .roundBytes: 11
         case .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
@@ -98,6 +105,16 @@ public struct BenchSizes: Sendable, Equatable {
     /// Target 5: parameters and rounds (and rounds of its floor).
     public var bigParameters: Int
     public var bigRounds: Int
+    /// Target 10: parameters and rounds of the two-worker and of the four-worker comparison (both
+    /// sides: `ztrain stress` and gloo).
+    public var glooBigParameters: Int
+    public var glooBigRounds: Int
+    public var glooSmallParameters: Int
+    public var glooSmallRounds: Int
+    /// Target 11: parameters and rounds of the three-worker run (two and four workers reuse
+    /// target 10's runs when it runs too, else runs of these sizes).
+    public var bytesParameters: Int
+    public var bytesRounds: Int
     /// Target 6: model, global batch, micro-batch, runs per worker count, training seconds per run.
     public var scalingHidden: Int
     public var scalingBatch: Int
@@ -123,6 +140,8 @@ public struct BenchSizes: Sendable, Equatable {
         repetitions: 5, secondsPerRepetition: 0.4, bigHidden: 256, bigBatch: 996, bigMicroBatch: 498,
         clusterRuns: 3, clusterSeconds: 1.2, smallRounds: 3000, smallFloorRounds: 3000,
         bigParameters: 10_000_000, bigRounds: 12,
+        glooBigParameters: 10_000_000, glooBigRounds: 20, glooSmallParameters: 1_000_000, glooSmallRounds: 50,
+        bytesParameters: 1_000_000, bytesRounds: 10,
         scalingHidden: 256, scalingBatch: 996, scalingMicroBatch: 249, scalingRuns: 3, scalingSeconds: 1.2,
         timeRuns: 5, seriesCount: 10_000, seriesPoints: 1_005, seriesBatch: 2048, seriesHidden: 128, seriesRuns: 2, memcpyBytes: 40_000_000, gemmSquare: 1024, gemmSeconds: 0.2)
 
@@ -131,6 +150,8 @@ public struct BenchSizes: Sendable, Equatable {
         repetitions: 2, secondsPerRepetition: 0.02, bigHidden: 64, bigBatch: 128, bigMicroBatch: 64,
         clusterRuns: 1, clusterSeconds: 0.05, smallRounds: 50, smallFloorRounds: 50,
         bigParameters: 100_000, bigRounds: 4,
+        glooBigParameters: 100_000, glooBigRounds: 4, glooSmallParameters: 20_000, glooSmallRounds: 4,
+        bytesParameters: 10_000, bytesRounds: 3,
         scalingHidden: 64, scalingBatch: 128, scalingMicroBatch: 64, scalingRuns: 1, scalingSeconds: 0.05,
         timeRuns: 1, seriesCount: 20, seriesPoints: 60, seriesBatch: 64, seriesHidden: 8, seriesRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01)
 }

@@ -8,9 +8,10 @@ import Support
 
 /// The report as a terminal table and as the generated part of BENCHMARKS.md.
 public enum Render {
-    /// `52,000 (PyTorch eager loop, recorded)`.
+    /// `52,000 (PyTorch eager loop, recorded)`; `unavailable` when a baseline that could not be
+    /// measured says why in its name (the detail and the JSON keep the reason).
     static func baseline(_ r: BenchResult) -> String {
-        guard let b = r.baseline else { return "–" }
+        guard let b = r.baseline else { return r.baselineName?.contains("unavailable") == true ? "unavailable" : "–" }
         let source = r.baselineSource.map { $0 == .recorded ? ", recorded" : "" } ?? ""
         return "\(Format.number(b)) (\(r.baselineName ?? "baseline")\(source))"
     }

@@ -46,6 +46,15 @@ public final class BenchRunner {
     private var gemmModelRate: Double?
     private var zmqSmall: [Double]?
     private var zmqBig: [Double]?
+    /// Targets 10 and 11: the Python that has torch (`--python`; nil: `python3` on the PATH) and
+    /// `scripts/pytorch_baseline.py` (`--baseline-script`; nil: found next to the binary's
+    /// checkout or in the current folder).
+    public var python: String?
+    public var baselineScript: String?
+    /// Targets 10 and 11: `--aggregation MODE` passed on to `ztrain stress` (nil: its default).
+    public var aggregation: String?
+    /// `ztrain stress` reports of this run by "workers×params", shared by targets 10 and 11.
+    var stressRuns: [String: StressReport] = [:]
 
     /// - Parameters:
     ///   - executable: the `ztrain` binary to start (workers, coordinators, echo peers).
@@ -99,6 +108,13 @@ public final class BenchRunner {
         if selection.contains(.scalingH256) { try attempt([templateScaling()]) { () throws(BenchError) in try scalingH256() } }
         if selection.contains(.timeToTarget) { try attempt(templatesTimeToTarget()) { () throws(BenchError) in try timeToTarget() } }
         if selection.contains(.observe) { try attempt([templateObserve()]) { () throws(BenchError) in try observeOverhead() } }
+        stressRuns = [:]
+        if selection.contains(.roundVsGloo) {
+            for t in templatesRoundVsGloo() { try attempt([t]) { () throws(BenchError) in [try roundVsGloo(t)] } }
+        }
+        if selection.contains(.roundBytes) {
+            for t in templatesRoundBytes() { try attempt([t]) { () throws(BenchError) in [try roundBytes(t)] } }
+        }
         if selection.contains(.csv) || selection.contains(.manySeries) {
             try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
         }
@@ -394,7 +410,9 @@ public final class BenchRunner {
     private func stress(parameters p: Int, rounds: Int) throws(BenchError) -> StressReport {
         var log = logger
         log.logLevel = max(logger.logLevel, .warning)
-        let config = StressConfig(workers: 2, parameterCount: p, rounds: rounds, transport: .tcp)
+        var config = StressConfig(workers: 2, parameterCount: p, rounds: rounds, transport: .tcp)
+        // the workers' seeded generation happens before each round, not inside the figure
+        config.pregenerate = true
         let report: StressReport
         do {
             let harness = try StressHarness(config: config, mode: .processes(executable: executable), logger: log)
@@ -455,10 +473,10 @@ public final class BenchRunner {
         let gen = generationSeconds(parameters: smallParameters, repetitions: 101)
         let adam = adamSeconds(parameters: smallParameters, repetitions: 101)
         let t = templateRoundH32()
-        let l = report.latencyMicros
+        let l = report.aggregationLatencyMicros ?? report.latencyMicros
         return [BenchResult(name: t.name, target: t.target, title: t.title, value: Double(l.p50), unit: t.unit, baseline: t.baseline,
                             baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
-                            detail: "StressHarness (ztrain stress --workers 2 --params \(smallParameters) --processes), \(report.rounds) rounds, no faults: p50 from StepAggregator.begin (ASSIGN out) to the exact reduced aggregate; outside it: ASSIGN encoding and the weight update (Adam on P floats: \(Format.number(adam * 1e6)) µs, measured here); inside it: the workers' seeded gradient generation (\(Format.number(gen * 1e6)) µs per leaf, measured here); p90 \(l.p90) µs, p99 \(l.p99) µs")]
+                            detail: "StressHarness (ztrain stress --workers 2 --params \(smallParameters) --processes --pregenerate), \(report.rounds) rounds, no faults: p50 from StepAggregator.begin (ASSIGN out) to the exact reduced aggregate, without the workers' seeded gradient generation (\(Format.number(gen * 1e6)) µs per leaf, measured here: done before each round, the on-receipt loss value subtracted; p50 with it \(report.latencyMicros.p50) µs); outside it: ASSIGN encoding and the weight update (Adam on P floats: \(Format.number(adam * 1e6)) µs, measured here); p90 \(l.p90) µs, p99 \(l.p99) µs")]
     }
 
     private func templateRound10M() -> BenchResult {
@@ -477,10 +495,10 @@ public final class BenchRunner {
         let gen = generationSeconds(parameters: p, repetitions: quick ? 1 : 3)
         let adam = adamSeconds(parameters: p, repetitions: quick ? 1 : 3)
         let t = templateRound10M()
-        let l = report.latencyMicros
+        let l = report.aggregationLatencyMicros ?? report.latencyMicros
         return [BenchResult(name: t.name, target: t.target, title: t.title, value: Double(l.p50) / 1e3, unit: t.unit,
                             baseline: t.baseline, baselineName: t.baselineName, baselineSource: t.baselineSource, goal: t.goal,
-                            detail: "StressHarness, \(report.rounds) rounds, no faults: p50 from ASSIGN out to the exact aggregate (includes the workers' seeded gradient generation, \(Format.number(gen * 1e3)) ms per leaf measured here on one core, and both sides' checksums; outside it: the weight update, Adam on P floats \(Format.number(adam * 1e3)) ms measured here); p90 \(Format.number(Double(l.p90) / 1e3)) ms; coordinator peak RSS \(report.peakRSS.map { Format.number(Double($0) / 1e6) } ?? "n/a") MB",
+                            detail: "StressHarness (--pregenerate), \(report.rounds) rounds, no faults: p50 from ASSIGN out to the exact aggregate, both sides' checksums included, without the workers' seeded gradient generation (\(Format.number(gen * 1e3)) ms per leaf measured here on one core: done before each round, the on-receipt loss value and copy subtracted; p50 with them \(Format.number(Double(report.latencyMicros.p50) / 1e3)) ms); outside it: the weight update, Adam on P floats \(Format.number(adam * 1e3)) ms measured here; p90 \(Format.number(Double(l.p90) / 1e3)) ms; coordinator peak RSS \(report.peakRSS.map { Format.number(Double($0) / 1e6) } ?? "n/a") MB",
                             reference: t.reference)]
     }
 

@@ -13,10 +13,14 @@ import Darwin
 import ZeroMQ
 import Support
 
-/// Where workers record the faults they inject: kind and round of each.
+/// Where workers record the faults they inject (kind and round of each), and how long they
+/// spent generating each round's leaf gradients.
 public protocol FaultSink: Sendable {
     /// Records one injected fault of `kind` in `round`.
     func record(_ kind: FaultKind, round: Int)
+    /// Records that a worker spent `nanos` generating the node sums of one order of `round`
+    /// (before the round began with ``StressConfig/pregenerate``, or on receipt of the ASSIGN).
+    func generated(round: Int, nanos: UInt64)
 }
 
 /// The injected faults of a run, by kind and round; thread-safe.
@@ -24,6 +28,7 @@ public final class FaultLedger: FaultSink, @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = Lock()
     private var counts: [FaultKind: [Int: Int]] = [:]
+    private var generation: [Int: UInt64] = [:]
 
     /// An empty ledger.
     public init() {}
@@ -32,14 +37,27 @@ public final class FaultLedger: FaultSink, @unchecked Sendable {
         lock.withLock { counts[kind, default: [:]][round, default: 0] += 1 }
     }
 
-    /// Adds the lines of a worker process's ledger file (`KIND ROUND` per line); returns how many
-    /// were read. Lines that do not parse are ignored (a process killed mid-write).
+    public func generated(round: Int, nanos: UInt64) {
+        lock.withLock { generation[round] = max(generation[round] ?? 0, nanos) }
+    }
+
+    /// Per round, the longest generation of one order by one worker (nanoseconds): what the
+    /// generation would add to the round if it ran inside it.
+    public var generationByRound: [Int: UInt64] { lock.withLock { generation } }
+
+    /// Adds the lines of a worker process's ledger file (`KIND ROUND` per fault, `generation ROUND
+    /// NANOS` per order generated); returns how many faults were read. Lines that do not parse are
+    /// ignored (a process killed mid-write).
     @discardableResult
     public func merge(file url: URL) -> Int {
         guard let data = try? Data(contentsOf: url) else { return 0 }
         var n = 0
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: " ")
+            if parts.count == 3, parts[0] == FaultFile.generationKey, let round = Int(parts[1]), let nanos = UInt64(parts[2]) {
+                generated(round: round, nanos: nanos)
+                continue
+            }
             guard parts.count == 2, let kind = FaultKind(rawValue: String(parts[0])), let round = Int(parts[1]) else { continue }
             record(kind, round: round)
             n += 1
@@ -67,8 +85,9 @@ public final class FaultLedger: FaultSink, @unchecked Sendable {
     public func contains(_ kind: FaultKind) -> Bool { injected(kind) > 0 }
 }
 
-/// A worker process's ledger: one `KIND ROUND` line per fault, appended with a single `write(2)`
-/// so that a line is on disk before the process kills itself.
+/// A worker process's ledger: one `KIND ROUND` line per fault (and one `generation ROUND NANOS`
+/// line per order generated), appended with a single `write(2)` so that a line is on disk before
+/// the process kills itself.
 public final class FaultFile: FaultSink, @unchecked Sendable {
     // @unchecked: `fd` is immutable; write(2) with O_APPEND is atomic for such short lines.
     private let fd: Int32
@@ -81,8 +100,19 @@ public final class FaultFile: FaultSink, @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// The first word of a generation line.
+    static let generationKey = "generation"
+
     public func record(_ kind: FaultKind, round: Int) {
-        let line = Array("\(kind.rawValue) \(round)\n".utf8)
+        append("\(kind.rawValue) \(round)\n")
+    }
+
+    public func generated(round: Int, nanos: UInt64) {
+        append("\(Self.generationKey) \(round) \(nanos)\n")
+    }
+
+    private func append(_ text: String) {
+        let line = Array(text.utf8)
         _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 }

@@ -117,6 +117,13 @@ public struct StressConfig: Sendable, Equatable, Codable {
     public var strangerFrames: Int = 0
     /// …and this many HELLOs, each from a new connection that never reads.
     public var strangerHellos: Int = 0
+    /// Measurement mode: every worker generates its next round's leaf gradients (for the run of
+    /// leaves it had in the last round) as soon as it has answered, and says so with a heartbeat;
+    /// the coordinator begins a round only once every live worker has said so, so the round's
+    /// clock runs without the generation. Only the loss value (one column, which depends on the
+    /// round's weights) is computed on receipt. Meant for runs without faults (a worker given
+    /// another run of leaves generates on receipt, as without this mode).
+    public var pregenerate: Bool = false
     /// Size of a stranger's big frame.
     public static let strangerFrameBytes = 1 << 20
 
@@ -205,6 +212,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
                  "--parent-pid", String(parentPID), "--worker-ledger", ledger,
                  "--log-level", "warning"]
         if reorder { a.append("--reorder") }
+        if pregenerate { a.append("--pregenerate") }
         if let r = perturbRound { a += ["--perturb-round", String(r)] }
         return a
     }

@@ -130,6 +130,8 @@ final class StressRun {
                                       numberOfSignificantValueDigits: .three)
     var bytesSent = 0
     var bytesReceived = 0
+    /// Latency without generation, bytes per peer, readiness (``RoundMeasure``).
+    var measure = RoundMeasure()
     var invalidFrames = 0
     var checksumMismatches = 0
     var invalidAnswers = 0
@@ -228,6 +230,7 @@ final class StressRun {
         }
         if config.strangerFrames > 0 || config.strangerHellos > 0 { startStranger() }
         let start = now
+        measure.counting = true
         var lastProgress = start
         var completed = 0
         let quarter = max(1, config.rounds / 4)
@@ -239,6 +242,8 @@ final class StressRun {
             prepareAssign(round: r)
             checker.request(r)
             if r < config.rounds { checker.request(r + 1) }
+            if config.pregenerate && r > 1 { awaitGeneration() }
+            measure.roundCompute = 0
             let begun = now
             send(agg.begin(step: UInt64(r), windows: m, microBatch: 1, workers: liveIDs, now: begun))
             var outcome = Outcome.lost
@@ -258,7 +263,10 @@ final class StressRun {
             outcomes[r] = outcome
             completed = r
             logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs; totals: retried \(agg.retried), speculative \(agg.speculative), reassigned \(agg.reassigned), late \(agg.lateOrDuplicate), lost workers \(lostWorkers)")
-            if outcome == .exact { histogram.record(UInt64(max(1, (now - begun) * 1e6))) }
+            if outcome == .exact {
+                histogram.record(UInt64(max(1, (now - begun) * 1e6)))
+                measure.recordExact(micros: (now - begun) * 1e6)
+            }
             recentRounds.append(now - begun)
             if recentRounds.count > 21 { recentRounds.removeFirst() }
             _ = checker.withExpected(r) { expected in
@@ -273,6 +281,7 @@ final class StressRun {
             }
         }
         let seconds = now - start
+        measure.counting = false
         if let onProgress { onProgress(progress(round: completed, since: start)) }
         // the attacks are counted whole: the coordinator keeps serving until the stranger is done
         let attackDeadline = now + 60
@@ -283,6 +292,13 @@ final class StressRun {
         }
         let leakedWorkers = teardown()
         return report(seconds: seconds, completed: completed, leaked: leakedWorkers, signal: stop.isSet ? max(1, stop.signal) : 0)
+    }
+
+    /// With ``StressConfig/pregenerate``: serves until every live worker has said (a heartbeat
+    /// after its last answer) that it has generated the next round, or `--round-timeout` s.
+    func awaitGeneration() {
+        let waitStart = now
+        while !Set(liveIDs).isSubset(of: measure.ready) && now - waitStart < config.roundTimeout { service(wait: .milliseconds(1)) }
     }
 
     /// Compares a completed round's aggregate with the expectation. Nil if the checker was stopped.
@@ -408,20 +424,25 @@ final class StressRun {
             switch inbound {
             case .stranger(_, let bytes):
                 bytesReceived += bytes
+                measure.received(bytes, from: nil)
                 strangerFramesDropped += 1
                 strangerBytesDropped += bytes
             case .bad(let identity, let error, let bytes):
                 bytesReceived += bytes
+                measure.received(bytes, from: ids[identity])
                 if let id = ids[identity] { touch(id) }
                 rejected(error)
             case .gradient(let identity, let v, let payload, let bytes):
                 bytesReceived += bytes
+                measure.received(bytes, from: ids[identity])
                 gradient(identity: identity, v.header, payload)
             case .message(let identity, let envelope, let bytes):
                 bytesReceived += bytes
+                measure.received(bytes, from: ids[identity])
                 handle(identity: identity, envelope)
-            case .assign(_, _, _, _, let bytes):
+            case .assign(let identity, _, _, _, let bytes):
                 bytesReceived += bytes
+                measure.received(bytes, from: ids[identity])
                 invalidAnswers += 1
                 warn("type", "unexpected ASSIGN from a worker")
             }
@@ -458,6 +479,7 @@ final class StressRun {
                 logger.debug("worker #\(id) joined")
             } else {
                 touch(id)
+                measure.ready.insert(id)
             }
         case .bye(let reason):
             if let id = ids[identity] { declareLost(id, because: "it said BYE (\(reason))") }
@@ -481,6 +503,8 @@ final class StressRun {
             warn("ids", "a GRADIENT with run \(h.runID) worker \(h.workerID) from worker \(id) of run \(runID)")
             return
         }
+        measure.ready.remove(id)
+        if h.step == assignStep { measure.roundCompute = max(measure.roundCompute, h.aux) }
         // reduced straight from the received frame (no intermediate copy)
         let verdict = agg.accept(
             worker: id, step: h.step, block: Int(h.rangeLower)..<Int(h.rangeUpper), leafCount: Int(h.leafCount),
@@ -544,6 +568,7 @@ final class StressRun {
             let outcome = router.send(Envelope(runID: runID, workerID: o.worker, message: .assign(assign)), to: peer.identity)
             if let b = outcome.bytes {
                 bytesSent += b
+                measure.sent(b, to: o.worker)
             } else {
                 sendFailures += 1
                 logger.debug("ASSIGN to worker #\(o.worker) not sent: \(outcome)")
@@ -565,6 +590,7 @@ final class StressRun {
         guard let peer = peers[id] else { return }
         if let b = router.send(Envelope(runID: runID, workerID: id, message: .heartbeat), to: peer.identity).bytes {
             bytesSent += b
+            measure.sent(b, to: id)
         } else {
             sendFailures += 1
         }
@@ -646,6 +672,10 @@ final class StressRun {
         report.strangerBytesDropped = strangerBytesDropped
         report.strangerHandshakesAbandoned = handshakesAbandoned
         report.strangerHellosDeferred = hellosDeferred
+        report.aggregationLatencyMicros = LatencySummary(measure.aggregation)
+        report.generationMicros = LatencySummary(nanos: ledger.generationByRound.sorted { $0.key < $1.key }.map(\.value))
+        report.bytesPerRound = StressBytes(coordinator: (measure.coordinatorIn, measure.coordinatorOut), workers: measure.peers,
+                                           rounds: exact + wrong, workerCount: config.workers, parameterCount: p)
         return report
     }
 }

@@ -115,6 +115,17 @@ public struct StressReport: Sendable, Equatable, Codable {
     /// unanswered while the pending handshakes were at their cap.
     public var strangerHandshakesAbandoned = 0
     public var strangerHellosDeferred = 0
+    /// Latency of exact rounds without the workers' generation, µs: each round's latency minus
+    /// the longest generation a worker did on receipt of its ASSIGN (with
+    /// ``StressConfig/pregenerate``, only the loss column: the rest was generated before the round
+    /// began). Nil in reports of older versions.
+    public var aggregationLatencyMicros: LatencySummary?
+    /// Per round, the longest time one worker spent generating the node sums of one order
+    /// (before the round with ``StressConfig/pregenerate``, or inside it), µs.
+    public var generationMicros: LatencySummary?
+    /// Bytes per round of the coordinator and of each worker, and the busiest process against
+    /// the all-reduce floor `2·(N−1)/N·4P`.
+    public var bytesPerRound: StressBytes?
 
     /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
     public var passed: Bool
@@ -142,7 +153,22 @@ public struct StressReport: Sendable, Equatable, Codable {
         let l = latencyMicros
         lines.append(cFormat("latency (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu  mean %.0f",
                             l.p50, l.p90, l.p99, l.max, l.mean))
+        if let a = aggregationLatencyMicros {
+            lines.append(cFormat("aggregation   without generation (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu  mean %.0f",
+                                a.p50, a.p90, a.p99, a.max, a.mean))
+        }
+        if let g = generationMicros {
+            lines.append(cFormat("generation    per round, longest order (µs)  p50 %llu  p90 %llu  p99 %llu  max %llu",
+                                g.p50, g.p90, g.p99, g.max) + (c.pregenerate ? " (before each round: --pregenerate)" : " (inside the rounds)"))
+        }
         lines.append("bytes         sent \(mb(bytesSent)) (\(rate(bytesSentPerSecond))), received \(mb(bytesReceived)) (\(rate(bytesReceivedPerSecond)))")
+        if let b = bytesPerRound {
+            func kb(_ x: Double) -> String { cFormat("%.1f KiB", x / 1024) }
+            let each = ([b.coordinator] + b.workers).map { "\($0.process) in \(kb($0.bytesIn)) out \(kb($0.bytesOut))" }
+            lines.append("bytes/round   " + each.joined(separator: "; "))
+            lines.append("busiest       \(b.busiest): \(kb(b.busiestBytes)) per round"
+                + (b.busiestToFloor.map { cFormat(" = %.2f× the all-reduce floor 2·(N−1)/N·4P = ", $0) + kb(b.floorBytes) } ?? " (one worker: no all-reduce floor)"))
+        }
         var memory = "memory        peak RSS \(mb(peakRSS)); RSS after first quarter \(mb(rssFirstQuarter)), after last quarter \(mb(rssLastQuarter))"
         if let w = workerPeakRSS { memory += "; worker processes' peak RSS \(mb(w))" }
         lines.append(memory)

@@ -62,10 +62,13 @@ public final class StressWorker {
     private let limits: Limits
     private let matrix: LeafMatrix
     private let weights: UnsafeMutableBufferPointer<Float>
-    private let sums: UnsafeMutableBufferPointer<Float>
     private let sumsBase: UnsafeMutablePointer<Float>
     private var pool: [[UInt8]] = []
     private var outbox: [(header: [UInt8], slot: Int, round: Int)] = []
+    /// ``StressConfig/pregenerate``: the next round's sums, and the run to prepare them for once
+    /// this batch's answers are out.
+    private let prepared: PreparedSums
+    private var toPrepare: (round: Int, run: Range<Int>)?
 
     private let t0 = ContinuousClock.now
     private var dealer: DealerEndpoint?
@@ -108,8 +111,8 @@ public final class StressWorker {
         weights.initialize(repeating: 0)
         sumsBase = .allocate(capacity: config.parameterCount + 1)
         sumsBase.initialize(repeating: 0, count: config.parameterCount + 1)
-        sums = UnsafeMutableBufferPointer(start: sumsBase, count: config.parameterCount + 1)
         heartbeat = max(0.005, config.liveness / 4)
+        prepared = PreparedSums(parameterCount: config.parameterCount)
     }
 
     /// The typical round time: the median of the recent round intervals (robust to the long
@@ -197,7 +200,25 @@ public final class StressWorker {
             }
         }
         flush()
+        if let next = toPrepare {
+            toPrepare = nil
+            if !prepare(next.round, run: next.run) { return .stopped }
+        }
         return nil
+    }
+
+    /// Generates the gradient columns of `round` for `run` before that round begins
+    /// (``StressConfig/pregenerate``), then says so with a heartbeat: the coordinator begins the
+    /// round once every worker has. No heartbeat goes out while it generates unless the silence
+    /// nears the liveness limit (which would begin the round early, the generation then partly
+    /// inside it). Returns false when stopped.
+    private func prepare(_ round: Int, run: Range<Int>) -> Bool {
+        let finished = prepared.prepare(round: round, run: run, gen: gen, matrix: matrix, tick: { [self] in
+            if now - lastSent > config.liveness / 2 { sendHeartbeat() }
+            return !stop.isSet
+        })
+        if finished { sendHeartbeat() }
+        return finished
     }
 
     /// Validates an ASSIGN (zero-copy: the endpoint's view, then the weights straight into this
@@ -264,26 +285,42 @@ public final class StressWorker {
                 }
             }
         }
+        // generated before the round began (only the loss column left), or here
+        let wasPrepared = prepared.round == round && prepared.run == run
+        var generationNanos: UInt64 = wasPrepared ? prepared.nanos : 0
+        if config.pregenerate && round < config.rounds && !(toPrepare.map { $0.round > round } ?? false) {
+            toPrepare = (round + 1, run)
+        }
         for block in CanonicalTree.blocks(of: run, leafCount: gen.leafCount) {
             let start = now
+            // a prepared node is sent from the preparation's buffer (the perturbation hook works
+            // on a copy, so that a second answer of the node is not perturbed twice)
+            var out = sumsBase
+            var columns = 0..<(p + 1)
+            if wasPrepared, let ready = prepared.sums(round: round, block: block) {
+                columns = p..<(p + 1)
+                if config.perturbRound == round { sumsBase.update(from: ready, count: p) } else { out = ready }
+            }
             let finished = gen.nodeSum(
-                round: UInt64(round), block: block, columns: 0..<(p + 1),
-                weights: UnsafeBufferPointer(weights), matrix: matrix, into: sumsBase,
+                round: UInt64(round), block: block, columns: columns,
+                weights: UnsafeBufferPointer(weights), matrix: matrix, into: out + columns.lowerBound,
                 tick: { [self] in
                     if now - lastSent > heartbeat { sendHeartbeat() }
                     return !stop.isSet
                 })
             if !finished { return .stopped }
-            if config.perturbRound == round && block.contains(0) { sums[0] += 1 }
+            generationNanos &+= UInt64(max(0, (now - start) * 1e9))
+            if config.perturbRound == round && block.contains(0) { out[0] += 1 }
             let slot = outbox.count
             if pool.count <= slot { pool.append([]) }
             let header = Wire.encodeGradient(
                 runID: runID, workerID: workerID, step: UInt64(round), block: block, leafCount: gen.leafCount,
                 samples: block.count, computeNanos: UInt64(max(0, (now - start) * 1e9)),
-                sums: UnsafeBufferPointer(sums), into: &pool[slot])
+                sums: UnsafeBufferPointer(start: out, count: p + 1), into: &pool[slot])
             outbox.append((header, slot, round))
             if !config.reorder { flush() }
         }
+        sink.generated(round: round, nanos: generationNanos)
         return nil
     }
 

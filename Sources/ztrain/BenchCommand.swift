@@ -30,18 +30,21 @@ struct BenchCommand: ParsableCommand {
 
             PyTorch baselines come from --pytorch-json (written by scripts/pytorch_baseline.py; \
             scripts/bench --pytorch does both), else from the figures recorded on the reference machine, marked \
-            "recorded".
+            "recorded". Target 10 measures gloo's all_reduce in the same run with \
+            scripts/pytorch_baseline.py --allreduce under --python (default python3 on the PATH); \
+            without torch its baseline reads "unavailable" with the reason.
 
             Examples:
               ztrain bench --json bench.json --markdown BENCHMARKS.md
               ztrain bench --only 1,2,gemm
               ztrain bench --quick
+              ztrain bench --only round-vs-gloo,round-bytes --python /tmp/ztrain-torch/bin/python
             """)
 
     @Flag(help: "Tiny sizes and few repetitions (for tests): the same table, figures that mean nothing.")
     var quick = false
 
-    @Option(help: "Only these, comma-separated: target numbers 1-8 or names (single-h32, single-h256, workers-h32, round-h32, round-10m, scaling-h256, rss, time-to-target) and floors (memcpy, gemm, zmq).")
+    @Option(help: "Only these, comma-separated: target numbers 1-11 or names (single-h32, single-h256, workers-h32, round-h32, round-10m, scaling-h256, rss, time-to-target, observe, round-vs-gloo, round-bytes), real series (csv, many-series) and floors (memcpy, gemm, zmq).")
     var only: String?
 
     @Option(help: "Write the report as JSON to this file.")
@@ -52,6 +55,15 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "PyTorch figures measured by scripts/pytorch_baseline.py (JSON).")
     var pytorchJson: String?
+
+    @Option(help: ArgumentHelp("Target 10: the Python with torch that runs scripts/pytorch_baseline.py --allreduce (default: python3 on the PATH; without torch the gloo baseline is reported unavailable).", valueName: "path"))
+    var python: String?
+
+    @Option(help: ArgumentHelp("Target 10: scripts/pytorch_baseline.py (default: found in the checkout the binary was built in, or in the current folder).", valueName: "path"))
+    var baselineScript: String?
+
+    @Option(help: ArgumentHelp("Targets 10-11: passed on as ztrain stress --aggregation MODE (default: stress's own default, the star).", valueName: "mode"))
+    var aggregation: String?
 
     @OptionGroup var global: GlobalOptions
 
@@ -90,6 +102,9 @@ struct BenchCommand: ParsableCommand {
             executable: LocalWorkers.currentExecutable, quick: quick, only: selection, pytorch: pytorch, stop: stop,
             logger: logger,
             progress: { line in if !quiet { writeToStandardError("bench: \(line)\n") } })
+        runner.python = python
+        runner.baselineScript = baselineScript
+        runner.aggregation = aggregation
         let report: BenchReport
         do throws(BenchError) {
             report = try runner.run(command: command, version: ZTrain.configuration.version)

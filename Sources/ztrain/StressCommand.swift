@@ -96,6 +96,9 @@ struct Stress: ParsableCommand {
     @Option(help: "Attack: the stranger also says HELLO from this many new connections that never read.")
     var strangerHellos: Int = 0
 
+    @Flag(help: "Measurement: workers generate each round's leaf gradients before the round begins (the round's clock then runs without the generation; for runs without faults).")
+    var pregenerate = false
+
     @Option(help: .hidden)
     var perturbRound: Int?
 
@@ -126,6 +129,7 @@ struct Stress: ParsableCommand {
                              retryAfter: retryAfter, roundTimeout: roundTimeout, transport: transport, perturbRound: perturbRound)
         c.strangerFrames = strangerFrames
         c.strangerHellos = strangerHellos
+        c.pregenerate = pregenerate
         return c
     }
 

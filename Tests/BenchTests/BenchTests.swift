@@ -2,7 +2,7 @@ import Foundation
 import RNN
 import Testing
 
-import Bench
+@testable import Bench
 
 @Suite("Bench: goals, ratios, FLOPs, JSON, markdown")
 struct BenchTests {
@@ -109,7 +109,8 @@ struct BenchTests {
         #expect(try BenchGroup.parse("8") == [.timeToTarget])
         #expect(throws: BenchError.self) { try BenchGroup.parse("1,nine") }
         #expect(throws: BenchError.self) { try BenchGroup.parse("") }
-        #expect(BenchGroup.targets.count == 9)
+        #expect(BenchGroup.targets.count == 11)
+        #expect(try BenchGroup.parse("10,round-bytes") == [.roundVsGloo, .roundBytes])
     }
 
     @Test func pytorchJSONReplacesRecordedFigures() throws {
@@ -236,6 +237,47 @@ struct BenchTests {
         #expect(Stats.median([]) == nil)
         #expect(Stats.percentile(Array(1...100).map(Double.init), 90) == 90)
         #expect(Stats.percentile([5], 99) == 5)
+    }
+
+    // MARK: targets 10 and 11 (structure, not timings)
+
+    @Test func roundVsGlooTargetsCompareWithGlooOnTheRatio() {
+        for sizes in [BenchSizes.full, .quick] {
+            let t = BenchRunner.templatesRoundVsGloo(sizes)
+            #expect(t.map(\.name) == ["round-10m-vs-gloo", "round-1m-4w-vs-gloo"])
+            #expect(t.map(\.target) == ["10a", "10b"])
+            for r in t {
+                #expect(r.unit == "ms" && r.goal.on == .ratio && r.goal.op == .atMost && r.goal.threshold == 1.0)
+                #expect(r.baselineName?.contains("gloo all_reduce") == true && r.baselineSource == .sameRun)
+                #expect(r.value == nil && r.met == nil)
+            }
+        }
+        let cases = BenchRunner.glooCases(.full)
+        #expect(cases.map(\.workers) == [2, 4] && cases.map(\.parameters) == [10_000_000, 1_000_000])
+        #expect(BenchRunner.templatesRoundVsGloo(.full)[0].goal.text.contains("moonshot 0.7"))
+    }
+
+    @Test func roundBytesTargetsAreAgainstTheAllReduceFloor() {
+        let t = BenchRunner.templatesRoundBytes(.full)
+        #expect(t.map(\.name) == ["bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4"])
+        #expect(t.map(\.target) == ["11a", "11b", "11c"])
+        for (r, c) in zip(t, BenchRunner.bytesCases(.full)) {
+            let floor = 2 * Double(c.workers - 1) / Double(c.workers) * 4 * Double(c.parameters)
+            #expect(r.unit == "MB" && r.baseline == floor / 1e6)
+            #expect(r.goal.on == .value && r.goal.op == .atMost)
+            #expect(abs(r.goal.threshold - (1.1 * floor + BenchRunner.headerAllowance(workers: c.workers)) / 1e6) < 1e-9)
+        }
+        #expect(BenchRunner.bytesCases(.full).map(\.workers) == [2, 3, 4])
+    }
+
+    @Test func stressRunsArePregeneratedProcessesAndPassTheAggregationOn() {
+        let c = BenchRunner.glooCases(.quick)[1]
+        let plain = BenchRunner.stressArguments(c, aggregation: nil)
+        #expect(plain.first == "stress" && plain.contains("--processes") && plain.contains("--pregenerate"))
+        #expect(!plain.contains("--aggregation"))
+        #expect(Array(plain.drop { $0 != "--workers" }.prefix(2)) == ["--workers", "4"])
+        let sharded = BenchRunner.stressArguments(c, aggregation: "sharded")
+        #expect(Array(sharded.suffix(2)) == ["--aggregation", "sharded"])
     }
 
     @Test func roundBytesOfTheStressProtocol() {

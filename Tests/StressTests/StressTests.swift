@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RNN
+import Support
 import Testing
 import Training
 import Wire
@@ -188,6 +189,74 @@ struct StressTests {
         #expect((report.peakRSS ?? 0) > 0)
     }
 
+    @Test("--pregenerate: every aggregate still exact; latency without generation, generation and bytes per process reported")
+    func pregenerated() throws {
+        var config = StressConfig(workers: 3, parameterCount: 20_000, rounds: 20, leavesPerWorker: 2, seed: 5)
+        config.pregenerate = true
+        let report = try StressHarness(config: config, logger: testLogger()).run()
+        #expect(report.passed, "\(report.problems)")
+        #expect(report.exactRounds == 20 && report.wrongAggregates == 0)
+        let a = try #require(report.aggregationLatencyMicros)
+        #expect(a.p50 > 0 && a.p50 <= report.latencyMicros.p50 && a.max >= a.p99)
+        let g = try #require(report.generationMicros)
+        #expect(g.p50 > 0, "the workers recorded no generation")
+        let b = try #require(report.bytesPerRound)
+        #expect(b.rounds == 20 && b.workers.count == 3)
+        // a star: every worker gets P weights and sends P + 1 sums per round, the coordinator all of
+        // it (a last-round answer that a speculative copy beat may arrive after the count ends)
+        for w in b.workers {
+            #expect(w.bytesIn >= Double(64 + 4 * 20_000), "\(w)")
+            #expect(20 * w.bytesOut >= 19 * Double(64 + 4 * 20_001), "\(w)")
+        }
+        #expect(b.coordinator.bytesOut >= 3 * Double(4 * 20_000) && b.busiest == "coordinator")
+        let floor: Double = StressBytes.floor(workers: 3, parameterCount: 20_000)
+        #expect(abs(floor - 320_000.0 / 3) < 1e-9 && b.floorBytes == floor)
+        #expect(abs((b.busiestToFloor ?? 0) - b.busiestBytes / b.floorBytes) < 1e-12)
+        #expect(report.summary.contains("aggregation   without generation"))
+        #expect(report.summary.contains("busiest       coordinator"))
+        let json = try #require(try JSONSerialization.jsonObject(with: report.json()) as? [String: Any])
+        for key in ["aggregation_latency_micros", "generation_micros", "bytes_per_round", "latency_micros"] {
+            #expect(json[key] != nil, "the JSON lacks \(key)")
+        }
+        let bytes = try #require(json["bytes_per_round"] as? [String: Any])
+        for key in ["coordinator", "workers", "busiest", "busiest_bytes", "floor_bytes", "busiest_to_floor", "rounds"] {
+            #expect(bytes[key] != nil, "bytes_per_round lacks \(key)")
+        }
+        // the bench reads it back
+        let decoded = try JSONStyle.files.decode(StressReport.self, from: report.json())
+        #expect(decoded.aggregationLatencyMicros == report.aggregationLatencyMicros && decoded.generationMicros == report.generationMicros)
+        #expect(decoded.bytesPerRound?.workers.count == 3 && decoded.bytesPerRound?.busiest == b.busiest)
+    }
+
+    @Test("--pregenerate: a worker's wrong sums are still caught, in that round only")
+    func pregeneratedPerturbation() throws {
+        var config = StressConfig(workers: 2, parameterCount: 3_000, rounds: 8, leavesPerWorker: 3, seed: 9, perturbRound: 5)
+        config.pregenerate = true
+        let report = try StressHarness(config: config, logger: testLogger()).run()
+        #expect(!report.passed)
+        #expect(report.wrongAggregates == 1 && report.exactRounds == 7, "\(report.summary)")
+        #expect(report.wrongDetails.first?.hasPrefix("round 5:") == true, "\(report.wrongDetails)")
+    }
+
+    @Test("a worker's generation lines reach the ledger with its faults")
+    func generationLedgerFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("faults-0.txt").path
+        do {
+            let file = try FaultFile(path: path)
+            file.record(.drop, round: 3)
+            file.generated(round: 3, nanos: 5_000)
+            file.generated(round: 3, nanos: 7_000)
+            file.generated(round: 4, nanos: 1_000)
+        }
+        let ledger = FaultLedger()
+        #expect(ledger.merge(file: URL(fileURLWithPath: path)) == 1)
+        #expect(ledger.injected(.drop) == 1)
+        #expect(ledger.generationByRound == [3: 7_000, 4: 1_000])
+    }
+
     @Test("invalid configurations are refused with the flag's name")
     func validation() {
         func message(_ c: StressConfig) -> String? {
@@ -202,5 +271,9 @@ struct StressTests {
         let args = StressConfig(workers: 2, parameterCount: 10, rounds: 5, reorder: true)
             .workerArguments(endpoint: "tcp://127.0.0.1:1", serial: 4, parentPID: 99, ledger: "/tmp/x")
         #expect(args.first == "stress" && args.contains("--reorder") && args.contains("--worker-connect"))
+        #expect(!args.contains("--pregenerate"))
+        var measured = StressConfig(workers: 2, parameterCount: 10, rounds: 5)
+        measured.pregenerate = true
+        #expect(measured.workerArguments(endpoint: "tcp://127.0.0.1:1", serial: 0, parentPID: 99, ledger: "/tmp/x").contains("--pregenerate"))
     }
 }

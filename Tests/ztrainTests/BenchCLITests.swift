@@ -30,9 +30,11 @@ struct BenchCLITests {
         for key in ["cpu", "cores", "flags", "os", "swift"] { #expect(machine.keys.contains(key), "machine lacks \(key)") }
         let results = try #require(root["results"] as? [[String: Any]])
         let targets = Set(results.compactMap { ($0["target"] as? String)?.prefix(1) }.map(String.init))
-        // the nine targets, and the real-series figures (csv: parsing rate and memory; series: many series)
+        // the targets (10 and 11 count as "1"), and the real-series figures (csv: parsing rate and memory; series: many series)
         #expect(targets == Set((1...9).map(String.init) + ["c", "s"]), "targets: \(targets.sorted())")
-        #expect(results.count == 15)
+        // 15, and targets 10a-b (against gloo) and 11a-c (bytes)
+        #expect(results.count == 20)
+        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
             for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {
@@ -49,6 +51,40 @@ struct BenchCLITests {
         #expect(text.hasSuffix("## Notes\n\nkeep me\n"))
         #expect(!text.contains("\nold\n"))
         #expect(text.contains("| 8b |"))
+    }
+
+    @Test func glooBaselineComesFromTheScriptInTheSameRunOrIsUnavailable() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        // a stand-in for scripts/pytorch_baseline.py --allreduce: its JSON line, whatever the sizes
+        let fake = tmp.path("fake_baseline.sh")
+        try #"echo '{"mode": "gloo_allreduce", "p50_ms": 1000, "torch": "stand-in"}'"#.write(toFile: fake, atomically: true, encoding: .utf8)
+        let r = try runZtrain(["bench", "--quick", "--only", "round-vs-gloo", "--python", "/bin/sh", "--baseline-script", fake,
+                               "--json", tmp.path("b.json"), "--quiet"], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("b.json")))) as? [String: Any])
+        let results = try #require(root["results"] as? [[String: Any]])
+        #expect(results.compactMap { $0["target"] as? String } == ["10a", "10b"])
+        for entry in results {
+            #expect(entry["baseline"] as? Double == 1000, "\(entry)")
+            #expect(entry["baseline_source"] as? String == "same-run")
+            #expect(entry["ratio"] is NSNumber && entry["met"] is Bool)
+            #expect((entry["detail"] as? String)?.contains("torch stand-in") == true)
+        }
+
+        // a Python that fails: the baseline is unavailable and says why; ztrain's figure stays
+        let broken = tmp.path("broken.sh")
+        try "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1\n".write(toFile: broken, atomically: true, encoding: .utf8)
+        let u = try runZtrain(["bench", "--quick", "--only", "10", "--python", "/bin/sh", "--baseline-script", broken,
+                               "--json", tmp.path("u.json"), "--quiet"], timeout: 120)
+        #expect(u.status == 0, "\(u.stderr)")
+        let uroot = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("u.json")))) as? [String: Any])
+        for entry in try #require(uroot["results"] as? [[String: Any]]) {
+            #expect(entry["baseline"] is NSNull && entry["met"] is NSNull && entry["value"] is NSNumber, "\(entry)")
+            #expect((entry["baseline_name"] as? String)?.contains("baseline unavailable") == true, "\(entry)")
+            #expect((entry["baseline_name"] as? String)?.contains("cannot import torch") == true, "\(entry)")
+        }
+        #expect(u.stdout.contains("unavailable"))
     }
 
     @Test func onlySelectsAndBadFlagsAreUsageErrors() throws {
