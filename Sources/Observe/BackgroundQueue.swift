@@ -15,7 +15,7 @@ import Support
 /// second each, so memory stays bounded when the machine is too busy to let the thread run).
 ///
 /// ```swift
-/// let q = BackgroundQueue(label: "ztrain.watch")
+/// let q = BackgroundQueue()
 /// q.async { write(batch) }
 /// q.sync()   // every job handed so far has run
 /// q.stop()
@@ -26,12 +26,10 @@ final class BackgroundQueue: @unchecked Sendable {
     private var jobs: [@Sendable () -> Void] = []
     private var running = false
     private var stopped = false
-    let label: String
     let limit: Int
 
     /// Starts the thread.
-    init(label: String, limit: Int = 64) {
-        self.label = label
+    init(limit: Int = 64) {
         self.limit = max(1, limit)
         detachThread { [self] in
             #if os(Linux)

@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -121,7 +120,7 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
         every = max(1, options.logEvery)
         pending.reserveCapacity(1024)
         // last: nothing above may throw once the thread runs
-        queue = BackgroundQueue(label: "ztrain.watch")
+        queue = BackgroundQueue()
         if let s = server { logger.info("metrics at http://\(s.address)/metrics") }
         if let t = tensorboard { logger.info("TensorBoard events in \(t.path)") }
     }
