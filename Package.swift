@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Simulation", "RNN", "Series", "Checkpoint", "Wire", "ZeroMQ", "Support",
                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "StressTests", dependencies: ["Stress", "Training", "RNN", "Wire", "Support"]),
-        .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ObserveTests", dependencies: ["Observe", "Training", "Wire", "Support", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "RNN"]),
         .testTarget(name: "ztrainTests", dependencies: ["ztrain", "RNN", "Series", "Checkpoint", "Support"]),
     ],

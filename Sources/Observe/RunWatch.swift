@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -43,16 +42,28 @@ public struct WatchOptions: Sendable {
 ///
 /// The trainer's thread calls ``step(_:)`` after every step and ``epoch(_:)`` at every epoch's end; a
 /// coordinator's loop reaches it as a ``CoordinatorObserver``. On that thread a step costs a few
-/// atomic updates of the Prometheus metrics and, when something is logged, appending the record to a
-/// batch: batches go to a serial queue once a second (or every 4,096 records, or at an epoch's end),
-/// which formats the TensorBoard events and step lines and writes them. When step lines are on
-/// (``writesEpochLines``) the epoch lines go through that queue too (``RunDirectory/append(_:)``
-/// there), so every step line comes before its epoch's line. ``close()`` drains the queue and stops
+/// atomic updates of the Prometheus metrics and, when something is logged, one monotonic clock read
+/// and appending the record to a batch (no allocation once the batch has grown, no wakeup). Step and
+/// epoch records go to a ``BackgroundQueue`` (a thread the scheduler runs behind training) together,
+/// in order, once a second (or every 4,096 records; a coordinator's timer tick hands a batch that has
+/// waited a second, so a stalled run's lines still come out). That thread formats the TensorBoard
+/// events and the lines and writes them. When step lines are on (``writesEpochLines``) the epoch
+/// lines go through it too (``RunDirectory/append(_:)`` there, stamped with the epoch's end), so every
+/// step line comes before its epoch's line; they reach `metrics.jsonl` about a second after the epoch
+/// ends at most while the machine has a core to spare. ``close()`` drains the queue and stops
 /// everything.
+///
+/// ```swift
+/// let watch = try RunWatch(options: WatchOptions(tensorboard: "runs/tb", logEvery: 10), directory: dir,
+///                          mode: "in-process", coordinator: false, logger: logger)
+/// watch.step(record)      // after every step
+/// watch.epoch(metrics)    // at every epoch's end
+/// watch.close()
+/// ```
 public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
-    // @unchecked: `pending` and `lastHand` belong to the training thread; `tensorboard`'s writes, the
-    // `directory`'s appends and `lineError` happen on `queue` only (serial); ``close()`` waits for
-    // the queue before it touches them.
+    // @unchecked: `pending`, `lastHand` and `wallClock` belong to the training thread; `writer` (the
+    // TensorBoard writes, the `directory`'s appends, `lineError`) is used on `queue` only (serial);
+    // ``close()`` waits for the queue before it touches them.
     public let options: WatchOptions
     public let exporter: PrometheusExporter?
     public let server: MetricsServer?
@@ -60,14 +71,18 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     public let stragglers: StragglerReport?
     private let directory: RunDirectory?
     private let logger: Logger
-    private let queue = DispatchQueue(label: "ztrain.watch")
-    private var pending: [(record: StepRecord, wall: Double)] = []
+    private let queue: BackgroundQueue
+    private var pending: [WatchRecord] = []
     private var lastHand = ContinuousClock.now
-    private var lineError: TrainingError?
+    private var wallClock = WallClock()
+    private let writer: WatchWriter
     private var closed = false
     /// Step lines are on: the epoch lines must go through ``epoch(_:)`` (the CLI then leaves them to it).
     public var writesEpochLines: Bool { options.logEvery > 0 && directory != nil }
-    private var logsSteps: Bool { tensorboard != nil || writesEpochLines }
+    private let logsSteps: Bool
+    private let every: Int
+    /// Records per batch at most.
+    static let batchLimit = 4096
 
     /// - Parameters:
     ///   - coordinator: also watch the workers (straggler and hang report).
@@ -99,9 +114,18 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
             tensorboard = nil
         }
         stragglers = coordinator ? StragglerReport(reportEvery: options.reportEvery, hangAfter: options.hangAfter, logger: logger) : nil
+        let lines = options.logEvery > 0 && directory != nil
+        writer = WatchWriter(tensorboard: tensorboard, directory: lines ? directory : nil, logger: logger)
+        logsSteps = tensorboard != nil || lines
+        every = max(1, options.logEvery)
+        pending.reserveCapacity(1024)
+        // last: nothing above may throw once the thread runs
+        queue = BackgroundQueue()
         if let s = server { logger.info("metrics at http://\(s.address)/metrics") }
         if let t = tensorboard { logger.info("TensorBoard events in \(t.path)") }
     }
+
+    deinit { close() }
 
     /// The endpoint's `HOST:PORT`, when serving.
     public var metricsAddress: String? { server?.address }
@@ -109,44 +133,29 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     /// After each optimizer step.
     public func step(_ r: StepRecord) {
         exporter?.record(step: r)
-        guard logsSteps, r.step % max(1, options.logEvery) == 0 else { return }
-        pending.append((r, Date().timeIntervalSince1970))
-        if pending.count >= 4096 || ContinuousClock.now - lastHand >= .seconds(1) { hand() }
+        guard logsSteps, r.step % every == 0 else { return }
+        let now = ContinuousClock.now
+        pending.append(.step(r, wall: wallClock.wall(at: now)))
+        if pending.count >= Self.batchLimit || now - lastHand >= .seconds(1) { hand(now) }
     }
 
     /// At each epoch's end. With step lines on (``writesEpochLines``) this also writes the epoch's
     /// line to `metrics.jsonl`, after the step lines before it.
     public func epoch(_ m: EpochMetrics) {
         exporter?.record(epoch: m)
-        hand()
-        let lines = writesEpochLines
-        queue.async { [self] in
-            if lines, lineError == nil, let d = directory {
-                do throws(TrainingError) { try d.append(m) } catch { lineError = error; logger.error("\(error)") }
-            }
-            if let tb = tensorboard {
-                var s: [(tag: String, value: Float)] = [
-                    ("epoch/loss", Float(m.loss)), ("epoch/train_loss", Float(m.trainLoss)),
-                    ("epoch/samples_per_second", Float(m.samplesPerSecond)), ("epoch/gradient_norm", Float(m.gradNorm)),
-                    ("epoch/seconds", Float(m.epochSeconds)),
-                ]
-                if let v = m.valLoss { s.append(("epoch/validation_loss", Float(v))) }
-                if let lr = m.lr { s.append(("epoch/learning_rate", Float(lr))) }
-                s.append(("epoch/epoch", Float(m.epoch)))
-                tb.add(step: m.step, scalars: s)
-                tb.flush()
-            }
-        }
+        guard logsSteps else { return }
+        let now = ContinuousClock.now
+        pending.append(.epoch(m, wall: wallClock.wall(at: now)))
+        if pending.count >= Self.batchLimit || now - lastHand >= .seconds(1) { hand(now) }
     }
 
     /// A `--hash-every` line: with step lines on (``writesEpochLines``) it goes to `metrics.jsonl`
     /// through the queue, after the step lines before it.
     public func hash(_ line: HashLine) {
-        hand()
-        queue.async { [self] in
-            guard writesEpochLines, lineError == nil, let d = directory else { return }
-            do throws(TrainingError) { try d.append(hash: line) } catch { lineError = error; logger.error("\(error)") }
-        }
+        guard writesEpochLines else { return }
+        let now = ContinuousClock.now
+        pending.append(.hash(line))
+        if pending.count >= Self.batchLimit || now - lastHand >= .seconds(1) { hand(now) }
     }
 
     /// Writes everything pending, stops serving and closes the files; returns the first error writing
@@ -155,47 +164,51 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     public func close() -> TrainingError? {
         if !closed {
             closed = true
-            hand()
-            queue.sync {}
+            hand(ContinuousClock.now)
+            queue.stop()
             tensorboard?.close()
             server?.stop()
         }
-        return lineError
+        return writer.lineError
     }
 
-    /// Hands the pending step records to the queue, which formats and writes them.
-    private func hand() {
-        lastHand = ContinuousClock.now
+    /// Hands the pending records to the queue, which formats and writes them (one wakeup a batch).
+    private func hand(_ now: ContinuousClock.Instant) {
+        lastHand = now
+        wallClock = WallClock()
         guard !pending.isEmpty else { return }
-        let batch = pending
-        pending.removeAll(keepingCapacity: true)
-        let lines = writesEpochLines
-        queue.async { [self] in
-            if let tb = tensorboard {
-                for (r, wall) in batch { tb.add(step: r.step, wallTime: wall, scalars: Self.stepScalars(r)) }
-                tb.flush()
-            }
-            if lines, lineError == nil, let d = directory {
-                var bytes: [UInt8] = []
-                bytes.reserveCapacity(batch.count * 360)
-                let encoder = JSONStyle.files.encoder()
-                for (r, wall) in batch { Self.appendStepLine(r, wallTime: wall, clock: &isoClock, into: &bytes, encoder: encoder) }
-                do throws(TrainingError) { try d.appendLines(bytes) } catch { lineError = error; logger.error("\(error)") }
-            }
+        var next: [WatchRecord] = []
+        next.reserveCapacity(pending.count)
+        swap(&next, &pending)
+        let batch = next
+        queue.async { [writer] in writer.write(batch) }
+    }
+
+    /// Appends a step's TensorBoard scalars to `s`.
+    static func appendStepScalars(_ r: StepRecord, to s: inout [(tag: String, value: Float)]) {
+        s.append(("step/loss", Float(r.loss)))
+        s.append(("step/learning_rate", Float(r.learningRate)))
+        s.append(("step/gradient_norm", Float(r.gradNorm)))
+        s.append(("step/samples_per_second", Float(r.samplesPerSecond)))
+        if let t = r.timing {
+            s.append(("step/compute_seconds", Float(t.compute)))
+            s.append(("step/wait_seconds", Float(t.wait)))
+            s.append(("step/reduce_seconds", Float(t.reduce)))
+            s.append(("step/optimizer_seconds", Float(t.optimizer)))
+            s.append(("step/broadcast_seconds", Float(t.broadcast)))
         }
     }
 
-    static func stepScalars(_ r: StepRecord) -> [(tag: String, value: Float)] {
-        var s: [(tag: String, value: Float)] = [
-            ("step/loss", Float(r.loss)), ("step/learning_rate", Float(r.learningRate)),
-            ("step/gradient_norm", Float(r.gradNorm)), ("step/samples_per_second", Float(r.samplesPerSecond)),
-        ]
-        if let t = r.timing {
-            s += [("step/compute_seconds", Float(t.compute)), ("step/wait_seconds", Float(t.wait)),
-                  ("step/reduce_seconds", Float(t.reduce)), ("step/optimizer_seconds", Float(t.optimizer)),
-                  ("step/broadcast_seconds", Float(t.broadcast))]
-        }
-        return s
+    /// Appends an epoch's TensorBoard scalars to `s`.
+    static func appendEpochScalars(_ m: EpochMetrics, to s: inout [(tag: String, value: Float)]) {
+        s.append(("epoch/loss", Float(m.loss)))
+        s.append(("epoch/train_loss", Float(m.trainLoss)))
+        s.append(("epoch/samples_per_second", Float(m.samplesPerSecond)))
+        s.append(("epoch/gradient_norm", Float(m.gradNorm)))
+        s.append(("epoch/seconds", Float(m.epochSeconds)))
+        if let v = m.valLoss { s.append(("epoch/validation_loss", Float(v))) }
+        if let lr = m.lr { s.append(("epoch/learning_rate", Float(lr))) }
+        s.append(("epoch/epoch", Float(m.epoch)))
     }
 
     // MARK: - CoordinatorObserver
@@ -210,17 +223,18 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     public func tick(_ server: CoordinatorServer, now: Double) {
         exporter?.tick(server, now: now)
         stragglers?.tick(server, now: now)
+        if !pending.isEmpty {
+            let t = ContinuousClock.now
+            if t - lastHand >= .seconds(1) { hand(t) }
+        }
     }
 
     // MARK: - step lines
 
-    /// The formatted second of the last step line (`2026-11-28T03:17:02`), reused within that second (on `queue`).
-    private var isoClock: (second: Int, text: String) = (-1, "")
-
     /// Appends one step line (``stepLine(_:wallTime:)``'s bytes) to `out`, formatting the date once per
-    /// second; pass one `encoder` (``JSONStyle/files``) for a batch of lines.
+    /// second; pass one `encoder` (``stepLineStyle``) for a batch of lines.
     static func appendStepLine(_ r: StepRecord, wallTime: Double, clock: inout (second: Int, text: String), into out: inout [UInt8],
-                               encoder: JSONEncoder = JSONStyle.files.encoder()) {
+                               encoder: JSONEncoder = stepLineStyle.encoder()) {
         let second = Int(wallTime.rounded(.down))
         if second != clock.second {
             let full = RunIdentity.isoTime(Double(second))
@@ -237,7 +251,7 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
     /// (`bytes_in`, `bytes_out` and `timing` only for a data-parallel run).
     static func stepLine(_ r: StepRecord, wallTime: Double) -> String {
         var out: [UInt8] = []
-        append(StepLine(r, time: RunIdentity.isoTime(wallTime, fraction: true)), to: &out, encoder: JSONStyle.files.encoder())
+        append(StepLine(r, time: RunIdentity.isoTime(wallTime, fraction: true)), to: &out, encoder: stepLineStyle.encoder())
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -249,8 +263,13 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
         out.append(0x0A)
     }
 
-    /// The fields of a step line (snake_case by ``JSONStyle/files``).
-    private struct StepLine: Encodable {
+    /// ``JSONStyle/files`` with the keys as declared: a step line declares its snake_case names
+    /// (``StepLine/CodingKeys``), so the same bytes come without converting some 18 keys a line, which
+    /// costs as much as the rest of the encoding (a test checks the bytes against ``JSONStyle/files``).
+    static let stepLineStyle = JSONStyle(snakeCaseKeys: false, nonFiniteAsStrings: true, prettyPrinted: false)
+
+    /// The fields of a step line (snake_case names declared; ``JSONStyle/files`` gives the same).
+    struct StepLine: Encodable {
         var kind = "step"
         var time: String
         var step: Int
@@ -270,6 +289,11 @@ public final class RunWatch: CoordinatorObserver, @unchecked Sendable {
             step = r.step; epoch = r.epoch; loss = r.loss; lr = r.learningRate; gradNorm = r.gradNorm
             samples = r.samples; windows = r.windows; samplesPerSecond = r.samplesPerSecond
             timing = r.timing; bytesIn = r.bytesIn; bytesOut = r.bytesOut
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case kind, time, step, epoch, loss, lr, gradNorm = "grad_norm", samples, windows
+            case samplesPerSecond = "samples_per_second", timing, bytesIn = "bytes_in", bytesOut = "bytes_out"
         }
     }
 }

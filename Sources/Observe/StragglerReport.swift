@@ -64,11 +64,13 @@ public final class StragglerReport: CoordinatorObserver, @unchecked Sendable {
     }
 
     public func workerAnswered(worker: UInt32, seconds: Double) {
-        var s = stats[worker] ?? (0, 0, 0)
-        s.count += 1
-        s.sum += seconds
-        s.max = max(s.max, seconds)
-        stats[worker] = s
+        // one lookup, in place; the table keeps its capacity between reports (no allocation per answer)
+        func add(_ s: inout (count: Int, sum: Double, max: Double)) {
+            s.count += 1
+            s.sum += seconds
+            s.max = max(s.max, seconds)
+        }
+        add(&stats[worker, default: (0, 0, 0)])
     }
 
     public func tick(_ server: CoordinatorServer, now: Double) {
@@ -77,7 +79,7 @@ public final class StragglerReport: CoordinatorObserver, @unchecked Sendable {
         let core = server.core
         if takeSignal() || (reportEvery > 0 && now - lastReport >= reportEvery && core.isRunning) {
             logger.notice("\(Self.stragglers(stats: stats, workers: core.liveWorkers, seconds: now - lastReport))")
-            stats = [:]
+            stats.removeAll(keepingCapacity: true)
             lastReport = now
         }
         guard hangAfter > 0, let flight = core.stepInFlight else { hangStep = nil; return }

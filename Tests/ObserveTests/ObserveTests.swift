@@ -3,6 +3,7 @@ import Foundation
 import Logging
 @testable import Observe
 @testable import Training
+import Support
 import Wire
 import Testing
 
@@ -67,6 +68,25 @@ func readRecords(_ bytes: [UInt8]) throws -> [[UInt8]] {
             var bytes: [UInt8] = []
             RunWatch.appendStepLine(r, wallTime: wall, clock: &clock, into: &bytes)
             #expect(String(decoding: bytes, as: UTF8.self) == RunWatch.stepLine(r, wallTime: wall))
+        }
+    }
+
+    /// Step lines use the files style with their snake_case names declared (no key conversion per
+    /// line): the bytes must be those ``JSONStyle/files`` gives.
+    @Test func stepLineStyleGivesTheFilesBytes() throws {
+        var timing = StepTiming()
+        timing.compute = 0.001
+        timing.wait = 0.0002
+        timing.reduce = 1e-5
+        timing.optimizer = 2e-6
+        timing.broadcast = .nan
+        for r in [StepRecord(step: 3, epoch: 1, loss: 0.25, learningRate: 0.01, gradNorm: .infinity, windows: 64, samples: 192,
+                             samplesPerSecond: 1e5, timing: timing, bytesIn: 1, bytesOut: 2),
+                  StepRecord(step: 4, epoch: 2, loss: -.infinity, learningRate: 1e-3, gradNorm: 0.5, windows: 32, samples: 224, samplesPerSecond: 7)] {
+            let line = RunWatch.StepLine(r, time: "2026-11-28T03:17:02.250Z")
+            let fast = try RunWatch.stepLineStyle.encode(line)
+            #expect(fast == (try JSONStyle.files.encode(line)))
+            #expect(String(decoding: fast, as: UTF8.self).contains("\"samples_per_second\""))
         }
     }
 

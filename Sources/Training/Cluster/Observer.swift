@@ -27,7 +27,7 @@ public struct StepRecord: Sendable, Equatable {
     }
 
     /// The record of the step `state` just applied (after ``RunState/apply(root:windows:)``).
-    public init(state: RunState, loss: Double, samplesPerSecond: Double, timing: StepTiming? = nil,
+    public init(state: borrowing RunState, loss: Double, samplesPerSecond: Double, timing: StepTiming? = nil,
                 bytesIn: Int? = nil, bytesOut: Int? = nil) {
         self.init(step: state.step, epoch: state.epoch, loss: loss, learningRate: state.lastLR,
                   gradNorm: state.lastGradNorm, windows: state.batch, samples: state.samples,
