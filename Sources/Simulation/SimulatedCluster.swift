@@ -17,7 +17,7 @@ public struct SimulatedFaults: Sendable {
     public var reorder = false
     /// Each message is held back a random 0...maxDelay virtual seconds.
     public var maxDelay = 0.0
-    /// Probability that an ASSIGN or GRADIENT is lost (the handshake is never lost: a simulated
+    /// Probability that an ASSIGN or GRADIENT (sharded: an ORDER or NODE) is lost (the handshake is never lost: a simulated
     /// worker, unlike ``WorkerClient``, does not say HELLO again).
     public var dropStepTraffic = 0.0
     /// Probability that a message from a worker arrives twice.
@@ -124,8 +124,14 @@ public final class SimulatedCluster {
                 let env = try Wire.decode(frames: m.frames, limits: Limits(maxPayloadBytes: Int.max))
                 guard filter(m.peer, env) else { continue }
                 delivered += 1
-                for reply in workers[i].core.handle(env) {
+                for (to, reply) in workers[i].core.handleRouted(env) {
                     if isStepTraffic(reply), lose() { continue }
+                    if let to {
+                        // sharded aggregation: worker to worker, through Wire bytes like every hop
+                        guard let target = workers.first(where: { $0.core.hasJoined && $0.core.workerID == to }) else { continue }
+                        toWorker.append(InFlight(peer: target.peer, frames: Wire.encode(reply), due: now + delay()))
+                        continue
+                    }
                     post(reply, from: m.peer)
                     fromWorkers += 1
                     if duplicateEvery > 0 && fromWorkers % duplicateEvery == 0 { post(reply, from: m.peer) }
@@ -153,7 +159,7 @@ public final class SimulatedCluster {
 
     private func isStepTraffic(_ env: Envelope) -> Bool {
         switch env.message {
-        case .assign, .gradient: return true
+        case .assign, .gradient, .order, .node: return true
         default: return false
         }
     }

@@ -44,6 +44,8 @@ public struct CoordinatorOptions: Sendable {
     /// Workers read the data the configuration names themselves (storage shared with the coordinator,
     /// the same absolute path) and check it by hash, instead of receiving the series in WELCOME.
     public var sharedData = false
+    /// How the steps are aggregated (``Aggregation``; star by default).
+    public var aggregation: Aggregation = .star
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
@@ -143,6 +145,12 @@ extension Message {
         case .heartbeat: return "HEARTBEAT"
         case .shutdown: return "SHUTDOWN"
         case .bye: return "BYE"
+        case .table: return "TABLE"
+        case .order: return "ORDER"
+        case .node: return "NODE"
+        case .norm: return "NORM"
+        case .apply: return "APPLY"
+        case .slice: return "SLICE"
         }
     }
 }

@@ -40,7 +40,12 @@ extension CoordinatorCore {
             let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
             emit(.workerLost(w, reassigned: orders.count))
             out += send(orders)
-        case .welcome, .reject, .assign, .shutdown:
+        case .norm(let part):
+            out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
+        case .slice(let slice):
+            guard env.runID == runID else { return drop(peer, "SLICE for run \(env.runID), this run is \(runID)") }
+            out += shardSlice(slice, from: peer, workerID: env.workerID, now: now)
+        case .welcome, .reject, .assign, .shutdown, .table, .order, .node, .apply:
             return drop(peer, "a worker sent a coordinator-only message (\(env.message.typeName))")
         }
         out += advance(now: now)
@@ -67,6 +72,7 @@ extension CoordinatorCore {
                 let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
                 emit(.workerLost(w, reassigned: orders.count))
                 out += send(orders)
+                if started, !isDone, let id = lostOwner() { return sent(out + failLostOwner(id), now: now) }
             case .heartbeatDue(let id):
                 out.append(reply(peer, id, .heartbeat))
             }
@@ -110,12 +116,17 @@ extension CoordinatorCore {
             emit(.dropped(peer: peer, reason: "HELLO deferred: \(open) handshakes are open"))
             return []
         case .welcome(let id):
+            if let endpoint = hello.peer {
+                shardEndpoints[id] = endpoint
+                shard?.endpoints[id] = endpoint
+            }
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,
                 parameterCount: parameterCount, microBatch: microBatch,
                 heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
-                sharedData: options.sharedData ? true : nil)
+                sharedData: options.sharedData ? true : nil,
+                aggregation: options.aggregation == .sharded ? Aggregation.sharded.rawValue : nil)
             return [reply(peer, id, .welcome(w, series: options.sharedData ? [] : series.values))]
         }
     }

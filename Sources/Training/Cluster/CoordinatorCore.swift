@@ -92,6 +92,10 @@ public final class CoordinatorCore {
     var nextEvaluationID = 1
     /// Effects other than the reply made while handling an input (events, spans, observer notes).
     var notes: [CoordinatorEffect] = []
+    /// Sharded aggregation's state once the run started (nil: a star run, or not started).
+    var shard: CoordinatorShard?
+    /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
+    var shardEndpoints: [UInt32: String] = [:]
 
     /// Every this many steps, a ``CoordinatorEffect/checkpoint(_:)`` (0: never). A checkpoint that
     /// cannot be written stops the run with that error as ``failure``: the work since the last good
@@ -131,6 +135,9 @@ public final class CoordinatorCore {
         guard options.workers >= 1 else { throw .invalidConfig("--workers must be at least 1 (got \(options.workers))") }
         guard options.minWorkers >= 1 && options.minWorkers <= options.workers else {
             throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
+        }
+        if options.aggregation == .sharded && resume != nil {
+            throw .invalidConfig("--aggregation sharded cannot resume a checkpoint yet (the owners' optimizer state is not restored); resume with --aggregation star")
         }
         let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
         guard options.sharedData || 4 * series.values.count <= Limits.handshakeSeriesBytes else {

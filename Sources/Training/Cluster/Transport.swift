@@ -507,7 +507,7 @@ public final class WorkerClient {
             switch effect {
             case .send(let m): send(m)
             case .compute(let o): order = o
-            case .exit: break
+            case .exit, .sendPeer, .peers: break  // a sharded run's peer links are not driven here yet
             }
         }
         guard let order else { return }

@@ -1,0 +1,112 @@
+import Testing
+import RNN
+import Series
+import Simulation
+import Wire
+@testable import Training
+
+/// Sharded aggregation through the real cores and real Wire bytes (worker-to-worker hops too), on a
+/// virtual clock with reordered, delayed and duplicated messages: the in-process trainer's bits.
+@Suite("Sharded aggregation, simulated: the bits of in-process")
+struct ShardedSimulationTests {
+    /// P = 17 030 (five blocks: a slice for every owner up to four). `points`/`batch` choose how many
+    /// steps an epoch has (so epoch ends, their evaluations and the deferred epochs are crossed).
+    func config(clip: Double?, points: Int = 300, batch: Int = 40, steps: Int? = 12, epochs: Int? = nil,
+                validation: Double = 0) -> TrainingConfig {
+        TrainingConfig(
+            model: ModelConfig(inputSize: 2, hiddenSize: 128, outputSize: 2, seqLen: 4),
+            optimizer: OptimizerConfig(kind: .adam, learningRate: 1e-2), data: .sincos(points: points, from: 0, to: 30),
+            batch: batch, microBatch: 6, epochs: epochs, steps: steps, seed: 3, shuffle: true,
+            clipNorm: clip, targetLoss: nil, validationFraction: validation)
+    }
+
+    func sharded(_ workers: Int) -> CoordinatorOptions {
+        var o = CoordinatorOptions(workers: workers)
+        o.aggregation = .sharded
+        return o
+    }
+
+    func run(_ config: TrainingConfig, workers: Int, seed: UInt64) throws -> SimulatedCluster {
+        let cluster = try SimulatedCluster(config: config, series: try referenceSeries(), workers: workers, options: sharded(workers))
+        var faults = SimulatedFaults(seed: seed)
+        faults.reorder = true
+        faults.maxDelay = 0.05
+        faults.duplicate = 0.05
+        cluster.faults = faults
+        try cluster.run()
+        return cluster
+    }
+
+    @Test(arguments: [nil, 0.05] as [Double?], [1, 2, 3, 4])
+    func oneToFourWorkersGiveTheInProcessBits(clip: Double?, workers: Int) throws {
+        let config = config(clip: clip)
+        let reference = try InProcessTrainer(config: config, series: try referenceSeries()).run()
+        let cluster = try run(config, workers: workers, seed: UInt64(workers) + (clip == nil ? 0 : 10))
+        let core = cluster.coordinator
+        #expect(core.failure == nil)
+        #expect(core.state.step == 12)
+        #expect(core.state.parameters == reference.parameters, "\(workers) workers, clip \(String(describing: clip))")
+        #expect(core.state.optimizer.step == reference.optimizerStep)
+        #expect(core.metrics.map(\.loss) == reference.metrics.map(\.loss))
+        #expect(core.shard?.plan.owners == min(workers, 5))
+    }
+
+    /// Full-batch epochs (the next step measures the epoch's loss) and a validation split with overlapped
+    /// evaluations: the step rule is the same in both halves of the sharded step.
+    @Test func fullBatchAndValidationEpochsGiveTheInProcessBits() throws {
+        for config in [config(clip: 0.05, points: 120, batch: 1000, steps: nil, epochs: 5),
+                       config(clip: nil, points: 300, batch: 64, steps: nil, epochs: 3, validation: 0.2)] {
+            let reference = try InProcessTrainer(config: config, series: try referenceSeries()).run()
+            let cluster = try run(config, workers: 3, seed: 7)
+            #expect(cluster.coordinator.failure == nil)
+            #expect(cluster.coordinator.state.step == reference.steps)
+            #expect(cluster.coordinator.state.parameters == reference.parameters)
+            #expect(cluster.coordinator.metrics.map(\.loss) == reference.metrics.map(\.loss))
+        }
+    }
+
+    /// No GRADIENT reaches the coordinator and no ASSIGN leaves it: per step it takes in the owners'
+    /// slices (P floats) and small NORMs, and sends ORDERs and APPLYs (the weights go out once, to each
+    /// joining worker).
+    @Test func theCoordinatorCarriesNoGradient() throws {
+        let config = config(clip: nil)
+        let cluster = try SimulatedCluster(config: config, series: try referenceSeries(), workers: 3, options: sharded(3))
+        var assigns = 0, orders = 0
+        cluster.filter = { _, env in
+            if case .assign = env.message { assigns += 1 }
+            if case .order = env.message { orders += 1 }
+            return true
+        }
+        try cluster.run()
+        #expect(cluster.coordinator.failure == nil)
+        #expect(assigns == 0 && orders >= 12)
+        let p = cluster.coordinator.state.parameters.count
+        #expect(cluster.coordinator.bytesIn < 12 * (4 * p + 64 * 16) + 64 << 10)
+    }
+
+    /// A star run's messages are unchanged: no WELCOME says sharded, no sharded message is sent.
+    @Test func aStarRunSendsNoShardedMessage() throws {
+        let cluster = try SimulatedCluster(config: config(clip: nil, steps: 3), series: try referenceSeries(), workers: 2)
+        var sharded = 0
+        cluster.filter = { _, env in
+            if env.message.type.isShard { sharded += 1 }
+            if case .welcome(let w, _) = env.message, w.aggregation != nil { sharded += 1 }
+            return true
+        }
+        try cluster.run()
+        #expect(sharded == 0)
+        #expect(cluster.coordinator.state.step == 3)
+    }
+
+    /// A killed owner stops the run with a typed error saying what to do (its optimizer state is gone).
+    @Test func aLostOwnerStopsTheRunWithAnAnswer() throws {
+        let cluster = try SimulatedCluster(config: config(clip: nil), series: try referenceSeries(), workers: 2, options: sharded(2))
+        cluster.killAt = [1: 4]
+        try cluster.run()
+        guard case .invalidConfig(let why)? = cluster.coordinator.failure else {
+            Issue.record("expected a lost-owner failure, got \(String(describing: cluster.coordinator.failure))")
+            return
+        }
+        #expect(why.contains("--resume"))
+    }
+}
