@@ -15,3 +15,27 @@ public enum Aggregation: String, Sendable, CaseIterable, Codable {
     case star
     case sharded
 }
+
+/// `--aggregation`: a mode, or `auto` (``resolve(parameterCount:workers:)``).
+public enum AggregationChoice: String, Sendable, CaseIterable {
+    case star
+    case sharded
+    case auto
+
+    /// Parameters from which `auto` picks sharded aggregation (with two workers or more): below it the
+    /// star's one round trip costs less than the sharded step's extra hops (NODE, NORM, APPLY, SLICE);
+    /// above it the star's 2·N·P floats through the coordinator dominate (see BENCHMARKS.md).
+    public static let autoCrossover = 1 << 20
+
+    /// The mode for a model of `parameterCount` parameters trained by `workers` workers.
+    ///
+    ///     AggregationChoice.auto.resolve(parameterCount: 17_030, workers: 4)      // .star
+    ///     AggregationChoice.auto.resolve(parameterCount: 10_000_000, workers: 4)  // .sharded
+    public func resolve(parameterCount: Int, workers: Int) -> Aggregation {
+        switch self {
+        case .star: .star
+        case .sharded: .sharded
+        case .auto: workers >= 2 && parameterCount >= Self.autoCrossover ? .sharded : .star
+        }
+    }
+}

@@ -46,6 +46,8 @@ public struct CoordinatorOptions: Sendable {
     public var sharedData = false
     /// How the steps are aggregated (``Aggregation``; star by default).
     public var aggregation: Aggregation = .star
+    /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
+    public var aggregationChoice: AggregationChoice = .star
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,

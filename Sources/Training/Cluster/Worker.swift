@@ -97,6 +97,8 @@ public final class WorkerCore {
     var shard: WorkerShard?
     /// The window count of the step being computed (its NODEs carry it).
     private var computingWindows = 0
+    /// The endpoint of this worker's peer router, announced in HELLO (sharded aggregation); nil: none.
+    public var peerEndpoint: String?
     /// Is this worker in a sharded run?
     public var isSharded: Bool { shard != nil }
     /// The updates applied to the weights this worker holds in a sharded run (-1: none, or a star run).
@@ -110,7 +112,7 @@ public final class WorkerCore {
     public func hello() -> Envelope {
         Envelope(runID: 0, workerID: 0, message: .hello(Hello(
             protocolVersion: Int(options.protocolVersion), host: options.host, pid: options.pid,
-            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect)))
+            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect, peer: peerEndpoint)))
     }
 
     /// Forgets the run and starts over with a new HELLO (the coordinator went silent: it may have been

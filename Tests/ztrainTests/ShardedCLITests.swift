@@ -1,0 +1,61 @@
+import Checkpoint
+import Foundation
+import Testing
+
+/// Sharded aggregation with real processes: `train --workers N --aggregation sharded` (the workers own
+/// slices, talk to each other over their peer endpoints) trains the bits of `--in-process`.
+@Suite("Sharded aggregation from the command line")
+struct ShardedCLITests {
+    /// P = 17 030 with --hidden 128 (five 4096-float blocks: an owner per worker up to four).
+    @Test(arguments: [nil, "0.05"] as [String?])
+    func oneToFourWorkersGiveTheInProcessBits(clip: String?) throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "4", "--quiet"]
+            + (clip.map { ["--clip-norm", $0] } ?? [])
+        let a = try runZtrain(["train", "--in-process", "--out", tmp.path("a")] + common)
+        #expect(a.status == 0, "\(a.stderr)")
+        let reference = try loadModel(path: tmp.path("a/model.safetensors"), expecting: nil).parameters
+        for n in 1...4 {
+            let out = tmp.path("s\(n)")
+            let r = try runZtrain(["train", "--workers", "\(n)", "--aggregation", "sharded", "--out", out] + common, timeout: 180)
+            #expect(r.status == 0, "\(n) workers: \(r.stderr)")
+            let w = try loadModel(path: out + "/model.safetensors", expecting: nil).parameters
+            #expect(w == reference, "\(n) workers, clip \(clip ?? "off")")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any])
+            for worker in (summary["workers"] as? [[String: Any]]) ?? [] {
+                if let pid = worker["pid"] as? Int { #expect(!pidAlive(Int32(pid)), "worker \(pid) still running") }
+            }
+        }
+    }
+
+    /// The coordinator carries no gradient in sharded mode: its bytes in are the owners' slices (about
+    /// P floats a step), a fraction of the star run's N nodes of P + 1 floats.
+    @Test func theCoordinatorCarriesAFractionOfTheStarBytes() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--hidden", "128", "--steps", "10", "--batch", "40", "--micro-batch", "4", "--quiet", "--workers", "3"]
+        let star = try runZtrain(["train", "--out", tmp.path("star")] + common, timeout: 180)
+        let sharded = try runZtrain(["train", "--aggregation", "sharded", "--out", tmp.path("sharded")] + common, timeout: 180)
+        #expect(star.status == 0 && sharded.status == 0, "\(star.stderr)\n\(sharded.stderr)")
+        func bytes(_ dir: String) throws -> (Int, Int) {
+            let last = try String(contentsOfFile: tmp.path(dir + "/metrics.jsonl"), encoding: .utf8).split(separator: "\n").last ?? ""
+            let line = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            return (line["bytes_in"] as? Int ?? -1, line["bytes_out"] as? Int ?? -1)
+        }
+        let (starIn, starOut) = try bytes("star")
+        let (shardedIn, shardedOut) = try bytes("sharded")
+        #expect(shardedIn * 2 < starIn && shardedOut * 4 < starOut, "star \(starIn)/\(starOut), sharded \(shardedIn)/\(shardedOut)")
+        #expect(try loadModel(path: tmp.path("star/model.safetensors"), expecting: nil).parameters
+                == loadModel(path: tmp.path("sharded/model.safetensors"), expecting: nil).parameters)
+    }
+
+    @Test func checkpointsAreRefusedInShardedModeWithWhatToDo() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let r = try runZtrain(["train", "--workers", "2", "--aggregation", "sharded", "--checkpoint-every", "5", "--steps", "10",
+                               "--quiet", "--out", tmp.path("c")], timeout: 120)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--aggregation star"), "\(r.stderr)")
+    }
+}
