@@ -80,7 +80,9 @@ public final class SimulatedCluster {
                                           runID: 42, resume: resume)
         for i in 0..<n {
             let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
-            workers.append((PeerID([UInt8(i + 1), 7]), WorkerCore(options: opts), true))
+            let core = WorkerCore(options: opts)
+            core.peerEndpoint = "sim://worker-\(i)"  // the simulation routes peer messages by worker id
+            workers.append((PeerID([UInt8(i + 1), 7]), core, true))
         }
     }
 

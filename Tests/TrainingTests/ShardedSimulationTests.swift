@@ -98,6 +98,19 @@ struct ShardedSimulationTests {
         #expect(cluster.coordinator.state.step == 3)
     }
 
+    /// A worker that announces no peer endpoint cannot take part: refused with what to do.
+    @Test func aWorkerWithoutAPeerEndpointIsRefused() throws {
+        var options = sharded(2)
+        options.minWorkers = 1
+        options.joinTimeout = 1
+        let cluster = try SimulatedCluster(config: config(clip: nil, steps: 3), series: try referenceSeries(), workers: 2, options: options)
+        cluster.workers[1].core.peerEndpoint = nil
+        try cluster.run()
+        #expect(cluster.workers[1].core.failure?.contains("--peer-bind") == true)
+        #expect(cluster.coordinator.failure == nil)
+        #expect(cluster.coordinator.state.step == 3)
+    }
+
     /// A killed owner stops the run with a typed error saying what to do (its optimizer state is gone).
     @Test func aLostOwnerStopsTheRunWithAnAnswer() throws {
         let cluster = try SimulatedCluster(config: config(clip: nil), series: try referenceSeries(), workers: 2, options: sharded(2))

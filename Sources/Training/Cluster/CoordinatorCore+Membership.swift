@@ -106,6 +106,11 @@ extension CoordinatorCore {
 
     /// A HELLO: WELCOME, REJECT, or nothing (``Membership/hello(_:from:now:)``).
     func welcome(peer: PeerID, hello: Hello, now: Double) -> [CoordinatorEffect] {
+        if options.aggregation == .sharded && (hello.peer ?? "").isEmpty && membership.workers[peer] == nil {
+            let reason = "this run aggregates sharded and the worker announced no peer endpoint: give it --peer-bind (an address the other workers reach), or run a ztrain that has it"
+            emit(.rejected(peer: peer, reason: reason))
+            return [reply(peer, 0, .reject(reason))]
+        }
         switch membership.hello(hello, from: peer, now: now) {
         case .alreadyWelcomed:
             return []

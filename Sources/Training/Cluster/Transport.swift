@@ -295,7 +295,13 @@ public final class WorkerClient {
     public init(core: WorkerCore, connect: String, security: CurveClientSecurity? = nil, peerBind: String? = nil,
                 logger: Logger) throws(TrainingError) {
         self.core = core
-        peers = try peerBind.map { (bind) throws(TrainingError) in try PeerLinks(bind: bind, logger: logger) }
+        do {
+            peers = try peerBind.map { (bind) throws(TrainingError) in try PeerLinks(bind: bind, logger: logger) }
+        } catch {
+            // a star run does not need the peer endpoint; a sharded coordinator refuses a worker without one
+            logger.warning("\(error); this worker can take part in star runs only")
+            peers = nil
+        }
         core.peerEndpoint = peers?.endpoint
         self.logger = logger
         endpoint = connect
