@@ -9,8 +9,8 @@ import Support
 /// | ORDER | step, leaves, leaf count, count = windows | `count` UInt32 window starts |
 /// | NODE | step, node, leaf count, count = windows summed, aux = owner + step windows << 32 | Float32 sums of the owner's elements |
 /// | NORM | step, range = blocks, count = flags (1: finite, 2: has loss), aux = loss sum's Float32 bits | Float64 per block |
-/// | APPLY | step, leaf count = table version, count = 1 with a clip coefficient, aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
-/// | SLICE | step = version, range = elements | Float32 weights (finite) |
+/// | APPLY | step, leaf count = table version, count = flags (1: a clip coefficient follows, 2: gather the optimizer state), aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
+/// | SLICE | step = version, range = elements, count = 0, or 1 + k with k optimizer-state arrays | Float32 weights, then the k arrays (all finite) |
 extension Wire {
     /// Writes a sharded message's header fields and returns its payload (nil: not such a message).
     static func encodeShard(_ message: Message, into h: inout Header) -> [UInt8]? {
@@ -46,14 +46,17 @@ extension Wire {
             h.step = a.step
             h.leafCount = a.table
             h.aux = a.learningRate.bitPattern
+            h.count = a.gather ? 2 : 0
             guard let c = a.clipCoefficient else { return [] }
-            h.count = 1
+            h.count |= 1
             return withUnsafeBytes(of: c.bitPattern.littleEndian) { Array($0) }
         case .slice(let s):
             h.step = s.version
             h.rangeLower = field32(s.range.lowerBound, "slice range.lowerBound")
             h.rangeUpper = field32(s.range.upperBound, "slice range.upperBound")
-            return littleEndianFrame(s.values)
+            guard let state = s.state else { return littleEndianFrame(s.values) }
+            h.count = UInt64(1 + state.count)
+            return littleEndianFrame(s.values + state.flatMap { $0 })
         default:
             return nil
         }
@@ -132,31 +135,34 @@ extension Wire {
             for (v, name) in [(UInt64(h.rangeLower), "rangeLower"), (UInt64(h.rangeUpper), "rangeUpper")] {
                 try zero(v, name)
             }
-            guard h.count <= 1, payload.count == 8 * Int(h.count) else {
-                throw .badLength("apply payload is \(payload.count) bytes with count \(h.count); a clip coefficient is one Float64")
+            guard h.count <= 3, payload.count == 8 * Int(h.count & 1) else {
+                throw .badLength("apply payload is \(payload.count) bytes with flags \(h.count); a clip coefficient is one Float64, and only flags 1 and 2 exist")
             }
             let lr = Double(bitPattern: h.aux)
             guard lr.isFinite else { throw .nonFinite("apply learning rate is \(lr)") }
-            let c = h.count == 1 ? Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 0, as: UInt64.self))) : nil
+            let c = h.count & 1 == 1 ? Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 0, as: UInt64.self))) : nil
             if let c, !c.isFinite { throw .nonFinite("apply clip coefficient is \(c)") }
             guard materialize else { return nil }
-            return .apply(ApplyStep(step: h.step, learningRate: lr, clipCoefficient: c, table: h.leafCount))
+            return .apply(ApplyStep(step: h.step, learningRate: lr, clipCoefficient: c, table: h.leafCount, gather: h.count & 2 != 0))
 
         case .slice:
-            for (v, name) in [(UInt64(h.leafCount), "leafCount"), (h.count, "count"), (h.aux, "aux")] { try zero(v, name) }
+            for (v, name) in [(UInt64(h.leafCount), "leafCount"), (h.aux, "aux")] { try zero(v, name) }
+            guard h.count <= 3 else { throw .unexpectedField("slice count is \(h.count); 0 (weights), or 1 + up to 2 optimizer-state arrays") }
             guard h.rangeLower < h.rangeUpper else { throw .badRange("slice [\(h.rangeLower), \(h.rangeUpper)) is empty") }
             let range = Int(h.rangeLower)..<Int(h.rangeUpper)
             if let p = limits.parameterCount, range.upperBound > p {
                 throw .badRange("slice \(range) is outside this receiver's \(p) parameters")
             }
-            guard payload.count == 4 * range.count else {
-                throw .badLength("slice payload is \(payload.count) bytes for \(range.count) weights")
+            let arrays = h.count == 0 ? 0 : Int(h.count) - 1
+            guard payload.count == 4 * range.count * (1 + arrays) else {
+                throw .badLength("slice payload is \(payload.count) bytes for \(range.count) weights and \(arrays) optimizer-state arrays")
             }
-            if let i = firstNonFinite(payload, offset: 0, count: range.count) {
-                throw .nonFinite("slice weight[\(range.lowerBound + i)] is \(float(payload, offset: 0, index: i))")
+            if let i = firstNonFinite(payload, offset: 0, count: range.count * (1 + arrays)) {
+                throw .nonFinite("slice value \(i) (element \(range.lowerBound + i % range.count)) is \(float(payload, offset: 0, index: i))")
             }
             guard materialize else { return nil }
-            return .slice(ParameterSlice(version: h.step, range: range, values: floats(payload, offset: 0, count: range.count)))
+            let state = h.count == 0 ? nil : (0..<arrays).map { floats(payload, offset: 4 * range.count * (1 + $0), count: range.count) }
+            return .slice(ParameterSlice(version: h.step, range: range, values: floats(payload, offset: 0, count: range.count), state: state))
 
         default:
             return nil

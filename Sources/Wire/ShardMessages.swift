@@ -122,9 +122,13 @@ public struct ApplyStep: Sendable, Equatable {
     /// The version of the ``ShardTable`` the update is sent under: an owner holding an older table
     /// waits for the newer one before it sends its updated slice (to every worker of that table).
     public var table: UInt32
+    /// The owner sends its optimizer state with its slice to the coordinator (a checkpoint is due, or
+    /// the run may end at this step).
+    public var gather: Bool
 
-    public init(step: UInt64, learningRate: Double, clipCoefficient: Double?, table: UInt32) {
+    public init(step: UInt64, learningRate: Double, clipCoefficient: Double?, table: UInt32, gather: Bool = false) {
         self.table = table
+        self.gather = gather
         self.step = step
         self.learningRate = learningRate
         self.clipCoefficient = clipCoefficient
@@ -140,8 +144,13 @@ public struct ParameterSlice: Sendable, Equatable {
     public var range: Range<Int>
     /// The weights (finite).
     public var values: [Float]
+    /// The optimizer state of the range after `version` steps (its non-empty arrays: Adam's m and v,
+    /// SGD's momentum, or none), when the slice carries it: an owner's answer to a gathering APPLY, or
+    /// the coordinator seeding an owner. Nil: the weights alone.
+    public var state: [[Float]]?
 
-    public init(version: UInt64, range: Range<Int>, values: [Float]) {
+    public init(version: UInt64, range: Range<Int>, values: [Float], state: [[Float]]? = nil) {
+        self.state = state
         self.version = version
         self.range = range
         self.values = values

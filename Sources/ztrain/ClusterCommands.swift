@@ -276,9 +276,6 @@ func runCoordinator(
     let config = p.config
     var options = options
     options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers)
-    if options.aggregation == .sharded && checkpointEvery > 0 {
-        throw fail("--aggregation sharded does not write checkpoints yet (the owners' optimizer state is not gathered); use --aggregation star with --checkpoint-every")
-    }
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
     var writeError: (any Error)? = nil
@@ -402,7 +399,12 @@ func runCoordinator(
     // a run that reached its end wrote it before telling the workers)
     var problems: [TrainingError] = []
     if core.failure == nil, !core.wroteEndCheckpoint, let writeCheckpoint {
-        do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
+        if core.optimizerIsCurrent {
+            do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
+        } else {
+            // sharded: the owners' optimizer state of this step was not gathered (the run was stopped between checkpoints)
+            logger.warning("stopped between checkpoints of a sharded run: the newest checkpoint stays the last one written")
+        }
     }
     let result = core.result(now: now)
     var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,

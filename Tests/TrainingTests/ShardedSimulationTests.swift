@@ -98,6 +98,53 @@ struct ShardedSimulationTests {
         #expect(cluster.coordinator.state.step == 3)
     }
 
+    /// The checkpoints of a sharded run (the owners' optimizer state gathered at the steps that may be
+    /// checkpointed) are the star run's: weights, optimizer state, counters.
+    @Test(arguments: [OptimizerConfig(kind: .adam, learningRate: 1e-2), OptimizerConfig(kind: .sgd, learningRate: 0.05, momentum: 0.9),
+                      OptimizerConfig(kind: .sgd, learningRate: 0.05)])
+    func checkpointsAreTheStarRunsCheckpoints(optimizer: OptimizerConfig) throws {
+        var config = config(clip: 0.05)
+        config.optimizer = optimizer
+        func checkpoints(_ options: CoordinatorOptions) throws -> [RunCheckpoint] {
+            let cluster = try SimulatedCluster(config: config, series: try referenceSeries(), workers: 3, options: options)
+            var saved: [RunCheckpoint] = []
+            cluster.coordinator.checkpointEvery = 4
+            cluster.coordinator.onCheckpoint = { saved.append($0) }
+            try cluster.run()
+            #expect(cluster.coordinator.failure == nil)
+            #expect(cluster.coordinator.optimizerIsCurrent)
+            return saved
+        }
+        let star = try checkpoints(CoordinatorOptions(workers: 3))
+        let sharded = try checkpoints(sharded(3))
+        #expect(star.count >= 3 && sharded.count == star.count, "\(star.count) and \(sharded.count) checkpoints")
+        for (a, b) in zip(star, sharded) {
+            #expect(a.parameters == b.parameters && a.m == b.m && a.v == b.v && a.counters == b.counters, "step \(a.counters.step)")
+        }
+    }
+
+    /// A star run's checkpoint resumed in sharded mode (the owners seeded with its optimizer state), and a
+    /// sharded run's resumed in star mode, end with the uninterrupted run's bits.
+    @Test func resumeWorksAcrossModes() throws {
+        let config = config(clip: nil)
+        let series = try referenceSeries()
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        for (first, second) in [(CoordinatorOptions(workers: 2), sharded(3)), (sharded(2), CoordinatorOptions(workers: 3))] {
+            let a = try SimulatedCluster(config: config, series: series, workers: first.workers, options: first)
+            var saved: RunCheckpoint?
+            a.coordinator.checkpointEvery = 4
+            a.coordinator.onCheckpoint = { c in if c.counters.step == 4 { saved = c } }
+            a.stopAfterStep = 6
+            try a.run()
+            let checkpoint = try #require(saved)
+            let b = try SimulatedCluster(config: config, series: series, workers: second.workers, options: second, resume: checkpoint)
+            try b.run()
+            #expect(b.coordinator.failure == nil)
+            #expect(b.coordinator.state.step == 12)
+            #expect(b.coordinator.state.parameters == reference, "\(first.aggregation) then \(second.aggregation)")
+        }
+    }
+
     /// A worker that announces no peer endpoint cannot take part: refused with what to do.
     @Test func aWorkerWithoutAPeerEndpointIsRefused() throws {
         var options = sharded(2)

@@ -127,10 +127,11 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
     case .apply:
         return .apply(ApplyStep(step: step, learningRate: Double.random(in: 0...1, using: &rng),
                                 clipCoefficient: Bool.random(using: &rng) ? Double.random(in: 0...1, using: &rng) : nil,
-                                table: UInt32.random(in: 0...UInt32.max, using: &rng)))
+                                table: UInt32.random(in: 0...UInt32.max, using: &rng), gather: Bool.random(using: &rng)))
     default:
         let start = Int.random(in: 0...100_000, using: &rng)
-        return .slice(ParameterSlice(version: step, range: start..<(start + p), values: randomFloats(p, &rng)))
+        let state: [[Float]]? = Bool.random(using: &rng) ? nil : (0..<Int.random(in: 0...2, using: &rng)).map { _ in randomFloats(p, &rng) }
+        return .slice(ParameterSlice(version: step, range: start..<(start + p), values: randomFloats(p, &rng), state: state))
     }
 }
 

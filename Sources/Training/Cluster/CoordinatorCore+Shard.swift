@@ -26,6 +26,14 @@ struct CoordinatorShard {
     var holding: Set<UInt32> = []
     /// Every worker's peer endpoint (from its HELLO).
     var endpoints: [UInt32: String] = [:]
+    /// The owners got their seed (their slice's weights and optimizer state).
+    var seeded = false
+    /// The step whose update also gathers the owners' optimizer state, and the state gathered so far.
+    var gathering = false
+    var gatheredM: [Float] = []
+    var gatheredV: [Float] = []
+    /// The step at which the run state's optimizer was last current (seeded or gathered).
+    var gatheredAt = -1
 
     var busy: Bool {
         if case .idle = phase { return false }
@@ -66,6 +74,19 @@ extension CoordinatorCore {
             guard let p = membership.peer(of: w.id) else { continue }
             out.append(reply(p, w.id, .slice(ParameterSlice(version: UInt64(state.step), range: 0..<parameterCount, values: state.parameters))))
             s.holding.insert(w.id)
+        }
+        if !s.seeded {
+            // the owners start from the run state's optimizer (fresh, or a checkpoint's when resuming)
+            for (o, id) in s.table.owners.enumerated() {
+                guard let p = membership.peer(of: id) else { continue }
+                let r = s.plan.range(ofOwner: o)
+                let part = state.optimizer.slice(r)
+                let seed = ParameterSlice(version: UInt64(state.step), range: r, values: Array(state.parameters[r]),
+                                          state: [part.m, part.v].filter { !$0.isEmpty })
+                out.append(reply(p, id, .slice(seed)))
+            }
+            s.seeded = true
+            s.gatheredAt = state.step
         }
         s.assembly.begin(step: state.step + 1)
         s.lossSum = nil
@@ -128,12 +149,33 @@ extension CoordinatorCore {
             if let pending, let settled { return recordSettled(pending, settled, then: .none, now: now) }
             return finishRun()
         }
-        let a = ApplyStep(step: UInt64(state.step + 1), learningRate: lr, clipCoefficient: coef, table: s.table.version)
+        let gather = gathersAtThisStep
+        let a = ApplyStep(step: UInt64(state.step + 1), learningRate: lr, clipCoefficient: coef, table: s.table.version, gather: gather)
         shard?.phase = .applying(a, lossSum: lossSum, optimizerStart: t1)
+        shard?.gathering = gather
+        if gather {
+            shard?.gatheredM = state.optimizer.m
+            shard?.gatheredV = state.optimizer.v
+        }
         shard?.incoming = state.parameters
         shard?.heard = []
         if let pending, let settled { return recordSettled(pending, settled, then: .applyShard, now: now) }
         return sendApply()
+    }
+
+    /// With checkpoints on, the owners send their optimizer state with the updated slices at every step
+    /// after which a checkpoint may be written: one that is due, one that ends an epoch (the run may
+    /// stop there, and a deferred epoch's checkpoint is of its end) and the last of the step limit.
+    var gathersAtThisStep: Bool {
+        guard checkpointEvery > 0 else { return false }
+        let next = state.step + 1
+        return next % checkpointEvery == 0 || state.stepInEpoch + 1 >= state.stepsPerEpoch || config.steps == next
+    }
+
+    /// Is the run state's optimizer state the owners' (a checkpoint of it now is exact)? Always in star mode.
+    public var optimizerIsCurrent: Bool {
+        guard let s = shard else { return true }
+        return s.gatheredAt == state.step
     }
 
     /// APPLY to every owner.
@@ -147,6 +189,15 @@ extension CoordinatorCore {
         guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, slice.version == a.step,
               let o = s.table.owners.firstIndex(of: workerID), s.plan.range(ofOwner: o) == slice.range,
               !s.heard.contains(o) else { return [] }
+        if s.gathering {
+            let arrays = [s.gatheredM, s.gatheredV].filter { !$0.isEmpty }.count
+            guard let state = slice.state, state.count == arrays, state.allSatisfy({ $0.count == slice.range.count }) else {
+                return drop(peer, "SLICE of step \(slice.version) from worker \(workerID) without the optimizer state asked for")
+            }
+            var k = 0
+            if !s.gatheredM.isEmpty { s.gatheredM.replaceSubrange(slice.range, with: state[k]); k += 1 }
+            if !s.gatheredV.isEmpty { s.gatheredV.replaceSubrange(slice.range, with: state[k]) }
+        }
         s.incoming.withUnsafeMutableBufferPointer { dst in
             slice.values.withUnsafeBufferPointer { src in
                 for (k, i) in slice.range.enumerated() { dst[i] = src[k] }
@@ -157,8 +208,21 @@ extension CoordinatorCore {
         let weights = s.incoming
         s.incoming = []
         s.phase = .idle
+        let gathered = s.gathering ? (s.gatheredM, s.gatheredV) : nil
+        s.gathering = false
+        s.gatheredM = []
+        s.gatheredV = []
         shard = s
         let loss = state.completeSharded(parameters: weights, lossSum: lossSum, windows: stepWindows)
+        if let (m, v) = gathered {
+            do {
+                try state.adoptOptimizer(Optimizer(config: state.optimizer.config, step: state.optimizer.step, m: m, v: v))
+                shard?.gatheredAt = state.step
+            } catch {
+                failure = error
+                return shutdownAll(reason: "the owners' optimizer state does not fit the run")
+            }
+        }
         return finishStepRest(StepRest(outcome: .applied(loss: loss), optimizerStart: t1, now: now))
     }
 }

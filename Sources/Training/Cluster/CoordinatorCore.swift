@@ -136,9 +136,6 @@ public final class CoordinatorCore {
         guard options.minWorkers >= 1 && options.minWorkers <= options.workers else {
             throw .invalidConfig("--min-workers must be in 1...\(options.workers) (got \(options.minWorkers))")
         }
-        if options.aggregation == .sharded && resume != nil {
-            throw .invalidConfig("--aggregation sharded cannot resume a checkpoint yet (the owners' optimizer state is not restored); resume with --aggregation star")
-        }
         let prepared = try PreparedRun(config: config, series: series, initialParameters: initialParameters)
         guard options.sharedData || 4 * series.values.count <= Limits.handshakeSeriesBytes else {
             throw .data("the series has \(series.values.count) values, more than the \(Limits.handshakeSeriesBytes / 4) a WELCOME carries; put the file where every worker reads it at the same path and pass --shared-data")
@@ -223,8 +220,10 @@ public final class CoordinatorCore {
     ///
     /// The size bound is the larger of a gradient and 64 KiB (a HELLO is a few hundred bytes, a BYE's
     /// reason at most 64 KiB): the socket refuses anything bigger before allocating it.
+    /// (Sharded: an owner's SLICE with its optimizer state is up to three arrays of its slice.)
     public var limits: Limits {
-        Limits(maxPayloadBytes: max(Limits.maxReasonBytes, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes),
+        let sharded = options.aggregation == .sharded ? 12 * parameterCount : 0
+        return Limits(maxPayloadBytes: max(Limits.maxReasonBytes, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes, sharded),
                parameterCount: parameterCount, allowNonFinite: true)
     }
 

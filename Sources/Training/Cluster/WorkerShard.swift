@@ -35,6 +35,8 @@ struct WorkerShard {
     private var later: [ParameterSlice] = []
     /// Nodes that came before this owner could take them (no table, or the step not begun).
     private var early: [NodeSlice] = []
+    /// The coordinator's seed of this owner (its slice's weights and optimizer state), until the table names it.
+    private var seed: ParameterSlice?
     /// An APPLY that names a table this worker has not received yet.
     private var parkedApply: ApplyStep?
     /// The ORDER waiting for the weights of its step.
@@ -74,13 +76,20 @@ struct WorkerShard {
         return out
     }
 
-    /// Becomes the owner of its slice once it holds the table and the weights of step 0 (owners start
-    /// with the run: their optimizer state starts empty).
+    /// Becomes the owner of its slice once it holds the table and the coordinator's seed of that slice
+    /// (the weights and optimizer state after the seed's version: fresh at a run's start, a checkpoint's
+    /// when the run resumed).
     private mutating func makeOwnerIfReady() -> [WorkerEffect] {
-        guard owner == nil, let plan, let o = ownerIndex, version == 0 else { return [] }
-        let r = plan.range(ofOwner: o)
-        owner = ShardOwner(plan: plan, owner: o, parameters: Array(weights[r]),
-                           optimizer: Optimizer(config: optimizer, parameterCount: r.count))
+        guard owner == nil, let plan, let o = ownerIndex, let s = seed, s.range == plan.range(ofOwner: o), let state = s.state else { return [] }
+        let needsM = optimizer.kind == .adam || optimizer.momentum != 0
+        let needsV = optimizer.kind == .adam
+        guard state.count == (needsM ? 1 : 0) + (needsV ? 1 : 0) else { return [] }
+        seed = nil
+        let state0 = needsM ? state[0] : []
+        let state1 = needsV ? state[state.count - 1] : []
+        owner = ShardOwner(plan: plan, owner: o, parameters: s.values,
+                           optimizer: Optimizer(config: optimizer, step: Int(s.version), m: state0, v: state1),
+                           stepsApplied: Int(s.version))
         return retryEarly()
     }
 
@@ -89,6 +98,10 @@ struct WorkerShard {
     /// A run of the weights: the coordinator's whole vector (a joining worker) or an owner's updated slice.
     mutating func take(_ s: ParameterSlice) -> [WorkerEffect] {
         guard s.range.upperBound <= parameterCount, s.values.count == s.range.count else { return [] }
+        if s.state != nil {
+            seed = s
+            return makeOwnerIfReady()
+        }
         let v = Int(s.version)
         if s.range == 0..<parameterCount {
             guard v > version else { return [] }
@@ -97,7 +110,7 @@ struct WorkerShard {
             next = []
             nextHeard = []
             later.removeAll { Int($0.version) <= v }
-            return makeOwnerIfReady() + settleWeights()
+            return settleWeights()
         }
         guard version >= 0, let plan else {
             if later.count < Self.maxBuffered { later.append(s) }
@@ -236,7 +249,9 @@ struct WorkerShard {
             return []
         }
         let s = ParameterSlice(version: UInt64(step), range: o.range, values: o.parameters)
-        var out: [WorkerEffect] = [.send(envelope(.slice(s)))]
+        var gathered = s
+        if a.gather { gathered.state = [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty } }
+        var out: [WorkerEffect] = [.send(envelope(.slice(gathered)))]
         for peer in table.peers where peer.worker != workerID { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
         out += take(s)
         out += retryEarly()
