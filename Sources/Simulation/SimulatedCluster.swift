@@ -60,6 +60,11 @@ public final class SimulatedCluster {
     public var leaveAt: [Int: Int] = [:]
     /// Workers that fall silent (a killed process) at a step: index → step.
     public var killAt: [Int: Int] = [:]
+    /// Bytes (header and payload frames) each process put on the wire and was sent, by process:
+    /// "coordinator", "worker 0", "worker 1", …; only messages `counts` accepts are counted.
+    public private(set) var traffic: [String: (sent: Int, received: Int)] = [:]
+    /// Which messages ``traffic`` counts (default: all).
+    public var counts: (Envelope) -> Bool = { _ in true }
     /// Seeded faults (nil: none, every message arrives in order at once).
     public var faults: SimulatedFaults? { didSet { rng = faults.map { SeededRNG(seed: $0.seed) } } }
     private var rng: SeededRNG?
@@ -88,14 +93,18 @@ public final class SimulatedCluster {
 
     /// Puts a worker's message on the wire to the coordinator.
     public func post(_ env: Envelope, from peer: PeerID) {
-        toCoordinator.append(InFlight(peer: peer, frames: Wire.encode(env), due: now + delay()))
+        let m = InFlight(peer: peer, frames: Wire.encode(env), due: now + delay())
+        account(env, bytes: m.bytes, from: name(of: peer), to: "coordinator")
+        toCoordinator.append(m)
     }
 
     /// Puts the coordinator's messages on the wire to their workers.
     public func route(_ out: [Outgoing]) {
         for o in out {
             if isStepTraffic(o.envelope), lose() { continue }
-            toWorker.append(InFlight(peer: o.peer, frames: Wire.encode(o.envelope), due: now + delay()))
+            let m = InFlight(peer: o.peer, frames: Wire.encode(o.envelope), due: now + delay())
+            account(o.envelope, bytes: m.bytes, from: "coordinator", to: name(of: o.peer))
+            toWorker.append(m)
         }
     }
 
@@ -131,7 +140,9 @@ public final class SimulatedCluster {
                     if let to {
                         // sharded aggregation: worker to worker, through Wire bytes like every hop
                         guard let target = workers.first(where: { $0.core.hasJoined && $0.core.workerID == to }) else { continue }
-                        toWorker.append(InFlight(peer: target.peer, frames: Wire.encode(reply), due: now + delay()))
+                        let hop = InFlight(peer: target.peer, frames: Wire.encode(reply), due: now + delay())
+                        account(reply, bytes: hop.bytes, from: name(of: m.peer), to: name(of: target.peer))
+                        toWorker.append(hop)
                         continue
                     }
                     post(reply, from: m.peer)
@@ -157,6 +168,16 @@ public final class SimulatedCluster {
         guard !due.isEmpty else { return nil }
         let k = faults?.reorder == true ? due[Int(draw() * Double(due.count)) % due.count] : due[0]
         return queue.remove(at: k)
+    }
+
+    private func name(of peer: PeerID) -> String {
+        workers.firstIndex { $0.peer == peer }.map { "worker \($0)" } ?? "stranger"
+    }
+
+    private func account(_ env: Envelope, bytes: Int, from: String, to: String) {
+        guard counts(env) else { return }
+        traffic[from, default: (0, 0)].sent += bytes
+        traffic[to, default: (0, 0)].received += bytes
     }
 
     private func isStepTraffic(_ env: Envelope) -> Bool {

@@ -41,7 +41,7 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Workers read the CSV themselves, at the same absolute path (shared storage), checked by hash, instead of receiving the series in WELCOME ('train --workers' does this for a CSV).")
     var sharedData = false
 
-    @Option(help: "How steps are aggregated: star (every gradient through the coordinator, which sends the weights back), sharded (workers own slices of the parameters: reduce-scatter and all-gather between the workers, the same bits), or auto (sharded from \(AggregationChoice.autoCrossover) parameters with 2+ workers).")
+    @Option(help: "How steps are aggregated: star (every gradient through the coordinator, which sends the weights back), sharded (workers own slices of the parameters: reduce-scatter and all-gather between the workers, the same bits), or auto (sharded from \(AggregationChoice.autoCrossover) parameters with 2+ workers on other machines; star for train --workers, whose workers share this machine).")
     var aggregation: AggregationChoice = .star
 
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
@@ -275,7 +275,15 @@ func runCoordinator(
 ) throws -> Int32 {
     let config = p.config
     var options = options
-    options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers)
+    options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers,
+                                                            sameHost: spawnWorkers > 0)
+    if security != nil && options.aggregation == .sharded {
+        // the worker-to-worker links have no CURVE yet: a secured run never sends its traffic in the clear
+        guard options.aggregationChoice == .auto else {
+            throw fail("--aggregation sharded does not encrypt the links between workers yet; with --curve-dir use --aggregation star (or auto, which then picks star)")
+        }
+        options.aggregation = .star
+    }
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
     var writeError: (any Error)? = nil

@@ -84,6 +84,42 @@ struct ShardedSimulationTests {
         #expect(cluster.coordinator.bytesIn < 12 * (4 * p + 64 * 16) + 64 << 10)
     }
 
+    /// Bytes per step of every process, sharded, with one tree node per worker (one micro-batch each) and
+    /// P = 47 306 (12 blocks: slices within 4 % of P/N): a worker receives N − 1 node slices and N − 1
+    /// updated slices, 2·(N−1)/N·4P, and sends as much plus its updated slice to the coordinator,
+    /// (2N−1)/N·4P; the coordinator receives P. Headers and the small messages (ORDER, NORM, APPLY,
+    /// heartbeats) are the rest. The star coordinator's 2·N·4P is far above every one of them.
+    @Test(arguments: [2, 3, 4])
+    func everyProcessCarriesItsShareOfTheBytes(workers n: Int) throws {
+        var config = config(clip: 0.05, batch: 6 * n, steps: 6)
+        config.model.hiddenSize = 215
+        let p = ParameterLayout(config.model).count
+        #expect(p == 47_306)
+        let cluster = try SimulatedCluster(config: config, series: try referenceSeries(), workers: n, options: sharded(n))
+        cluster.counts = { env in
+            switch env.message {
+            case .order, .node, .norm, .apply, .heartbeat: return true
+            case .slice(let s): return s.state == nil && s.range != 0..<p  // not the one-time seeds and joins
+            default: return false
+            }
+        }
+        try cluster.run()
+        #expect(cluster.coordinator.failure == nil)
+        let steps = Double(cluster.coordinator.state.step)
+        let share = Double(4 * p) / Double(n)
+        let small = Double(64 * (8 * n + 8))  // headers and small messages per step
+        for (process, t) in cluster.traffic {
+            let (sent, received) = (Double(t.sent) / steps, Double(t.received) / steps)
+            if process == "coordinator" {
+                #expect(received <= 1.1 * Double(4 * p) + small, "\(process) received \(received) bytes a step")
+                #expect(sent <= small, "\(process) sent \(sent) bytes a step")
+            } else {
+                #expect(received <= 1.1 * 2 * Double(n - 1) * share + small, "\(process) received \(received) bytes a step")
+                #expect(sent <= 1.1 * Double(2 * n - 1) * share + small, "\(process) sent \(sent) bytes a step")
+            }
+        }
+    }
+
     /// A star run's messages are unchanged: no WELCOME says sharded, no sharded message is sent.
     @Test func aStarRunSendsNoShardedMessage() throws {
         let cluster = try SimulatedCluster(config: config(clip: nil, steps: 3), series: try referenceSeries(), workers: 2)
@@ -168,5 +204,26 @@ struct ShardedSimulationTests {
             return
         }
         #expect(why.contains("--resume"))
+    }
+}
+
+@Suite("--aggregation auto")
+struct AggregationChoiceTests {
+    @Test func autoPicksShardedForLargeModelsOnOtherMachinesOnly() {
+        let big = AggregationChoice.autoCrossover
+        #expect(AggregationChoice.auto.resolve(parameterCount: big - 1, workers: 4) == .star)
+        #expect(AggregationChoice.auto.resolve(parameterCount: big, workers: 4) == .sharded)
+        #expect(AggregationChoice.auto.resolve(parameterCount: big, workers: 1) == .star)
+        #expect(AggregationChoice.auto.resolve(parameterCount: big, workers: 4, sameHost: true) == .star)
+        #expect(AggregationChoice.sharded.resolve(parameterCount: 10, workers: 1, sameHost: true) == .sharded)
+        #expect(AggregationChoice.star.resolve(parameterCount: big, workers: 4) == .star)
+    }
+
+    @Test func theDefaultPeerBindFollowsTheCoordinatorsEndpoint() {
+        #expect(defaultPeerBind(connect: "ipc:///tmp/run/coordinator.sock", pid: 42) == "ipc:///tmp/run/peer-42.sock")
+        #expect(defaultPeerBind(connect: "tcp://127.0.0.1:5555", pid: 42) == "tcp://127.0.0.1:*")
+        #expect(defaultPeerBind(connect: "tcp://localhost:5555", pid: 42) == "tcp://127.0.0.1:*")
+        // a remote coordinator: the local address the kernel would use to reach it (loopback resolves to loopback)
+        #expect(defaultPeerBind(connect: "tcp://127.0.0.2:5555", pid: 1) == "tcp://127.0.0.1:*")
     }
 }

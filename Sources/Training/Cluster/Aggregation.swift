@@ -22,20 +22,24 @@ public enum AggregationChoice: String, Sendable, CaseIterable {
     case sharded
     case auto
 
-    /// Parameters from which `auto` picks sharded aggregation (with two workers or more): below it the
-    /// star's one round trip costs less than the sharded step's extra hops (NODE, NORM, APPLY, SLICE);
-    /// above it the star's 2·N·P floats through the coordinator dominate (see BENCHMARKS.md).
+    /// Parameters from which `auto` picks sharded aggregation for workers on other machines (with two
+    /// workers or more): below it the star's one round trip costs less than the sharded step's extra
+    /// hops (NODE, NORM, APPLY, SLICE); above it the star's 2·N·P floats through the coordinator's link
+    /// dominate. Workers on the coordinator's machine (`train --workers`) share its cores and memory
+    /// bandwidth, where the bytes do not shrink by being spread: measured on a 2-core machine, neither
+    /// mode wins at 10^6 or 10^7 parameters, so `auto` keeps star there (see BENCHMARKS.md).
     public static let autoCrossover = 1 << 20
 
-    /// The mode for a model of `parameterCount` parameters trained by `workers` workers.
+    /// The mode for a model of `parameterCount` parameters trained by `workers` workers (`sameHost`:
+    /// every worker runs on the coordinator's machine).
     ///
     ///     AggregationChoice.auto.resolve(parameterCount: 17_030, workers: 4)      // .star
     ///     AggregationChoice.auto.resolve(parameterCount: 10_000_000, workers: 4)  // .sharded
-    public func resolve(parameterCount: Int, workers: Int) -> Aggregation {
+    public func resolve(parameterCount: Int, workers: Int, sameHost: Bool = false) -> Aggregation {
         switch self {
         case .star: .star
         case .sharded: .sharded
-        case .auto: workers >= 2 && parameterCount >= Self.autoCrossover ? .sharded : .star
+        case .auto: !sameHost && workers >= 2 && parameterCount >= Self.autoCrossover ? .sharded : .star
         }
     }
 }
