@@ -6,8 +6,8 @@ import Support
 /// | type | header fields | payload frame |
 /// |---|---|---|
 /// | TABLE | none | UTF-8 JSON |
-/// | ORDER | step, leaves, leaf count, count = windows | `count` UInt32 window starts |
-/// | NODE | step, node, leaf count, count = windows summed, aux = owner + step windows << 32 | Float32 sums of the owner's elements |
+/// | ORDER | step, leaves, leaf count, count = windows, aux = table version | `count` UInt32 window starts |
+/// | NODE | step, node, leaf count, count = windows summed, aux = owner + table version (low 16 bits) << 16 + step windows << 32 | Float32 sums of the owner's elements |
 /// | NORM | step, range = blocks, count = flags (1: finite, 2: has loss), aux = loss sum's Float32 bits | Float64 per block |
 /// | APPLY | step, leaf count = table version, count = flags (1: a clip coefficient follows, 2: gather the optimizer state), aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
 /// | SLICE | step = version, range = elements, count = 0, or 1 + k with k optimizer-state arrays | Float32 weights, then the k arrays (all finite) |
@@ -23,6 +23,7 @@ extension Wire {
             h.rangeUpper = field32(o.leaves.upperBound, "order leaves.upperBound")
             h.leafCount = field32(o.leafCount, "order leafCount")
             h.count = UInt64(o.windows.count)
+            h.aux = UInt64(o.table)
             return o.windows.withUnsafeBufferPointer { windowsFrame($0) }
         case .node(let n):
             h.step = n.step
@@ -30,7 +31,7 @@ extension Wire {
             h.rangeUpper = field32(n.block.upperBound, "node block.upperBound")
             h.leafCount = field32(n.leafCount, "node leafCount")
             h.count = UInt64(n.samples)
-            h.aux = UInt64(UInt32(n.owner)) | UInt64(UInt32(n.windows)) << 32
+            h.aux = UInt64(UInt16(n.owner)) | UInt64(n.table) << 16 | UInt64(UInt32(n.windows)) << 32
             return littleEndianFrame(n.values)
         case .norm(let p):
             h.step = p.step
@@ -84,7 +85,7 @@ extension Wire {
             return materialize ? .table(t) : nil
 
         case .order:
-            try zero(h.aux, "aux")
+            guard h.aux <= UInt64(UInt32.max) else { throw .badRange("order table version \(h.aux) does not fit 32 bits") }
             let (leaves, m) = try leafRange(h, "leaves")
             guard h.count >= 1, UInt64(h.leafCount) <= h.count else {
                 throw .badRange("order has \(h.leafCount) leaves for \(h.count) windows; every leaf holds at least 1 window")
@@ -93,7 +94,8 @@ extension Wire {
                 throw .badLength("order payload is \(payload.count) bytes, the header says \(h.count) window starts")
             }
             guard materialize else { return nil }
-            return .order(StepOrder(step: h.step, leaves: leaves, leafCount: m, windows: uint32s(payload, offset: 0, count: payload.count / 4)))
+            return .order(StepOrder(step: h.step, leaves: leaves, leafCount: m, windows: uint32s(payload, offset: 0, count: payload.count / 4),
+                                    table: UInt32(h.aux)))
 
         case .node:
             let (block, m) = try leafRange(h, "block")
@@ -112,8 +114,8 @@ extension Wire {
                 throw .nonFinite("node sum[\(i)] from worker \(h.workerID) at step \(h.step) is \(float(payload, offset: 0, index: i))")
             }
             guard materialize else { return nil }
-            return .node(NodeSlice(step: h.step, block: block, leafCount: m, samples: samples, windows: stepWindows, owner: Int(h.aux & 0xFFFF_FFFF),
-                                   values: floats(payload, offset: 0, count: n)))
+            return .node(NodeSlice(step: h.step, block: block, leafCount: m, samples: samples, windows: stepWindows, owner: Int(h.aux & 0xFFFF),
+                                   values: floats(payload, offset: 0, count: n), table: UInt16(truncatingIfNeeded: h.aux >> 16)))
 
         case .norm:
             try zero(UInt64(h.leafCount), "leafCount")

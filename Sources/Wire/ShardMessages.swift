@@ -52,8 +52,12 @@ public struct StepOrder: Sendable, Equatable {
     public var leafCount: Int
     /// The start of every window of the global batch.
     public var windows: [UInt32]
+    /// The version of the ``ShardTable`` the order is given under: a worker drops orders of an older
+    /// table (a step taken again after an owner was lost must not mix nodes of both attempts).
+    public var table: UInt32 = 0
 
-    public init(step: UInt64, leaves: Range<Int>, leafCount: Int, windows: [UInt32]) {
+    public init(step: UInt64, leaves: Range<Int>, leafCount: Int, windows: [UInt32], table: UInt32 = 0) {
+        self.table = table
         self.step = step
         self.leaves = leaves
         self.leafCount = leafCount
@@ -73,12 +77,17 @@ public struct NodeSlice: Sendable, Equatable {
     public var samples: Int
     /// The step's windows (the divisor of the averaged gradient).
     public var windows: Int
-    /// The owner (slice index) the values are for.
+    /// The owner (slice index, < 65 536) the values are for.
     public var owner: Int
+    /// The low 16 bits of the ``ShardTable`` version the node was cut under (an owner drops the nodes of
+    /// another table).
+    public var table: UInt16 = 0
     /// The node's sums over the owner's elements (the last owner's slice ends with the loss sum).
     public var values: [Float]
 
-    public init(step: UInt64, block: Range<Int>, leafCount: Int, samples: Int, windows: Int, owner: Int, values: [Float]) {
+    public init(step: UInt64, block: Range<Int>, leafCount: Int, samples: Int, windows: Int, owner: Int, values: [Float],
+                table: UInt16 = 0) {
+        self.table = table
         self.windows = windows
         self.step = step
         self.block = block

@@ -114,11 +114,13 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
     case .order:
         let n = Int.random(in: m...(m + 20), using: &rng)
         return .order(StepOrder(step: step, leaves: lo..<hi, leafCount: m,
-                                windows: (0..<n).map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) }))
+                                windows: (0..<n).map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) },
+                                table: UInt32.random(in: 0...UInt32.max, using: &rng)))
     case .node:
         let samples = Int.random(in: 1...10_000, using: &rng)
         return .node(NodeSlice(step: step, block: lo..<hi, leafCount: m, samples: samples,
-                               windows: Int.random(in: max(m, samples)...20_000, using: &rng), owner: Int.random(in: 0...64, using: &rng), values: randomFloats(p, &rng)))
+                               windows: Int.random(in: max(m, samples)...20_000, using: &rng), owner: Int.random(in: 0...64, using: &rng), values: randomFloats(p, &rng),
+                               table: UInt16.random(in: 0...UInt16.max, using: &rng)))
     case .norm:
         let b = Int.random(in: 0...1000, using: &rng)
         let k = Int.random(in: 0...8, using: &rng)

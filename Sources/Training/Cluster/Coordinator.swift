@@ -46,6 +46,10 @@ public struct CoordinatorOptions: Sendable {
     public var sharedData = false
     /// How the steps are aggregated (``Aggregation``; star by default).
     public var aggregation: Aggregation = .star
+    /// Sharded: the owners send their optimizer state with their slices at every step, so a dead owner's
+    /// slice is re-planned among the survivors from the coordinator's copy and the step taken again
+    /// (exact; 3·P floats into the coordinator a step instead of P). Off: a dead owner stops the run.
+    public var ownerRecovery = true
     /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
     public var aggregationChoice: AggregationChoice = .star
 

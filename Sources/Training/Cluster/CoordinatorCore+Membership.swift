@@ -40,6 +40,7 @@ extension CoordinatorCore {
             let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
             emit(.workerLost(w, reassigned: orders.count))
             out += send(orders)
+            if started, !isDone, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
         case .norm(let part):
             out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
         case .slice(let slice):
@@ -72,7 +73,7 @@ extension CoordinatorCore {
                 let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
                 emit(.workerLost(w, reassigned: orders.count))
                 out += send(orders)
-                if started, !isDone, let id = lostOwner() { return sent(out + failLostOwner(id), now: now) }
+                if started, !isDone, let id = lostOwner() { return sent(out + recoverLostOwner(id, now: now), now: now) }
             case .heartbeatDue(let id):
                 out.append(reply(peer, id, .heartbeat))
             }
@@ -93,6 +94,7 @@ extension CoordinatorCore {
                 return sent(out, now: now)
             }
         }
+        if started, !isDone, parked == nil, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
         if stepActive {
             let live = liveWorkers.map(\.id)
             out += send(aggregator.overdue(now: now, timeout: options.retryAfter, live: live))

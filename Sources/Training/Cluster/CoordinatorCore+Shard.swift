@@ -102,6 +102,44 @@ extension CoordinatorCore {
         return s.table.owners.first { !live.contains($0) }
     }
 
+    /// An owner is gone: with ``CoordinatorOptions/ownerRecovery`` (the run state holds every owner's
+    /// optimizer state of the last step) the slices are re-planned among the live workers, the new owners
+    /// seeded from the run state and the step in flight taken again from its start (the same windows:
+    /// the bits of a run without the fault); else the run stops.
+    func recoverLostOwner(_ id: UInt32, now: Double, restart: Bool? = nil) -> [CoordinatorEffect] {
+        guard options.ownerRecovery, optimizerIsCurrent, var s = shard, parked == nil else {
+            return parked == nil ? failLostOwner(id) : []  // parked: tried again on the next tick
+        }
+        let live = liveWorkers.map(\.id).sorted()
+        guard !live.isEmpty else { return failLostOwner(id) }
+        let inFlight = restart ?? (stepActive || s.busy)
+        aggregator.abandon()
+        let owners = Array(live.prefix(max(1, min(live.count, ShardPlan.blockCount(parameterCount)))))
+        s.plan = ShardPlan(parameterCount: parameterCount, owners: owners.count)
+        s.assembly = NormAssembly(plan: s.plan)
+        s.table.owners = owners
+        s.table.version += 1
+        s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "") }
+        s.seeded = false
+        s.holding = []
+        s.phase = .idle
+        s.incoming = []
+        s.heard = []
+        s.gathering = false
+        shard = s
+        replans += 1
+        emit(.dropped(peer: PeerID([]), reason: "worker \(id), the owner of a slice, is gone: \(owners.count) owner(s) take the slices over from step \(state.step + 1)"))
+        var out: [CoordinatorEffect] = []
+        for w in live { if let p = membership.peer(of: w) { out.append(reply(p, w, .table(s.table))) } }
+        guard inFlight else { return out }
+        stepStart = now
+        stepCredits = [:]
+        out += prepareShardedStep()
+        out += send(aggregator.begin(step: UInt64(state.step), windows: stepWindows, microBatch: microBatch,
+                                     workers: liveWorkers.map(\.id), now: now))
+        return out
+    }
+
     func failLostOwner(_ id: UInt32) -> [CoordinatorEffect] {
         failure = .invalidConfig("sharded aggregation lost worker \(id), the owner of a slice and its optimizer state; resume the run from its last checkpoint (--resume)")
         return shutdownAll(reason: "an owner was lost")
@@ -167,6 +205,7 @@ extension CoordinatorCore {
     /// after which a checkpoint may be written: one that is due, one that ends an epoch (the run may
     /// stop there, and a deferred epoch's checkpoint is of its end) and the last of the step limit.
     var gathersAtThisStep: Bool {
+        if options.ownerRecovery { return true }
         guard checkpointEvery > 0 else { return false }
         let next = state.step + 1
         return next % checkpointEvery == 0 || state.stepInEpoch + 1 >= state.stepsPerEpoch || config.steps == next

@@ -34,7 +34,7 @@ extension CoordinatorCore {
         stepCredits = [:]
         stepTiming = StepTiming()
         if shard != nil {
-            if let id = lostOwner() { return failLostOwner(id) }
+            if let id = lostOwner() { return recoverLostOwner(id, now: now, restart: true) }
             let prepared = prepareShardedStep()
             return prepared + send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
                                                     workers: liveWorkers.map(\.id), now: now))
@@ -54,7 +54,8 @@ extension CoordinatorCore {
             stepCredits[peer, default: (0, 0, 0, 0)].steps += 1
             membership.workers[peer] = w
             if shard != nil {
-                let order = StepOrder(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, windows: stepWindows)
+                let order = StepOrder(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, windows: stepWindows,
+                                      table: shard?.table.version ?? 0)
                 out.append(reply(peer, o.worker, .order(order)))
                 continue
             }

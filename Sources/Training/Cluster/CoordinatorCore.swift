@@ -94,6 +94,8 @@ public final class CoordinatorCore {
     var notes: [CoordinatorEffect] = []
     /// Sharded aggregation's state once the run started (nil: a star run, or not started).
     var shard: CoordinatorShard?
+    /// Sharded: how often the slices were re-planned after an owner was lost.
+    public internal(set) var replans = 0
     /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
     var shardEndpoints: [UInt32: String] = [:]
 

@@ -31,6 +31,9 @@ struct WorkerShard {
     /// The weights of `version + 1` being assembled from the owners' slices, and the owners heard.
     private var next: [Float] = []
     private var nextHeard: Set<Int> = []
+    /// The weights of `version - 1` (an ORDER of the step before the held weights: the step taken again
+    /// after an owner was lost, when this worker already had its update).
+    private var previous: [Float] = []
     /// Slices of later versions (an owner may be faster than another's slice of the version before).
     private var later: [ParameterSlice] = []
     /// Nodes that came before this owner could take them (no table, or the step not begun).
@@ -61,10 +64,22 @@ struct WorkerShard {
     mutating func take(_ t: ShardTable) -> [WorkerEffect] {
         if let old = table, old.version >= t.version { return [] }
         guard t.parameterCount == parameterCount else { return [] }
+        let oldOwners = table?.owners ?? []
         table = t
         let p = ShardPlan(parameterCount: parameterCount, owners: t.owners.count)
         let index = t.owners.firstIndex(of: workerID)
-        if p != plan || index != ownerIndex { owner = nil }
+        if let old = plan, p != old || index != ownerIndex || t.owners != oldOwners {
+            // re-planned (an owner was lost): the step starts over under the new owners, seeded anew
+            owner = nil
+            next = []
+            nextHeard = []
+            later = []
+            early = early.filter { $0.table == UInt16(truncatingIfNeeded: t.version) }
+            parkedApply = nil
+            normSent = false
+        } else if p != plan || index != ownerIndex {
+            owner = nil
+        }
         plan = p
         ownerIndex = index
         var out: [WorkerEffect] = [.peers(t)]
@@ -105,6 +120,7 @@ struct WorkerShard {
         let v = Int(s.version)
         if s.range == 0..<parameterCount {
             guard v > version else { return [] }
+            previous = v == version + 1 ? weights : []
             weights = s.values
             version = v
             next = []
@@ -131,6 +147,7 @@ struct WorkerShard {
         nextHeard.insert(o)
         guard nextHeard.count == (0..<plan.owners).filter({ !plan.range(ofOwner: $0).isEmpty }).count else { return [] }
         swap(&weights, &next)
+        previous = next
         next = []
         nextHeard = []
         version = v
@@ -148,9 +165,18 @@ struct WorkerShard {
 
     /// The ORDER to compute now (its step's weights are held), or nil (parked until they are).
     mutating func admit(_ o: StepOrder) -> Assign? {
+        guard let table, o.table >= table.version else { return nil }  // an order of an older table: moot
+        if o.table > table.version {
+            parkedOrder = o  // its table is on the way: the nodes must be cut by it
+            return nil
+        }
         if Int(o.step) == version {
             parkedOrder = nil
             return Assign(step: o.step, leaves: o.leaves, leafCount: o.leafCount, weights: weights, windows: o.windows)
+        }
+        if Int(o.step) == version - 1, previous.count == parameterCount {
+            parkedOrder = nil
+            return Assign(step: o.step, leaves: o.leaves, leafCount: o.leafCount, weights: previous, windows: o.windows)
         }
         if Int(o.step) > version { parkedOrder = o }
         return nil
@@ -177,7 +203,7 @@ struct WorkerShard {
                 var values = Array(g.sums[r])
                 if last { values.append(g.sums[parameterCount]) }
                 let node = NodeSlice(step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples,
-                                     windows: stepWindows, owner: o, values: values)
+                                     windows: stepWindows, owner: o, values: values, table: UInt16(truncatingIfNeeded: table.version))
                 if o == ownerIndex {
                     out += receive(node)
                 } else {
@@ -192,6 +218,12 @@ struct WorkerShard {
 
     /// A node slice for this owner (from a peer or from this worker).
     mutating func receive(_ n: NodeSlice) -> [WorkerEffect] {
+        let current = table.map { UInt16(truncatingIfNeeded: $0.version) }
+        if let current, n.table != current {
+            // a node of another table: an older one's is moot (its step starts over), a newer one's waits
+            if Int16(bitPattern: n.table &- current) > 0, early.count < Self.maxBuffered { early.append(n) }
+            return []
+        }
         guard var o = owner, n.owner == o.owner else {
             if early.count < Self.maxBuffered { early.append(n) }
             return []
