@@ -44,6 +44,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "How steps are aggregated: star (every gradient through the coordinator, which sends the weights back), sharded (workers own slices of the parameters: reduce-scatter and all-gather between the workers, the same bits), or auto (sharded from \(AggregationChoice.autoCrossover) parameters with 2+ workers on other machines; star for train --workers, whose workers share this machine).")
     var aggregation: AggregationChoice = .star
 
+    @Flag(help: "Sharded: the owners do not send their optimizer state to the coordinator every step (P floats into it a step instead of 3·P with Adam); a lost owner then stops the run (resume it from a checkpoint).")
+    var noOwnerRecovery = false
+
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
 
@@ -60,6 +63,7 @@ struct ClusterOptions: ParsableArguments {
                                    speculate: !noSpeculation, maxWorkers: maxWorkers)
         o.sharedData = sharedData
         o.aggregationChoice = aggregation
+        o.ownerRecovery = !noOwnerRecovery
         return o
     }
 }

@@ -29,15 +29,17 @@ struct ShardedCLITests {
         }
     }
 
-    /// The coordinator carries no gradient in sharded mode: its bytes in are the owners' slices (about
-    /// P floats a step), a fraction of the star run's N nodes of P + 1 floats.
+    /// The coordinator carries no gradient in sharded mode: its bytes in are the owners' slices (P floats
+    /// a step; 3·P with the optimizer state for owner recovery), a fraction of the star run's nodes of
+    /// P + 1 floats each.
     @Test func theCoordinatorCarriesAFractionOfTheStarBytes() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let common = ["--hidden", "128", "--steps", "10", "--batch", "40", "--micro-batch", "4", "--quiet", "--workers", "3"]
         let star = try runZtrain(["train", "--out", tmp.path("star")] + common, timeout: 180)
-        let sharded = try runZtrain(["train", "--aggregation", "sharded", "--out", tmp.path("sharded")] + common, timeout: 180)
-        #expect(star.status == 0 && sharded.status == 0, "\(star.stderr)\n\(sharded.stderr)")
+        let sharded = try runZtrain(["train", "--aggregation", "sharded", "--no-owner-recovery", "--out", tmp.path("sharded")] + common, timeout: 180)
+        let recovering = try runZtrain(["train", "--aggregation", "sharded", "--out", tmp.path("recovering")] + common, timeout: 180)
+        #expect(star.status == 0 && sharded.status == 0 && recovering.status == 0, "\(star.stderr)\n\(sharded.stderr)\n\(recovering.stderr)")
         func bytes(_ dir: String) throws -> (Int, Int) {
             let last = try String(contentsOfFile: tmp.path(dir + "/metrics.jsonl"), encoding: .utf8).split(separator: "\n").last ?? ""
             let line = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
@@ -45,7 +47,9 @@ struct ShardedCLITests {
         }
         let (starIn, starOut) = try bytes("star")
         let (shardedIn, shardedOut) = try bytes("sharded")
+        let (recoveringIn, recoveringOut) = try bytes("recovering")
         #expect(shardedIn * 2 < starIn && shardedOut * 4 < starOut, "star \(starIn)/\(starOut), sharded \(shardedIn)/\(shardedOut)")
+        #expect(recoveringIn < starIn && recoveringOut * 4 < starOut, "star \(starIn)/\(starOut), recovering \(recoveringIn)/\(recoveringOut)")
         #expect(try loadModel(path: tmp.path("star/model.safetensors"), expecting: nil).parameters
                 == loadModel(path: tmp.path("sharded/model.safetensors"), expecting: nil).parameters)
     }
@@ -67,5 +71,42 @@ struct ShardedCLITests {
             let b = try SafeTensors.read(path: tmp.path("sharded/checkpoints/" + f))
             #expect(a.tensors == b.tensors, "\(f)")
         }
+    }
+}
+
+@Suite("Chaos, sharded: a killed owner", .serialized)
+struct ShardedChaosTests {
+    /// Three worker processes own the five slices of P = 17 030; one is SIGKILLed mid-run: the coordinator
+    /// re-plans the slices among the two left, seeds them from its copy of the owners' state and takes
+    /// the step again, and the run ends with the clean run's bits.
+    @Test func aKilledOwnerLeavesTheBitsOfACleanRun() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let training = ["--hidden", "128", "--epochs", "30", "--batch", "64", "--micro-batch", "4", "--seed", "0"]
+        let clean = try runZtrain(["train", "--in-process", "--out", tmp.path("clean"), "--quiet"] + training, timeout: 300)
+        #expect(clean.status == 0, "\(clean.stderr)")
+        let run = tmp.path("sharded")
+        let endpoint = "ipc://\(tmp.path("c.sock"))"
+        var children: [Child] = []
+        defer { for c in children where c.isRunning { c.kill9() } }
+        let coordinator = try Child("coordinator", ["coordinator", "--bind", endpoint, "--workers", "3", "--liveness", "1",
+                                                    "--aggregation", "sharded", "--out", run, "--log-level", "debug"] + training,
+                                    log: tmp.url.appendingPathComponent("coordinator.log"))
+        children.append(coordinator)
+        for i in 0..<3 {
+            children.append(try Child("worker\(i)", ["worker", "--connect", endpoint, "--threads", "1", "--log-level", "info"],
+                                      log: tmp.url.appendingPathComponent("worker\(i).log")))
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while epochsWritten(run) < 2 && coordinator.isRunning && Date() < deadline { usleep(5_000) }
+        #expect(coordinator.isRunning, "the run ended before the kill")
+        children[2].kill9()
+        #expect(coordinator.wait(timeout: 240), "the coordinator did not finish")
+        let log = (try? String(contentsOf: tmp.url.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("take the slices over"), "no re-plan in the log:\n\(log.suffix(3000))")
+        let sharded = try loadModel(path: run + "/model.safetensors").parameters
+        let reference = try loadModel(path: tmp.path("clean/model.safetensors")).parameters
+        #expect(sharded == reference, "weights differ from the clean run")
+        for c in children where c.isRunning { c.kill9() }
     }
 }
