@@ -32,6 +32,9 @@ final class PeerLinks {
         self.logger = logger
         var options = EndpointOptions()
         options.linger = .milliseconds(200)
+        // the largest frame a peer sends is an owner's slice (P floats); the socket refuses anything
+        // bigger than the handshake bound before allocating it
+        options.maxMessageBytes = Limits.handshake.maxPayloadBytes + 4096
         do {
             router = try RouterEndpoint(bind: [bind], options: options, logger: logger)
         } catch {
