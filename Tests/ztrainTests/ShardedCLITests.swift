@@ -110,3 +110,47 @@ struct ShardedChaosTests {
         for c in children where c.isRunning { c.kill9() }
     }
 }
+
+@Suite("Sharded aggregation through launch")
+struct ShardedLaunchTests {
+    /// Three ranks of `ztrain launch` with torchrun-style variables over loopback TCP (rank 0: the
+    /// coordinator and a worker beside it, ranks 1 and 2: workers, each binding its peer endpoint on the
+    /// address that reaches the coordinator): the in-process bits.
+    @Test func threeRanksGiveTheInProcessBits() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let common = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "4", "--quiet", "--aggregation", "sharded"]
+        let reference = try runZtrain(["train", "--in-process", "--out", tmp.path("ref")] + common.dropLast(2))
+        #expect(reference.status == 0, "\(reference.stderr)")
+        let port = freeTCPPort()
+        func env(_ rank: Int) -> [String: String] {
+            var e = ProcessInfo.processInfo.environment
+            e["RANK"] = "\(rank)"
+            e["WORLD_SIZE"] = "3"
+            e["MASTER_ADDR"] = "127.0.0.1"
+            e["MASTER_PORT"] = "\(port)"
+            return e
+        }
+        var ranks: [Process] = []
+        defer { for p in ranks where p.isRunning { p.terminate() } }
+        for rank in 1...2 {
+            let p = Process()
+            p.executableURL = ztrainBinary()
+            p.arguments = ["launch"] + common
+            p.environment = env(rank)
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            ranks.append(p)
+        }
+        let r0 = try runCommand(ztrainBinary().path, ["launch", "--out", tmp.path("launch")] + common, environment: env(0), timeout: 180)
+        #expect(r0.status == 0, "\(r0.stderr)")
+        let deadline = Date().addingTimeInterval(60)
+        while ranks.contains(where: \.isRunning) && Date() < deadline { usleep(10_000) }
+        let stillRunning = ranks.filter(\.isRunning).count
+        #expect(stillRunning == 0, "a worker rank did not exit")
+        let launched = try loadModel(path: tmp.path("launch/model.safetensors"), expecting: nil).parameters
+        let inProcess = try loadModel(path: tmp.path("ref/model.safetensors"), expecting: nil).parameters
+        #expect(launched == inProcess)
+    }
+}
