@@ -364,7 +364,7 @@ public final class WorkerClient {
             do {
                 if (computing && wake != nil) || peers != nil {
                     // the compute thread writes to the pipe when it is done; the other workers write to the peer router
-                    let ready = try poller.poll(timeout: .milliseconds(computing || peers == nil ? 20 : 2))
+                    let ready = try poller.poll(timeout: .milliseconds(20))
                     wake?.drain()
                     if ready.isReadable(dealer) { drain() }
                     if let peers, ready.isReadable(peers.router) { drainPeers(peers) }
