@@ -17,7 +17,7 @@ public struct SimulatedFaults: Sendable {
     public var reorder = false
     /// Each message is held back a random 0...maxDelay virtual seconds.
     public var maxDelay = 0.0
-    /// Probability that an ASSIGN or GRADIENT is lost (the handshake is never lost: a simulated
+    /// Probability that an ASSIGN or GRADIENT (sharded: an ORDER or NODE) is lost (the handshake is never lost: a simulated
     /// worker, unlike ``WorkerClient``, does not say HELLO again).
     public var dropStepTraffic = 0.0
     /// Probability that a message from a worker arrives twice.
@@ -60,6 +60,11 @@ public final class SimulatedCluster {
     public var leaveAt: [Int: Int] = [:]
     /// Workers that fall silent (a killed process) at a step: index → step.
     public var killAt: [Int: Int] = [:]
+    /// Bytes (header and payload frames) each process put on the wire and was sent, by process:
+    /// "coordinator", "worker 0", "worker 1", …; only messages `counts` accepts are counted.
+    public private(set) var traffic: [String: (sent: Int, received: Int)] = [:]
+    /// Which messages ``traffic`` counts (default: all).
+    public var counts: (Envelope) -> Bool = { _ in true }
     /// Seeded faults (nil: none, every message arrives in order at once).
     public var faults: SimulatedFaults? { didSet { rng = faults.map { SeededRNG(seed: $0.seed) } } }
     private var rng: SeededRNG?
@@ -80,20 +85,26 @@ public final class SimulatedCluster {
                                           runID: 42, resume: resume)
         for i in 0..<n {
             let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
-            workers.append((PeerID([UInt8(i + 1), 7]), WorkerCore(options: opts), true))
+            let core = WorkerCore(options: opts)
+            core.peerEndpoint = "sim://worker-\(i)"  // the simulation routes peer messages by worker id
+            workers.append((PeerID([UInt8(i + 1), 7]), core, true))
         }
     }
 
     /// Puts a worker's message on the wire to the coordinator.
     public func post(_ env: Envelope, from peer: PeerID) {
-        toCoordinator.append(InFlight(peer: peer, frames: Wire.encode(env), due: now + delay()))
+        let m = InFlight(peer: peer, frames: Wire.encode(env), due: now + delay())
+        account(env, bytes: m.bytes, from: name(of: peer), to: "coordinator")
+        toCoordinator.append(m)
     }
 
     /// Puts the coordinator's messages on the wire to their workers.
     public func route(_ out: [Outgoing]) {
         for o in out {
             if isStepTraffic(o.envelope), lose() { continue }
-            toWorker.append(InFlight(peer: o.peer, frames: Wire.encode(o.envelope), due: now + delay()))
+            let m = InFlight(peer: o.peer, frames: Wire.encode(o.envelope), due: now + delay())
+            account(o.envelope, bytes: m.bytes, from: "coordinator", to: name(of: o.peer))
+            toWorker.append(m)
         }
     }
 
@@ -124,8 +135,16 @@ public final class SimulatedCluster {
                 let env = try Wire.decode(frames: m.frames, limits: Limits(maxPayloadBytes: Int.max))
                 guard filter(m.peer, env) else { continue }
                 delivered += 1
-                for reply in workers[i].core.handle(env) {
+                for (to, reply) in workers[i].core.handleRouted(env) {
                     if isStepTraffic(reply), lose() { continue }
+                    if let to {
+                        // sharded aggregation: worker to worker, through Wire bytes like every hop
+                        guard let target = workers.first(where: { $0.core.hasJoined && $0.core.workerID == to }) else { continue }
+                        let hop = InFlight(peer: target.peer, frames: Wire.encode(reply), due: now + delay())
+                        account(reply, bytes: hop.bytes, from: name(of: m.peer), to: name(of: target.peer))
+                        toWorker.append(hop)
+                        continue
+                    }
                     post(reply, from: m.peer)
                     fromWorkers += 1
                     if duplicateEvery > 0 && fromWorkers % duplicateEvery == 0 { post(reply, from: m.peer) }
@@ -151,9 +170,19 @@ public final class SimulatedCluster {
         return queue.remove(at: k)
     }
 
+    private func name(of peer: PeerID) -> String {
+        workers.firstIndex { $0.peer == peer }.map { "worker \($0)" } ?? "stranger"
+    }
+
+    private func account(_ env: Envelope, bytes: Int, from: String, to: String) {
+        guard counts(env) else { return }
+        traffic[from, default: (0, 0)].sent += bytes
+        traffic[to, default: (0, 0)].received += bytes
+    }
+
     private func isStepTraffic(_ env: Envelope) -> Bool {
         switch env.message {
-        case .assign, .gradient: return true
+        case .assign, .gradient, .order, .node: return true
         default: return false
         }
     }

@@ -18,6 +18,16 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case shutdown = 8
     /// worker→coordinator: the worker leaves; payload is the reason.
     case bye = 9
+    /// Sharded aggregation (``ShardTable``, ``StepOrder``, ``NodeSlice``, ``NormPart``, ``ApplyStep``, ``ParameterSlice``).
+    case table = 10
+    case order = 11
+    case node = 12
+    case norm = 13
+    case apply = 14
+    case slice = 15
+
+    /// Is this one of sharded aggregation's messages?
+    public var isShard: Bool { rawValue >= 10 }
 
     public var description: String {
         switch self {
@@ -30,6 +40,12 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .heartbeat: "heartbeat"
         case .shutdown: "shutdown"
         case .bye: "bye"
+        case .table: "table"
+        case .order: "order"
+        case .node: "node"
+        case .norm: "norm"
+        case .apply: "apply"
+        case .slice: "slice"
         }
     }
 }

@@ -54,12 +54,16 @@ public struct Hello: Sendable, Equatable, Codable {
     public var ztrainVersion: String
     /// What the worker's operator pinned, if anything.
     public var expect: Expectation?
+    /// Sharded aggregation: the endpoint of the worker's peer router (other workers connect there);
+    /// nil: the worker takes part in star aggregation only.
+    public var peer: String?
 
     /// A hello.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), host: String, pid: Int32, threads: Int,
-        ztrainVersion: String, expect: Expectation? = nil
+        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil
     ) {
+        self.peer = peer
         self.protocolVersion = protocolVersion
         self.host = host
         self.pid = pid
@@ -72,7 +76,7 @@ public struct Hello: Sendable, Equatable, Codable {
         case protocolVersion = "protocol_version"
         case host, pid, threads
         case ztrainVersion = "ztrain_version"
-        case expect
+        case expect, peer
     }
 }
 
@@ -107,13 +111,17 @@ public struct Welcome: Sendable, Equatable, Codable {
     /// on storage it shares with the coordinator) and checks it against `seriesHash`. nil or false: the
     /// series follows.
     public var sharedData: Bool?
+    /// "sharded": the run aggregates by owners of slices (TABLE, ORDER, NODE, NORM, APPLY, SLICE); nil:
+    /// star aggregation (ASSIGN, GRADIENT).
+    public var aggregation: String?
 
     /// A welcome.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), runID: UInt64, workerID: UInt32,
         config: [String: JSONTree], points: Int, channels: Int, seriesHash: UInt64, parameterCount: Int,
-        microBatch: Int, heartbeatMillis: Int, livenessMillis: Int, sharedData: Bool? = nil
+        microBatch: Int, heartbeatMillis: Int, livenessMillis: Int, sharedData: Bool? = nil, aggregation: String? = nil
     ) {
+        self.aggregation = aggregation
         self.sharedData = sharedData
         self.protocolVersion = protocolVersion
         self.runID = runID
@@ -139,6 +147,7 @@ public struct Welcome: Sendable, Equatable, Codable {
         case heartbeatMillis = "heartbeat_millis"
         case livenessMillis = "liveness_millis"
         case sharedData = "shared_data"
+        case aggregation
     }
 }
 
@@ -249,6 +258,18 @@ public enum Message: Sendable, Equatable {
     case shutdown(String)
     /// worker→coordinator: leaving, with the reason (may be empty, ≤ 64 KiB).
     case bye(String)
+    /// coordinator→worker (sharded): the owners and the peers.
+    case table(ShardTable)
+    /// coordinator→worker (sharded): compute a run of leaves on the weights the worker holds.
+    case order(StepOrder)
+    /// worker→owner (sharded): an owner's slice of a tree node's sums.
+    case node(NodeSlice)
+    /// owner→coordinator (sharded): the owner's part of the norm (and the loss).
+    case norm(NormPart)
+    /// coordinator→owner (sharded): apply the reduced step.
+    case apply(ApplyStep)
+    /// owner→everyone (sharded): updated weights.
+    case slice(ParameterSlice)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -262,6 +283,12 @@ public enum Message: Sendable, Equatable {
         case .heartbeat: .heartbeat
         case .shutdown: .shutdown
         case .bye: .bye
+        case .table: .table
+        case .order: .order
+        case .node: .node
+        case .norm: .norm
+        case .apply: .apply
+        case .slice: .slice
         }
     }
 }

@@ -33,6 +33,7 @@ import Support
 /// | HEARTBEAT | empty |
 /// | ASSIGN | P Float32 weights, then `count` UInt32 window starts (the global batch); sent as two frames (weights, windows), so the weights go out straight from the coordinator's buffer; checksum: ``assignChecksum(weights:windows:)`` |
 /// | GRADIENT | P + 1 Float32 (gradient sums, loss sum), UInt64 `startNanos`, UInt64 `sendNanos` |
+/// | TABLE, ORDER, NODE, NORM, APPLY, SLICE | sharded aggregation's messages (see `ShardCodec.swift`) |
 ///
 /// ``decode(header:frames:limits:)`` accepts any bytes: it returns a
 /// message or throws a ``WireError``, never traps, and never allocates more than the payload's
@@ -86,6 +87,8 @@ public enum Wire {
             let h = assignHeader(runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
                                  leafCount: a.leafCount, windows: a.windows.count, checksum: checksum)
             return [h.encode(), weights, windows]
+        case .table, .order, .node, .norm, .apply, .slice:
+            payload = encodeShard(e.message, into: &header) ?? []
         case .gradient(let g):
             payload = []
             let h = g.sums.withUnsafeBufferPointer { sums in
@@ -207,7 +210,7 @@ public enum Wire {
         }
     }
 
-    private static func field32(_ value: Int, _ what: String) -> UInt32 {
+    static func field32(_ value: Int, _ what: String) -> UInt32 {
         guard let v = UInt32(exactly: value) else {
             preconditionFailure("Wire.encode: \(what) = \(value) does not fit a UInt32 header field")
         }
@@ -338,6 +341,7 @@ public enum Wire {
         _ h: Header, _ payload: UnsafeRawBufferPointer, _ limits: Limits, materialize: Bool
     ) throws(WireError) -> (Int, Message?) {
         let type = h.type
+        if type.isShard { return (0, try shardBody(h, payload, limits, materialize: materialize)) }
         func requireZero(_ value: UInt64, _ name: String) throws(WireError) {
             guard value == 0 else {
                 throw .unexpectedField("\(type) has \(name) = \(value); \(type) does not use it, it must be 0")
@@ -393,11 +397,14 @@ public enum Wire {
 
         case .gradient:
             return try gradient(h, payload, limits, materialize: materialize)
+
+        case .table, .order, .node, .norm, .apply, .slice:
+            return (0, try shardBody(h, payload, limits, materialize: materialize))
         }
     }
 
     /// Checks `lo < hi <= leafCount` and `leafCount >= 1`; returns them as `Int`s.
-    private static func leafRange(_ h: Header, _ name: String) throws(WireError) -> (Range<Int>, Int) {
+    static func leafRange(_ h: Header, _ name: String) throws(WireError) -> (Range<Int>, Int) {
         guard h.leafCount >= 1 else {
             throw .badRange("\(h.type) leafCount is 0, a step has at least 1 leaf")
         }

@@ -41,6 +41,12 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Workers read the CSV themselves, at the same absolute path (shared storage), checked by hash, instead of receiving the series in WELCOME ('train --workers' does this for a CSV).")
     var sharedData = false
 
+    @Option(help: "How steps are aggregated: star (every gradient through the coordinator, which sends the weights back), sharded (workers own slices of the parameters: reduce-scatter and all-gather between the workers, the same bits), or auto (sharded from \(AggregationChoice.autoCrossover) parameters with 2+ workers on other machines; star for train --workers, whose workers share this machine).")
+    var aggregation: AggregationChoice = .star
+
+    @Flag(help: "Sharded: the owners do not send their optimizer state to the coordinator every step (P floats into it a step instead of 3·P with Adam); a lost owner then stops the run (resume it from a checkpoint).")
+    var noOwnerRecovery = false
+
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
 
@@ -56,6 +62,8 @@ struct ClusterOptions: ParsableArguments {
                                    liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
                                    speculate: !noSpeculation, maxWorkers: maxWorkers)
         o.sharedData = sharedData
+        o.aggregationChoice = aggregation
+        o.ownerRecovery = !noOwnerRecovery
         return o
     }
 }
@@ -207,6 +215,9 @@ struct Worker: ParsableCommand {
     @Option(help: "Seconds to keep saying HELLO to a coordinator that went silent (restarted, or resuming).")
     var reconnectTimeout: Double = 600
 
+    @Option(help: "Where this worker's peer endpoint binds for sharded runs (other workers connect there; its address goes to the coordinator in HELLO). Default: next to the coordinator's socket for ipc://, else a free port on the address that reaches the coordinator.")
+    var peerBind: String?
+
     @Option(help: .hidden)
     var parentPid: Int32?
 
@@ -230,20 +241,21 @@ struct Worker: ParsableCommand {
             : Expectation(hidden: hidden, input: nil, output: nil, seqLen: seqLen, cell: cell?.rawValue, activation: nil, microBatch: microBatch)
         try runWorker(connect: connect, threads: threads, expect: expect, protocolVersion: protocolVersion, parentPID: parentPid,
                       connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout, security: security.client(),
-                      healthFile: security.health(), logger: logger)
+                      healthFile: security.health(), peerBind: peerBind, logger: logger)
     }
 }
 
 /// Runs a worker until the coordinator shuts it down; throws (exit 1) with the reason otherwise.
 func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVersion: UInt16 = Wire.protocolVersion,
                parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
-               healthFile: HealthFile? = nil, logger: Logger) throws {
+               healthFile: HealthFile? = nil, peerBind: String? = nil, logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
     var workerOptions = WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion)
     workerOptions.loadData = { config in try config.loadSeries().model }
     let core = WorkerCore(options: workerOptions)
     let client: WorkerClient
-    do { client = try WorkerClient(core: core, connect: connect, security: security, logger: logger) } catch { throw fail("\(error)") }
+    let bind = peerBind ?? defaultPeerBind(connect: connect, pid: getpid())
+    do { client = try WorkerClient(core: core, connect: connect, security: security, peerBind: bind, logger: logger) } catch { throw fail("\(error)") }
     client.healthFile = healthFile
     let stop = StopFlag()
     let trap = SignalTrap(stop)
@@ -266,6 +278,16 @@ func runCoordinator(
     logger: Logger
 ) throws -> Int32 {
     let config = p.config
+    var options = options
+    options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers,
+                                                            sameHost: spawnWorkers > 0)
+    if security != nil && options.aggregation == .sharded {
+        // the worker-to-worker links have no CURVE yet: a secured run never sends its traffic in the clear
+        guard options.aggregationChoice == .auto else {
+            throw fail("--aggregation sharded does not encrypt the links between workers yet; with --curve-dir use --aggregation star (or auto, which then picks star)")
+        }
+        options.aggregation = .star
+    }
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
     var writeError: (any Error)? = nil
@@ -392,7 +414,12 @@ func runCoordinator(
     // a run that reached its end wrote it before telling the workers)
     var problems: [TrainingError] = []
     if core.failure == nil, !core.wroteEndCheckpoint, let writeCheckpoint {
-        do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
+        if core.optimizerIsCurrent {
+            do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
+        } else {
+            // sharded: the owners' optimizer state of this step was not gathered (the run was stopped between checkpoints)
+            logger.warning("stopped between checkpoints of a sharded run: the newest checkpoint stays the last one written")
+        }
     }
     let result = core.result(now: now)
     var summary = p.summary(result: result, parameters: core.state.parameters, finalLoss: result.finalLoss,

@@ -225,6 +225,7 @@ struct OptimOptions: ParsableArguments {
 }
 
 extension Cell: ExpressibleByArgument {}
+extension AggregationChoice: ExpressibleByArgument {}
 extension Activation: ExpressibleByArgument {}
 extension LossKind: ExpressibleByArgument {}
 extension OutputHead: ExpressibleByArgument {}

@@ -99,6 +99,44 @@ func randomGradient(_ rng: inout SplitMix64, maxP: Int = 64) -> Gradient {
         sums: randomFloats(p + 1, &rng))
 }
 
+/// A valid sharded-aggregation message of the given type with random contents.
+func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64) -> Message {
+    let step = rng.next() >> UInt64.random(in: 0...63, using: &rng)
+    let m = Int.random(in: 1...100, using: &rng)
+    let lo = Int.random(in: 0..<m, using: &rng)
+    let hi = Int.random(in: (lo + 1)...m, using: &rng)
+    let p = Int.random(in: 1...maxP, using: &rng)
+    switch type {
+    case .table:
+        let owners = (0..<Int.random(in: 1...5, using: &rng)).map { _ in UInt32.random(in: 1...UInt32.max, using: &rng) }
+        return .table(ShardTable(version: UInt32.random(in: 0...UInt32.max, using: &rng), parameterCount: p, owners: owners,
+                                 peers: owners.map { ShardTable.Peer(worker: $0, endpoint: "tcp://127.0.0.1:\($0 % 60000)") }))
+    case .order:
+        let n = Int.random(in: m...(m + 20), using: &rng)
+        return .order(StepOrder(step: step, leaves: lo..<hi, leafCount: m,
+                                windows: (0..<n).map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) },
+                                table: UInt32.random(in: 0...UInt32.max, using: &rng)))
+    case .node:
+        let samples = Int.random(in: 1...10_000, using: &rng)
+        return .node(NodeSlice(step: step, block: lo..<hi, leafCount: m, samples: samples,
+                               windows: Int.random(in: max(m, samples)...20_000, using: &rng), owner: Int.random(in: 0...64, using: &rng), values: randomFloats(p, &rng),
+                               table: UInt16.random(in: 0...UInt16.max, using: &rng)))
+    case .norm:
+        let b = Int.random(in: 0...1000, using: &rng)
+        let k = Int.random(in: 0...8, using: &rng)
+        return .norm(NormPart(step: step, blocks: b..<(b + k), sumsOfSquares: (0..<k).map { _ in Double.random(in: 0...1e9, using: &rng) },
+                              isFinite: Bool.random(using: &rng), lossSum: Bool.random(using: &rng) ? randomFloat(&rng) : nil))
+    case .apply:
+        return .apply(ApplyStep(step: step, learningRate: Double.random(in: 0...1, using: &rng),
+                                clipCoefficient: Bool.random(using: &rng) ? Double.random(in: 0...1, using: &rng) : nil,
+                                table: UInt32.random(in: 0...UInt32.max, using: &rng), gather: Bool.random(using: &rng)))
+    default:
+        let start = Int.random(in: 0...100_000, using: &rng)
+        let state: [[Float]]? = Bool.random(using: &rng) ? nil : (0..<Int.random(in: 0...2, using: &rng)).map { _ in randomFloats(p, &rng) }
+        return .slice(ParameterSlice(version: step, range: start..<(start + p), values: randomFloats(p, &rng), state: state))
+    }
+}
+
 /// A valid envelope of the given type with random contents.
 func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64) -> Envelope {
     let runID = Bool.random(using: &rng) ? rng.next() : UInt64.random(in: 0...10, using: &rng)
@@ -122,6 +160,8 @@ func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64
         return Envelope(runID: runID, workerID: workerID, message: .shutdown(randomString(&rng, maxLength: 40)))
     case .bye:
         return Envelope(runID: runID, workerID: workerID, message: .bye(randomString(&rng, maxLength: 40)))
+    case .table, .order, .node, .norm, .apply, .slice:
+        return Envelope(runID: runID, workerID: workerID, message: randomShardMessage(type, &rng, maxP: maxP))
     }
 }
 

@@ -44,6 +44,14 @@ public struct CoordinatorOptions: Sendable {
     /// Workers read the data the configuration names themselves (storage shared with the coordinator,
     /// the same absolute path) and check it by hash, instead of receiving the series in WELCOME.
     public var sharedData = false
+    /// How the steps are aggregated (``Aggregation``; star by default).
+    public var aggregation: Aggregation = .star
+    /// Sharded: the owners send their optimizer state with their slices at every step, so a dead owner's
+    /// slice is re-planned among the survivors from the coordinator's copy and the step taken again
+    /// (exact; 3·P floats into the coordinator a step instead of P). Off: a dead owner stops the run.
+    public var ownerRecovery = true
+    /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
+    public var aggregationChoice: AggregationChoice = .star
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
@@ -143,6 +151,12 @@ extension Message {
         case .heartbeat: return "HEARTBEAT"
         case .shutdown: return "SHUTDOWN"
         case .bye: return "BYE"
+        case .table: return "TABLE"
+        case .order: return "ORDER"
+        case .node: return "NODE"
+        case .norm: return "NORM"
+        case .apply: return "APPLY"
+        case .slice: return "SLICE"
         }
     }
 }

@@ -26,6 +26,8 @@ extension CoordinatorCore {
         case closeEpoch(EpochMetrics)
         /// The rest of a step's end, after the checkpoint of the epoch it settled.
         case stepRest(StepRest)
+        /// Sharded: APPLY the decided step (after the checkpoint of the epoch it settled).
+        case applyShard
         /// The run-end checkpoint is written: the workers are told, with this reason (`stopping`: the
         /// driver stopped the run, and a failed checkpoint does not change the reason).
         case dismissAll(String, stopping: Bool)
@@ -51,6 +53,7 @@ extension CoordinatorCore {
             parked = .evaluation(id, then: .finishStep)
             return [.awaitEvaluation(id: id)]
         }
+        if shard != nil { return decideShardedStep(now: now) }
         let n = stepWindows
         let pending = pendingEpoch
         pendingEpoch = nil
@@ -235,6 +238,7 @@ extension CoordinatorCore {
             finishedFlag = true
             return shutdownAll(reason: reason)
         case .stepRest(let rest): return finishStepRest(rest)
+        case .applyShard: return sendApply()
         case .dismissAll(let reason, _):
             wroteEndCheckpoint = true
             return shutdownAll(reason: reason)

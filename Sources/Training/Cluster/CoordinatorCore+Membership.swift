@@ -40,7 +40,13 @@ extension CoordinatorCore {
             let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
             emit(.workerLost(w, reassigned: orders.count))
             out += send(orders)
-        case .welcome, .reject, .assign, .shutdown:
+            if started, !isDone, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
+        case .norm(let part):
+            out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
+        case .slice(let slice):
+            guard env.runID == runID else { return drop(peer, "SLICE for run \(env.runID), this run is \(runID)") }
+            out += shardSlice(slice, from: peer, workerID: env.workerID, now: now)
+        case .welcome, .reject, .assign, .shutdown, .table, .order, .node, .apply:
             return drop(peer, "a worker sent a coordinator-only message (\(env.message.typeName))")
         }
         out += advance(now: now)
@@ -67,6 +73,7 @@ extension CoordinatorCore {
                 let orders = aggregator.lost(w.id, live: liveWorkers.map(\.id), now: now)
                 emit(.workerLost(w, reassigned: orders.count))
                 out += send(orders)
+                if started, !isDone, let id = lostOwner() { return sent(out + recoverLostOwner(id, now: now), now: now) }
             case .heartbeatDue(let id):
                 out.append(reply(peer, id, .heartbeat))
             }
@@ -87,6 +94,7 @@ extension CoordinatorCore {
                 return sent(out, now: now)
             }
         }
+        if started, !isDone, parked == nil, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
         if stepActive {
             let live = liveWorkers.map(\.id)
             out += send(aggregator.overdue(now: now, timeout: options.retryAfter, live: live))
@@ -100,6 +108,11 @@ extension CoordinatorCore {
 
     /// A HELLO: WELCOME, REJECT, or nothing (``Membership/hello(_:from:now:)``).
     func welcome(peer: PeerID, hello: Hello, now: Double) -> [CoordinatorEffect] {
+        if options.aggregation == .sharded && (hello.peer ?? "").isEmpty && membership.workers[peer] == nil {
+            let reason = "this run aggregates sharded and the worker announced no peer endpoint: give it --peer-bind (an address the other workers reach), or run a ztrain that has it"
+            emit(.rejected(peer: peer, reason: reason))
+            return [reply(peer, 0, .reject(reason))]
+        }
         switch membership.hello(hello, from: peer, now: now) {
         case .alreadyWelcomed:
             return []
@@ -110,12 +123,17 @@ extension CoordinatorCore {
             emit(.dropped(peer: peer, reason: "HELLO deferred: \(open) handshakes are open"))
             return []
         case .welcome(let id):
+            if let endpoint = hello.peer {
+                shardEndpoints[id] = endpoint
+                shard?.endpoints[id] = endpoint
+            }
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,
                 parameterCount: parameterCount, microBatch: microBatch,
                 heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
-                sharedData: options.sharedData ? true : nil)
+                sharedData: options.sharedData ? true : nil,
+                aggregation: options.aggregation == .sharded ? Aggregation.sharded.rawValue : nil)
             return [reply(peer, id, .welcome(w, series: options.sharedData ? [] : series.values))]
         }
     }

@@ -13,8 +13,9 @@ extension CoordinatorCore {
             started = true
             wallStart = now
             emit(.started(workers: ready))
+            _ = startSharding(now: now)
         }
-        guard !stepActive else { return [] }
+        guard !stepActive, shard?.busy != true else { return [] }
         return startStep(now: now)
     }
 
@@ -32,6 +33,12 @@ extension CoordinatorCore {
         stepStart = now
         stepCredits = [:]
         stepTiming = StepTiming()
+        if shard != nil {
+            if let id = lostOwner() { return recoverLostOwner(id, now: now, restart: true) }
+            let prepared = prepareShardedStep()
+            return prepared + send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
+                                                    workers: liveWorkers.map(\.id), now: now))
+        }
         return send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
                                      workers: liveWorkers.map(\.id), now: now))
     }
@@ -46,6 +53,12 @@ extension CoordinatorCore {
             w.steps += 1
             stepCredits[peer, default: (0, 0, 0, 0)].steps += 1
             membership.workers[peer] = w
+            if shard != nil {
+                let order = StepOrder(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, windows: stepWindows,
+                                      table: shard?.table.version ?? 0)
+                out.append(reply(peer, o.worker, .order(order)))
+                continue
+            }
             let a = Assign(step: aggregator.step, leaves: o.run, leafCount: aggregator.leafCount, weights: state.parameters,
                            windows: stepWindows)
             out.append(reply(peer, o.worker, .assign(a)))
@@ -167,7 +180,10 @@ extension CoordinatorCore {
             membership.sent(to: peer, now: now)
             // a step's first ASSIGNs go out after the previous step's update (stepStart), which
             // the `now` of the message that finished that step predates
-            if case .assign = envelope.message { lastAssignSentAt = max(now, stepStart) }
+            switch envelope.message {
+            case .assign, .order: lastAssignSentAt = max(now, stepStart)
+            default: break
+            }
         }
         return out
     }

@@ -92,6 +92,12 @@ public final class CoordinatorCore {
     var nextEvaluationID = 1
     /// Effects other than the reply made while handling an input (events, spans, observer notes).
     var notes: [CoordinatorEffect] = []
+    /// Sharded aggregation's state once the run started (nil: a star run, or not started).
+    var shard: CoordinatorShard?
+    /// Sharded: how often the slices were re-planned after an owner was lost.
+    public internal(set) var replans = 0
+    /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
+    var shardEndpoints: [UInt32: String] = [:]
 
     /// Every this many steps, a ``CoordinatorEffect/checkpoint(_:)`` (0: never). A checkpoint that
     /// cannot be written stops the run with that error as ``failure``: the work since the last good
@@ -216,8 +222,10 @@ public final class CoordinatorCore {
     ///
     /// The size bound is the larger of a gradient and 64 KiB (a HELLO is a few hundred bytes, a BYE's
     /// reason at most 64 KiB): the socket refuses anything bigger before allocating it.
+    /// (Sharded: an owner's SLICE with its optimizer state is up to three arrays of its slice.)
     public var limits: Limits {
-        Limits(maxPayloadBytes: max(Limits.maxReasonBytes, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes),
+        let sharded = options.aggregation == .sharded ? 12 * parameterCount : 0
+        return Limits(maxPayloadBytes: max(Limits.maxReasonBytes, 4 * (parameterCount + 1) + Wire.gradientTrailerBytes, sharded),
                parameterCount: parameterCount, allowNonFinite: true)
     }
 

@@ -279,6 +279,8 @@ public final class WorkerClient {
     private var handshakeFailures = 0
     private var lastMonitorPoll = 0.0
     private var lastHandshakeFailure: HandshakeMonitor.Failure?
+    /// Sharded aggregation: the links to the other workers (nil: not bound).
+    private let peers: PeerLinks?
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
@@ -287,8 +289,20 @@ public final class WorkerClient {
 
     /// Connects (the coordinator may come up later; messages wait for it). With `security`, the
     /// connection is CURVE-encrypted and authenticated (a coordinator with another key is never reached).
-    public init(core: WorkerCore, connect: String, security: CurveClientSecurity? = nil, logger: Logger) throws(TrainingError) {
+    ///
+    /// With `peerBind`, a ROUTER is bound there for the other workers of a sharded run (``PeerLinks``)
+    /// and announced in HELLO.
+    public init(core: WorkerCore, connect: String, security: CurveClientSecurity? = nil, peerBind: String? = nil,
+                logger: Logger) throws(TrainingError) {
         self.core = core
+        do {
+            peers = try peerBind.map { (bind) throws(TrainingError) in try PeerLinks(bind: bind, logger: logger) }
+        } catch {
+            // a star run does not need the peer endpoint; a sharded coordinator refuses a worker without one
+            logger.warning("\(error); this worker can take part in star runs only")
+            peers = nil
+        }
+        core.peerEndpoint = peers?.endpoint
         self.logger = logger
         endpoint = connect
         usesCurve = security != nil
@@ -314,6 +328,7 @@ public final class WorkerClient {
         }
         wake = WakePipe()
         poller.add(dealer)
+        if let peers { poller.add(peers.router) }
         if let wake { poller.add(fileDescriptor: wake.readFD) }
     }
 
@@ -347,11 +362,12 @@ public final class WorkerClient {
                 if getppid() != p { return "the process that started this worker (pid \(p)) is gone" }
             }
             do {
-                if computing, wake != nil {
-                    // the compute thread writes to the pipe when it is done
+                if (computing && wake != nil) || peers != nil {
+                    // the compute thread writes to the pipe when it is done; the other workers write to the peer router
                     let ready = try poller.poll(timeout: .milliseconds(20))
                     wake?.drain()
                     if ready.isReadable(dealer) { drain() }
+                    if let peers, ready.isReadable(peers.router) { drainPeers(peers) }
                 } else {
                     if try dealer.poll(timeout: .milliseconds(computing ? 2 : 20)) { drain() }
                 }
@@ -369,7 +385,7 @@ public final class WorkerClient {
                 computing = false
                 lastCompute = took
                 // the computation's GRADIENTs go back to the core (it keeps them for a repeated ASSIGN)
-                for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: now, clock: { now }) { send(r) }
+                _ = dispatch(core.handle(.computed(replies), now: now))
                 // ASSIGNs of a step older than the newest one queued are moot (the coordinator only
                 // moves on once a step is complete): they are skipped, not computed
                 let backlog = queued
@@ -471,9 +487,53 @@ public final class WorkerClient {
     /// Heartbeat period while computing (the core's, read before the computation started).
     private var heartbeatInterval = 1.0
 
+    /// What the other workers sent (a sharded run), handled as the coordinator's messages are.
+    private func drainPeers(_ peers: PeerLinks) {
+        let limits = peerLimits
+        peers.receive(limits: limits) { env in
+            if computing { queued.append((env, ContinuousClock.now)) } else { handle(env, receivedAt: ContinuousClock.now) }
+        }
+    }
+
+    /// Frames from other workers: a node's slice or an owner's updated slice, at most P + 1 floats.
+    private var peerLimits: Limits {
+        guard let c = core.config else { return Limits(maxPayloadBytes: 0) }
+        let p = ParameterLayout(c.model).count
+        return Limits(maxPayloadBytes: 4 * (p + 1), parameterCount: p, allowNonFinite: true)
+    }
+
+    /// Carries out the core's effects but computations; returns the computation to run, if any.
+    private func dispatch(_ effects: [WorkerEffect]) -> ComputeOrder? {
+        var order: ComputeOrder?
+        for effect in effects {
+            switch effect {
+            case .send(let m): send(m)
+            case .sendPeer(let id, let m): peers?.send(m, to: id)
+            case .peers(let t): peers?.connect(t, selfID: core.workerID)
+            case .compute(let o): order = o
+            case .exit: break
+            }
+        }
+        return order
+    }
+
+    /// A sharded run's message: any of them may let a parked ORDER run (its weights came in).
+    private func handleSharded(_ env: Envelope, receivedAt: ContinuousClock.Instant) {
+        if case .order = env.message { assignReceived = receivedAt }
+        let at = now - seconds(since: receivedAt)
+        guard let order = dispatch(core.handle(.message(env, receivedAt: at), now: now)) else { return }
+        run(order, at: at)
+    }
+
     /// Hands a message to the core; an ASSIGN is computed inline when it is expected to be short,
     /// else on the compute queue.
     private func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant) {
+        if core.isSharded && core.phase == .ready {
+            switch env.message {
+            case .table, .order, .node, .apply, .slice: return handleSharded(env, receivedAt: receivedAt)
+            default: break
+            }
+        }
         guard case .assign = env.message, core.phase == .ready else {
             if case .welcome(let w, _) = env.message {
                 lastCompute = .infinity
@@ -499,23 +559,20 @@ public final class WorkerClient {
             return
         }
         // the core's effects: messages, and (an ASSIGN it accepted) one computation
+        let at = now - seconds(since: receivedAt)
+        guard let order = dispatch(core.handle(.message(env, receivedAt: at), now: now)) else { return }
+        run(order, at: at)
+    }
+
+    /// Runs a computation inline when it is expected to be short, else on the compute queue.
+    private func run(_ order: ComputeOrder, at: Double) {
         let start = t0
         let clock: @Sendable () -> Double = { seconds(since: start) }
-        let at = now - seconds(since: receivedAt)
-        var order: ComputeOrder?
-        for effect in core.handle(.message(env, receivedAt: at), now: now) {
-            switch effect {
-            case .send(let m): send(m)
-            case .compute(let o): order = o
-            case .exit: break
-            }
-        }
-        guard let order else { return }
         if core.options.artificialDelay == 0 && lastCompute < min(inlineLimit, core.heartbeat / 4) {
             let t = ContinuousClock.now
             let replies = order.run(receivedAt: at, clock: clock)
             lastCompute = seconds(since: t)
-            for r in core.perform(core.handle(.computed(replies), now: now), receivedAt: at, clock: clock) { send(r) }
+            _ = dispatch(core.handle(.computed(replies), now: now))
             return
         }
         computing = true
@@ -541,7 +598,10 @@ public final class WorkerClient {
         if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
     }
 
-    public func close() { dealer.close() }
+    public func close() {
+        peers?.close()
+        dealer.close()
+    }
 
     /// Before the first WELCOME: why the security handshake keeps failing, once it is clear that it
     /// will not succeed (the coordinator refused the key, or three attempts failed), else nil.

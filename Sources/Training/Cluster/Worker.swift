@@ -46,6 +46,10 @@ public enum WorkerInput {
 public enum WorkerEffect {
     /// Send this message to the coordinator.
     case send(Envelope)
+    /// Sharded aggregation: send this message to the worker with this id (its endpoint is in the table).
+    case sendPeer(UInt32, Envelope)
+    /// Sharded aggregation: a new table; the driver connects to its peers' endpoints.
+    case peers(ShardTable)
     /// Run this computation (on a thread of the driver's if it wants: ``ComputeOrder/run(receivedAt:clock:)``)
     /// and answer with ``WorkerInput/computed(_:)``; the core hands out one at a time.
     case compute(ComputeOrder)
@@ -89,6 +93,16 @@ public final class WorkerCore {
     private var computing: (runID: UInt64, step: UInt64, leaves: Range<Int>)?
     /// ASSIGNs answered from ``lastAnswer`` instead of computed again.
     public private(set) var repeatedAnswers = 0
+    /// Sharded aggregation's state (nil: a star run).
+    var shard: WorkerShard?
+    /// The window count of the step being computed (its NODEs carry it).
+    private var computingWindows = 0
+    /// The endpoint of this worker's peer router, announced in HELLO (sharded aggregation); nil: none.
+    public var peerEndpoint: String?
+    /// Is this worker in a sharded run?
+    public var isSharded: Bool { shard != nil }
+    /// The updates applied to the weights this worker holds in a sharded run (-1: none, or a star run).
+    public var shardWeightsVersion: Int { shard?.version ?? -1 }
 
     public init(options: WorkerOptions) {
         self.options = options
@@ -98,7 +112,7 @@ public final class WorkerCore {
     public func hello() -> Envelope {
         Envelope(runID: 0, workerID: 0, message: .hello(Hello(
             protocolVersion: Int(options.protocolVersion), host: options.host, pid: options.pid,
-            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect)))
+            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect, peer: peerEndpoint)))
     }
 
     /// Forgets the run and starts over with a new HELLO (the coordinator went silent: it may have been
@@ -110,6 +124,7 @@ public final class WorkerCore {
         config = nil
         lastAnswer = nil
         computing = nil
+        shard = nil
         return hello()
     }
 
@@ -133,8 +148,34 @@ public final class WorkerCore {
             computing = nil
             steps += 1
             lastAnswer = (c.runID, c.step, c.leaves, replies)
-            return replies.map { .send($0) }
+            return outward(replies, windows: computingWindows)
         }
+    }
+
+    /// A computation's GRADIENTs: to the coordinator, or in a sharded run cut into the owners' NODEs.
+    private func outward(_ replies: [Envelope], windows: Int) -> [WorkerEffect] {
+        guard shard != nil else { return replies.map { .send($0) } }
+        return shard?.distribute(replies, stepWindows: windows) ?? []
+    }
+
+    /// A sharded run's message (everything it says is checked before it is used).
+    private func sharded(_ env: Envelope) -> [WorkerEffect] {
+        guard phase == .ready, shard != nil, env.runID == runID else { ignored += 1; return [] }
+        var out: [WorkerEffect] = []
+        switch env.message {
+        case .table(let t): out = shard?.take(t) ?? []
+        case .slice(let s): out = shard?.take(s) ?? []
+        case .node(let n): out = shard?.receive(n) ?? []
+        case .apply(let a): out = shard?.apply(a) ?? []
+        case .order(let o):
+            if let a = shard?.admit(o) { out = order(a) }
+            return out
+        default:
+            ignored += 1
+            return []
+        }
+        if computing == nil, let a = shard?.parkedReady() { out += order(a) }
+        return out
     }
 
     private func message(_ env: Envelope) -> [WorkerEffect] {
@@ -154,7 +195,9 @@ public final class WorkerCore {
         case .shutdown:
             phase = .done
             return [.exit(nil)]
-        case .hello, .ready, .gradient, .bye:
+        case .table, .slice, .node, .apply, .order:
+            return sharded(env)
+        case .hello, .ready, .gradient, .bye, .norm:
             ignored += 1
             return []
         }
@@ -205,6 +248,10 @@ public final class WorkerCore {
         liveness = Double(max(100, w.livenessMillis)) / 1000
         heartbeat = Double(max(10, w.heartbeatMillis)) / 1000
         engine = GradientEngine(config: cfg.model, microBatch: w.microBatch, threads: options.threads)
+        shard = w.aggregation == Aggregation.sharded.rawValue
+            ? WorkerShard(runID: w.runID, workerID: w.workerID, parameterCount: w.parameterCount, microBatch: w.microBatch,
+                          optimizer: cfg.optimizer)
+            : nil
         phase = .ready
         let fp = numericsFingerprint(config: cfg.model, series: s, microBatch: w.microBatch)
         return [Envelope(runID: runID, workerID: workerID, message: .ready(Ready(numericsFingerprint: fp, threads: options.threads)))]
@@ -216,7 +263,7 @@ public final class WorkerCore {
         guard let engine, let series, let config else { ignored += 1; return [] }
         if let last = lastAnswer, last.runID == runID, last.step == a.step, last.leaves == a.leaves {
             repeatedAnswers += 1
-            return last.replies.map { .send($0) }
+            return outward(last.replies, windows: a.windows.count)
         }
         // one computation at a time: the driver holds messages back while one runs
         guard computing == nil else { ignored += 1; return [] }
@@ -230,6 +277,7 @@ public final class WorkerCore {
             return []
         }
         computing = (runID, a.step, a.leaves)
+        computingWindows = a.windows.count
         return [.compute(ComputeOrder(engine: engine, series: series, assign: a, plan: plan, runID: runID, workerID: workerID,
                                       scratch: scratch, artificialDelay: options.artificialDelay))]
     }

@@ -65,18 +65,32 @@ extension WorkerCore {
     /// Carries out `effects` (computations in place, their GRADIENTs fed back) and returns the messages
     /// to send. `clock` reads the driver's clock in seconds; `receivedAt` is when the message arrived.
     public func perform(_ effects: [WorkerEffect], receivedAt: Double, clock: () -> Double) -> [Envelope] {
-        var out: [Envelope] = []
+        performRouted(effects, receivedAt: receivedAt, clock: clock).compactMap { $0.to == nil ? $0.envelope : nil }
+    }
+
+    /// ``perform(_:receivedAt:clock:)`` with the messages to other workers too (sharded aggregation):
+    /// `to` nil for the coordinator, else the worker id.
+    public func performRouted(_ effects: [WorkerEffect], receivedAt: Double, clock: () -> Double) -> [(to: UInt32?, envelope: Envelope)] {
+        var out: [(to: UInt32?, envelope: Envelope)] = []
         var list = effects
         var i = 0
         while i < list.count {
             switch list[i] {
-            case .send(let env): out.append(env)
+            case .send(let env): out.append((nil, env))
+            case .sendPeer(let id, let env): out.append((id, env))
             case .compute(let order): list += handle(.computed(order.run(receivedAt: receivedAt, clock: clock)), now: clock())
-            case .exit: break
+            case .exit, .peers: break
             }
             i += 1
         }
         return out
+    }
+
+    /// ``handle(_:)`` with the messages to other workers (``performRouted(_:receivedAt:clock:)``).
+    public func handleRouted(_ env: Envelope) -> [(to: UInt32?, envelope: Envelope)] {
+        let start = ContinuousClock.now
+        let clock = { seconds(since: start) }
+        return performRouted(handle(.message(env, receivedAt: 0), now: 0), receivedAt: 0, clock: clock)
     }
 
     /// Handles one decoded message in place (computations on this thread, timed on a monotonic clock

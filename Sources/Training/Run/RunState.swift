@@ -387,3 +387,83 @@ public struct RunState: Sendable {
 
 /// `Series.stepsPerEpoch`, reachable where a property of that name shadows it.
 private func epochSteps(windows: Int, batch: Int) -> Int { stepsPerEpoch(windows: windows, batch: batch) }
+
+// MARK: - The step rule, sharded
+
+/// Sharded aggregation: the same step rule, in two halves around the owners' update. The coordinator
+/// never holds the step's gradient, only its loss sum, finiteness and global norm (the owners' parts,
+/// ``NormAssembly``); ``decideSharded(lossSum:windows:norm:finite:evaluation:keepClosed:settled:)`` takes
+/// every decision ``finish(root:windows:evaluation:keepClosed:settled:)`` takes (the deferred epoch, the
+/// divergence, the norm, the rate and the clip coefficient) and ``completeSharded(parameters:lossSum:windows:)``
+/// records the owners' updated weights as ``apply(root:windows:)`` records its own.
+///
+///     switch try state.decideSharded(lossSum: loss, windows: n, norm: norm, finite: ok, evaluation: nil) {
+///     case .apply(let lr, let coef): /* APPLY(step, coef, lr) to every owner; gather the slices */
+///         state.completeSharded(parameters: gathered, lossSum: loss, windows: n)
+///     case .stopped: /* the deferred epoch ended the run */
+///     }
+extension RunState {
+    /// What the owners are told to do with a reduced step.
+    public enum ShardedDecision: Sendable, Equatable {
+        /// Apply it at `learningRate`, scaled by `clipCoefficient` when there is one.
+        case apply(learningRate: Double, clipCoefficient: Double?)
+        /// A deferred epoch's decisions ended the run: drop the step unapplied.
+        case stopped
+    }
+
+    /// The first half of the step rule for a step reduced by owners: `lossSum` (the step's loss sum,
+    /// reduced in the canonical order), `finite` (every owner's averaged gradient slice is finite),
+    /// `norm` (the global norm, ``NormAssembly/norm``). Settles a deferred epoch exactly as
+    /// ``finish(root:windows:evaluation:keepClosed:settled:)`` does and refuses a non-finite step with its
+    /// diagnosis; the update itself is the owners'.
+    public mutating func decideSharded(lossSum: Float, windows count: Int, norm: Double, finite: Bool,
+                                       evaluation: (loss: Double, valLoss: Double?)?, keepClosed: Bool = false,
+                                       settled: (SettledEpoch) throws(TrainingError) -> Void = { _ in }) throws(TrainingError) -> ShardedDecision {
+        if let d = deferred {
+            let losses = d.measuredByNextStep ? (Double(lossSum) / Double(count), nil) : (evaluation ?? (.nan, nil))
+            precondition(d.measuredByNextStep || evaluation != nil, "an evaluated deferred epoch needs its evaluation")
+            if let s = settleEpoch(loss: losses.0, valLoss: losses.1, keepClosed: keepClosed) {
+                try settled(s)
+                if s.stops { return .stopped }
+            }
+        }
+        guard lossSum.isFinite && finite else {
+            throw .diverged("the loss or gradient became \(lossSum.isNaN ? "NaN" : "non-finite") at step \(step + 1) (epoch \(epoch)); lower --lr or set --clip-norm")
+        }
+        lastGradNorm = norm
+        lastLR = scheduler.lr
+        return .apply(learningRate: lastLR, clipCoefficient: config.clipNorm.flatMap { GradientNorm.clipCoefficient(norm: norm, maxNorm: $0) })
+    }
+
+    /// The second half: the owners' updated weights of the step decided by
+    /// ``decideSharded(lossSum:windows:norm:finite:evaluation:keepClosed:settled:)``. The optimizer's
+    /// state stays with the owners (this state counts its steps; ``adoptOptimizer(_:)`` takes the gathered
+    /// state for a checkpoint).
+    ///
+    /// - Returns: the step's mean loss.
+    @discardableResult
+    public mutating func completeSharded(parameters updated: [Float], lossSum: Float, windows count: Int) -> Double {
+        precondition(updated.count == parameters.count && count >= 1)
+        parameters = updated
+        optimizer = Optimizer(config: optimizer.config, step: optimizer.step + 1, m: optimizer.m, v: optimizer.v)
+        scheduler.afterStep()
+        step += 1
+        stepInEpoch += 1
+        samples += count
+        epochSamples += count
+        let loss = Double(lossSum)
+        epochLossSum += loss
+        if stepInEpoch >= stepsPerEpoch || config.steps.map({ step >= $0 }) == true { epochEnded = true }
+        return loss / Double(count)
+    }
+
+    /// Takes the optimizer state gathered from the owners (``Optimizer/joining(_:)``) for a checkpoint;
+    /// refuses one of another configuration, size or step count.
+    public mutating func adoptOptimizer(_ gathered: Optimizer<Float>) throws(TrainingError) {
+        guard gathered.config == optimizer.config, gathered.step == optimizer.step,
+              gathered.m.count == optimizer.m.count, gathered.v.count == optimizer.v.count else {
+            throw .invalidConfig("the owners' optimizer state (step \(gathered.step), \(gathered.m.count) values) does not fit this run (step \(optimizer.step), \(optimizer.m.count) values)")
+        }
+        optimizer = gathered
+    }
+}

@@ -1,0 +1,167 @@
+/// The messages of sharded aggregation (`--aggregation sharded`): the owners' table, orders without
+/// weights, node slices between workers, the owners' parts of the norm, the coordinator's apply
+/// command and the updated slices. Star-mode runs never send them.
+///
+///     let order = StepOrder(step: 4, leaves: 0..<2, leafCount: 4, windows: [0, 8, 16, 24])
+///     let frames = Wire.encode(Envelope(runID: 1, workerID: 2, message: .order(order)))
+
+/// The owners of a sharded run's slices and every worker's peer endpoint (type ``MessageType/table``,
+/// coordinator→worker, UTF-8 JSON). A newer ``version`` replaces an older table.
+public struct ShardTable: Sendable, Equatable, Codable {
+    /// A worker and the endpoint its peer router is bound to (`tcp://host:port` or `ipc://path`).
+    public struct Peer: Sendable, Equatable, Codable {
+        public var worker: UInt32
+        public var endpoint: String
+        public init(worker: UInt32, endpoint: String) {
+            self.worker = worker
+            self.endpoint = endpoint
+        }
+    }
+
+    /// Grows with every change of the table (an APPLY names the version it assumes).
+    public var version: UInt32
+    /// P, the parameters cut into slices.
+    public var parameterCount: Int
+    /// The worker owning each slice, in slice order (`ShardPlan(parameterCount:owners: owners.count)`).
+    public var owners: [UInt32]
+    /// Every worker of the run (owners and the others) with its peer endpoint.
+    public var peers: [Peer]
+
+    public init(version: UInt32, parameterCount: Int, owners: [UInt32], peers: [Peer]) {
+        self.version = version
+        self.parameterCount = parameterCount
+        self.owners = owners
+        self.peers = peers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version
+        case parameterCount = "parameter_count"
+        case owners, peers
+    }
+}
+
+/// Work for one step without the weights (type ``MessageType/order``, coordinator→worker): the worker
+/// holds the weights of `step` updates, assembled from the owners' slices.
+public struct StepOrder: Sendable, Equatable {
+    /// The optimizer step (updates applied to the weights this step runs on).
+    public var step: UInt64
+    /// The run of leaves `[lo, hi)` this worker computes.
+    public var leaves: Range<Int>
+    /// Leaves of the step, M.
+    public var leafCount: Int
+    /// The start of every window of the global batch.
+    public var windows: [UInt32]
+    /// The version of the ``ShardTable`` the order is given under: a worker drops orders of an older
+    /// table (a step taken again after an owner was lost must not mix nodes of both attempts).
+    public var table: UInt32 = 0
+
+    public init(step: UInt64, leaves: Range<Int>, leafCount: Int, windows: [UInt32], table: UInt32 = 0) {
+        self.table = table
+        self.step = step
+        self.leaves = leaves
+        self.leafCount = leafCount
+        self.windows = windows
+    }
+}
+
+/// One owner's slice of one tree node's sums (type ``MessageType/node``, worker→owner).
+public struct NodeSlice: Sendable, Equatable {
+    /// The optimizer step.
+    public var step: UInt64
+    /// The tree node.
+    public var block: Range<Int>
+    /// Leaves of the step, M.
+    public var leafCount: Int
+    /// Windows summed (≥ 1).
+    public var samples: Int
+    /// The step's windows (the divisor of the averaged gradient).
+    public var windows: Int
+    /// The owner (slice index, < 65 536) the values are for.
+    public var owner: Int
+    /// The low 16 bits of the ``ShardTable`` version the node was cut under (an owner drops the nodes of
+    /// another table).
+    public var table: UInt16 = 0
+    /// The node's sums over the owner's elements (the last owner's slice ends with the loss sum).
+    public var values: [Float]
+
+    public init(step: UInt64, block: Range<Int>, leafCount: Int, samples: Int, windows: Int, owner: Int, values: [Float],
+                table: UInt16 = 0) {
+        self.table = table
+        self.windows = windows
+        self.step = step
+        self.block = block
+        self.leafCount = leafCount
+        self.samples = samples
+        self.owner = owner
+        self.values = values
+    }
+}
+
+/// An owner's part of a step's global norm (type ``MessageType/norm``, owner→coordinator).
+public struct NormPart: Sendable, Equatable {
+    /// The step being reduced (updates applied + 1).
+    public var step: UInt64
+    /// The owner's blocks (may be empty).
+    public var blocks: Range<Int>
+    /// Each block's sum of squares of the averaged gradient.
+    public var sumsOfSquares: [Double]
+    /// Is the owner's averaged gradient slice finite?
+    public var isFinite: Bool
+    /// The step's loss sum (the last owner only).
+    public var lossSum: Float?
+
+    public init(step: UInt64, blocks: Range<Int>, sumsOfSquares: [Double], isFinite: Bool, lossSum: Float?) {
+        self.step = step
+        self.blocks = blocks
+        self.sumsOfSquares = sumsOfSquares
+        self.isFinite = isFinite
+        self.lossSum = lossSum
+    }
+}
+
+/// The coordinator's command to apply a reduced step (type ``MessageType/apply``, coordinator→owner).
+public struct ApplyStep: Sendable, Equatable {
+    /// The step to apply (updates applied + 1).
+    public var step: UInt64
+    /// The learning rate of the step.
+    public var learningRate: Double
+    /// The clip coefficient of the global norm, when the run clips and the norm exceeds the limit.
+    public var clipCoefficient: Double?
+    /// The version of the ``ShardTable`` the update is sent under: an owner holding an older table
+    /// waits for the newer one before it sends its updated slice (to every worker of that table).
+    public var table: UInt32
+    /// The owner sends its optimizer state with its slice to the coordinator (a checkpoint is due, or
+    /// the run may end at this step).
+    public var gather: Bool
+
+    public init(step: UInt64, learningRate: Double, clipCoefficient: Double?, table: UInt32, gather: Bool = false) {
+        self.table = table
+        self.gather = gather
+        self.step = step
+        self.learningRate = learningRate
+        self.clipCoefficient = clipCoefficient
+    }
+}
+
+/// A run of the weights after `version` updates (type ``MessageType/slice``; owner→everyone after an
+/// update, or the coordinator's whole vector to a worker that joins).
+public struct ParameterSlice: Sendable, Equatable {
+    /// Updates applied to these weights.
+    public var version: UInt64
+    /// The elements `[lo, hi)` of the parameter vector.
+    public var range: Range<Int>
+    /// The weights (finite).
+    public var values: [Float]
+    /// The optimizer state of the range after `version` steps (its non-empty arrays: Adam's m and v,
+    /// SGD's momentum, or none), when the slice carries it: an owner's answer to a gathering APPLY, or
+    /// the coordinator seeding an owner. Nil: the weights alone.
+    public var state: [[Float]]?
+
+    public init(version: UInt64, range: Range<Int>, values: [Float], state: [[Float]]? = nil) {
+        self.state = state
+        self.version = version
+        self.range = range
+        self.values = values
+    }
+}
