@@ -26,6 +26,8 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case timeToTarget = "time-to-target"
     /// 9. `train --workers 2` with every observer on (Prometheus, TensorBoard, step lines, reports) against off.
     case observe
+    /// `train --workers 2` at the default `--audit-rate` against 0, H=32 and H=256.
+    case audit
     /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
     case csv
     /// Real series: `train --workers 2` against in-process on at least 10 million windows of many series.
@@ -49,7 +51,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .rss: 7
         case .timeToTarget: 8
         case .observe: 9
-        case .csv, .manySeries, .memcpy, .gemm, .zmq: nil
+        case .audit, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
 

@@ -99,6 +99,7 @@ public final class BenchRunner {
         if selection.contains(.scalingH256) { try attempt([templateScaling()]) { () throws(BenchError) in try scalingH256() } }
         if selection.contains(.timeToTarget) { try attempt(templatesTimeToTarget()) { () throws(BenchError) in try timeToTarget() } }
         if selection.contains(.observe) { try attempt([templateObserve()]) { () throws(BenchError) in try observeOverhead() } }
+        if selection.contains(.audit) { try attempt(templatesAudit()) { () throws(BenchError) in try auditOverhead() } }
         if selection.contains(.csv) || selection.contains(.manySeries) {
             try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
         }

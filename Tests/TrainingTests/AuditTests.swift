@@ -119,6 +119,22 @@ struct AuditTests {
         #expect(c.coordinator.state.parameters.elementsEqual(reference), "seed \(seed)")
     }
 
+    /// A worker killed while an audit waits on it: the audit is given up (counted as waived), the
+    /// step completes without it, and the bits are the in-process trainer's.
+    @Test func aLostAuditorDoesNotStallTheStep() throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 30, seed: 3)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: nil, wrongRate: 0)
+        c.killAt = [2: 5]
+        try c.run()
+        #expect(c.coordinator.failure == nil)
+        #expect(c.coordinator.state.step == 30)
+        #expect(c.coordinator.aggregator.audit.waived >= 1)
+        #expect(c.coordinator.quarantined.isEmpty)
+        #expect(c.coordinator.state.parameters.elementsEqual(reference))
+    }
+
     /// A corrupted answer differs in one value and still passes Wire's checksum.
     @Test func aCorruptedAnswerKeepsAValidChecksum() throws {
         var sums: [Float] = [0.5, 2, 3]

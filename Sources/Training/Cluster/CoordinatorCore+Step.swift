@@ -14,7 +14,8 @@ extension CoordinatorCore {
             wallStart = now
             emit(.started(workers: ready))
         }
-        guard !stepActive else { return [] }
+        // a step whose last awaited answer was an audit given up (its worker lost) is complete now
+        guard !stepActive else { return aggregator.isComplete ? finishStep(now: now) : [] }
         return startStep(now: now)
     }
 
