@@ -115,6 +115,8 @@ public struct StressReport: Sendable, Equatable, Codable {
     /// unanswered while the pending handshakes were at their cap.
     public var strangerHandshakesAbandoned = 0
     public var strangerHellosDeferred = 0
+    /// Wrong answers the audit caught (`--wrong-rate`): nodes whose two answers differed.
+    public var wrongDetected = 0
 
     /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
     public var passed: Bool
@@ -156,6 +158,9 @@ public struct StressReport: Sendable, Equatable, Codable {
             return "\(k.rawValue) \(f.survived)/\(f.injected)"
         }
         lines.append("faults        survived/injected: " + kinds.joined(separator: ", "))
+        if config.wrongRate > 0 {
+            lines.append("audit         wrong answers injected \(faults[FaultKind.wrong.rawValue]?.injected ?? 0), detected \(wrongDetected) (nodes whose two answers differed), rounds still exact \(exactRounds)")
+        }
         lines.append("answers       late/duplicate \(lateOrDuplicate), invalid frames \(invalidFrames) (checksum \(checksumMismatches)), invalid answers \(invalidAnswers)")
         lines.append("orders        retried \(retried), speculative \(speculative), reassigned \(reassigned)")
         lines.append("workers       joined \(joinedWorkers), lost \(lostWorkers) (\(disconnectedWorkers) disconnected, \(lostWorkers - disconnectedWorkers) silent), rejoined \(rejoinedWorkers), replaced \(replacements), unexpected deaths \(unexpectedDeaths.count), leaked \(leakedWorkers)")

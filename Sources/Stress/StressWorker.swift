@@ -275,6 +275,11 @@ public final class StressWorker {
                 })
             if !finished { return .stopped }
             if config.perturbRound == round && block.contains(0) { sums[0] += 1 }
+            if config.wrongRate > 0 && uniform(config.seed, 8, UInt64(serial), orders, UInt64(block.lowerBound)) < config.wrongRate {
+                // a bit that depends on the worker, so two wrong copies of a node differ too
+                sums[0] = Float(bitPattern: sums[0].bitPattern ^ (1 << UInt32(serial % 20)))
+                sink.record(.wrong, round: round)
+            }
             let slot = outbox.count
             if pool.count <= slot { pool.append([]) }
             let header = Wire.encodeGradient(

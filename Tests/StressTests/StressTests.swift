@@ -54,10 +54,11 @@ struct StressTests {
 
     @Test("every fault kind at a high rate is injected and survived, and the aggregates stay exact")
     func everyFault() throws {
-        let config = StressConfig(
+        var config = StressConfig(
             workers: 4, parameterCount: 1_000, rounds: 30, leavesPerWorker: 3, seed: 11,
             killRate: 0.1, slowRate: 0.1, slowFactor: 3, dropRate: 0.1, duplicateRate: 0.1, corruptRate: 0.1,
             reorder: true, liveness: 0.3, retryAfter: 0.1)
+        config.wrongRate = 0.05
         let report = try StressHarness(config: config, logger: testLogger()).run()
         #expect(report.passed, "\(report.problems)")
         #expect(report.exactRounds == 30)
@@ -72,6 +73,19 @@ struct StressTests {
         #expect(report.retried + report.speculative + report.reassigned >= 1)
         #expect(report.replacements == report.faults[FaultKind.kill.rawValue]?.injected)
         #expect(report.unexpectedDeaths.isEmpty && report.leakedWorkers == 0)
+    }
+
+    @Test("wrong sums with valid checksums are caught by the audit, and every round stays exact")
+    func wrongAnswers() throws {
+        var config = StressConfig(workers: 3, parameterCount: 500, rounds: 40, leavesPerWorker: 2, seed: 5)
+        config.wrongRate = 0.1
+        let report = try StressHarness(config: config, logger: testLogger()).run()
+        #expect(report.passed, "\(report.problems)")
+        #expect(report.exactRounds == 40)
+        let wrong = try #require(report.faults[FaultKind.wrong.rawValue])
+        #expect(wrong.injected > 0)
+        #expect(report.wrongDetected >= 1 && report.wrongDetected <= wrong.injected)
+        #expect(report.summary.contains("audit         wrong answers injected"))
     }
 
     @Test("the expected aggregate is deterministic, chunk-independent and order-sensitive")
