@@ -30,9 +30,11 @@ struct BenchCLITests {
         for key in ["cpu", "cores", "flags", "os", "swift"] { #expect(machine.keys.contains(key), "machine lacks \(key)") }
         let results = try #require(root["results"] as? [[String: Any]])
         let targets = Set(results.compactMap { ($0["target"] as? String)?.prefix(1) }.map(String.init))
-        // the nine targets, and the real-series figures (csv: parsing rate and memory; series: many series)
-        #expect(targets == Set((1...9).map(String.init) + ["c", "s"]), "targets: \(targets.sorted())")
-        #expect(results.count == 15)
+        // the nine targets, the real-series figures (csv: parsing rate and memory; series: many series), and
+        // the audit's cost (audit: H=32 and H=256)
+        #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a"]), "targets: \(targets.sorted())")
+        #expect(results.count == 17)
+        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["audit-overhead-h32", "audit-overhead-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
             for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {

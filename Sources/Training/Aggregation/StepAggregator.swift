@@ -213,7 +213,8 @@ public struct StepAggregator: Sendable {
     /// Straggler rule: once some worker has finished and the step has waited `factor` times as long as
     /// that took (at least `floor` seconds), idle workers get copies of the leaves still missing.
     public mutating func speculate(idle: [UInt32], now: Double, factor: Double = 3, floor: Double = 0.02) -> [Order] {
-        guard active, !idle.isEmpty, let first = firstDone else { return [] }
+        // at --audit-rate 1 every run is already computed twice, and a copy would not be audited
+        guard active, !idle.isEmpty, let first = firstDone, (audit.plan?.rate ?? 0) < 1 else { return [] }
         guard now - started > max(floor, factor * (first - started)) else { return [] }
         let missing = tree.missingLeaves.filter { !speculated.contains($0) }
         guard !missing.isEmpty else { return [] }

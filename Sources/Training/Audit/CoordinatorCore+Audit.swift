@@ -6,8 +6,8 @@ import Wire
 struct AuditState {
     /// Computes a disputed node in-process (made at the first dispute).
     var engine: GradientEngine?
-    /// Snapshots of the run, oldest first (taken at step starts, only when audits can leave
-    /// unverified answers in the model: `0 < rate < 1`).
+    /// Snapshots of the run, oldest first (taken at step starts when the audit is on: answers no
+    /// audit checked, also at rate 1 a retry's or a lost worker's reassigned leaves, can be in the model).
     var snapshots: [AuditSnapshot] = []
     /// Per worker, the first step in which it contributed an answer that no audit checked.
     var firstUnverified: [UInt32: Int] = [:]
@@ -55,7 +55,7 @@ extension CoordinatorCore {
             auditing.pendingRollback = nil
             restore(snap)
         }
-        guard let plan = aggregator.auditPlan, plan.rate < 1, pendingEpoch == nil, parked == nil else { return }
+        guard aggregator.auditPlan != nil, pendingEpoch == nil, parked == nil else { return }
         if let last = auditing.snapshots.last, state.step - last.state.step < AuditState.snapshotEvery { return }
         auditing.snapshots.append(AuditSnapshot(state: state, metricsCount: metrics.count, trainSeconds: trainSeconds,
                                                 epochTiming: epochTiming, epochSteps: epochSteps, epochTrain: epochTrain))
