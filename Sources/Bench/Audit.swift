@@ -5,7 +5,7 @@ import Foundation
 #endif
 import Training
 
-/// What the audit costs: `train --workers 2` at `--audit-rate` 0.05 (the default) against
+/// What the audit costs: `train --workers 2` at the default `--audit-rate` against
 /// `--audit-rate 0`, at H=32 (global batch 64) and H=256 (global batch 996), in pairs in this
 /// invocation (which goes first alternates).
 extension BenchRunner {

@@ -48,7 +48,7 @@ public struct CoordinatorOptions: Sendable {
     /// bit (``AuditPlan``; 0: no audit).
     public var auditRate = 0.0
     /// `--audit-rate`'s default on the command line.
-    public static let defaultAuditRate = 0.05
+    public static let defaultAuditRate = 0.02
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
