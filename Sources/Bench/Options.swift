@@ -31,6 +31,8 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case roundVsGloo = "round-vs-gloo"
     /// 11. The busiest process's bytes per round against the all-reduce floor 2·(N−1)/N·4P, N = 2, 3, 4.
     case roundBytes = "round-bytes"
+    /// `train --workers 2` at the default `--audit-rate` against 0, H=32 and H=256.
+    case audit
     /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
     case csv
     /// Real series: `train --workers 2` against in-process on at least 10 million windows of many series.
@@ -56,7 +58,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .observe: 9
         case .roundVsGloo: 10
         case .roundBytes: 11
-        case .csv, .manySeries, .memcpy, .gemm, .zmq: nil
+        case .audit, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
 

@@ -115,6 +115,7 @@ public final class BenchRunner {
         if selection.contains(.roundBytes) {
             for t in templatesRoundBytes() { try attempt([t]) { () throws(BenchError) in [try roundBytes(t)] } }
         }
+        if selection.contains(.audit) { try attempt(templatesAudit()) { () throws(BenchError) in try auditOverhead() } }
         if selection.contains(.csv) || selection.contains(.manySeries) {
             try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
         }

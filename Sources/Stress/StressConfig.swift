@@ -63,6 +63,9 @@ public enum FaultKind: String, Sendable, Codable, CaseIterable, Comparable {
     case corrupt
     /// The GRADIENTs of one batch of work are sent in a shuffled order.
     case reorder
+    /// One value of a GRADIENT's sums is wrong before encoding (the checksum matches): only the
+    /// audit, on for every order with `--wrong-rate`, catches it, and the round is computed again.
+    case wrong
 
     public static func < (a: FaultKind, b: FaultKind) -> Bool {
         allCases.firstIndex(of: a) ?? 0 < allCases.firstIndex(of: b) ?? 0
@@ -99,6 +102,9 @@ public struct StressConfig: Sendable, Equatable, Codable {
     public var corruptRate: Double = 0
     /// Shuffle the order in which a worker sends the GRADIENTs of a batch of work.
     public var reorder: Bool = false
+    /// Per GRADIENT, the probability that one of its sums is wrong with a valid checksum (every
+    /// order is then audited: computed by two workers and compared).
+    public var wrongRate: Double = 0
     /// Seconds of silence after which the coordinator declares a worker lost.
     public var liveness: Double = 3
     /// Seconds after which an unanswered order is given again (`StepAggregator.overdue`).
@@ -173,6 +179,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
             try need(rate.isFinite && (0...1).contains(rate), "\(name) must be in 0...1 (got \(rate))")
         }
         try need(killRate < 1, "--kill-rate must be below 1, or no round could ever complete")
+        try need(wrongRate.isFinite && (0...0.5).contains(wrongRate), "--wrong-rate must be in 0...0.5, or rounds are computed again forever (got \(wrongRate))")
         try need(dropRate + duplicateRate + corruptRate <= 1,
                  "--drop-rate + --duplicate-rate + --corrupt-rate must be at most 1 (they are exclusive per message)")
         try need(dropRate + corruptRate < 1, "--drop-rate + --corrupt-rate must be below 1, or no answer ever arrives")
@@ -195,6 +202,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
         if duplicateRate > 0 { out.append(.duplicate) }
         if corruptRate > 0 { out.append(.corrupt) }
         if reorder { out.append(.reorder) }
+        if wrongRate > 0 { out.append(.wrong) }
         return out
     }
 
@@ -213,6 +221,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
                  "--log-level", "warning"]
         if reorder { a.append("--reorder") }
         if pregenerate { a.append("--pregenerate") }
+        if wrongRate > 0 { a += ["--wrong-rate", String(wrongRate)] }
         if let r = perturbRound { a += ["--perturb-round", String(r)] }
         return a
     }

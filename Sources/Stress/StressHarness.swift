@@ -175,6 +175,7 @@ final class StressRun {
         runID = UInt64.random(in: 1...UInt64.max)
         t0 = clock.now
         agg = StepAggregator(width: p + 1)
+        if config.wrongRate > 0 { agg.auditPlan = AuditPlan(rate: 1, seed: config.seed) }
         weights = (0..<p).map { i in Float(Int(mix64(config.seed &+ UInt64(i)) >> 41) - (1 << 22)) * 0x1p-22 }
         windows = (0..<m).map { UInt32($0) }
         lossMatrix = LeafMatrix(rows: m, chunk: 1)
@@ -250,6 +251,7 @@ final class StressRun {
             while true {
                 if stop.isSet { break rounds }
                 service(wait: .milliseconds(2))
+                if agg.audit.hasDisputes { send(redoAudited(round: r)) }
                 if agg.isComplete, let checked = agg.finish({ root in check(round: r, root) }) {
                     guard let o = checked else { break rounds }
                     outcome = o
@@ -676,6 +678,7 @@ final class StressRun {
         report.generationMicros = LatencySummary(nanos: ledger.generationByRound.sorted { $0.key < $1.key }.map(\.value))
         report.bytesPerRound = StressBytes(coordinator: (measure.coordinatorIn, measure.coordinatorOut), workers: measure.peers,
                                            rounds: exact + wrong, workerCount: config.workers, parameterCount: p)
+        report.wrongDetected = agg.audit.mismatches
         return report
     }
 }

@@ -126,6 +126,8 @@ public struct StressReport: Sendable, Equatable, Codable {
     /// Bytes per round of the coordinator and of each worker, and the busiest process against
     /// the all-reduce floor `2·(N−1)/N·4P`.
     public var bytesPerRound: StressBytes?
+    /// Wrong answers the audit caught (`--wrong-rate`): nodes whose two answers differed.
+    public var wrongDetected = 0
 
     /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
     public var passed: Bool
@@ -182,6 +184,9 @@ public struct StressReport: Sendable, Equatable, Codable {
             return "\(k.rawValue) \(f.survived)/\(f.injected)"
         }
         lines.append("faults        survived/injected: " + kinds.joined(separator: ", "))
+        if config.wrongRate > 0 {
+            lines.append("audit         wrong answers injected \(faults[FaultKind.wrong.rawValue]?.injected ?? 0), detected \(wrongDetected) (nodes whose two answers differed), rounds still exact \(exactRounds)")
+        }
         lines.append("answers       late/duplicate \(lateOrDuplicate), invalid frames \(invalidFrames) (checksum \(checksumMismatches)), invalid answers \(invalidAnswers)")
         lines.append("orders        retried \(retried), speculative \(speculative), reassigned \(reassigned)")
         lines.append("workers       joined \(joinedWorkers), lost \(lostWorkers) (\(disconnectedWorkers) disconnected, \(lostWorkers - disconnectedWorkers) silent), rejoined \(rejoinedWorkers), replaced \(replacements), unexpected deaths \(unexpectedDeaths.count), leaked \(leakedWorkers)")

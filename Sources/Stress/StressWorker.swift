@@ -299,7 +299,7 @@ public final class StressWorker {
             var columns = 0..<(p + 1)
             if wasPrepared, let ready = prepared.sums(round: round, block: block) {
                 columns = p..<(p + 1)
-                if config.perturbRound == round { sumsBase.update(from: ready, count: p) } else { out = ready }
+                if config.perturbRound == round || config.wrongRate > 0 { sumsBase.update(from: ready, count: p) } else { out = ready }
             }
             let finished = gen.nodeSum(
                 round: UInt64(round), block: block, columns: columns,
@@ -311,6 +311,11 @@ public final class StressWorker {
             if !finished { return .stopped }
             generationNanos &+= UInt64(max(0, (now - start) * 1e9))
             if config.perturbRound == round && block.contains(0) { out[0] += 1 }
+            if config.wrongRate > 0 && uniform(config.seed, 8, UInt64(serial), orders, UInt64(block.lowerBound)) < config.wrongRate {
+                // a bit that depends on the worker, so two wrong copies of a node differ too
+                out[0] = Float(bitPattern: out[0].bitPattern ^ (1 << UInt32(serial % 20)))
+                sink.record(.wrong, round: round)
+            }
             let slot = outbox.count
             if pool.count <= slot { pool.append([]) }
             let header = Wire.encodeGradient(

@@ -50,9 +50,13 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write a Chrome-trace JSON of every step (compute, send, wait, reduce, optimizer spans of the coordinator and each worker) to this file; open it in chrome://tracing or Perfetto.", valueName: "file"))
     var timeline: String?
 
+    @Option(help: "Each step, also order this seeded fraction of the leaf runs from a second worker and compare the two answers bit for bit; a worker caught computing wrong bits is quarantined (0: no audit).")
+    var auditRate: Double = CoordinatorOptions.defaultAuditRate
+
     @OptionGroup(title: "Observing") var watch: WatchFlags
 
     func options(workers: Int) throws -> CoordinatorOptions {
+        guard auditRate.isFinite && (0...1).contains(auditRate) else { throw ValidationError("--audit-rate must be in 0...1 (got \(auditRate))") }
         guard joinTimeout.isFinite && joinTimeout > 0 else { throw ValidationError("--join-timeout must be a positive number of seconds") }
         guard liveness.isFinite && liveness >= 0.2 else { throw ValidationError("--liveness must be at least 0.2 seconds") }
         if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
@@ -64,6 +68,7 @@ struct ClusterOptions: ParsableArguments {
         o.sharedData = sharedData
         o.aggregationChoice = aggregation
         o.ownerRecovery = !noOwnerRecovery
+        o.auditRate = auditRate
         return o
     }
 }
@@ -224,6 +229,12 @@ struct Worker: ParsableCommand {
     @Option(help: .hidden)
     var protocolVersion: UInt16 = Wire.protocolVersion
 
+    @Option(help: "Testing aid: corrupt one value of this seeded fraction of the answers (their checksums stay valid), for audit drills.")
+    var faultWrongRate: Double = 0
+
+    @Option(help: "Testing aid: the seed of --fault-wrong-rate.")
+    var faultSeed: UInt64 = 0
+
     @OptionGroup(title: "Security") var security: SecurityOptions
 
     @OptionGroup var global: GlobalOptions
@@ -233,6 +244,7 @@ struct Worker: ParsableCommand {
         if let h = hidden, h < 1 { throw ValidationError("--hidden must be at least 1 (got \(h))") }
         guard connectTimeout.isFinite && connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
         guard reconnectTimeout.isFinite && reconnectTimeout > 0 else { throw ValidationError("--reconnect-timeout must be positive") }
+        guard faultWrongRate.isFinite && (0...1).contains(faultWrongRate) else { throw ValidationError("--fault-wrong-rate must be in 0...1") }
     }
 
     func run() throws {
@@ -241,16 +253,19 @@ struct Worker: ParsableCommand {
             : Expectation(hidden: hidden, input: nil, output: nil, seqLen: seqLen, cell: cell?.rawValue, activation: nil, microBatch: microBatch)
         try runWorker(connect: connect, threads: threads, expect: expect, protocolVersion: protocolVersion, parentPID: parentPid,
                       connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout, security: security.client(),
-                      healthFile: security.health(), peerBind: peerBind, logger: logger)
+                      healthFile: security.health(), peerBind: peerBind, fault: (faultWrongRate, faultSeed), logger: logger)
     }
 }
 
 /// Runs a worker until the coordinator shuts it down; throws (exit 1) with the reason otherwise.
 func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVersion: UInt16 = Wire.protocolVersion,
                parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
-               healthFile: HealthFile? = nil, peerBind: String? = nil, logger: Logger) throws {
+               healthFile: HealthFile? = nil, peerBind: String? = nil, fault: (wrongRate: Double, seed: UInt64) = (0, 0), logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
     var workerOptions = WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion)
+    workerOptions.faultWrongRate = fault.wrongRate
+    workerOptions.faultSeed = fault.seed
+    if fault.wrongRate > 0 { logger.warning("testing aid: corrupting one value of \(fault.wrongRate) of the answers (--fault-wrong-rate)") }
     workerOptions.loadData = { config in try config.loadSeries().model }
     let core = WorkerCore(options: workerOptions)
     let client: WorkerClient
@@ -320,6 +335,8 @@ func runCoordinator(
                 logger.warning("refused a worker (\(peer)): \(reason)")
             case .workerLost(let w, let n):
                 logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) is gone (\(w.phase.rawValue)); \(n) run(s) of its step reassigned")
+            case .quarantined(let w, let q):
+                logger.error("worker \(w.id) (\(w.host) pid \(w.pid)) quarantined at step \(q.step): \(q.reason)")
             case .dropped(let peer, let reason):
                 logger.debug("dropped a message from \(peer): \(reason)")
             case .started(let n):
@@ -428,6 +445,7 @@ func runCoordinator(
     summary.workers = core.workers.values.filter { $0.phase != .welcomed }.sorted { $0.id < $1.id }  // not peers mid-handshake
     summary.droppedFrames = core.droppedFrames
     summary.lateOrDuplicate = core.lateOrDuplicate
+    if core.options.auditRate > 0 { summary.quarantined = core.quarantined; summary.rollbacks = core.rollbacks }
     summary.reassigned = core.reassigned
     summary.retried = core.retried
     summary.speculative = core.speculative

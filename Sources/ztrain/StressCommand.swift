@@ -75,6 +75,9 @@ struct Stress: ParsableCommand {
     @Flag(help: "Workers send the GRADIENTs of each batch of work in a shuffled order.")
     var reorder = false
 
+    @Option(help: "Per GRADIENT: probability that one of its sums is wrong with a valid checksum; every order is then audited (computed twice and compared) and a round with a mismatch is computed again.")
+    var wrongRate: Double = 0
+
     @Option(help: "Seconds of silence after which a worker is lost.")
     var liveness: Double = 3
 
@@ -128,6 +131,7 @@ struct Stress: ParsableCommand {
                              duplicateRate: duplicateRate, corruptRate: corruptRate, reorder: reorder, liveness: liveness,
                              retryAfter: retryAfter, roundTimeout: roundTimeout, transport: transport, perturbRound: perturbRound)
         c.strangerFrames = strangerFrames
+        c.wrongRate = wrongRate
         c.strangerHellos = strangerHellos
         c.pregenerate = pregenerate
         return c

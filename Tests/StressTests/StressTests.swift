@@ -62,7 +62,8 @@ struct StressTests {
         let report = try StressHarness(config: config, logger: testLogger()).run()
         #expect(report.passed, "\(report.problems)")
         #expect(report.exactRounds == 30)
-        for kind in FaultKind.allCases {
+        // (wrong answers need every answer audited, which retries and reassignments are not: see wrongAnswers)
+        for kind in FaultKind.allCases where kind != .wrong {
             let f = try #require(report.faults[kind.rawValue])
             #expect(f.injected > 0, "no \(kind) fault was injected")
             #expect(f.survived == f.injected, "\(kind): \(f.survived) of \(f.injected) survived")
@@ -73,6 +74,20 @@ struct StressTests {
         #expect(report.retried + report.speculative + report.reassigned >= 1)
         #expect(report.replacements == report.faults[FaultKind.kill.rawValue]?.injected)
         #expect(report.unexpectedDeaths.isEmpty && report.leakedWorkers == 0)
+    }
+
+    @Test("wrong sums with valid checksums are caught by the audit, and every round stays exact")
+    func wrongAnswers() throws {
+        // (no retries: a copy given to another worker is not audited)
+        var config = StressConfig(workers: 3, parameterCount: 500, rounds: 40, leavesPerWorker: 2, seed: 5, retryAfter: 10)
+        config.wrongRate = 0.1
+        let report = try StressHarness(config: config, logger: testLogger()).run()
+        #expect(report.passed, "\(report.problems)")
+        #expect(report.exactRounds == 40)
+        let wrong = try #require(report.faults[FaultKind.wrong.rawValue])
+        #expect(wrong.injected > 0)
+        #expect(report.wrongDetected >= 1 && report.wrongDetected <= wrong.injected)
+        #expect(report.summary.contains("audit         wrong answers injected"))
     }
 
     @Test("the expected aggregate is deterministic, chunk-independent and order-sensitive")

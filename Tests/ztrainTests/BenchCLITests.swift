@@ -30,11 +30,12 @@ struct BenchCLITests {
         for key in ["cpu", "cores", "flags", "os", "swift"] { #expect(machine.keys.contains(key), "machine lacks \(key)") }
         let results = try #require(root["results"] as? [[String: Any]])
         let targets = Set(results.compactMap { ($0["target"] as? String)?.prefix(1) }.map(String.init))
-        // the targets (10 and 11 count as "1"), and the real-series figures (csv: parsing rate and memory; series: many series)
-        #expect(targets == Set((1...9).map(String.init) + ["c", "s"]), "targets: \(targets.sorted())")
-        // 15, and targets 10a-b (against gloo) and 11a-c (bytes)
-        #expect(results.count == 20)
-        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4"]))
+        // the targets (10 and 11 count as "1"), the real-series figures (csv: parsing rate and memory; series:
+        // many series), and the audit's cost (audit: H=32 and H=256)
+        #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a"]), "targets: \(targets.sorted())")
+        // 15, targets 10a-b (against gloo) and 11a-c (bytes), and the audit's two
+        #expect(results.count == 22)
+        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
             for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {

@@ -61,6 +61,8 @@ public struct StepAggregator: Sendable {
     public private(set) var reassigned = 0
     public private(set) var retried = 0
     public private(set) var speculative = 0
+    /// The audit of the step in flight and its totals (``AuditPlan``).
+    public internal(set) var audit = AuditBook()
 
     public init(width: Int) {
         self.width = width
@@ -87,13 +89,13 @@ public struct StepAggregator: Sendable {
         for (w, run) in zip(workers, shard(items: leafCount, workers: workers.count)) where !run.isEmpty {
             orders.append(issue(run, to: w, now: now, speculative: false))
         }
-        return orders
+        return orders + issueAudits(orders, workers: workers, now: now)
     }
 
     /// Windows in a tree node.
     public func samples(in block: Range<Int>) -> Int { plan.samples(in: block) }
 
-    public var isComplete: Bool { active && tree.isComplete }
+    public var isComplete: Bool { active && tree.isComplete && audit.settled }
     public var missingLeaves: [Int] { tree.missingLeaves }
 
     /// Does this worker have an order without an answer?
@@ -129,15 +131,16 @@ public struct StepAggregator: Sendable {
         guard m == leafCount else { return .invalid("an answer for \(m) leaves; step \(step) has \(leafCount)") }
         guard sums.count == width else { return .invalid("\(sums.count) values; expected \(width)") }
         let mine = assignments[worker] ?? []
-        guard mine.contains(where: { CanonicalTree.blocks(of: $0.run, leafCount: leafCount).contains(block) }) else {
+        guard mine.contains(where: { CanonicalTree.blocks(of: $0.run, leafCount: leafCount).contains(block) }) || audit.involves(worker, block) else {
             if tree.overlapsInserted(block) { lateOrDuplicate += 1; return .lateOrDuplicate }
             return .invalid("leaves \(block) were not asked of worker \(worker)")
         }
         guard samples == self.samples(in: block) else {
             return .invalid("leaves \(block) hold \(self.samples(in: block)) windows, the answer says \(samples)")
         }
+        recordAudit(worker: worker, block: block, values: values)
         guard tree.insert(block: block, values: values) else {
-            lateOrDuplicate += 1
+            if !audit.involves(worker, block) { lateOrDuplicate += 1 }
             settle()
             return .lateOrDuplicate
         }
@@ -161,6 +164,7 @@ public struct StepAggregator: Sendable {
 
     /// A worker is gone: its unanswered leaves go to `live` workers.
     public mutating func lost(_ worker: UInt32, live: [UInt32], now: Double) -> [Order] {
+        waiveAudits(of: worker)
         guard active, let list = assignments.removeValue(forKey: worker) else { return [] }
         let pieces = missingPieces(of: list.map(\.run))
         let orders = distribute(pieces, among: live.filter { $0 != worker }, now: now, speculative: false)
@@ -175,6 +179,7 @@ public struct StepAggregator: Sendable {
     /// are given out at once.
     public mutating func overdue(now: Double, timeout: Double, live: [UInt32]) -> [Order] {
         guard active, !live.isEmpty else { return [] }
+        let auditsAgain = overdueAudits(now: now, timeout: timeout)
         var orphans = Set(tree.missingLeaves)
         for list in assignments.values { for a in list { for leaf in a.run { orphans.remove(leaf) } } }
         var adopted: [Order] = []
@@ -192,7 +197,7 @@ public struct StepAggregator: Sendable {
                 assignments[w]?[i].superseded = true
             }
         }
-        guard !stale.isEmpty else { return adopted }
+        guard !stale.isEmpty else { return adopted + auditsAgain }
         var orders: [Order] = []
         for (k, (w, run, attempt)) in stale.sorted(by: { ($0.1.lowerBound, $0.0) < ($1.1.lowerBound, $1.0) }).enumerated() {
             let others = live.filter { $0 != w }
@@ -202,13 +207,14 @@ public struct StepAggregator: Sendable {
             }
         }
         retried += orders.count
-        return adopted + orders
+        return adopted + orders + auditsAgain
     }
 
     /// Straggler rule: once some worker has finished and the step has waited `factor` times as long as
     /// that took (at least `floor` seconds), idle workers get copies of the leaves still missing.
     public mutating func speculate(idle: [UInt32], now: Double, factor: Double = 3, floor: Double = 0.02) -> [Order] {
-        guard active, !idle.isEmpty, let first = firstDone else { return [] }
+        // at --audit-rate 1 every run is already computed twice, and a copy would not be audited
+        guard active, !idle.isEmpty, let first = firstDone, (audit.plan?.rate ?? 0) < 1 else { return [] }
         guard now - started > max(floor, factor * (first - started)) else { return [] }
         let missing = tree.missingLeaves.filter { !speculated.contains($0) }
         guard !missing.isEmpty else { return [] }

@@ -52,6 +52,11 @@ public struct CoordinatorOptions: Sendable {
     public var ownerRecovery = true
     /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
     public var aggregationChoice: AggregationChoice = .star
+    /// The fraction of each step's leaf runs also computed by a second worker and compared bit for
+    /// bit (``AuditPlan``; 0: no audit).
+    public var auditRate = 0.0
+    /// `--audit-rate`'s default on the command line.
+    public static let defaultAuditRate = 0.02
 
     public init(workers: Int, minWorkers: Int? = nil, joinTimeout: Double = 60, liveness: Double = 3, heartbeat: Double = 1,
                 retryAfter: Double? = nil, speculate: Bool = true, maxWorkers: Int? = nil,
@@ -71,7 +76,7 @@ public struct CoordinatorOptions: Sendable {
 
 /// What the coordinator knows about one worker.
 public struct WorkerRecord: Sendable, Codable {
-    public enum Phase: String, Sendable, Codable { case welcomed, ready, dead, left }
+    public enum Phase: String, Sendable, Codable { case welcomed, ready, dead, left, quarantined }
     public var id: UInt32
     public var host: String
     public var pid: Int32
@@ -131,6 +136,8 @@ public enum CoordinatorEvent: Sendable {
     case joined(WorkerRecord)
     case rejected(peer: PeerID, reason: String)
     case workerLost(WorkerRecord, reassigned: Int)
+    /// An audit caught this worker computing wrong bits: it gets no more orders.
+    case quarantined(WorkerRecord, QuarantineEntry)
     case fingerprintMismatch(WorkerRecord)
     case started(workers: Int)
     case step(epoch: Int, step: Int, stepInEpoch: Int, stepsPerEpoch: Int, loss: Double, samplesPerSecond: Double, timing: StepTiming)

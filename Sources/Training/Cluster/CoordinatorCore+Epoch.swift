@@ -108,6 +108,7 @@ extension CoordinatorCore {
         m.lateOrDuplicate = aggregator.lateOrDuplicate
         m.droppedFrames = droppedFrames
         m.workers = liveWorkers.count
+        noteAudit(&m)
         epochTiming = StepTiming()
         epochSteps = 0
         epochTrain = 0

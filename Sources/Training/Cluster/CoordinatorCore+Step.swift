@@ -15,11 +15,14 @@ extension CoordinatorCore {
             emit(.started(workers: ready))
             _ = startSharding(now: now)
         }
-        guard !stepActive, shard?.busy != true else { return [] }
+        if shard?.busy == true { return [] }
+        // a step whose last awaited answer was an audit given up (its worker lost) is complete now
+        guard !stepActive else { return shard == nil && aggregator.isComplete ? finishStep(now: now) : [] }
         return startStep(now: now)
     }
 
     func startStep(now: Double) -> [CoordinatorEffect] {
+        auditStepStart()
         guard let n = state.nextBatch(into: &windows) else {
             return settlePendingEpoch(then: .finishRun, now: now)
         }
@@ -124,14 +127,17 @@ extension CoordinatorCore {
             verdict = aggregator.accept(worker: w.id, step: g.step, block: g.block, leafCount: g.leafCount, samples: g.samples, littleEndian: b, now: now)
         }
         let reduceSeconds = measured(since: t0)
+        if aggregator.audit.hasDisputes { return settleDisputes(now: now) }
         switch verdict {
         case .invalid(let reason):
             return drop(peer, "GRADIENT from worker \(w.id): \(reason)")
         case .lateOrDuplicate:
             w.lateOrDuplicate += 1
             membership.workers[peer] = w
-            return []
+            // an audit's second answer can be the one the step waited for
+            guard aggregator.isComplete, parked == nil else { return [] }
         case .accepted:
+            noteContribution(worker: w.id, block: g.block)
             w.blocks += 1
             w.samples += g.samples
             let compute = Double(g.computeNanos) / 1e9

@@ -64,6 +64,8 @@ public final class CoordinatorCore {
     var windows: [Int]
     var stepWindows = 0
     var aggregator: StepAggregator
+    /// The audit's snapshots, tie-break engine and rollbacks (`--audit-rate`).
+    var auditing = AuditState()
     var stepActive: Bool { aggregator.active }
     var aggregatorActive: Bool { aggregator.active }
     var aggregatorStep: UInt64 { aggregator.step }
@@ -167,6 +169,8 @@ public final class CoordinatorCore {
         configObject = config.wireObject
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
+        // the audit compares answers the coordinator receives: sharded runs send theirs to the owners (not audited yet)
+        if options.auditRate > 0 && options.aggregation == .star { aggregator.auditPlan = AuditPlan(rate: options.auditRate, seed: config.seed) }
         self.onEvent = onEvent
     }
 

@@ -26,6 +26,8 @@ public struct Membership {
     public internal(set) var deferredHellos = 0
     /// Workers refused because ``CoordinatorOptions/maxWorkers`` ready workers were there.
     public internal(set) var refusedFull = 0
+    /// Workers an audit caught computing wrong bits (their HELLOs are refused).
+    public internal(set) var quarantine = Quarantine()
 
     /// - Parameter welcomeBytes: the size of one WELCOME (it bounds the open handshakes).
     public init(options: CoordinatorOptions, model: ModelConfig, microBatch: Int, welcomeBytes: Int) {
@@ -79,7 +81,7 @@ public struct Membership {
             deferredHellos += 1
             return .deferred(open: pending)
         }
-        if let reason = mismatch(hello) { return .refused(reason) }
+        if let reason = mismatch(hello) ?? quarantine.refusal(host: hello.host, pid: hello.pid) { return .refused(reason) }
         let id = nextWorkerID
         nextWorkerID += 1
         var record = WorkerRecord(id: id, host: hello.host, pid: hello.pid, threads: hello.threads, phase: .welcomed)

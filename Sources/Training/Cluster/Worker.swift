@@ -19,6 +19,9 @@ public struct WorkerOptions: Sendable {
     public var protocolVersion: UInt16
     /// Seconds to sleep before each computation: a slow machine, for fault drills and tests.
     public var artificialDelay: Double = 0
+    /// Testing aid: corrupt one value of this fraction of the answers (``FaultInjection``), seeded by ``faultSeed``.
+    public var faultWrongRate = 0.0
+    public var faultSeed: UInt64 = 0
     /// Reads the series a configuration names, as the model sees it, when a WELCOME says the data is shared
     /// (``Welcome/sharedData``); the endpoint supplies it (the core does no I/O). Nil: such a WELCOME is
     /// answered with BYE.
@@ -279,7 +282,8 @@ public final class WorkerCore {
         computing = (runID, a.step, a.leaves)
         computingWindows = a.windows.count
         return [.compute(ComputeOrder(engine: engine, series: series, assign: a, plan: plan, runID: runID, workerID: workerID,
-                                      scratch: scratch, artificialDelay: options.artificialDelay))]
+                                      scratch: scratch, artificialDelay: options.artificialDelay,
+                                      corrupt: FaultInjection.corrupts(rate: options.faultWrongRate, seed: options.faultSeed, step: a.step, leaves: a.leaves)))]
     }
 }
 

@@ -22,6 +22,8 @@ public struct ComputeOrder: @unchecked Sendable {
     let scratch: WindowScratch
     /// Seconds to sleep before computing (``WorkerOptions/artificialDelay``: a slow machine).
     public let artificialDelay: Double
+    /// Corrupt one value of the answer (``FaultInjection``, a testing aid).
+    var corrupt = false
     /// The step the order belongs to.
     public var step: UInt64 { assign.step }
 
@@ -42,11 +44,13 @@ public struct ComputeOrder: @unchecked Sendable {
                     let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: assign.leaves)
                     let nanos = UInt64(max(0, clock() - t0) * 1e9)
                     let startNanos = UInt64(max(0, t0 - receivedAt) * 1e9)
-                    for node in nodes {
+                    for (k, node) in nodes.enumerated() {
                         let samples = plan.samples(in: node.block)
+                        var sums = Array(node.sums)
+                        if corrupt && k == 0 { FaultInjection.corrupt(&sums) }
                         out.append(Envelope(runID: runID, workerID: workerID, message: .gradient(Gradient(
                             step: assign.step, block: node.block, leafCount: m, samples: samples,
-                            computeNanos: nanos, startNanos: startNanos, sums: Array(node.sums)))))
+                            computeNanos: nanos, startNanos: startNanos, sums: sums))))
                     }
                 }
             }

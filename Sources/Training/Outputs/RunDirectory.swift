@@ -52,6 +52,10 @@ public struct RunSummary: Sendable, Codable {
     public var workers: [WorkerRecord]? = nil
     public var droppedFrames: Int? = nil
     public var lateOrDuplicate: Int? = nil
+    /// Workers an audit caught computing wrong bits (`--audit-rate`): who, where, when, why.
+    public var quarantined: [QuarantineEntry]? = nil
+    /// Times the run went back to a snapshot to drop a quarantined worker's unverified answers.
+    public var rollbacks: Int? = nil
     public var reassigned: Int? = nil
     /// Orders given again after their answer did not come (dropped or corrupted messages).
     public var retried: Int? = nil

@@ -51,6 +51,11 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var droppedFrames: Int? = nil
     /// Data-parallel runs: workers that took part in the epoch's last step.
     public var workers: Int? = nil
+    /// Data-parallel runs with `--audit-rate`, so far in the run: leaf runs computed twice that
+    /// agreed, tree nodes whose two answers differed, workers quarantined.
+    public var audited: Int? = nil
+    public var auditMismatches: Int? = nil
+    public var quarantined: Int? = nil
     /// ``WeightsHash/hex(_:)`` of the weights after the epoch's last step (`step`); nil in records
     /// from before weights hashes.
     public var weightsHash: String? = nil

@@ -1,0 +1,152 @@
+import RNN
+import Wire
+
+/// What the coordinator keeps for the audit (`--audit-rate`): the engine that breaks ties, the
+/// snapshots it rolls back to, and who contributed unverified answers since when.
+struct AuditState {
+    /// Computes a disputed node in-process (made at the first dispute).
+    var engine: GradientEngine?
+    /// Snapshots of the run, oldest first (taken at step starts when the audit is on: answers no
+    /// audit checked, also at rate 1 a retry's or a lost worker's reassigned leaves, can be in the model).
+    var snapshots: [AuditSnapshot] = []
+    /// Per worker, the first step in which it contributed an answer that no audit checked.
+    var firstUnverified: [UInt32: Int] = [:]
+    /// A rollback decided while the core waited (an evaluation, a checkpoint): done at the next step start.
+    var pendingRollback: AuditSnapshot?
+    /// Rollbacks done.
+    var rollbacks = 0
+    /// Steps between snapshots.
+    static let snapshotEvery = 16
+    /// Snapshots kept (older ones are thinned, the first one stays).
+    static let maxSnapshots = 32
+}
+
+/// The run as it stood when a step started (a rollback restores it and replays from there).
+struct AuditSnapshot {
+    var state: RunState
+    var metricsCount: Int
+    var trainSeconds: Double
+    var epochTiming: StepTiming
+    var epochSteps: Int
+    var epochTrain: Double
+}
+
+extension CoordinatorCore {
+    /// Runs audited whose answers agreed, so far.
+    public var audited: Int { aggregator.audit.audited }
+    /// Audited nodes whose answers differed, so far.
+    public var auditMismatches: Int { aggregator.audit.mismatches }
+    /// The workers quarantined, in order.
+    public var quarantined: [QuarantineEntry] { membership.quarantine.entries }
+    /// Times the run went back to a snapshot to drop a quarantined worker's unverified answers.
+    public var rollbacks: Int { auditing.rollbacks }
+
+    /// The audit's counters on an epoch line.
+    func noteAudit(_ m: inout EpochMetrics) {
+        guard aggregator.auditPlan != nil else { return }
+        m.audited = audited
+        m.auditMismatches = auditMismatches
+        m.quarantined = quarantined.count
+    }
+
+    /// At a step's start: a pending rollback, then a snapshot when one is due.
+    func auditStepStart() {
+        if let snap = auditing.pendingRollback, parked == nil {
+            auditing.pendingRollback = nil
+            restore(snap)
+        }
+        guard aggregator.auditPlan != nil, pendingEpoch == nil, parked == nil else { return }
+        if let last = auditing.snapshots.last, state.step - last.state.step < AuditState.snapshotEvery { return }
+        auditing.snapshots.append(AuditSnapshot(state: state, metricsCount: metrics.count, trainSeconds: trainSeconds,
+                                                epochTiming: epochTiming, epochSteps: epochSteps, epochTrain: epochTrain))
+        if auditing.snapshots.count > AuditState.maxSnapshots {
+            // keep the first, thin the older half
+            let old = auditing.snapshots.count / 2
+            auditing.snapshots = [auditing.snapshots[0]] + auditing.snapshots[1..<old].enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+                + auditing.snapshots[old...]
+        }
+    }
+
+    /// An accepted answer for `block` from `worker`: unverified unless its node is audited (an
+    /// audited node is compared before the step's update).
+    func noteContribution(worker: UInt32, block: Range<Int>) {
+        guard aggregator.auditPlan != nil, !aggregator.audit.covers(block), auditing.firstUnverified[worker] == nil else { return }
+        auditing.firstUnverified[worker] = state.step
+    }
+
+    /// Settles the step's disputes: the coordinator computes each disputed node itself, quarantines
+    /// every worker whose answer differs, and computes the step again without them (its tree may
+    /// hold a wrong node); when a quarantined worker's unverified answers are in earlier steps, the
+    /// run goes back to the last snapshot before them and replays.
+    func settleDisputes(now: Double) -> [CoordinatorEffect] {
+        let disputes = aggregator.takeDisputes()
+        guard !disputes.isEmpty else { return [] }
+        var wrong: [UInt32: String] = [:]
+        for d in disputes {
+            let reference = referenceDigest(block: d.block)
+            for (w, digest) in d.digests where digest != reference {
+                wrong[w] = "its sums of leaves \(d.block) at step \(d.step + 1) differ from the coordinator's own (digest \(WeightsHash.hex(digest)), expected \(WeightsHash.hex(reference)))"
+            }
+        }
+        var out: [CoordinatorEffect] = []
+        var back: AuditSnapshot?
+        for (id, reason) in wrong.sorted(by: { $0.key < $1.key }) {
+            guard let peer = membership.peer(of: id), var w = membership.workers[peer] else { continue }
+            let entry = QuarantineEntry(worker: id, host: w.host, pid: w.pid, step: state.step + 1, reason: reason)
+            membership.quarantine.add(entry)
+            w.phase = .quarantined
+            membership.workers[peer] = w
+            emit(.quarantined(w, entry))
+            dismissed.insert(peer)
+            out.append(reply(peer, id, .shutdown("quarantined: \(reason)")))
+            if let first = auditing.firstUnverified[id], first < state.step,
+               let snap = auditing.snapshots.last(where: { $0.state.step <= first }) {
+                if back.map({ snap.state.step < $0.state.step }) ?? true { back = snap }
+            }
+        }
+        aggregator.abandon()
+        if let back {
+            auditing.pendingRollback = back
+            if parked == nil { return out + startStep(now: now) }
+        }
+        return out + send(aggregator.begin(step: aggregator.step, windows: stepWindows, microBatch: microBatch,
+                                           workers: liveWorkers.map(\.id), now: now))
+    }
+
+    /// The digest of tree node `block` of the step in flight, computed here.
+    func referenceDigest(block: Range<Int>) -> UInt64 {
+        if auditing.engine == nil { auditing.engine = GradientEngine(config: config.model, microBatch: microBatch, threads: 1) }
+        guard let engine = auditing.engine else { return 0 }
+        let n = stepWindows
+        return state.parameters.withUnsafeBufferPointer { p in
+            series.values.withUnsafeBufferPointer { s in
+                windows.withUnsafeBufferPointer { w in
+                    let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: block)
+                    guard let node = nodes.first(where: { $0.block == block }) else { return 0 }
+                    return AuditBook.digest(.floats(node.sums))
+                }
+            }
+        }
+    }
+
+    /// Puts the run back as it stood at `snap` (the steps since are computed again).
+    func restore(_ snap: AuditSnapshot) {
+        state = snap.state
+        metrics = Array(metrics.prefix(snap.metricsCount))
+        trainSeconds = snap.trainSeconds
+        epochTiming = snap.epochTiming
+        epochSteps = snap.epochSteps
+        epochTrain = snap.epochTrain
+        pendingEpoch = nil
+        auditing.snapshots.removeAll { $0.state.step > snap.state.step }
+        auditing.firstUnverified = auditing.firstUnverified.filter { $0.value < snap.state.step }
+        auditing.rollbacks += 1
+    }
+}
+
+extension AuditBook {
+    /// Is `block` a node of a run audited this step?
+    func covers(_ block: Range<Int>) -> Bool { runs.contains { $0.blocks.contains(block) } }
+    /// Are there disputes to settle?
+    public var hasDisputes: Bool { !disputes.isEmpty }
+}
