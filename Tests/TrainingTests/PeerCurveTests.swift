@@ -47,7 +47,6 @@ struct PeerCurveTests {
         la.connect(table, selfID: 1)
         let got = Self.collect(la, seconds: 10, until: { !$0.isEmpty }, tick: { lb.maintain(); lb.send(Self.node, to: 1) })
         #expect(got.first == Self.node, "B reaches A once A admits the table's keys")
-        #expect(lb.redials >= 1)
         let back = Self.collect(lb, seconds: 10, until: { !$0.isEmpty }, tick: { la.maintain(); la.send(Self.node, to: 2) })
         #expect(back.first == Self.node, "A reaches B")
     }

@@ -40,6 +40,8 @@ final class PeerLinks {
         var dealer: DealerEndpoint
         var since: Double
         var refused = false
+        /// Dials after a refusal in a row (the wait before the next one doubles: 0.1 s up to 2 s).
+        var redials = 0
     }
     private var dealers: [UInt32: Link] = [:]
     private let logger: Logger
@@ -109,7 +111,7 @@ final class PeerLinks {
         }
     }
 
-    private func dial(_ peer: ShardTable.Peer) {
+    private func dial(_ peer: ShardTable.Peer, redials: Int = 0) {
         var options = EndpointOptions()
         options.linger = .milliseconds(200)
         options.reconnectInterval = .milliseconds(100)
@@ -123,15 +125,15 @@ final class PeerLinks {
         }
         do {
             let dealer = try DealerEndpoint(connect: [peer.endpoint], options: options, monitorHandshakes: curve != nil, logger: logger)
-            dealers[peer.worker] = Link(endpoint: peer.endpoint, key: peer.key, dealer: dealer, since: seconds(since: t0))
+            dealers[peer.worker] = Link(endpoint: peer.endpoint, key: peer.key, dealer: dealer, since: seconds(since: t0), redials: redials)
         } catch {
             logger.warning("cannot connect to worker \(peer.worker) at \(peer.endpoint): \(error)")
         }
     }
 
     /// Makes again the links a peer's router refused (it admits the keys of a table only once it has
-    /// read it, and a refused CURVE connection is not retried by ZeroMQ); at most one try per link per
-    /// 100 ms. Call it from the worker's loop.
+    /// read it, and ZeroMQ need not retry a connection refused in its handshake): 0.1 s after the refusal, then
+    /// waiting twice as long after each refusal in a row, up to 2 s. Call it from the worker's loop.
     func maintain() {
         guard curve != nil else { return }
         let now = seconds(since: t0)
@@ -141,12 +143,12 @@ final class PeerLinks {
                 d.refused = true
                 dealers[id] = d
             }
-            guard d.refused, now - d.since >= 0.1 else { continue }
+            guard d.refused, now - d.since >= min(2, 0.1 * Double(1 << min(d.redials, 5))) else { continue }
             logger.debug("worker \(id) at \(d.endpoint) refused this worker's peer link; connecting again")
             d.dealer.close()
             dealers[id] = nil
             redials += 1
-            dial(ShardTable.Peer(worker: id, endpoint: d.endpoint, key: d.key))
+            dial(ShardTable.Peer(worker: id, endpoint: d.endpoint, key: d.key), redials: d.redials + 1)
         }
     }
 
