@@ -211,6 +211,8 @@ struct DeployTests {
         try edit("kubernetes/workers-job.yaml", "  completionMode: Indexed\n", "  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n")
         try edit("kubernetes/coordinator.yaml", "persistentVolumeClaim:\n            claimName: ztrain-runs", "emptyDir: {}")
         try edit("kubernetes/coordinator.yaml", "--auto-resume", "--resume /runs/ztrain")
+        // and the workers' peer endpoint left to its default (not the pod IP the other pods reach)
+        try edit("kubernetes/workers-job.yaml", "--peer-bind \"tcp://$POD_IP:$PEER_PORT\"", "")
         // systemd: workers restarting forever, a user nothing creates
         try edit("systemd/ztrain-worker@.service", "StartLimitIntervalSec=15min", "StartLimitIntervalSec=0")
         try FileManager.default.removeItem(atPath: copy + "/systemd/ztrain.sysusers")
@@ -228,6 +230,7 @@ struct DeployTests {
                      "FAIL: the indexed Job's size is not written in its file",
                      "FAIL: Job/ztrain-coordinator: its run folder /runs/ztrain is on a PersistentVolumeClaim",
                      "FAIL: Job/ztrain-coordinator: resumes with --auto-resume",
+                     "FAIL: Job/ztrain-workers: workers bind --peer-bind on their pod IP",
                      "FAIL: ztrain-worker@.service: Restart=on-failure is bounded",
                      "FAIL: ztrain-worker@.service: User=ztrain is created by a sysusers.d file",
                      "FAIL: ztrain-coordinator.service: User=ztrain is created by a sysusers.d file",
