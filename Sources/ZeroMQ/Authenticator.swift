@@ -42,6 +42,7 @@ public final class Authenticator: @unchecked Sendable {
     private let lock = Lock()
     private var stopping = false
     private var counts = (accepted: 0, refused: 0, failedHandshakes: 0)
+    private var allowList: Set<String>
     private let done = DispatchSemaphore(value: 0)
     private var started = false
     private weak var watched: Socket?
@@ -55,6 +56,7 @@ public final class Authenticator: @unchecked Sendable {
     ///   - onEvent: called on the handler's thread for every event.
     public init(context: Context, allowed: Set<String>, watching socket: Socket? = nil,
                 onEvent: @escaping @Sendable (AuthEvent) -> Void) throws(ZMQError) {
+        allowList = allowed
         let zap = try context.socket(.rep)
         try zap.setLinger(.zero)
         try zap.bind("inproc://zeromq.zap.01")
@@ -73,7 +75,7 @@ public final class Authenticator: @unchecked Sendable {
             monitor = pair
             watched = socket
         }
-        let job = Job(zap: zap, monitor: monitor, allowed: allowed, onEvent: onEvent, owner: self)
+        let job = Job(zap: zap, monitor: monitor, onEvent: onEvent, owner: self)
         // a thread of its own for the life of the handler (it polls; it never returns to a pool)
         DispatchQueue(label: "ztrain.zap").async { job.run() }
         started = true
@@ -97,6 +99,25 @@ public final class Authenticator: @unchecked Sendable {
             zmq_socket_monitor(handle, nil, 0)
         }
         watched = nil
+    }
+
+    /// The Z85 public keys admitted from now on (connections already admitted stay; ZAP asks only
+    /// during a connection's handshake).
+    ///
+    /// ```swift
+    /// auth.allowed = Set(table.peers.compactMap(\.key))
+    /// ```
+    public var allowed: Set<String> {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return allowList
+        }
+        set {
+            lock.lock()
+            allowList = newValue
+            lock.unlock()
+        }
     }
 
     /// Clients admitted, refused (key or mechanism) and failed handshakes so far.
@@ -129,14 +150,12 @@ public final class Authenticator: @unchecked Sendable {
 private final class Job: @unchecked Sendable {
     let zap: Socket
     let monitor: Socket?
-    let allowed: Set<String>
     let onEvent: @Sendable (AuthEvent) -> Void
     unowned let owner: Authenticator
 
-    init(zap: Socket, monitor: Socket?, allowed: Set<String>, onEvent: @escaping @Sendable (AuthEvent) -> Void, owner: Authenticator) {
+    init(zap: Socket, monitor: Socket?, onEvent: @escaping @Sendable (AuthEvent) -> Void, owner: Authenticator) {
         self.zap = zap
         self.monitor = monitor
-        self.allowed = allowed
         self.onEvent = onEvent
         self.owner = owner
     }
@@ -168,7 +187,7 @@ private final class Job: @unchecked Sendable {
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         var event: AuthEvent
         if mechanism == "CURVE", frames.count >= 7, frames[6].count == 32, let key = try? Z85.encode(frames[6]) {
-            event = allowed.contains(key) ? .accepted(key: key, address: address) : .refusedKey(key: key, address: address)
+            event = owner.allowed.contains(key) ? .accepted(key: key, address: address) : .refusedKey(key: key, address: address)
         } else {
             event = .refusedMechanism(mechanism: mechanism, address: address)
         }

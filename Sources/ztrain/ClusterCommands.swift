@@ -296,13 +296,8 @@ func runCoordinator(
     var options = options
     options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers,
                                                             sameHost: spawnWorkers > 0)
-    if security != nil && options.aggregation == .sharded {
-        // the worker-to-worker links have no CURVE yet: a secured run never sends its traffic in the clear
-        guard options.aggregationChoice == .auto else {
-            throw fail("--aggregation sharded does not encrypt the links between workers yet; with --curve-dir use --aggregation star (or auto, which then picks star)")
-        }
-        options.aggregation = .star
-    }
+    // sharded with CURVE: the workers' peer links are CURVE too, admitting the allow-listed keys of the table
+    options.peerKeys = security?.allowed
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
                                     totalEpochs: config.epochs, totalSteps: config.steps)
     var writeError: (any Error)? = nil

@@ -48,6 +48,9 @@ struct Launch: ParsableCommand {
     @Option(help: "Seconds a worker waits for the coordinator's first welcome.")
     var connectTimeout: Double = 120
 
+    @Option(help: "A worker rank: where its peer endpoint binds for sharded runs, e.g. tcp://$POD_IP:5556 (default: a free port on the address that reaches the coordinator).")
+    var peerBind: String?
+
     @Flag(help: "Rank 0: continue from --out's checkpoints when it has any, else start.")
     var autoResume = false
 
@@ -93,7 +96,7 @@ struct Launch: ParsableCommand {
         } else {
             try runWorker(connect: plan.connectEndpoint, threads: threads, expect: nil, parentPID: nil,
                           connectTimeout: connectTimeout, reconnectTimeout: 600, security: security.client(rank: plan.rank),
-                          healthFile: security.health(), logger: logger)
+                          healthFile: security.health(), peerBind: peerBind, logger: logger)
         }
     }
 }

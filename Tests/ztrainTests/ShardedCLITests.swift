@@ -115,12 +115,19 @@ struct ShardedChaosTests {
 struct ShardedLaunchTests {
     /// Three ranks of `ztrain launch` with torchrun-style variables over loopback TCP (rank 0: the
     /// coordinator and a worker beside it, ranks 1 and 2: workers, each binding its peer endpoint on the
-    /// address that reaches the coordinator): the in-process bits.
-    @Test func threeRanksGiveTheInProcessBits() throws {
+    /// address that reaches the coordinator): the in-process bits. With `--curve-dir` (a key pair per
+    /// rank) the links between the workers are CURVE too, and the bits the same.
+    @Test(arguments: [false, true])
+    func threeRanksGiveTheInProcessBits(curve: Bool) throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
-        let common = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "4", "--quiet", "--aggregation", "sharded"]
-        let reference = try runZtrain(["train", "--in-process", "--out", tmp.path("ref")] + common.dropLast(2))
+        let training = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "4", "--quiet"]
+        let reference = try runZtrain(["train", "--in-process", "--out", tmp.path("ref")] + training)
+        if curve {
+            let k = try runZtrain(["keygen", "--out", tmp.path("keys"), "coordinator", "worker", "worker-1", "worker-2"])
+            #expect(k.status == 0, "\(k.stderr)")
+        }
+        let common = training + ["--aggregation", "sharded"] + (curve ? ["--curve-dir", tmp.path("keys")] : [])
         #expect(reference.status == 0, "\(reference.stderr)")
         let port = freeTCPPort()
         func env(_ rank: Int) -> [String: String] {

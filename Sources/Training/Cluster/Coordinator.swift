@@ -50,6 +50,10 @@ public struct CoordinatorOptions: Sendable {
     /// slice is re-planned among the survivors from the coordinator's copy and the step taken again
     /// (exact; 3·P floats into the coordinator a step instead of P). Off: a dead owner stops the run.
     public var ownerRecovery = true
+    /// A CURVE run's allow-list (Z85 worker public keys; nil: a run without CURVE). Sharded: a worker
+    /// must announce one of these keys in HELLO (``Hello/peerKey``); the table passes it to the other
+    /// workers, whose peer routers admit exactly the table's keys.
+    public var peerKeys: Set<String>?
     /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
     public var aggregationChoice: AggregationChoice = .star
     /// The fraction of each step's leaf runs also computed by a second worker and compared bit for

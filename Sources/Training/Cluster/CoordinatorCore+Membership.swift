@@ -113,6 +113,14 @@ extension CoordinatorCore {
             emit(.rejected(peer: peer, reason: reason))
             return [reply(peer, 0, .reject(reason))]
         }
+        if options.aggregation == .sharded, let allowed = options.peerKeys, !allowed.contains(hello.peerKey ?? ""), membership.workers[peer] == nil {
+            // the table passes the key on to the other workers' peer routers: only allow-listed keys go there
+            let reason = hello.peerKey == nil
+                ? "this run aggregates sharded with CURVE and the worker announced no peer key: run a ztrain that has it, with --curve-dir"
+                : "this run aggregates sharded with CURVE and the worker's peer key is not in the coordinator's allow-list: give it its own key pair from 'ztrain keygen'"
+            emit(.rejected(peer: peer, reason: reason))
+            return [reply(peer, 0, .reject(reason))]
+        }
         switch membership.hello(hello, from: peer, now: now) {
         case .alreadyWelcomed:
             return []
@@ -127,6 +135,7 @@ extension CoordinatorCore {
                 shardEndpoints[id] = endpoint
                 shard?.endpoints[id] = endpoint
             }
+            if options.peerKeys != nil, let key = hello.peerKey { shardKeys[id] = key }
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,

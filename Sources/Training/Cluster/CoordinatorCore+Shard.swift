@@ -64,7 +64,7 @@ extension CoordinatorCore {
         guard var s = shard else { return [] }
         var out: [CoordinatorEffect] = []
         let live = liveWorkers.sorted { $0.id < $1.id }
-        let peers = live.map { ShardTable.Peer(worker: $0.id, endpoint: s.endpoints[$0.id] ?? "") }
+        let peers = live.map { ShardTable.Peer(worker: $0.id, endpoint: s.endpoints[$0.id] ?? "", key: shardKeys[$0.id]) }
         if peers != s.table.peers {
             s.table.version += 1
             s.table.peers = peers
@@ -119,7 +119,7 @@ extension CoordinatorCore {
         s.assembly = NormAssembly(plan: s.plan)
         s.table.owners = owners
         s.table.version += 1
-        s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "") }
+        s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "", key: shardKeys[$0]) }
         s.seeded = false
         s.holding = []
         s.phase = .idle

@@ -100,6 +100,8 @@ public final class CoordinatorCore {
     public internal(set) var replans = 0
     /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
     var shardEndpoints: [UInt32: String] = [:]
+    /// The workers' CURVE keys, from their HELLOs (sharded aggregation with CURVE; each on the allow-list).
+    var shardKeys: [UInt32: String] = [:]
 
     /// Every this many steps, a ``CoordinatorEffect/checkpoint(_:)`` (0: never). A checkpoint that
     /// cannot be written stops the run with that error as ``failure``: the work since the last good

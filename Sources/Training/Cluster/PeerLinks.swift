@@ -8,13 +8,22 @@ import Darwin
 import Logging
 import Transport
 import Wire
+import ZeroMQ
 
 /// A worker's links to the other workers in sharded aggregation: a ROUTER bound where the others reach
 /// it (its endpoint goes to the coordinator in HELLO, and from there into every ``ShardTable``), and one
 /// DEALER per other worker of the table, connected to that worker's router. Sends never block (a peer
 /// that is gone loses the message; the coordinator's retries and the owners' dedup keep the bits).
 ///
-///     let links = try PeerLinks(bind: "tcp://127.0.0.1:*", logger: logger)
+/// With CURVE (`curve`: the worker's own key pair, the one it authenticates with at the coordinator)
+/// the router is a CURVE server with that key pair whose ZAP handler admits exactly the keys of the
+/// current table (the coordinator puts there only keys of its allow-list); each DEALER is a CURVE
+/// client with the same pair and the peer's key from the table as server key, so it reaches only the
+/// holder of that key's secret. A connection refused because this router had not read the table yet
+/// is made again (``maintain()``); refusals are counted (``refusedConnections``) and logged at most
+/// once per 5 s per kind.
+///
+///     let links = try PeerLinks(bind: "tcp://127.0.0.1:*", curve: security?.certificate, logger: logger)
 ///     hello.peer = links.endpoint
 ///     links.connect(table, selfID: 3)
 ///     links.send(node, to: 1)
@@ -22,19 +31,57 @@ final class PeerLinks {
     let router: RouterEndpoint
     /// Where the others connect (the bound address; a `*` port resolved).
     let endpoint: String
-    private var dealers: [UInt32: (endpoint: String, dealer: DealerEndpoint)] = [:]
+    /// The worker's key pair in a CURVE run (nil: plaintext links).
+    let curve: CurveCertificate?
+    /// One DEALER to a peer: where, the peer's key, since when, and whether its router refused it.
+    private struct Link {
+        var endpoint: String
+        var key: String?
+        var dealer: DealerEndpoint
+        var since: Double
+        var refused = false
+        /// Dials after a refusal in a row (the wait before the next one doubles: 0.1 s up to 2 s).
+        var redials = 0
+    }
+    private var dealers: [UInt32: Link] = [:]
     private let logger: Logger
+    private let t0 = ContinuousClock.now
     /// Bytes sent to and received from other workers.
     private(set) var bytesOut = 0
     private(set) var bytesIn = 0
+    /// Links made again after the peer's router refused them (it had not read the table yet).
+    private(set) var redials = 0
 
-    init(bind: String, logger: Logger) throws(TrainingError) {
+    /// - Parameter curve: this worker's key pair (with its secret key): CURVE links; nil: plaintext.
+    init(bind: String, curve: CurveCertificate? = nil, logger: Logger) throws(TrainingError) {
         self.logger = logger
+        self.curve = curve
         var options = EndpointOptions()
         options.linger = .milliseconds(200)
         // the largest frame a peer sends is an owner's slice (P floats); the socket refuses anything
         // bigger than the handshake bound before allocating it
         options.maxMessageBytes = Limits.handshake.maxPayloadBytes + 4096
+        if let curve {
+            guard let secret = curve.secretKey else {
+                throw .invalidConfig("the worker's CURVE key pair has no secret key: give it its .key_secret file (see 'ztrain keygen')")
+            }
+            let log = logger
+            // anyone who can reach the port can make these happen: at most one line per kind per 5 s
+            let limited = SharedRateLimitedLog(interval: 5)
+            // nobody is admitted before the first table names the run's workers
+            options.curve = .server(secretKey: secret, allowed: []) { event in
+                switch event {
+                case .accepted(let key, let address):
+                    log.debug("peer key \(key) from \(address) admitted")
+                case .refusedKey(let key, let address):
+                    limited.log(log, key: "key", "peer router refused a connection from \(address): CURVE key \(key) is not in the run's table")
+                case .refusedMechanism(let m, let address):
+                    limited.log(log, key: "mechanism", "peer router refused a \(m) connection from \(address): CURVE required")
+                case .handshakeFailed(let endpoint, let reason):
+                    limited.log(log, key: "handshake", "peer router refused a connection on \(endpoint): \(reason)")
+                }
+            }
+        }
         do {
             router = try RouterEndpoint(bind: [bind], options: options, logger: logger)
         } catch {
@@ -43,25 +90,65 @@ final class PeerLinks {
         endpoint = router.endpoint
     }
 
-    /// Connects to every worker of `table` but `selfID` not connected yet (or moved).
+    /// Connections the peer router refused (keys not in the table, plaintext clients, failed handshakes).
+    var refusedConnections: Int { router.refusedConnections }
+
+    /// Admits the keys of `table` at the router and connects to every worker of it but `selfID` not
+    /// connected yet (or moved, or with another key). In a CURVE run a worker without a key is not
+    /// reached (its messages are dropped: a coordinator of this version always sends the keys).
     func connect(_ table: ShardTable, selfID: UInt32) {
+        if curve != nil { router.allowedKeys = Set(table.peers.compactMap(\.key)) }
         for peer in table.peers where peer.worker != selfID && !peer.endpoint.isEmpty {
-            if dealers[peer.worker]?.endpoint == peer.endpoint { continue }
+            if let d = dealers[peer.worker], d.endpoint == peer.endpoint, d.key == peer.key { continue }
             dealers[peer.worker]?.dealer.close()
-            var options = EndpointOptions()
-            options.linger = .milliseconds(200)
-            options.reconnectInterval = .milliseconds(100)
-            options.reconnectIntervalMax = .seconds(2)
-            do {
-                dealers[peer.worker] = (peer.endpoint, try DealerEndpoint(connect: [peer.endpoint], options: options, logger: logger))
-            } catch {
-                logger.warning("cannot connect to worker \(peer.worker) at \(peer.endpoint): \(error)")
-            }
+            dealers[peer.worker] = nil
+            dial(peer)
         }
         let live = Set(table.peers.map(\.worker))
         for id in dealers.keys where !live.contains(id) {
             dealers[id]?.dealer.close()
             dealers[id] = nil
+        }
+    }
+
+    private func dial(_ peer: ShardTable.Peer, redials: Int = 0) {
+        var options = EndpointOptions()
+        options.linger = .milliseconds(200)
+        options.reconnectInterval = .milliseconds(100)
+        options.reconnectIntervalMax = .seconds(2)
+        if let curve {
+            guard let key = peer.key else {
+                logger.warning("the table names no CURVE key for worker \(peer.worker): not connecting to it in clear")
+                return
+            }
+            options.curve = .client(serverKey: key, publicKey: curve.publicKey, secretKey: curve.secretKey ?? "")
+        }
+        do {
+            let dealer = try DealerEndpoint(connect: [peer.endpoint], options: options, monitorHandshakes: curve != nil, logger: logger)
+            dealers[peer.worker] = Link(endpoint: peer.endpoint, key: peer.key, dealer: dealer, since: seconds(since: t0), redials: redials)
+        } catch {
+            logger.warning("cannot connect to worker \(peer.worker) at \(peer.endpoint): \(error)")
+        }
+    }
+
+    /// Makes again the links a peer's router refused (it admits the keys of a table only once it has
+    /// read it, and ZeroMQ need not retry a connection refused in its handshake): 0.1 s after the refusal, then
+    /// waiting twice as long after each refusal in a row, up to 2 s. Call it from the worker's loop.
+    func maintain() {
+        guard curve != nil else { return }
+        let now = seconds(since: t0)
+        for id in Array(dealers.keys) {
+            guard var d = dealers[id] else { continue }
+            if let failures = d.dealer.handshakes?.poll(), !failures.isEmpty, !d.refused {
+                d.refused = true
+                dealers[id] = d
+            }
+            guard d.refused, now - d.since >= min(2, 0.1 * Double(1 << min(d.redials, 5))) else { continue }
+            logger.debug("worker \(id) at \(d.endpoint) refused this worker's peer link; connecting again")
+            d.dealer.close()
+            dealers[id] = nil
+            redials += 1
+            dial(ShardTable.Peer(worker: id, endpoint: d.endpoint, key: d.key), redials: d.redials + 1)
         }
     }
 

@@ -296,13 +296,15 @@ public final class WorkerClient {
                 logger: Logger) throws(TrainingError) {
         self.core = core
         do {
-            peers = try peerBind.map { (bind) throws(TrainingError) in try PeerLinks(bind: bind, logger: logger) }
+            // a CURVE run's peer links use the worker's own key pair (the one the coordinator admitted)
+            peers = try peerBind.map { (bind) throws(TrainingError) in try PeerLinks(bind: bind, curve: security?.certificate, logger: logger) }
         } catch {
             // a star run does not need the peer endpoint; a sharded coordinator refuses a worker without one
             logger.warning("\(error); this worker can take part in star runs only")
             peers = nil
         }
         core.peerEndpoint = peers?.endpoint
+        core.peerKey = peers?.curve?.publicKey
         self.logger = logger
         endpoint = connect
         usesCurve = security != nil
@@ -368,6 +370,7 @@ public final class WorkerClient {
                     wake?.drain()
                     if ready.isReadable(dealer) { drain() }
                     if let peers, ready.isReadable(peers.router) { drainPeers(peers) }
+                    peers?.maintain()
                 } else {
                     if try dealer.poll(timeout: .milliseconds(computing ? 2 : 20)) { drain() }
                 }

@@ -102,6 +102,8 @@ public final class WorkerCore {
     private var computingWindows = 0
     /// The endpoint of this worker's peer router, announced in HELLO (sharded aggregation); nil: none.
     public var peerEndpoint: String?
+    /// The Z85 public key of this worker's peer router in a CURVE run, announced in HELLO; nil: none.
+    public var peerKey: String?
     /// Is this worker in a sharded run?
     public var isSharded: Bool { shard != nil }
     /// The updates applied to the weights this worker holds in a sharded run (-1: none, or a star run).
@@ -115,7 +117,8 @@ public final class WorkerCore {
     public func hello() -> Envelope {
         Envelope(runID: 0, workerID: 0, message: .hello(Hello(
             protocolVersion: Int(options.protocolVersion), host: options.host, pid: options.pid,
-            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect, peer: peerEndpoint)))
+            threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect, peer: peerEndpoint,
+            peerKey: peerKey)))
     }
 
     /// Forgets the run and starts over with a new HELLO (the coordinator went silent: it may have been
