@@ -95,7 +95,8 @@ for p in "${pids[@]:1}"; do
   wait "$p" || status=$((status == 0 ? $? : status))
 done
 # bytes through each host's link (its veth end): in a sharded run the workers' links carry the
-# reduce-scatter and all-gather, the coordinator's only the control plane and the updated slices
+# reduce-scatter and all-gather, the coordinator's the control plane and the updated slices (with
+# owner recovery also the owners' optimizer state)
 i=1
 for ns in "$nc" "${workers[@]}"; do
   d="/sys/class/net/${ns}v/statistics"
