@@ -5,13 +5,21 @@
 #
 #   scripts/netns-train.sh ZTRAIN_BINARY OUT_DIR [training flags...]
 #   e.g. scripts/netns-train.sh .build/release/ztrain /tmp/netns-run --target-loss 1e-4
+#        scripts/netns-train.sh .build/release/ztrain /tmp/netns-run --aggregation sharded --steps 6
+#
+# Training flags go to the coordinator; workers learn the mode from its WELCOME. Each worker binds its
+# peer endpoint (sharded runs: reduce-scatter and all-gather between workers) on its own 10.x address,
+# so worker-to-worker traffic crosses the bridge and every shaped link, also with DELAY_MS (where the
+# worker reaches the coordinator through a proxy on loopback).
 #
 # Knobs (environment):
 #   HOSTS=3        hosts in all: one coordinator, HOSTS-1 workers
 #   CURVE=1        CURVE keys from `ztrain keygen`; every worker authenticates, traffic is encrypted
 #   RATE=100mbit   shape every host's link both ways with tc tbf
 #   DELAY_MS=2     one-way latency added by a user-space proxy in each worker's namespace
-#                  (scripts/delay-proxy.py; the kernel has no netem)
+#                  (scripts/delay-proxy.py; the kernel has no netem); coordinator links only,
+#                  worker-to-worker links are not delayed
+#   PEER_PORT=7000 port of every worker's peer endpoint (on its own 10.x address)
 set -euo pipefail
 bin="$(readlink -f "$1")"; out="$2"; shift 2
 [ "$(id -u)" -eq 0 ] || { echo "netns-train: needs root for ip netns" >&2; exit 2; }
@@ -65,14 +73,18 @@ endpoint="tcp://10.77.0.1:5555"
 ip netns exec "$nc" "$bin" coordinator --bind "$endpoint" --workers "$((hosts - 1))" --out "$out" --join-timeout 60 \
   "${security[@]}" "$@" &
 coord=$!; pids+=("$coord")
+peer_port="${PEER_PORT:-7000}"
+i=2
 for ns in "${workers[@]}"; do
   connect="$endpoint"
+  peer="tcp://10.77.0.$i:$peer_port"; i=$((i + 1))
   if [ -n "${DELAY_MS:-}" ]; then
     ip netns exec "$ns" python3 "$(dirname "$0")/delay-proxy.py" 127.0.0.1:6000 10.77.0.1:5555 "$DELAY_MS" >/dev/null &
     pids+=("$!")
     connect="tcp://127.0.0.1:6000"
   fi
-  ip netns exec "$ns" "$bin" worker --connect "$connect" --threads 1 --connect-timeout 60 "${security[@]}" & pids+=("$!")
+  ip netns exec "$ns" "$bin" worker --connect "$connect" --threads 1 --connect-timeout 60 --peer-bind "$peer" \
+    "${security[@]}" & pids+=("$!")
 done
 
 status=0
@@ -81,6 +93,15 @@ for p in "${pids[@]:1}"; do
   # the delay proxies run until the cleanup stops them
   if ps -o args= -p "$p" 2>/dev/null | grep -q delay-proxy; then continue; fi
   wait "$p" || status=$((status == 0 ? $? : status))
+done
+# bytes through each host's link (its veth end): in a sharded run the workers' links carry the
+# reduce-scatter and all-gather, the coordinator's the control plane and the updated slices (with
+# owner recovery also the owners' optimizer state)
+i=1
+for ns in "$nc" "${workers[@]}"; do
+  d="/sys/class/net/${ns}v/statistics"
+  echo "netns-train: link 10.77.0.$i tx_bytes $(ip netns exec "$ns" cat "$d/tx_bytes") rx_bytes $(ip netns exec "$ns" cat "$d/rx_bytes")" >&2
+  i=$((i + 1))
 done
 echo "netns-train: coordinator in $nc (10.77.0.1), $((hosts - 1)) workers in ${workers[*]}; curve ${CURVE:-0}, rate ${RATE:-unshaped}, delay ${DELAY_MS:-0} ms; exit $status" >&2
 exit "$status"
