@@ -47,4 +47,27 @@ struct StepAggregatorTests {
         }
         #expect(agg.isComplete && agg.lateOrDuplicate == 2)
     }
+
+    /// The hang report's view of a step: a worker that owes an audited run's second answer is
+    /// pending even when every leaf of the step is in.
+    @Test func pendingNamesTheWorkerThatOwesAnAuditedAnswer() {
+        var agg = StepAggregator(width: 2)
+        agg.auditPlan = AuditPlan(rate: 1, seed: 1)
+        let orders = agg.begin(step: 1, windows: 4, microBatch: 2, workers: [1, 2], now: 0)
+        // every run is ordered twice: from its worker and from the other one
+        #expect(orders.count == 4, "\(orders)")
+        let b: [Float] = [1, 1]
+        for o in orders.prefix(2) {
+            for block in CanonicalTree.blocks(of: o.run, leafCount: 2) {
+                b.withUnsafeBufferPointer {
+                    _ = agg.accept(worker: o.worker, step: 1, block: block, leafCount: 2, samples: 2 * block.count, sums: $0, now: 1)
+                }
+            }
+        }
+        #expect(agg.missingLeaves.isEmpty && !agg.isComplete)
+        // the auditors' answers are still missing: both workers owe one, each for the other's run
+        let pending = agg.pending
+        #expect(pending.map(\.worker) == [1, 2], "\(pending)")
+        #expect(pending.allSatisfy { $0.leaves.count == 1 && $0.since == 0 }, "\(pending)")
+    }
 }

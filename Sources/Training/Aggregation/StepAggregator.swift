@@ -258,13 +258,22 @@ public struct StepAggregator: Sendable {
     }
 
     /// Per worker, the leaves it was asked for that are still missing (for the hang report).
+    /// An audited run's answer still missing counts too: the step waits for both answers.
     public var pending: [PendingWork] {
         guard active else { return [] }
-        return assignments.compactMap { w, list -> PendingWork? in
+        var byWorker: [UInt32: PendingWork] = [:]
+        for (w, list) in assignments {
             let open = missingPieces(of: list.map(\.run))
-            guard !open.isEmpty else { return nil }
-            return PendingWork(worker: w, leaves: open, since: list.map(\.issued).min() ?? started)
-        }.sorted { $0.worker < $1.worker }
+            guard !open.isEmpty else { continue }
+            byWorker[w] = PendingWork(worker: w, leaves: open, since: list.map(\.issued).min() ?? started)
+        }
+        for a in audit.missingAnswers() {
+            var p = byWorker[a.worker] ?? PendingWork(worker: a.worker, leaves: [], since: a.issued)
+            if !p.leaves.contains(a.run) { p.leaves.append(a.run) }
+            p.since = min(p.since, a.issued)
+            byWorker[a.worker] = p
+        }
+        return byWorker.values.sorted { $0.worker < $1.worker }
     }
 
     // MARK: - helpers

@@ -93,6 +93,18 @@ public struct AuditBook: Sendable {
     /// Is every audited run of the step answered twice and without a dispute?
     public var settled: Bool { disputes.isEmpty && runs.allSatisfy(\.matched) }
 
+    /// The audited runs' answers still missing, by worker (what the step waits for besides its
+    /// missing leaves: the hang report names these workers too).
+    func missingAnswers() -> [(worker: UInt32, run: Range<Int>, issued: Double)] {
+        var out: [(worker: UInt32, run: Range<Int>, issued: Double)] = []
+        for r in runs where !r.matched {
+            for w in [r.primary, r.auditor] where !r.blocks.allSatisfy({ digests[$0]?[w] != nil }) {
+                out.append((w, r.run, r.issued))
+            }
+        }
+        return out
+    }
+
     /// Was `worker` asked for an audited run holding `block` (as its first worker or its auditor)?
     func involves(_ worker: UInt32, _ block: Range<Int>) -> Bool {
         runs.contains { ($0.auditor == worker || $0.primary == worker) && $0.blocks.contains(block) }
