@@ -12,6 +12,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Support
 
 /// Why `--metrics-bind` could not be served.
 public struct MetricsServerError: Error, CustomStringConvertible {
@@ -30,7 +31,7 @@ public final class MetricsServer: @unchecked Sendable {
     private let listener: Int32
     private let render: @Sendable () -> [UInt8]
     private let logger: Logger
-    private let lock = NSLockLike()
+    private let lock = Lock()
     private var stopped = false
     private let done = DispatchSemaphore(value: 0)
 
@@ -194,21 +195,6 @@ public final class MetricsServer: @unchecked Sendable {
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// A pthread mutex (FoundationEssentials has no NSLock).
-final class NSLockLike: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        m = .allocate(capacity: 1)
-        pthread_mutex_init(m, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-    func lock() { pthread_mutex_lock(m) }
-    func unlock() { pthread_mutex_unlock(m) }
 }
 
 /// `bind(2)`, reachable where a parameter named `bind` shadows it.

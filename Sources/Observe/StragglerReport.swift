@@ -28,7 +28,7 @@ public final class StragglerReport: CoordinatorObserver, @unchecked Sendable {
     private var lastCheck = -1.0
     private var hangStep: UInt64?
     private var lastHang = 0.0
-    private let lock = NSLockLike()
+    private let lock = Lock()
     private var signalled = false
     private var source: DispatchSourceSignal?
     /// Hang reports logged (for tests and the summary).

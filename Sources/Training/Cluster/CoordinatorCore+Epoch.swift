@@ -54,12 +54,7 @@ extension CoordinatorCore {
             return [.awaitEvaluation(id: id)]
         }
         if shard != nil { return decideShardedStep(now: now) }
-        let n = stepWindows
-        let pending = pendingEpoch
-        pendingEpoch = nil
-        let evaluation = pending?.losses.map { (loss: $0.loss, valLoss: $0.valLoss) }
-        stepTiming.wait = max(0, now - lastAssignSentAt)
-        let t1 = mark()
+        let (n, pending, evaluation, t1) = beginStepEnd(now: now)
         var settled: RunState.SettledEpoch?
         let outcome: RunState.StepOutcome
         do {
@@ -75,6 +70,15 @@ extension CoordinatorCore {
         let rest = StepRest(outcome: outcome, optimizerStart: t1, now: now)
         if let pending, let settled { return recordSettled(pending, settled, then: .stepRest(rest), now: now) }
         return finishStepRest(rest)
+    }
+
+    /// What both ends of a step (star and sharded) start from: the step's window count, the epoch
+    /// whose close waits on this step (taken), its evaluation if it has one, and the optimizer's start.
+    func beginStepEnd(now: Double) -> (windows: Int, pending: PendingEpoch?, evaluation: (loss: Double, valLoss: Double?)?, optimizerStart: Double) {
+        let pending = pendingEpoch
+        pendingEpoch = nil
+        stepTiming.wait = max(0, now - lastAssignSentAt)
+        return (stepWindows, pending, pending?.losses.map { (loss: $0.loss, valLoss: $0.valLoss) }, mark())
     }
 
     /// Times and reports an applied step, closes its epoch if it ended, writes a due checkpoint and

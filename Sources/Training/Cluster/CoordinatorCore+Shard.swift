@@ -167,12 +167,7 @@ extension CoordinatorCore {
     /// The step rule on a step the owners reduced; APPLY to every owner, or the run stops.
     func decideShardedStep(now: Double) -> [CoordinatorEffect] {
         guard let s = shard, let lossSum = s.lossSum, let norm = s.assembly.norm else { return [] }
-        let n = stepWindows
-        let pending = pendingEpoch
-        pendingEpoch = nil
-        let evaluation = pending?.losses.map { (loss: $0.loss, valLoss: $0.valLoss) }
-        stepTiming.wait = max(0, now - lastAssignSentAt)
-        let t1 = mark()
+        let (n, pending, evaluation, t1) = beginStepEnd(now: now)
         var settled: RunState.SettledEpoch?
         let decision: RunState.ShardedDecision
         do {
