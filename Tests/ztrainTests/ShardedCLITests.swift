@@ -127,7 +127,10 @@ struct ShardedLaunchTests {
             let k = try runZtrain(["keygen", "--out", tmp.path("keys"), "coordinator", "worker", "worker-1", "worker-2"])
             #expect(k.status == 0, "\(k.stderr)")
         }
-        let common = training + ["--aggregation", "sharded"] + (curve ? ["--curve-dir", tmp.path("keys")] : [])
+        // the ranks log (not --quiet): a failing run shows what it was doing; a loaded machine (the
+        // whole suite on 2 cores) must not make a rank look dead: lost owners have their own tests
+        let common = training.filter { $0 != "--quiet" } + ["--aggregation", "sharded", "--liveness", "30"]
+            + (curve ? ["--curve-dir", tmp.path("keys")] : [])
         #expect(reference.status == 0, "\(reference.stderr)")
         let port = freeTCPPort()
         func env(_ rank: Int) -> [String: String] {
