@@ -46,6 +46,17 @@ public enum StressTransport: String, Sendable, Equatable, Codable, CaseIterable 
     case ipc
 }
 
+/// How the synthetic workers' gradients are combined.
+public enum StressAggregation: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Every worker sends its node sums to the coordinator, which reduces them (`StepAggregator`).
+    case star
+    /// The workers own slices of the parameters (`ShardPlan`): each sends every owner that owner's
+    /// slice of its node sums (NODE, a reduce-scatter), each owner reduces its slice in the canonical
+    /// order (`SliceReduction`) and sends it to every other worker (SLICE, an all-gather); every
+    /// worker then reports a digest of the whole reduced vector to the coordinator.
+    case sharded
+}
+
 /// The kinds of injected faults.
 public enum FaultKind: String, Sendable, Codable, CaseIterable, Comparable {
     /// A worker dies at the start of a round without answering (a thread returns; a process
@@ -130,6 +141,8 @@ public struct StressConfig: Sendable, Equatable, Codable {
     /// round's weights) is computed on receipt. Meant for runs without faults (a worker given
     /// another run of leaves generates on receipt, as without this mode).
     public var pregenerate: Bool = false
+    /// Star (the coordinator reduces) or sharded (the workers reduce slices and all-gather them).
+    public var aggregation: StressAggregation = .star
     /// Size of a stranger's big frame.
     public static let strangerFrameBytes = 1 << 20
 
@@ -189,6 +202,9 @@ public struct StressConfig: Sendable, Equatable, Codable {
         try need(roundTimeout.isFinite && roundTimeout > 0, "the round timeout must be positive (got \(roundTimeout))")
         try need(joinTimeout.isFinite && joinTimeout > 0, "the join timeout must be positive (got \(joinTimeout))")
         if let r = perturbRound { try need((1...rounds).contains(r), "--perturb-round must be in 1...\(rounds) (got \(r))") }
+        if aggregation == .sharded {
+            try need(!reorder, "--reorder applies to --aggregation star (a sharded worker sends one NODE per owner and node)")
+        }
         try need((0...1_000_000).contains(strangerFrames), "--stranger-frames must be in 0...1000000 (got \(strangerFrames))")
         try need((0...1_000_000).contains(strangerHellos), "--stranger-hellos must be in 0...1000000 (got \(strangerHellos))")
     }
@@ -221,6 +237,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
                  "--log-level", "warning"]
         if reorder { a.append("--reorder") }
         if pregenerate { a.append("--pregenerate") }
+        if aggregation != .star { a += ["--aggregation", aggregation.rawValue] }
         if wrongRate > 0 { a += ["--wrong-rate", String(wrongRate)] }
         if let r = perturbRound { a += ["--perturb-round", String(r)] }
         return a

@@ -1,0 +1,361 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import RNN
+import Training
+import Transport
+import Wire
+
+/// The rounds of a sharded stress worker: ORDERs, the reduce-scatter and the all-gather.
+extension ShardStressWorker {
+    // MARK: - orders
+
+    /// An ORDER: a new round or attempt begins, a repeated one sends everything again, an older one
+    /// is moot.
+    func order(_ o: StepOrder) -> WorkerExit? {
+        guard let table, o.table >= table.version, let r = Int(exactly: o.step) else { return nil }
+        if let s = state {
+            if s.round == r && s.attempt == o.table {
+                resend()
+                return nil
+            }
+            if r < s.round || (r == s.round && o.table < s.attempt) { return nil }
+        }
+        if r > lastRound {
+            let t = now
+            if let s = lastRoundStart, t > s {
+                recentIntervals.append(t - s)
+                if recentIntervals.count > 15 { recentIntervals.removeFirst() }
+            }
+            lastRoundStart = t
+            lastRound = r
+            if config.killRate > 0 && uniform(config.seed, 1, UInt64(serial), UInt64(r)) < config.killRate {
+                sink.record(.kill, round: r)
+                if killSelf { kill(getpid(), SIGKILL) }
+                return .killed(round: r)
+            }
+            if config.slowRate > 0 && uniform(config.seed, 2, UInt64(serial), UInt64(r)) < config.slowRate {
+                sink.record(.slow, round: r)
+                let end = now + min(10, config.slowFactor * typicalRound)
+                while now < end {
+                    if stop.isSet { return .stopped }
+                    usleep(UInt32(max(100, min(5_000, (end - now) * 1e6))))
+                    if now - lastSent > heartbeat { sendHeartbeat() }
+                }
+            }
+        }
+        return begin(round: r, attempt: o.table, leaves: o.leaves, table: table)
+    }
+
+    /// Starts attempt `attempt` of round `r`: the node sums cut by the table's plan (prepared, or
+    /// generated now), the own slices reduced here, the others sent to their owners.
+    private func begin(round r: Int, attempt: UInt32, leaves: Range<Int>, table: ShardTable) -> WorkerExit? {
+        let plan = ShardPlan(parameterCount: p, owners: table.owners.count)
+        let index = table.owners.firstIndex(of: workerID)
+        var nodes: [ShardNode]
+        var nanos: UInt64 = 0
+        if let ready = prepared, ready.round == r, ready.leaves == leaves, ready.owners == plan.owners {
+            nodes = ready.nodes
+            prepared = nil
+        } else {
+            let start = now
+            // the arrays of the last preparation or attempt are written again (moved out first, so
+            // that only a message still in flight holds them; then the write copies)
+            var reuse = prepared?.nodes ?? []
+            prepared = nil
+            if reuse.isEmpty, state != nil { swap(&reuse, &state!.nodes) }
+            guard let made = generate(round: r, leaves: leaves, plan: plan, reusing: &reuse) else { return .stopped }
+            nodes = made
+            nanos = UInt64(max(0, (now - start) * 1e9))
+            sink.generated(round: r, nanos: nanos)
+        }
+        var s = ShardRoundState(round: r, attempt: attempt, leaves: leaves, plan: plan, owners: table.owners, ownerIndex: index,
+                                nodes: nodes, generationNanos: nanos, held: Array(repeating: false, count: plan.owners),
+                                digests: Array(repeating: 0, count: plan.owners))
+        if let o = index {
+            let range = plan.range(ofOwner: o)
+            if !range.isEmpty {
+                var reduction = state?.reduction ?? SliceReduction(elements: 0..<range.count, leafCount: m)
+                if reduction.elements.count != range.count { reduction = SliceReduction(elements: 0..<range.count, leafCount: m) }
+                reduction.reset(leafCount: m)
+                s.reduction = reduction
+            }
+            if o == plan.owners - 1 {
+                var loss = state?.loss ?? SliceReduction(elements: 0..<1, leafCount: m)
+                loss.reset(leafCount: m)
+                s.loss = loss
+            }
+        }
+        state = s
+        for k in nodes.indices {
+            for o in 0..<plan.owners where o != index && !nodes[k].slices[o].isEmpty {
+                sendNode(k, to: o)
+            }
+            if let o = index, !nodes[k].slices[o].isEmpty {
+                nodes[k].slices[o].withUnsafeBufferPointer { takeOwn(block: nodes[k].block, $0) }
+            }
+        }
+        let waiting = early
+        early = []
+        for d in waiting { peer(d) }
+        finishIfReduced()
+        return nil
+    }
+
+    /// The node sums of `leaves` for round `r`, cut into `plan`'s slices (arrays of `reusing` are
+    /// written again where their sizes fit). Nil when stopped.
+    func generate(round r: Int, leaves: Range<Int>, plan: ShardPlan, reusing old: inout [ShardNode]) -> [ShardNode]? {
+        var out: [ShardNode] = []
+        for (k, block) in CanonicalTree.blocks(of: leaves, leafCount: m).enumerated() {
+            var slices: [[Float]] = []
+            for o in 0..<plan.owners {
+                let range = plan.range(ofOwner: o)
+                let last = o == plan.owners - 1
+                guard !range.isEmpty || last else {
+                    slices.append([])
+                    continue
+                }
+                let columns = range.lowerBound..<(range.upperBound + (last ? 1 : 0))
+                var values: [Float] = []
+                if k < old.count && o < old[k].slices.count && old[k].slices[o].count == columns.count {
+                    swap(&values, &old[k].slices[o])
+                } else {
+                    values = [Float](repeating: 0, count: columns.count)
+                }
+                let finished = values.withUnsafeMutableBufferPointer { v in
+                    gen.nodeSum(round: UInt64(r), block: block, columns: columns, weights: nil, matrix: matrix, into: v.baseAddress!,
+                                tick: { [self] in
+                                    if now - lastSent > config.liveness / 2 { sendHeartbeat() }
+                                    return !stop.isSet
+                                })
+                }
+                if !finished { return nil }
+                if config.perturbRound == r && block.contains(0) && range.contains(0) { values[0] += 1 }
+                slices.append(values)
+            }
+            out.append(ShardNode(block: block, slices: slices))
+        }
+        return out
+    }
+
+    /// ``StressConfig/pregenerate``: the next round's node sums for the same run and owners, then a
+    /// heartbeat to say so. False when stopped.
+    func prepare(_ r: Int, leaves: Range<Int>, owners: Int) -> Bool {
+        let plan = ShardPlan(parameterCount: p, owners: owners)
+        let start = now
+        // the current round's arrays are kept (a repeated ORDER sends them again); those of a
+        // preparation this one replaces are written again
+        var reuse = prepared?.nodes ?? []
+        prepared = nil
+        guard let nodes = generate(round: r, leaves: leaves, plan: plan, reusing: &reuse) else { return false }
+        let nanos = UInt64(max(0, (now - start) * 1e9))
+        sink.generated(round: r, nanos: nanos)
+        prepared = (r, leaves, owners, nodes, nanos)
+        sendHeartbeat()
+        return true
+    }
+
+    /// Sends node `k`'s slice of owner `o` (with a wrong value, as `--wrong-rate` says, on a copy).
+    private func sendNode(_ k: Int, to o: Int) {
+        guard let s = state else { return }
+        let node = s.nodes[k]
+        var values = node.slices[o]
+        nodesSent &+= 1
+        if config.wrongRate > 0 && uniform(config.seed, 8, UInt64(serial), nodesSent, UInt64(node.block.lowerBound)) < config.wrongRate {
+            values[0] = Float(bitPattern: values[0].bitPattern ^ (1 << UInt32(serial % 20)))
+            sink.record(.wrong, round: s.round)
+        }
+        let message = Message.node(NodeSlice(step: UInt64(s.round), block: node.block, leafCount: m, samples: node.block.count,
+                                             windows: m, owner: o, values: [], table: UInt16(truncatingIfNeeded: s.attempt)))
+        sendPeer(s.owners[o], header: header(message, checksumOf: values), values: values, round: s.round)
+    }
+
+    /// A repeated ORDER: the nodes to the other owners, the reduced slice to every worker, the report.
+    private func resend() {
+        guard let s = state else { return }
+        for k in s.nodes.indices {
+            for o in 0..<s.plan.owners where o != s.ownerIndex && !s.nodes[k].slices[o].isEmpty { sendNode(k, to: o) }
+        }
+        if s.sliceDone { sendSlice() }
+        if s.reported { report() }
+    }
+
+    // MARK: - the owner
+
+    /// The worker's own slice of one of its nodes.
+    private func takeOwn(block: Range<Int>, _ values: UnsafeBufferPointer<Float>) {
+        guard var s = state else { return }
+        let n = s.reduction?.elements.count ?? 0
+        var taken = true
+        if n > 0 { taken = s.reduction?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[0..<n]))) ?? false }
+        if taken, s.loss != nil { s.loss?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[n..<(n + 1)]))) }
+        state = s
+    }
+
+    /// Reads what the other workers sent.
+    func drainPeers(_ router: RouterEndpoint) {
+        for _ in 0..<10_000 {
+            guard let d = router.next() else { return }
+            peerBytesIn += d.bytes
+            peer(d)
+        }
+    }
+
+    /// A NODE for this owner or a SLICE of another owner, read in place; one of a later round or
+    /// attempt is kept for then.
+    func peer(_ d: Delivery) {
+        d.openPayload(limits: limits) { checked, payload in
+            guard case .success(let v) = checked else {
+                logger.debug("worker serial \(serial): dropped a peer frame: \(checked)")
+                return
+            }
+            let h = v.header
+            guard h.runID == runID else { return }
+            let round: UInt64, attempt: UInt32
+            switch h.type {
+            case .node:
+                round = h.step
+                attempt = UInt32((h.aux >> 16) & 0xFFFF)
+            case .slice:
+                round = h.step & 0xFFFF_FFFF
+                attempt = UInt32(h.step >> 32)
+            default:
+                return
+            }
+            guard let s = state else {
+                keepEarly(d)
+                return
+            }
+            let current = h.type == .node ? s.attempt & 0xFFFF : s.attempt
+            if round > UInt64(s.round) || (round == UInt64(s.round) && attempt != current && isNewer(attempt, than: current, wide: h.type == .slice)) {
+                keepEarly(d)
+                return
+            }
+            guard round == UInt64(s.round) && attempt == current else { return }
+            if h.type == .node { node(h, payload) } else { slice(h, payload) }
+        }
+    }
+
+    private func isNewer(_ a: UInt32, than b: UInt32, wide: Bool) -> Bool {
+        wide ? a > b : Int16(bitPattern: UInt16(truncatingIfNeeded: a &- b)) > 0
+    }
+
+    private func keepEarly(_ d: Delivery) {
+        if early.count < Self.maxEarly { early.append(d) }
+    }
+
+    /// A NODE of the current attempt: its slice into the reduction, straight from the frame.
+    private func node(_ h: Header, _ payload: UnsafeRawBufferPointer) {
+        guard var s = state, let o = s.ownerIndex, Int(h.aux & 0xFFFF) == o, Int(h.leafCount) == m else { return }
+        let n = s.reduction?.elements.count ?? 0
+        let width = n + (s.loss != nil ? 1 : 0)
+        guard payload.count == 4 * width else { return }
+        let block = Int(h.rangeLower)..<Int(h.rangeUpper)
+        var taken = true
+        if n > 0 {
+            taken = s.reduction?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * n)]))) ?? false
+        }
+        if taken, s.loss != nil {
+            s.loss?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[(4 * n)..<(4 * n + 4)])))
+        }
+        state = s
+        finishIfReduced()
+    }
+
+    /// Once the owner's slice (and the loss) is reduced: the slice into the whole vector and to
+    /// every other worker.
+    private func finishIfReduced() {
+        guard var s = state, !s.sliceDone, let o = s.ownerIndex else { return }
+        if let r = s.reduction, !r.isComplete { return }
+        if let l = s.loss, !l.isComplete { return }
+        s.sliceDone = true
+        s.lossSum = s.loss?.withResult { $0[0] }
+        if let reduction = s.reduction {
+            let range = s.plan.range(ofOwner: o)
+            if sliceOut.count != range.count { sliceOut = [Float](repeating: 0, count: range.count) }
+            sliceOut.withUnsafeMutableBufferPointer { out in
+                _ = reduction.withResult { sums in _ = out.update(fromContentsOf: sums) }
+            }
+            full.withUnsafeMutableBufferPointer { f in
+                sliceOut.withUnsafeBufferPointer { src in
+                    _ = UnsafeMutableBufferPointer(rebasing: f[range]).update(fromContentsOf: src)
+                }
+            }
+            let digest = ShardDigest.slice(sliceOut[...])
+            s.sliceDigest = digest
+            s.digests[o] = digest
+            s.held[o] = true
+        }
+        state = s
+        sendSlice()
+        reportIfHeld()
+    }
+
+    /// The owner's reduced slice to every other worker of the table (SLICE, version = attempt << 32 | round).
+    private func sendSlice() {
+        guard let s = state, let o = s.ownerIndex, s.reduction != nil else { return }
+        let range = s.plan.range(ofOwner: o)
+        let version = UInt64(s.attempt) << 32 | UInt64(s.round)
+        let h = header(.slice(ParameterSlice(version: version, range: range, values: [])), checksumOf: sliceOut)
+        for id in s.owners where id != workerID { sendPeer(id, header: h, values: sliceOut, round: s.round) }
+    }
+
+    /// Another owner's SLICE of the current attempt: into the whole vector (its digest is the
+    /// frame's verified checksum).
+    private func slice(_ h: Header, _ payload: UnsafeRawBufferPointer) {
+        guard var s = state else { return }
+        let range = Int(h.rangeLower)..<Int(h.rangeUpper)
+        guard let o = ShardDigest.holders(s.plan).first(where: { s.plan.range(ofOwner: $0) == range }), !s.held[o],
+              payload.count == 4 * range.count else { return }
+        let ok = full.withUnsafeMutableBufferPointer { f in
+            (try? Wire.readFloats(payload, offset: 0, count: range.count, into: UnsafeMutableBufferPointer(rebasing: f[range]))) != nil
+        }
+        guard ok else { return }
+        s.held[o] = true
+        s.digests[o] = h.checksum
+        state = s
+        reportIfHeld()
+    }
+
+    /// Once every slice is held: the report, and (``StressConfig/pregenerate``) the next round's sums.
+    private func reportIfHeld() {
+        guard var s = state, !s.reported else { return }
+        let holders = ShardDigest.holders(s.plan)
+        guard holders.allSatisfy({ s.held[$0] }), s.ownerIndex.map({ _ in s.sliceDone }) ?? true else { return }
+        s.reported = true
+        state = s
+        report()
+        if config.pregenerate && s.round < config.rounds { toPrepare = (s.round + 1, s.leaves, s.plan.owners) }
+    }
+
+    /// Sends the report of the current attempt (with the peer bytes since the last report).
+    private func report() {
+        guard let s = state else { return }
+        let digest = ShardDigest.whole(ShardDigest.holders(s.plan).map { s.digests[$0] })
+        let r = ShardReport(round: s.round, attempt: s.attempt, digest: digest, sliceDigest: s.sliceDigest, loss: s.lossSum,
+                            peerBytesIn: peerBytesIn, peerBytesOut: peerBytesOut, generationNanos: s.generationNanos)
+        peerBytesIn = 0
+        peerBytesOut = 0
+        sendToCoordinator(.norm(r.norm))
+    }
+
+    // MARK: - encoding
+
+    func sendToCoordinator(_ message: Message) {
+        guard let coordinator else { return }
+        if coordinator.send(Envelope(runID: runID, workerID: workerID, message: message)).bytes != nil { lastSent = now }
+    }
+
+    /// The header frame of `message` (encoded with no values) with the checksum of `values`: the
+    /// codec's header, the payload sent straight from the array.
+    func header(_ message: Message, checksumOf values: [Float]) -> [UInt8] {
+        let frames = Wire.encode(Envelope(runID: runID, workerID: workerID, message: message))
+        guard var h = try? Header.decode(frames[0]) else { return frames[0] }
+        h.checksum = values.withUnsafeBufferPointer { ShardDigest.slice($0) }
+        return h.encode()
+    }
+}
