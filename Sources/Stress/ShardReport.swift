@@ -33,9 +33,13 @@ public struct ShardReport: Sendable, Equatable {
     /// Time spent generating the round's node sums on receipt of its ORDER (0 when they were
     /// generated before the round, ``StressConfig/pregenerate``).
     public var generationNanos: UInt64
+    /// Peer frames it dropped since the previous report because they failed validation (a
+    /// corrupted NODE or SLICE: checksum), and of those, checksum mismatches.
+    public var invalidFrames = 0
+    public var checksumMismatches = 0
 
     /// Integer fields in the NORM's payload.
-    public static let fieldCount = 9
+    public static let fieldCount = 11
 
     public init(round: Int, attempt: UInt32, digest: UInt64, sliceDigest: UInt64?, loss: Float?,
                 peerBytesIn: Int, peerBytesOut: Int, generationNanos: UInt64) {
@@ -54,7 +58,7 @@ public struct ShardReport: Sendable, Equatable {
         let s = sliceDigest ?? 0
         let fields: [UInt64] = [digest >> 32, digest & 0xFFFF_FFFF, sliceDigest == nil ? 0 : 1, s >> 32, s & 0xFFFF_FFFF,
                                 UInt64(attempt), UInt64(max(0, peerBytesIn)), UInt64(max(0, peerBytesOut)),
-                                min(generationNanos, 1 << 52)]
+                                min(generationNanos, 1 << 52), UInt64(max(0, invalidFrames)), UInt64(max(0, checksumMismatches))]
         return NormPart(step: UInt64(round), blocks: 0..<Self.fieldCount, sumsOfSquares: fields.map { Double($0) },
                         isFinite: true, lossSum: loss)
     }
@@ -71,6 +75,8 @@ public struct ShardReport: Sendable, Equatable {
               let attempt = UInt32(exactly: f[5]) else { return nil }
         self.init(round: round, attempt: attempt, digest: f[0] << 32 | f[1], sliceDigest: f[2] == 1 ? f[3] << 32 | f[4] : nil,
                   loss: n.lossSum, peerBytesIn: Int(f[6]), peerBytesOut: Int(f[7]), generationNanos: f[8])
+        invalidFrames = Int(f[9])
+        checksumMismatches = Int(f[10])
     }
 }
 

@@ -144,6 +144,8 @@ extension StressRun {
             measure.peers[id, default: (0, 0)].in += report.peerBytesIn
             measure.peers[id, default: (0, 0)].out += report.peerBytesOut
         }
+        invalidFrames += report.invalidFrames
+        checksumMismatches += report.checksumMismatches
         measure.ready.remove(id)
         guard report.round == shard.currentRound, report.attempt == shard.attempt, shard.members.contains(id) else {
             shard.staleReports += 1

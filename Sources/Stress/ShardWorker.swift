@@ -78,6 +78,9 @@ public final class ShardStressWorker {
     var nodesSent: UInt64 = 0
     var peerBytesIn = 0
     var peerBytesOut = 0
+    /// Peer frames dropped as invalid since the last report, and of those checksum mismatches.
+    var peerInvalid = 0
+    var peerChecksum = 0
 
     /// A worker; the parameters are ``StressWorker``'s.
     public init(config: StressConfig, serial: Int, sink: any FaultSink, stop: StopFlag,

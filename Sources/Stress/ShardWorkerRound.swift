@@ -209,8 +209,13 @@ extension ShardStressWorker {
     /// attempt is kept for then.
     func peer(_ d: Delivery) {
         d.openPayload(limits: limits) { checked, payload in
-            guard case .success(let v) = checked else {
-                logger.debug("worker serial \(serial): dropped a peer frame: \(checked)")
+            let v: Wire.Validated
+            switch checked {
+            case .success(let valid): v = valid
+            case .failure(let error):
+                peerInvalid += 1
+                if error == .checksumMismatch { peerChecksum += 1 }
+                logger.debug("worker serial \(serial): dropped a peer frame: \(error)")
                 return
             }
             let h = v.header
@@ -338,9 +343,14 @@ extension ShardStressWorker {
         let digest = ShardDigest.whole(ShardDigest.holders(s.plan).map { s.digests[$0] })
         let r = ShardReport(round: s.round, attempt: s.attempt, digest: digest, sliceDigest: s.sliceDigest, loss: s.lossSum,
                             peerBytesIn: peerBytesIn, peerBytesOut: peerBytesOut, generationNanos: s.generationNanos)
+        var out = r
+        out.invalidFrames = peerInvalid
+        out.checksumMismatches = peerChecksum
         peerBytesIn = 0
         peerBytesOut = 0
-        sendToCoordinator(.norm(r.norm))
+        peerInvalid = 0
+        peerChecksum = 0
+        sendToCoordinator(.norm(out.norm))
     }
 
     // MARK: - encoding
