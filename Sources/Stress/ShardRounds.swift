@@ -10,8 +10,10 @@ struct ShardCoordination {
     /// Grows with every attempt of a round (the ORDERs' table version; a TABLE is sent when the
     /// members change).
     var attempt: UInt32 = 0
-    /// The workers of the current table, in owner order.
+    /// The workers of the current table, in id order.
     var members: [UInt32] = []
+    /// The worker of each slice (round-robin over the members).
+    var owners: [UInt32] = []
     /// Version of the last TABLE sent.
     var tableVersion: UInt32?
     /// The current attempt's reports.
@@ -58,8 +60,11 @@ extension StressRun {
             if !shard.members.isEmpty, let end = shard.completedAt {
                 attempts += 1
                 guard let wrong = checkShard(round: r) else { return nil }
-                guard let detail = wrong else { return (.exact, end) }
-                if config.wrongRate > 0 && attempts < 64 {
+                guard let detail = wrong else {
+                    roundOver()
+                    return (.exact, end)
+                }
+                if config.wrongRate > 0 && attempts < 256 {
                     shard.wrongDetected += 1
                     shard.redone += 1
                     logger.debug("round \(r): \(detail); computed again")
@@ -69,6 +74,7 @@ extension StressRun {
                 }
                 logger.error("wrong aggregate in \(detail)")
                 if wrongDetails.count < 10 { wrongDetails.append(detail) }
+                roundOver()
                 return (.wrong, end)
             }
             if now - lastOrders > max(config.retryAfter, 3 * typicalRound) {
@@ -84,6 +90,13 @@ extension StressRun {
         }
     }
 
+    /// With ``StressConfig/pregenerate``: tells the members that the round is over (a heartbeat),
+    /// so that they generate the next one's sums now, outside every round.
+    func roundOver() {
+        guard config.pregenerate else { return }
+        for id in shard.members { sendControl(.heartbeat, to: id) }
+    }
+
     /// A new attempt of round `r` by the live workers: a TABLE if they changed, then the ORDERs.
     func newAttempt(_ r: Int) {
         let live = Array(liveIDs.filter { peers[$0]?.peerEndpoint != nil }.prefix(m))
@@ -95,7 +108,9 @@ extension StressRun {
             shard.members = live
             shard.tableVersion = shard.attempt
             shard.tables += 1
-            let table = ShardTable(version: shard.attempt, parameterCount: p, owners: live,
+            let slices = live.isEmpty ? 0 : live.count * config.slicesPerWorker(workers: live.count)
+            shard.owners = (0..<slices).map { live[$0 % live.count] }
+            let table = ShardTable(version: shard.attempt, parameterCount: p, owners: shard.owners,
                                    peers: live.map { ShardTable.Peer(worker: $0, endpoint: peers[$0]?.peerEndpoint ?? "") })
             for id in live { sendControl(.table(table), to: id) }
         }
@@ -159,15 +174,16 @@ extension StressRun {
 
     /// A member was lost: the attempt is moot when it belonged to it.
     func shardMemberLost(_ id: UInt32) {
-        guard let k = shard.members.firstIndex(of: id) else { return }
-        if !ShardPlan(parameterCount: p, owners: shard.members.count).range(ofOwner: k).isEmpty { shard.ownersLost += 1 }
+        guard shard.members.contains(id) else { return }
+        let plan = ShardPlan(parameterCount: p, owners: max(1, shard.owners.count))
+        if shard.owners.indices.contains(where: { shard.owners[$0] == id && !plan.range(ofOwner: $0).isEmpty }) { shard.ownersLost += 1 }
         shard.memberLost = true
     }
 
     /// Checks the current attempt's reports against the expectation: nil when the checker was
     /// stopped, `.some(nil)` when exact, else what is wrong.
     func checkShard(round r: Int) -> String?? {
-        let plan = ShardPlan(parameterCount: p, owners: shard.members.count)
+        let plan = ShardPlan(parameterCount: p, owners: shard.owners.count)
         if shard.expected.map({ $0.round != r || $0.owners != plan.owners }) ?? true {
             let made: (slices: [UInt64], whole: UInt64)? = checker.withExpected(r) { e in
                 let slices = (0..<plan.owners).map { o in ShardDigest.slice(UnsafeBufferPointer(rebasing: e[plan.range(ofOwner: o)])) }
@@ -180,15 +196,17 @@ extension StressRun {
         var loss: Float = 0
         _ = gen.nodeSum(round: UInt64(r), block: 0..<m, columns: p..<(p + 1), weights: nil, matrix: lossMatrix, into: &loss)
         func hex(_ x: UInt64) -> String { String(x, radix: 16) }
-        for (o, id) in shard.members.enumerated() {
+        for id in shard.members {
             guard let report = shard.reports[id] else { return .some("round \(r): no report from worker #\(id)") }
             if report.digest != expected.whole {
                 return .some("round \(r): worker #\(id) holds a vector of digest \(hex(report.digest)), expected \(hex(expected.whole))")
             }
-            if !plan.range(ofOwner: o).isEmpty && report.sliceDigest != expected.slices[o] {
-                return .some("round \(r): owner \(o) (worker #\(id)) reduced its slice \(plan.range(ofOwner: o)) to digest \(report.sliceDigest.map(hex) ?? "none"), expected \(hex(expected.slices[o]))")
+            let mine = shard.owners.indices.filter { shard.owners[$0] == id && !plan.range(ofOwner: $0).isEmpty }
+            let want = mine.isEmpty ? nil : ShardDigest.whole(mine.map { expected.slices[$0] })
+            if report.sliceDigest != want {
+                return .some("round \(r): worker #\(id) reduced its slices \(mine) to digest \(report.sliceDigest.map(hex) ?? "none"), expected \(want.map(hex) ?? "none")")
             }
-            if o == plan.owners - 1 && report.loss?.bitPattern != loss.bitPattern {
+            if shard.owners.last == id && report.loss?.bitPattern != loss.bitPattern {
                 return .some("round \(r): the loss sum is \(report.loss.map { "\($0)" } ?? "missing"), expected \(loss) (0x\(String(loss.bitPattern, radix: 16)))")
             }
         }

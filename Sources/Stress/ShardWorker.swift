@@ -32,7 +32,8 @@ import Support
 /// owners ignore nodes they have); a newer attempt starts the round over.
 ///
 /// Faults as ``StressWorker``: kill and slow per round; drop, duplicate and corrupt per NODE and SLICE
-/// sent to a peer; wrong per NODE (one sum off, checksum valid).
+/// sent to a peer; wrong per attempt (with that probability one of the worker's NODEs of the attempt
+/// has one sum off, checksum valid).
 public final class ShardStressWorker {
     let config: StressConfig
     let serial: Int
@@ -50,6 +51,8 @@ public final class ShardStressWorker {
     let heartbeat: Double
     private let t0 = ContinuousClock.now
 
+    /// The ZeroMQ context of every socket of the worker.
+    var context: Context?
     var coordinator: DealerEndpoint?
     var peerRouter: RouterEndpoint?
     /// DEALERs to the other workers of the table, and where they point.
@@ -65,17 +68,23 @@ public final class ShardStressWorker {
     /// Node sums generated ahead (``StressConfig/pregenerate``) and what they were generated for.
     var prepared: (round: Int, leaves: Range<Int>, owners: Int, nodes: [ShardNode], nanos: UInt64)?
     var toPrepare: (round: Int, leaves: Range<Int>, owners: Int)?
+    /// What to prepare once the coordinator says the round is over.
+    var prepareAfterRound: (round: Int, leaves: Range<Int>, owners: Int)?
     /// Peer messages of a later round or attempt than the current one (bounded).
     var early: [Delivery] = []
     static let maxEarly = 4096
-    /// The worker's whole vector (P reduced sums) and its own reduced slice (reused every round).
+    /// The worker's whole vector (P reduced sums) and its own reduced slices by slice index (reused
+    /// every round).
     var full: [Float]
-    var sliceOut: [Float] = []
+    var sliceOut: [Int: [Float]] = [:]
+    /// The reductions of the last attempt, by slice index (their buffers reused).
+    var spareReductions: [Int: SliceReduction] = [:]
     var lastRound = 0
     var lastRoundStart: Double?
     var recentIntervals: [Double] = []
     var messages: UInt64 = 0
-    var nodesSent: UInt64 = 0
+    /// Attempts begun (seeds the `--wrong-rate` dice).
+    var attempts: UInt64 = 0
     var peerBytesIn = 0
     var peerBytesOut = 0
     /// Peer frames dropped as invalid since the last report, and of those checksum mismatches.
@@ -129,17 +138,23 @@ public final class ShardStressWorker {
         options.linger = .zero
         options.maxMessageBytes = limits.maxPayloadBytes + 4096
         options.dropLogLevel = .debug
+        // one context (one I/O thread) for every socket of the worker: fewer threads to wake
+        let ctx: Context
+        do { ctx = try Context(blocky: false) } catch { return .failed("cannot create a ZeroMQ context: \(error)") }
+        context = ctx
         let dealer: DealerEndpoint
         let router: RouterEndpoint
         do {
-            dealer = try DealerEndpoint(connect: [endpoint], options: options, logger: logger)
+            dealer = try DealerEndpoint(connect: [endpoint], options: options, context: ctx, logger: logger)
         } catch {
+            try? ctx.terminate()
             return .failed("cannot connect to \(endpoint): \(error)")
         }
         do {
-            router = try RouterEndpoint(bind: [peerBind(endpoint)], options: options, logger: logger)
+            router = try RouterEndpoint(bind: [peerBind(endpoint)], options: options, context: ctx, logger: logger)
         } catch {
             dealer.close()
+            try? ctx.terminate()
             return .failed("cannot bind the peer endpoint: \(error)")
         }
         coordinator = dealer
@@ -151,6 +166,8 @@ public final class ShardStressWorker {
             peerRouter = nil
             dealer.close()
             router.close()
+            context = nil
+            try? ctx.terminate()
         }
         let group = PollGroup()
         group.add(dealer)
@@ -185,6 +202,10 @@ public final class ShardStressWorker {
                 guard case .message(_, let envelope, _) = inbound else { return nil }
                 switch envelope.message {
                 case .heartbeat:
+                    if let next = prepareAfterRound {
+                        prepareAfterRound = nil
+                        toPrepare = next
+                    }
                     if workerID == 0 && envelope.workerID != 0 {
                         workerID = envelope.workerID
                         runID = envelope.runID
@@ -228,7 +249,8 @@ public final class ShardStressWorker {
             if links[peer.worker]?.endpoint == peer.endpoint { continue }
             links[peer.worker]?.dealer.close()
             do {
-                links[peer.worker] = (peer.endpoint, try DealerEndpoint(connect: [peer.endpoint], options: options, logger: logger))
+                guard let context else { return }
+                links[peer.worker] = (peer.endpoint, try DealerEndpoint(connect: [peer.endpoint], options: options, context: context, logger: logger))
             } catch {
                 links[peer.worker] = nil
                 logger.warning("worker serial \(serial): cannot connect to worker #\(peer.worker) at \(peer.endpoint): \(error)")
@@ -290,11 +312,13 @@ public final class ShardStressWorker {
 
 }
 
-/// One tree node of a worker's run, cut into the owners' slices (`slices[o]` holds owner `o`'s
-/// elements, plus the loss value for the last owner; empty for an owner without elements).
+/// One tree node of a worker's run, cut into the slices of the plan (`slices[o]` holds slice `o`'s
+/// elements, plus the loss value for the last slice; empty for a slice without elements), with each
+/// cut's checksum (computed with the sums, before the round when they are prepared).
 struct ShardNode {
     var block: Range<Int>
     var slices: [[Float]]
+    var checksums: [UInt64]
 }
 
 /// A sharded stress worker's state in one attempt of one round.
@@ -303,22 +327,21 @@ struct ShardRoundState {
     var attempt: UInt32
     var leaves: Range<Int>
     var plan: ShardPlan
+    /// The worker of each slice, and the table's workers.
     var owners: [UInt32]
-    /// This worker's slice index, or nil when the table does not name it.
-    var ownerIndex: Int?
+    var members: [UInt32]
+    /// The slices this worker owns, and per owned slice its reduction (nil: no elements), whether
+    /// it is reduced and sent.
+    var owned: [Int]
+    var reductions: [SliceReduction?]
+    var done: [Bool]
+    /// The reduction of the loss (the owner of the last slice).
+    var loss: SliceReduction?
+    var lossSum: Float?
     var nodes: [ShardNode]
     var generationNanos: UInt64
-    /// The owner's reductions of its slice and (the last owner) of the loss.
-    var reduction: SliceReduction?
-    var loss: SliceReduction?
-    /// The owner's slice is reduced and was sent.
-    var sliceDone = false
-    var sliceDigest: UInt64?
-    var lossSum: Float?
-    /// Slices held (by owner index) and their digests.
+    /// Slices held (by slice index) and their digests.
     var held: [Bool]
     var digests: [UInt64]
     var reported = false
-
-    var isLastOwner: Bool { ownerIndex == plan.owners - 1 }
 }

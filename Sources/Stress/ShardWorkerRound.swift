@@ -52,10 +52,9 @@ extension ShardStressWorker {
     }
 
     /// Starts attempt `attempt` of round `r`: the node sums cut by the table's plan (prepared, or
-    /// generated now), the own slices reduced here, the others sent to their owners.
+    /// generated now), the other owners' cuts sent, the own ones reduced here.
     private func begin(round r: Int, attempt: UInt32, leaves: Range<Int>, table: ShardTable) -> WorkerExit? {
         let plan = ShardPlan(parameterCount: p, owners: table.owners.count)
-        let index = table.owners.firstIndex(of: workerID)
         var nodes: [ShardNode]
         var nanos: UInt64 = 0
         if let ready = prepared, ready.round == r, ready.leaves == leaves, ready.owners == plan.owners {
@@ -73,50 +72,75 @@ extension ShardStressWorker {
             nanos = UInt64(max(0, (now - start) * 1e9))
             sink.generated(round: r, nanos: nanos)
         }
-        var s = ShardRoundState(round: r, attempt: attempt, leaves: leaves, plan: plan, owners: table.owners, ownerIndex: index,
+        if let old = state {
+            for (k, o) in old.owned.enumerated() { if let red = old.reductions[k] { spareReductions[o] = red } }
+        }
+        let owned = table.owners.indices.filter { table.owners[$0] == workerID }
+        var reductions: [SliceReduction?] = []
+        for o in owned {
+            let n = plan.range(ofOwner: o).count
+            guard n > 0 else {
+                reductions.append(nil)
+                continue
+            }
+            var red = spareReductions.removeValue(forKey: o) ?? SliceReduction(elements: 0..<n, leafCount: m)
+            if red.elements.count != n { red = SliceReduction(elements: 0..<n, leafCount: m) }
+            red.reset(leafCount: m)
+            reductions.append(red)
+        }
+        spareReductions = [:]
+        var loss: SliceReduction?
+        if owned.last == plan.owners - 1 {
+            loss = state?.loss ?? SliceReduction(elements: 0..<1, leafCount: m)
+            loss?.reset(leafCount: m)
+        }
+        var members: [UInt32] = []
+        for peer in table.peers where !members.contains(peer.worker) { members.append(peer.worker) }
+        state = ShardRoundState(round: r, attempt: attempt, leaves: leaves, plan: plan, owners: table.owners, members: members,
+                                owned: owned, reductions: reductions, done: Array(repeating: false, count: owned.count), loss: loss,
                                 nodes: nodes, generationNanos: nanos, held: Array(repeating: false, count: plan.owners),
                                 digests: Array(repeating: 0, count: plan.owners))
-        if let o = index {
-            let range = plan.range(ofOwner: o)
-            if !range.isEmpty {
-                var reduction = state?.reduction ?? SliceReduction(elements: 0..<range.count, leafCount: m)
-                if reduction.elements.count != range.count { reduction = SliceReduction(elements: 0..<range.count, leafCount: m) }
-                reduction.reset(leafCount: m)
-                s.reduction = reduction
-            }
-            if o == plan.owners - 1 {
-                var loss = state?.loss ?? SliceReduction(elements: 0..<1, leafCount: m)
-                loss.reset(leafCount: m)
-                s.loss = loss
-            }
-        }
-        state = s
+        // --wrong-rate: per attempt, the worker sends one of its NODEs with a wrong sum (valid checksum)
+        var sends: [(Int, Int)] = []
         for k in nodes.indices {
-            for o in 0..<plan.owners where o != index && !nodes[k].slices[o].isEmpty {
-                sendNode(k, to: o)
-            }
-            if let o = index, !nodes[k].slices[o].isEmpty {
-                nodes[k].slices[o].withUnsafeBufferPointer { takeOwn(block: nodes[k].block, $0) }
+            for o in 0..<plan.owners where table.owners[o] != workerID && !nodes[k].slices[o].isEmpty { sends.append((k, o)) }
+        }
+        attempts &+= 1
+        var wrong: Int?
+        if config.wrongRate > 0 && !sends.isEmpty && uniform(config.seed, 8, UInt64(serial), attempts) < config.wrongRate {
+            wrong = min(sends.count - 1, Int(uniform(config.seed, 9, UInt64(serial), attempts) * Double(sends.count)))
+        }
+        // the network first (the sends are queued to the I/O thread), then the own cuts
+        logger.trace("shard-phase \(serial) r\(r) begin \(monotonicMicros())")
+        for (i, (k, o)) in sends.enumerated() { sendNode(k, slice: o, wrong: i == wrong) }
+        logger.trace("shard-phase \(serial) r\(r) sent \(monotonicMicros())")
+        for k in nodes.indices {
+            for (j, o) in owned.enumerated() where !nodes[k].slices[o].isEmpty {
+                nodes[k].slices[o].withUnsafeBufferPointer { takeOwn(j, block: nodes[k].block, $0) }
             }
         }
+        logger.trace("shard-phase \(serial) r\(r) own \(monotonicMicros())")
         let waiting = early
         early = []
         for d in waiting { peer(d) }
-        finishIfReduced()
+        for j in owned.indices { finishIfReduced(j) }
+        reportIfHeld()
         return nil
     }
 
-    /// The node sums of `leaves` for round `r`, cut into `plan`'s slices (arrays of `reusing` are
-    /// written again where their sizes fit). Nil when stopped.
+    /// The node sums of `leaves` for round `r`, cut into `plan`'s slices with their checksums
+    /// (arrays of `reusing` are written again where their sizes fit). Nil when stopped.
     func generate(round r: Int, leaves: Range<Int>, plan: ShardPlan, reusing old: inout [ShardNode]) -> [ShardNode]? {
         var out: [ShardNode] = []
         for (k, block) in CanonicalTree.blocks(of: leaves, leafCount: m).enumerated() {
             var slices: [[Float]] = []
+            var checksums: [UInt64] = []
             for o in 0..<plan.owners {
                 let range = plan.range(ofOwner: o)
                 let last = o == plan.owners - 1
                 guard !range.isEmpty || last else {
                     slices.append([])
+                    checksums.append(0)
                     continue
                 }
                 let columns = range.lowerBound..<(range.upperBound + (last ? 1 : 0))
@@ -135,9 +159,10 @@ extension ShardStressWorker {
                 }
                 if !finished { return nil }
                 if config.perturbRound == r && block.contains(0) && range.contains(0) { values[0] += 1 }
+                checksums.append(values.withUnsafeBufferPointer { ShardDigest.slice($0) })
                 slices.append(values)
             }
-            out.append(ShardNode(block: block, slices: slices))
+            out.append(ShardNode(block: block, slices: slices, checksums: checksums))
         }
         return out
     }
@@ -159,40 +184,43 @@ extension ShardStressWorker {
         return true
     }
 
-    /// Sends node `k`'s slice of owner `o` (with a wrong value, as `--wrong-rate` says, on a copy).
-    private func sendNode(_ k: Int, to o: Int) {
+    /// Sends node `k`'s cut of slice `o` to its owner (`wrong`: with a wrong value, on a copy).
+    private func sendNode(_ k: Int, slice o: Int, wrong: Bool = false) {
         guard let s = state else { return }
         let node = s.nodes[k]
         var values = node.slices[o]
-        nodesSent &+= 1
-        if config.wrongRate > 0 && uniform(config.seed, 8, UInt64(serial), nodesSent, UInt64(node.block.lowerBound)) < config.wrongRate {
+        var checksum = node.checksums[o]
+        if wrong {
             values[0] = Float(bitPattern: values[0].bitPattern ^ (1 << UInt32(serial % 20)))
+            checksum = values.withUnsafeBufferPointer { ShardDigest.slice($0) }
             sink.record(.wrong, round: s.round)
         }
         let message = Message.node(NodeSlice(step: UInt64(s.round), block: node.block, leafCount: m, samples: node.block.count,
                                              windows: m, owner: o, values: [], table: UInt16(truncatingIfNeeded: s.attempt)))
-        sendPeer(s.owners[o], header: header(message, checksumOf: values), values: values, round: s.round)
+        sendPeer(s.owners[o], header: header(message, checksum: checksum), values: values, round: s.round)
     }
 
-    /// A repeated ORDER: the nodes to the other owners, the reduced slice to every worker, the report.
+    /// A repeated ORDER: the nodes to the other owners, the reduced slices to every worker, the report.
     private func resend() {
         guard let s = state else { return }
         for k in s.nodes.indices {
-            for o in 0..<s.plan.owners where o != s.ownerIndex && !s.nodes[k].slices[o].isEmpty { sendNode(k, to: o) }
+            for o in 0..<s.plan.owners where s.owners[o] != workerID && !s.nodes[k].slices[o].isEmpty { sendNode(k, slice: o) }
         }
-        if s.sliceDone { sendSlice() }
+        for j in s.owned.indices where s.done[j] { sendSlice(j) }
         if s.reported { report() }
     }
 
     // MARK: - the owner
 
-    /// The worker's own slice of one of its nodes.
-    private func takeOwn(block: Range<Int>, _ values: UnsafeBufferPointer<Float>) {
+    /// The worker's own cut of owned slice `j` (of `owned`) of one of its nodes.
+    private func takeOwn(_ j: Int, block: Range<Int>, _ values: UnsafeBufferPointer<Float>) {
         guard var s = state else { return }
-        let n = s.reduction?.elements.count ?? 0
+        let n = s.reductions[j]?.elements.count ?? 0
         var taken = true
-        if n > 0 { taken = s.reduction?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[0..<n]))) ?? false }
-        if taken, s.loss != nil { s.loss?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[n..<(n + 1)]))) }
+        if n > 0 { taken = s.reductions[j]?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[0..<n]))) ?? false }
+        if taken, s.owned[j] == s.plan.owners - 1, values.count == n + 1 {
+            s.loss?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[n..<(n + 1)])))
+        }
         state = s
     }
 
@@ -253,69 +281,74 @@ extension ShardStressWorker {
         if early.count < Self.maxEarly { early.append(d) }
     }
 
-    /// A NODE of the current attempt: its slice into the reduction, straight from the frame.
+    /// A NODE of the current attempt: its cut into the owned slice's reduction, straight from the frame.
     private func node(_ h: Header, _ payload: UnsafeRawBufferPointer) {
-        guard var s = state, let o = s.ownerIndex, Int(h.aux & 0xFFFF) == o, Int(h.leafCount) == m else { return }
-        let n = s.reduction?.elements.count ?? 0
-        let width = n + (s.loss != nil ? 1 : 0)
-        guard payload.count == 4 * width else { return }
+        guard var s = state, Int(h.leafCount) == m, let j = s.owned.firstIndex(of: Int(h.aux & 0xFFFF)) else { return }
+        let n = s.reductions[j]?.elements.count ?? 0
+        let isLast = s.owned[j] == s.plan.owners - 1
+        guard payload.count == 4 * (n + (isLast ? 1 : 0)) else { return }
         let block = Int(h.rangeLower)..<Int(h.rangeUpper)
         var taken = true
         if n > 0 {
-            taken = s.reduction?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * n)]))) ?? false
+            taken = s.reductions[j]?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * n)]))) ?? false
         }
-        if taken, s.loss != nil {
+        if taken, isLast {
             s.loss?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[(4 * n)..<(4 * n + 4)])))
         }
         state = s
-        finishIfReduced()
-    }
-
-    /// Once the owner's slice (and the loss) is reduced: the slice into the whole vector and to
-    /// every other worker.
-    private func finishIfReduced() {
-        guard var s = state, !s.sliceDone, let o = s.ownerIndex else { return }
-        if let r = s.reduction, !r.isComplete { return }
-        if let l = s.loss, !l.isComplete { return }
-        s.sliceDone = true
-        s.lossSum = s.loss?.withResult { $0[0] }
-        if let reduction = s.reduction {
-            let range = s.plan.range(ofOwner: o)
-            if sliceOut.count != range.count { sliceOut = [Float](repeating: 0, count: range.count) }
-            sliceOut.withUnsafeMutableBufferPointer { out in
-                _ = reduction.withResult { sums in _ = out.update(fromContentsOf: sums) }
-            }
-            full.withUnsafeMutableBufferPointer { f in
-                sliceOut.withUnsafeBufferPointer { src in
-                    _ = UnsafeMutableBufferPointer(rebasing: f[range]).update(fromContentsOf: src)
-                }
-            }
-            let digest = ShardDigest.slice(sliceOut[...])
-            s.sliceDigest = digest
-            s.digests[o] = digest
-            s.held[o] = true
-        }
-        state = s
-        sendSlice()
+        finishIfReduced(j)
         reportIfHeld()
     }
 
-    /// The owner's reduced slice to every other worker of the table (SLICE, version = attempt << 32 | round).
-    private func sendSlice() {
-        guard let s = state, let o = s.ownerIndex, s.reduction != nil else { return }
-        let range = s.plan.range(ofOwner: o)
+    /// Once owned slice `j` (and, for the last slice, the loss) is reduced: into the whole vector
+    /// and to every other worker.
+    private func finishIfReduced(_ j: Int) {
+        guard var s = state, !s.done[j] else { return }
+        let o = s.owned[j]
+        if let r = s.reductions[j], !r.isComplete { return }
+        if o == s.plan.owners - 1 {
+            guard let l = s.loss, l.isComplete else { return }
+            s.lossSum = l.withResult { $0[0] }
+        }
+        s.done[j] = true
+        if let reduction = s.reductions[j] {
+            let range = s.plan.range(ofOwner: o)
+            var out = sliceOut.removeValue(forKey: o) ?? []
+            if out.count != range.count { out = [Float](repeating: 0, count: range.count) }
+            out.withUnsafeMutableBufferPointer { dst in
+                _ = reduction.withResult { sums in _ = dst.update(fromContentsOf: sums) }
+            }
+            full.withUnsafeMutableBufferPointer { f in
+                out.withUnsafeBufferPointer { src in
+                    _ = UnsafeMutableBufferPointer(rebasing: f[range]).update(fromContentsOf: src)
+                }
+            }
+            s.digests[o] = ShardDigest.slice(out[...])
+            s.held[o] = true
+            sliceOut[o] = out
+        }
+        state = s
+        sendSlice(j)
+        logger.trace("shard-phase \(serial) r\(s.round) slice\(o) \(monotonicMicros())")
+    }
+
+    /// Owned slice `j`'s reduced sums to every other worker of the table (SLICE, version =
+    /// attempt << 32 | round).
+    private func sendSlice(_ j: Int) {
+        guard let s = state, s.reductions[j] != nil, let values = sliceOut[s.owned[j]] else { return }
+        let o = s.owned[j]
         let version = UInt64(s.attempt) << 32 | UInt64(s.round)
-        let h = header(.slice(ParameterSlice(version: version, range: range, values: [])), checksumOf: sliceOut)
-        for id in s.owners where id != workerID { sendPeer(id, header: h, values: sliceOut, round: s.round) }
+        let h = header(.slice(ParameterSlice(version: version, range: s.plan.range(ofOwner: o), values: [])), checksum: s.digests[o])
+        for id in s.members where id != workerID { sendPeer(id, header: h, values: values, round: s.round) }
     }
 
     /// Another owner's SLICE of the current attempt: into the whole vector (its digest is the
     /// frame's verified checksum).
     private func slice(_ h: Header, _ payload: UnsafeRawBufferPointer) {
-        guard var s = state else { return }
+        guard var s = state, h.rangeLower < h.rangeUpper, Int(h.rangeUpper) <= p else { return }
         let range = Int(h.rangeLower)..<Int(h.rangeUpper)
-        guard let o = ShardDigest.holders(s.plan).first(where: { s.plan.range(ofOwner: $0) == range }), !s.held[o],
-              payload.count == 4 * range.count else { return }
+        let o = s.plan.owner(ofElement: range.lowerBound)
+        guard s.plan.range(ofOwner: o) == range, !s.held[o], payload.count == 4 * range.count else { return }
         let ok = full.withUnsafeMutableBufferPointer { f in
             (try? Wire.readFloats(payload, offset: 0, count: range.count, into: UnsafeMutableBufferPointer(rebasing: f[range]))) != nil
         }
@@ -326,22 +359,27 @@ extension ShardStressWorker {
         reportIfHeld()
     }
 
-    /// Once every slice is held: the report, and (``StressConfig/pregenerate``) the next round's sums.
+    /// Once every slice is held and every owned one sent: the report, and
+    /// (``StressConfig/pregenerate``) the next round's sums.
     private func reportIfHeld() {
-        guard var s = state, !s.reported else { return }
+        guard var s = state, !s.reported, s.done.allSatisfy({ $0 }) else { return }
         let holders = ShardDigest.holders(s.plan)
-        guard holders.allSatisfy({ s.held[$0] }), s.ownerIndex.map({ _ in s.sliceDone }) ?? true else { return }
+        guard holders.allSatisfy({ s.held[$0] }) else { return }
         s.reported = true
         state = s
+        logger.trace("shard-phase \(serial) r\(s.round) held \(monotonicMicros())")
         report()
-        if config.pregenerate && s.round < config.rounds { toPrepare = (s.round + 1, s.leaves, s.plan.owners) }
+        // the next round's sums once the coordinator says this one is over (a heartbeat): generated
+        // now, they would take the CPU from workers still in the round
+        if config.pregenerate && s.round < config.rounds { prepareAfterRound = (s.round + 1, s.leaves, s.plan.owners) }
     }
 
     /// Sends the report of the current attempt (with the peer bytes since the last report).
     private func report() {
         guard let s = state else { return }
         let digest = ShardDigest.whole(ShardDigest.holders(s.plan).map { s.digests[$0] })
-        let r = ShardReport(round: s.round, attempt: s.attempt, digest: digest, sliceDigest: s.sliceDigest, loss: s.lossSum,
+        let mine = s.owned.filter { !s.plan.range(ofOwner: $0).isEmpty }.map { s.digests[$0] }
+        let r = ShardReport(round: s.round, attempt: s.attempt, digest: digest, sliceDigest: mine.isEmpty ? nil : ShardDigest.whole(mine), loss: s.lossSum,
                             peerBytesIn: peerBytesIn, peerBytesOut: peerBytesOut, generationNanos: s.generationNanos)
         var out = r
         out.invalidFrames = peerInvalid
@@ -360,12 +398,20 @@ extension ShardStressWorker {
         if coordinator.send(Envelope(runID: runID, workerID: workerID, message: message)).bytes != nil { lastSent = now }
     }
 
-    /// The header frame of `message` (encoded with no values) with the checksum of `values`: the
-    /// codec's header, the payload sent straight from the array.
-    func header(_ message: Message, checksumOf values: [Float]) -> [UInt8] {
+    /// The header frame of `message` (encoded with no values) with `checksum`, that of the values
+    /// sent behind it: the codec's header, the payload sent straight from its array.
+    func header(_ message: Message, checksum: UInt64) -> [UInt8] {
         let frames = Wire.encode(Envelope(runID: runID, workerID: workerID, message: message))
         guard var h = try? Header.decode(frames[0]) else { return frames[0] }
-        h.checksum = values.withUnsafeBufferPointer { ShardDigest.slice($0) }
+        h.checksum = checksum
         return h.encode()
     }
+}
+
+/// CLOCK_MONOTONIC in µs (the same clock in every process of the machine): trace lines of the
+/// sharded workers' phases line up across processes.
+func monotonicMicros() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int(ts.tv_sec) * 1_000_000 + Int(ts.tv_nsec) / 1_000
 }

@@ -105,6 +105,9 @@ struct Stress: ParsableCommand {
     @Option(help: "star: the coordinator reduces every worker's node sums; sharded: the workers own slices of the parameters, reduce-scatter their node sums to the owners and all-gather the reduced slices, and report digests of the whole vector (checked bit for bit).")
     var aggregation: StressAggregation = .star
 
+    @Option(help: "With --aggregation sharded: about this many floats per slice; each worker owns ⌈P / (workers × this)⌉ slices, so that reducing and sending pipeline.")
+    var sliceFloats: Int = 262_144
+
     @Option(help: .hidden)
     var perturbRound: Int?
 
@@ -138,6 +141,7 @@ struct Stress: ParsableCommand {
         c.strangerHellos = strangerHellos
         c.pregenerate = pregenerate
         c.aggregation = aggregation
+        c.sliceFloats = sliceFloats
         return c
     }
 
