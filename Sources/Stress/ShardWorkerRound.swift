@@ -213,15 +213,17 @@ extension ShardStressWorker {
     // MARK: - the owner
 
     /// The worker's own cut of owned slice `j` (of `owned`) of one of its nodes.
+    ///
+    /// The state is changed in place (`state!…`): a copy of it would share the reductions' buffers,
+    /// and the insert would then copy a whole slice's buffer.
     private func takeOwn(_ j: Int, block: Range<Int>, _ values: UnsafeBufferPointer<Float>) {
-        guard var s = state else { return }
-        let n = s.reductions[j]?.elements.count ?? 0
+        guard state != nil else { return }
+        let n = state!.reductions[j]?.elements.count ?? 0
         var taken = true
-        if n > 0 { taken = s.reductions[j]?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[0..<n]))) ?? false }
-        if taken, s.owned[j] == s.plan.owners - 1, values.count == n + 1 {
-            s.loss?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[n..<(n + 1)])))
+        if n > 0 { taken = state!.reductions[j]?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[0..<n]))) ?? false }
+        if taken, state!.owned[j] == state!.plan.owners - 1, values.count == n + 1 {
+            state!.loss?.insert(block: block, values: .floats(UnsafeBufferPointer(rebasing: values[n..<(n + 1)])))
         }
-        state = s
     }
 
     /// Reads what the other workers sent.
@@ -259,16 +261,17 @@ extension ShardStressWorker {
             default:
                 return
             }
-            guard let s = state else {
+            // (no copy of the state is held while node() and slice() change it in place)
+            guard let currentRound = state?.round, let currentAttempt = state?.attempt else {
                 keepEarly(d)
                 return
             }
-            let current = h.type == .node ? s.attempt & 0xFFFF : s.attempt
-            if round > UInt64(s.round) || (round == UInt64(s.round) && attempt != current && isNewer(attempt, than: current, wide: h.type == .slice)) {
+            let current = h.type == .node ? currentAttempt & 0xFFFF : currentAttempt
+            if round > UInt64(currentRound) || (round == UInt64(currentRound) && attempt != current && isNewer(attempt, than: current, wide: h.type == .slice)) {
                 keepEarly(d)
                 return
             }
-            guard round == UInt64(s.round) && attempt == current else { return }
+            guard round == UInt64(currentRound) && attempt == current else { return }
             if h.type == .node { node(h, payload) } else { slice(h, payload) }
         }
     }
@@ -283,19 +286,18 @@ extension ShardStressWorker {
 
     /// A NODE of the current attempt: its cut into the owned slice's reduction, straight from the frame.
     private func node(_ h: Header, _ payload: UnsafeRawBufferPointer) {
-        guard var s = state, Int(h.leafCount) == m, let j = s.owned.firstIndex(of: Int(h.aux & 0xFFFF)) else { return }
-        let n = s.reductions[j]?.elements.count ?? 0
-        let isLast = s.owned[j] == s.plan.owners - 1
+        guard state != nil, Int(h.leafCount) == m, let j = state!.owned.firstIndex(of: Int(h.aux & 0xFFFF)) else { return }
+        let n = state!.reductions[j]?.elements.count ?? 0
+        let isLast = state!.owned[j] == state!.plan.owners - 1
         guard payload.count == 4 * (n + (isLast ? 1 : 0)) else { return }
         let block = Int(h.rangeLower)..<Int(h.rangeUpper)
         var taken = true
         if n > 0 {
-            taken = s.reductions[j]?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * n)]))) ?? false
+            taken = state!.reductions[j]?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[0..<(4 * n)]))) ?? false
         }
         if taken, isLast {
-            s.loss?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[(4 * n)..<(4 * n + 4)])))
+            state!.loss?.insert(block: block, values: .littleEndian(UnsafeRawBufferPointer(rebasing: payload[(4 * n)..<(4 * n + 4)])))
         }
-        state = s
         finishIfReduced(j)
         reportIfHeld()
     }
@@ -303,14 +305,14 @@ extension ShardStressWorker {
     /// Once owned slice `j` (and, for the last slice, the loss) is reduced: into the whole vector
     /// and to every other worker.
     private func finishIfReduced(_ j: Int) {
-        guard var s = state, !s.done[j] else { return }
+        guard let s = state, !s.done[j] else { return }
         let o = s.owned[j]
         if let r = s.reductions[j], !r.isComplete { return }
         if o == s.plan.owners - 1 {
             guard let l = s.loss, l.isComplete else { return }
-            s.lossSum = l.withResult { $0[0] }
+            state!.lossSum = l.withResult { $0[0] }
         }
-        s.done[j] = true
+        state!.done[j] = true
         if let reduction = s.reductions[j] {
             let range = s.plan.range(ofOwner: o)
             var out = sliceOut.removeValue(forKey: o) ?? []
@@ -323,11 +325,10 @@ extension ShardStressWorker {
                     _ = UnsafeMutableBufferPointer(rebasing: f[range]).update(fromContentsOf: src)
                 }
             }
-            s.digests[o] = ShardDigest.slice(out[...])
-            s.held[o] = true
+            state!.digests[o] = ShardDigest.slice(out[...])
+            state!.held[o] = true
             sliceOut[o] = out
         }
-        state = s
         sendSlice(j)
         logger.trace("shard-phase \(serial) r\(s.round) slice\(o) \(monotonicMicros())")
     }
@@ -345,7 +346,7 @@ extension ShardStressWorker {
     /// Another owner's SLICE of the current attempt: into the whole vector (its digest is the
     /// frame's verified checksum).
     private func slice(_ h: Header, _ payload: UnsafeRawBufferPointer) {
-        guard var s = state, h.rangeLower < h.rangeUpper, Int(h.rangeUpper) <= p else { return }
+        guard let s = state, h.rangeLower < h.rangeUpper, Int(h.rangeUpper) <= p else { return }
         let range = Int(h.rangeLower)..<Int(h.rangeUpper)
         let o = s.plan.owner(ofElement: range.lowerBound)
         guard s.plan.range(ofOwner: o) == range, !s.held[o], payload.count == 4 * range.count else { return }
@@ -353,20 +354,18 @@ extension ShardStressWorker {
             (try? Wire.readFloats(payload, offset: 0, count: range.count, into: UnsafeMutableBufferPointer(rebasing: f[range]))) != nil
         }
         guard ok else { return }
-        s.held[o] = true
-        s.digests[o] = h.checksum
-        state = s
+        state!.held[o] = true
+        state!.digests[o] = h.checksum
         reportIfHeld()
     }
 
     /// Once every slice is held and every owned one sent: the report, and
     /// (``StressConfig/pregenerate``) the next round's sums.
     private func reportIfHeld() {
-        guard var s = state, !s.reported, s.done.allSatisfy({ $0 }) else { return }
+        guard let s = state, !s.reported, s.done.allSatisfy({ $0 }) else { return }
         let holders = ShardDigest.holders(s.plan)
         guard holders.allSatisfy({ s.held[$0] }) else { return }
-        s.reported = true
-        state = s
+        state!.reported = true
         logger.trace("shard-phase \(serial) r\(s.round) held \(monotonicMicros())")
         report()
         // the next round's sums once the coordinator says this one is over (a heartbeat): generated
