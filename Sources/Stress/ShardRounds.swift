@@ -102,6 +102,7 @@ extension StressRun {
         let live = Array(liveIDs.filter { peers[$0]?.peerEndpoint != nil }.prefix(m))
         shard.attempt &+= 1
         shard.currentRound = r
+        shard.memberLost = false
         shard.reports = [:]
         shard.completedAt = nil
         if live != shard.members || shard.tableVersion == nil {
