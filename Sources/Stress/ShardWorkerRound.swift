@@ -72,8 +72,13 @@ extension ShardStressWorker {
             nanos = UInt64(max(0, (now - start) * 1e9))
             sink.generated(round: r, nanos: nanos)
         }
+        // the last attempt's reductions are reused; the state lets go of them first, or the first
+        // insert would copy each buffer (shared with the old state)
+        var oldLoss: SliceReduction?
         if let old = state {
+            state = nil
             for (k, o) in old.owned.enumerated() { if let red = old.reductions[k] { spareReductions[o] = red } }
+            oldLoss = old.loss
         }
         let owned = table.owners.indices.filter { table.owners[$0] == workerID }
         var reductions: [SliceReduction?] = []
@@ -91,7 +96,8 @@ extension ShardStressWorker {
         spareReductions = [:]
         var loss: SliceReduction?
         if owned.last == plan.owners - 1 {
-            loss = state?.loss ?? SliceReduction(elements: 0..<1, leafCount: m)
+            loss = oldLoss ?? SliceReduction(elements: 0..<1, leafCount: m)
+            oldLoss = nil
             loss?.reset(leafCount: m)
         }
         var members: [UInt32] = []
