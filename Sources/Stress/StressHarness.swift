@@ -248,8 +248,10 @@ final class StressRun {
             while liveIDs.isEmpty && now - waitStart < config.roundTimeout && !stop.isSet { service(wait: .milliseconds(5)) }
             prepareAssign(round: r)
             checker.request(r)
-            if r < config.rounds { checker.request(r + 1) }
-            if config.pregenerate && r > 1 { awaitGeneration() }
+            // the checker works a round ahead; with --pregenerate only between the rounds, as the
+            // workers' generation (inside a round it would take a core from it)
+            if r < config.rounds && !config.pregenerate { checker.request(r + 1) }
+            if config.pregenerate && r > 1 { awaitGeneration(round: r) }
             measure.roundCompute = 0
             let begun = now
             let round: (Outcome, Double)? = config.aggregation == .sharded
@@ -268,6 +270,7 @@ final class StressRun {
                 for i in 0..<p { weights[i] -= lr * expected[i] }
             }
             checker.release(r)
+            if config.pregenerate && r < config.rounds { checker.request(r + 1) }
             if r == quarter { rssFirstQuarter = MemoryUsage.read()?.residentBytes }
             if r == config.rounds { rssLastQuarter = MemoryUsage.read()?.residentBytes }
             if let onProgress, now - lastProgress >= 1 {
@@ -310,9 +313,12 @@ final class StressRun {
 
     /// With ``StressConfig/pregenerate``: serves until every live worker has said (a heartbeat
     /// after its last answer) that it has generated the next round, or `--round-timeout` s.
-    func awaitGeneration() {
+    /// The checker's expectation of round `r` is ready first too.
+    func awaitGeneration(round r: Int) {
         let waitStart = now
-        while !Set(liveIDs).isSubset(of: measure.ready) && now - waitStart < config.roundTimeout { service(wait: .milliseconds(1)) }
+        while !(Set(liveIDs).isSubset(of: measure.ready) && checker.isReady(r)) && now - waitStart < config.roundTimeout {
+            service(wait: .milliseconds(1))
+        }
     }
 
     /// Compares a completed round's aggregate with the expectation. Nil if the checker was stopped.
