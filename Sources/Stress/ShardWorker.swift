@@ -31,6 +31,9 @@ import Support
 /// bytes) to the coordinator. A repeated ORDER of the same attempt sends everything again (the
 /// owners ignore nodes they have); a newer attempt starts the round over.
 ///
+/// At log level trace it times its phases for profiling: `shard-phase SERIAL rROUND begin|sent|own|sliceK|held
+/// MICROS`, CLOCK_MONOTONIC µs, the same clock in every process of the machine.
+///
 /// Faults as ``StressWorker``: kill and slow per round; drop, duplicate and corrupt per NODE and SLICE
 /// sent to a peer; wrong per attempt (with that probability one of the worker's NODEs of the attempt
 /// has one sum off, checksum valid).
