@@ -31,6 +31,10 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case roundVsGloo = "round-vs-gloo"
     /// 11. The busiest process's bytes per round against the all-reduce floor 2·(N−1)/N·4P, N = 2, 3, 4.
     case roundBytes = "round-bytes"
+    /// Star against sharded aggregation rounds (`ztrain stress`) over P = 10⁴ … 10⁷ with 2 and 4
+    /// worker processes: where sharded gets faster (the crossover behind `--aggregation auto`).
+    /// Only with `--only crossover` (not in a default run).
+    case crossover
     /// `train --workers 2` at the default `--audit-rate` against 0, H=32 and H=256.
     case audit
     /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
@@ -58,13 +62,16 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .observe: 9
         case .roundVsGloo: 10
         case .roundBytes: 11
-        case .audit, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
+        case .crossover, .audit, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
 
     public static func < (a: BenchGroup, b: BenchGroup) -> Bool {
         (allCases.firstIndex(of: a) ?? 0) < (allCases.firstIndex(of: b) ?? 0)
     }
+
+    /// What runs without `--only`: everything but the crossover measurement.
+    public static var byDefault: Set<BenchGroup> { Set(allCases.filter { $0 != .crossover }) }
 
     /// The targets (without the floors).
     public static var targets: [BenchGroup] { allCases.filter { $0.number != nil } }
@@ -136,6 +143,12 @@ public struct BenchSizes: Sendable, Equatable {
     public var memcpyBytes: Int
     public var gemmSquare: Int
     public var gemmSeconds: Double
+    /// The crossover measurement: parameter counts, worker counts, and the bytes of gradients a run's
+    /// rounds move (rounds = that ÷ 4P, at least ``crossoverMinRounds``, at most 200).
+    public var crossoverParameters: [Int] = [10_000, 100_000, 1_000_000, 10_000_000]
+    public var crossoverWorkers: [Int] = [2, 4]
+    public var crossoverBytes: Double = 4e8
+    public var crossoverMinRounds: Int = 10
 
     /// The sizes the targets are defined at.
     public static let full = BenchSizes(
@@ -155,5 +168,6 @@ public struct BenchSizes: Sendable, Equatable {
         glooBigParameters: 100_000, glooBigRounds: 4, glooSmallParameters: 20_000, glooSmallRounds: 4,
         bytesParameters: 10_000, bytesRounds: 3,
         scalingHidden: 64, scalingBatch: 128, scalingMicroBatch: 64, scalingRuns: 1, scalingSeconds: 0.05,
-        timeRuns: 1, seriesCount: 20, seriesPoints: 60, seriesBatch: 64, seriesHidden: 8, seriesRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01)
+        timeRuns: 1, seriesCount: 20, seriesPoints: 60, seriesBatch: 64, seriesHidden: 8, seriesRuns: 1, memcpyBytes: 4_000_000, gemmSquare: 128, gemmSeconds: 0.01,
+        crossoverParameters: [1_000, 20_000], crossoverWorkers: [2], crossoverBytes: 1e5, crossoverMinRounds: 3)
 }

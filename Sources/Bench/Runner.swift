@@ -53,8 +53,10 @@ public final class BenchRunner {
     public var baselineScript: String?
     /// Targets 10 and 11: `--aggregation MODE` passed on to `ztrain stress` (nil: its default).
     public var aggregation: String?
-    /// `ztrain stress` reports of this run by "workers×params", shared by targets 10 and 11.
+    /// `ztrain stress` reports of this run by "workers×params×rounds×mode", shared by targets 10 and 11.
     var stressRuns: [String: StressReport] = [:]
+    /// gloo's figures of this run by "world×params×rounds" (the star and sharded rows share them).
+    var glooRuns: [String: Result<GlooFigure, Unavailable>] = [:]
 
     /// - Parameters:
     ///   - executable: the `ztrain` binary to start (workers, coordinators, echo peers).
@@ -65,7 +67,7 @@ public final class BenchRunner {
         self.executable = executable
         self.quick = quick
         sizes = quick ? .quick : .full
-        selection = only ?? Set(BenchGroup.allCases)
+        selection = only ?? BenchGroup.byDefault
         self.pytorch = pytorch
         self.stop = stop
         self.logger = logger
@@ -114,6 +116,9 @@ public final class BenchRunner {
         }
         if selection.contains(.roundBytes) {
             for t in templatesRoundBytes() { try attempt([t]) { () throws(BenchError) in [try roundBytes(t)] } }
+        }
+        if selection.contains(.crossover) {
+            for t in templatesCrossover() { try attempt([t]) { () throws(BenchError) in [try crossover(t)] } }
         }
         if selection.contains(.audit) { try attempt(templatesAudit()) { () throws(BenchError) in try auditOverhead() } }
         if selection.contains(.csv) || selection.contains(.manySeries) {

@@ -75,6 +75,11 @@ final class ExpectedSums: @unchecked Sendable {
         return body(UnsafeBufferPointer(start: buffers[index], count: gen.parameterCount))
     }
 
+    /// Is round `r`'s expectation computed (without waiting)?
+    func isReady(_ r: Int) -> Bool {
+        condition.withLock { slots.contains { $0.round == r && $0.ready } }
+    }
+
     /// Frees round `r`'s buffer for a later round.
     func release(_ r: Int) {
         condition.withLock {

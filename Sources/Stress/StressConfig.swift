@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import RNN
 
 /// Why a stress run could not be carried out (as opposed to a run that found a problem, which is
 /// a ``StressReport`` with ``StressReport/passed`` false).
@@ -44,6 +45,17 @@ public enum StressTransport: String, Sendable, Equatable, Codable, CaseIterable 
     case tcp
     /// `ipc://` in a private temporary folder.
     case ipc
+}
+
+/// How the synthetic workers' gradients are combined.
+public enum StressAggregation: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Every worker sends its node sums to the coordinator, which reduces them (`StepAggregator`).
+    case star
+    /// The workers own slices of the parameters (`ShardPlan`): each sends every owner that owner's
+    /// slice of its node sums (NODE, a reduce-scatter), each owner reduces its slice in the canonical
+    /// order (`SliceReduction`) and sends it to every other worker (SLICE, an all-gather); every
+    /// worker then reports a digest of the whole reduced vector to the coordinator.
+    case sharded
 }
 
 /// The kinds of injected faults.
@@ -94,7 +106,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
     public var slowRate: Double = 0
     /// A slow worker sleeps this many typical round times.
     public var slowFactor: Double = 4
-    /// Per GRADIENT, the probability that it is not sent.
+    /// Per GRADIENT (sharded: per NODE and SLICE sent to another worker), the probability that it is not sent.
     public var dropRate: Double = 0
     /// Per GRADIENT, the probability that it is sent twice.
     public var duplicateRate: Double = 0
@@ -103,7 +115,9 @@ public struct StressConfig: Sendable, Equatable, Codable {
     /// Shuffle the order in which a worker sends the GRADIENTs of a batch of work.
     public var reorder: Bool = false
     /// Per GRADIENT, the probability that one of its sums is wrong with a valid checksum (every
-    /// order is then audited: computed by two workers and compared).
+    /// order is then audited: computed by two workers and compared). Sharded: per worker and
+    /// attempt of a round, the probability that one of its NODEs has a wrong sum (the digests then
+    /// differ from the expectation and the round is computed again).
     public var wrongRate: Double = 0
     /// Seconds of silence after which the coordinator declares a worker lost.
     public var liveness: Double = 3
@@ -130,6 +144,13 @@ public struct StressConfig: Sendable, Equatable, Codable {
     /// round's weights) is computed on receipt. Meant for runs without faults (a worker given
     /// another run of leaves generates on receipt, as without this mode).
     public var pregenerate: Bool = false
+    /// Star (the coordinator reduces) or sharded (the workers reduce slices and all-gather them).
+    public var aggregation: StressAggregation = .star
+    /// Sharded: about this many floats per slice. Each of the `N` workers of a table owns
+    /// ``slicesPerWorker(workers:)`` slices, dealt round-robin, so that owners reduce and send the
+    /// first slices while the later ones are still on the way (the reduce-scatter and the
+    /// all-gather pipeline).
+    public var sliceFloats: Int = 262_144
     /// Size of a stranger's big frame.
     public static let strangerFrameBytes = 1 << 20
 
@@ -189,8 +210,19 @@ public struct StressConfig: Sendable, Equatable, Codable {
         try need(roundTimeout.isFinite && roundTimeout > 0, "the round timeout must be positive (got \(roundTimeout))")
         try need(joinTimeout.isFinite && joinTimeout > 0, "the join timeout must be positive (got \(joinTimeout))")
         if let r = perturbRound { try need((1...rounds).contains(r), "--perturb-round must be in 1...\(rounds) (got \(r))") }
+        try need((ShardPlan.blockSize...(1 << 28)).contains(sliceFloats), "--slice-floats must be in \(ShardPlan.blockSize)...\(1 << 28) (got \(sliceFloats))")
+        if aggregation == .sharded {
+            try need(!reorder, "--reorder applies to --aggregation star (a sharded worker sends one NODE per owner and node)")
+        }
         try need((0...1_000_000).contains(strangerFrames), "--stranger-frames must be in 0...1000000 (got \(strangerFrames))")
         try need((0...1_000_000).contains(strangerHellos), "--stranger-hellos must be in 0...1000000 (got \(strangerHellos))")
+    }
+
+    /// Sharded: the slices each of `n` workers owns, `⌈P / (n · sliceFloats)⌉` (at least 1; at most
+    /// 65,536 slices in all).
+    public func slicesPerWorker(workers n: Int) -> Int {
+        let n = max(1, n)
+        return max(1, min((parameterCount + n * sliceFloats - 1) / (n * sliceFloats), (1 << 16) / n))
     }
 
     /// The faults this configuration injects.
@@ -221,6 +253,7 @@ public struct StressConfig: Sendable, Equatable, Codable {
                  "--log-level", "warning"]
         if reorder { a.append("--reorder") }
         if pregenerate { a.append("--pregenerate") }
+        if aggregation != .star { a += ["--aggregation", aggregation.rawValue, "--slice-floats", String(sliceFloats)] }
         if wrongRate > 0 { a += ["--wrong-rate", String(wrongRate)] }
         if let r = perturbRound { a += ["--perturb-round", String(r)] }
         return a

@@ -81,6 +81,10 @@ final class StressRun {
         /// Welcomed, not yet confirmed: it gets no orders until its first heartbeat with the ids the
         /// welcome gave (proof that it reads), and is forgotten after `--liveness` s without one.
         var pending = false
+        /// Its peer endpoint (sharded runs: announced in its HELLO).
+        var peerEndpoint: String? = nil
+        /// Its serial number (from its HELLO), to tie a reaped worker to its id.
+        var serial: Int? = nil
     }
 
     let config: StressConfig
@@ -132,6 +136,8 @@ final class StressRun {
     var bytesReceived = 0
     /// Latency without generation, bytes per peer, readiness (``RoundMeasure``).
     var measure = RoundMeasure()
+    /// The sharded rounds' state (``StressAggregation/sharded``).
+    var shard = ShardCoordination()
     var invalidFrames = 0
     var checksumMismatches = 0
     var invalidAnswers = 0
@@ -242,39 +248,29 @@ final class StressRun {
             while liveIDs.isEmpty && now - waitStart < config.roundTimeout && !stop.isSet { service(wait: .milliseconds(5)) }
             prepareAssign(round: r)
             checker.request(r)
-            if r < config.rounds { checker.request(r + 1) }
-            if config.pregenerate && r > 1 { awaitGeneration() }
+            // the checker works a round ahead; with --pregenerate only between the rounds, as the
+            // workers' generation (inside a round it would take a core from it)
+            if r < config.rounds && !config.pregenerate { checker.request(r + 1) }
+            if config.pregenerate && r > 1 { awaitGeneration(round: r) }
             measure.roundCompute = 0
             let begun = now
-            send(agg.begin(step: UInt64(r), windows: m, microBatch: 1, workers: liveIDs, now: begun))
-            var outcome = Outcome.lost
-            while true {
-                if stop.isSet { break rounds }
-                service(wait: .milliseconds(2))
-                if agg.audit.hasDisputes { send(redoAudited(round: r)) }
-                if agg.isComplete, let checked = agg.finish({ root in check(round: r, root) }) {
-                    guard let o = checked else { break rounds }
-                    outcome = o
-                    break
-                }
-                if now - begun > config.roundTimeout {
-                    logger.error("round \(r) lost: leaves \(compact(agg.missingLeaves)) missing after \(config.roundTimeout) s")
-                    break
-                }
-            }
+            let round: (Outcome, Double)? = config.aggregation == .sharded
+                ? shardedRound(r, begun: begun, stop: stop) : starRound(r, begun: begun, stop: stop)
+            guard let (outcome, end) = round else { break rounds }
             outcomes[r] = outcome
             completed = r
-            logger.debug("round \(r): \(outcome) after \(Int((now - begun) * 1e6)) µs; totals: retried \(agg.retried), speculative \(agg.speculative), reassigned \(agg.reassigned), late \(agg.lateOrDuplicate), lost workers \(lostWorkers)")
+            logger.debug("round \(r): \(outcome) after \(Int((end - begun) * 1e6)) µs; totals: retried \(agg.retried), speculative \(agg.speculative), reassigned \(agg.reassigned), late \(agg.lateOrDuplicate), lost workers \(lostWorkers)")
             if outcome == .exact {
-                histogram.record(UInt64(max(1, (now - begun) * 1e6)))
-                measure.recordExact(micros: (now - begun) * 1e6)
+                histogram.record(UInt64(max(1, (end - begun) * 1e6)))
+                measure.recordExact(micros: (end - begun) * 1e6)
             }
-            recentRounds.append(now - begun)
+            recentRounds.append(end - begun)
             if recentRounds.count > 21 { recentRounds.removeFirst() }
             _ = checker.withExpected(r) { expected in
                 for i in 0..<p { weights[i] -= lr * expected[i] }
             }
             checker.release(r)
+            if config.pregenerate && r < config.rounds { checker.request(r + 1) }
             if r == quarter { rssFirstQuarter = MemoryUsage.read()?.residentBytes }
             if r == config.rounds { rssLastQuarter = MemoryUsage.read()?.residentBytes }
             if let onProgress, now - lastProgress >= 1 {
@@ -296,11 +292,33 @@ final class StressRun {
         return report(seconds: seconds, completed: completed, leaked: leakedWorkers, signal: stop.isSet ? max(1, stop.signal) : 0)
     }
 
+    /// Runs round `r` through the `StepAggregator` until its aggregate is complete and checked (or
+    /// the round timeout): the outcome and its end, or nil when stopped (or the checker stopped).
+    func starRound(_ r: Int, begun: Double, stop: StopFlag) -> (Outcome, Double)? {
+        send(agg.begin(step: UInt64(r), windows: m, microBatch: 1, workers: liveIDs, now: begun))
+        while true {
+            if stop.isSet { return nil }
+            service(wait: .milliseconds(2))
+            if agg.audit.hasDisputes { send(redoAudited(round: r)) }
+            if agg.isComplete, let checked = agg.finish({ root in check(round: r, root) }) {
+                guard let o = checked else { return nil }
+                return (o, now)
+            }
+            if now - begun > config.roundTimeout {
+                logger.error("round \(r) lost: leaves \(compact(agg.missingLeaves)) missing after \(config.roundTimeout) s")
+                return (.lost, now)
+            }
+        }
+    }
+
     /// With ``StressConfig/pregenerate``: serves until every live worker has said (a heartbeat
     /// after its last answer) that it has generated the next round, or `--round-timeout` s.
-    func awaitGeneration() {
+    /// The checker's expectation of round `r` is ready first too.
+    func awaitGeneration(round r: Int) {
         let waitStart = now
-        while !Set(liveIDs).isSubset(of: measure.ready) && now - waitStart < config.roundTimeout { service(wait: .milliseconds(1)) }
+        while !(Set(liveIDs).isSubset(of: measure.ready) && checker.isReady(r)) && now - waitStart < config.roundTimeout {
+            service(wait: .milliseconds(1))
+        }
     }
 
     /// Compares a completed round's aggregate with the expectation. Nil if the checker was stopped.
@@ -376,6 +394,10 @@ final class StressRun {
     /// Replaces dead workers (after injected kills, and after crashes, which are also reported).
     func supervise() {
         for death in pool.reap() {
+            if config.aggregation == .sharded, let id = peers.first(where: { $0.value.serial == death.serial })?.key {
+                // its links to the other workers are gone too: the attempt is moot now, not after --liveness
+                declareLost(id, because: "it ended")
+            }
             if death.injected {
                 logger.debug("\(death.what)")
             } else {
@@ -465,6 +487,10 @@ final class StressRun {
                 let id = nextID
                 nextID += 1
                 peers[id] = Peer(identity: identity, lastHeard: now, live: false, pending: true)
+                if case .hello(let hello) = envelope.message {
+                    peers[id]?.peerEndpoint = hello.peer
+                    peers[id]?.serial = hello.ztrainVersion.hasPrefix("stress-worker-") ? Int(hello.ztrainVersion.dropFirst(14)) : nil
+                }
                 ids[identity] = id
                 welcome(id)
             }
@@ -485,6 +511,13 @@ final class StressRun {
             }
         case .bye(let reason):
             if let id = ids[identity] { declareLost(id, because: "it said BYE (\(reason))") }
+        case .norm(let report) where config.aggregation == .sharded:
+            guard let id = ids[identity], peers[id]?.pending == false else {
+                invalidAnswers += 1
+                return
+            }
+            touch(id)
+            shardReport(from: id, report)
         default:
             invalidAnswers += 1
             warn("type", "unexpected \(envelope.message.type) from a worker")
@@ -544,6 +577,7 @@ final class StressRun {
         peers[id] = peer
         lostWorkers += 1
         updateLive()
+        if config.aggregation == .sharded { shardMemberLost(id) }
         let orders = agg.lost(id, live: liveIDs, now: now)
         logger.debug("worker #\(id) lost (\(reason)); \(orders.count) order(s) reassigned")
         send(orders)
@@ -678,7 +712,11 @@ final class StressRun {
         report.generationMicros = LatencySummary(nanos: ledger.generationByRound.sorted { $0.key < $1.key }.map(\.value))
         report.bytesPerRound = StressBytes(coordinator: (measure.coordinatorIn, measure.coordinatorOut), workers: measure.peers,
                                            rounds: exact + wrong, workerCount: config.workers, parameterCount: p)
-        report.wrongDetected = agg.audit.mismatches
+        report.wrongDetected = config.aggregation == .sharded ? shard.wrongDetected : agg.audit.mismatches
+        if config.aggregation == .sharded {
+            report.sharded = ShardedCounters(tables: shard.tables, attemptsRedone: shard.redone, ordersRepeated: shard.repeated,
+                                             ownersLost: shard.ownersLost, staleReports: shard.staleReports)
+        }
         return report
     }
 }

@@ -29,6 +29,30 @@ public struct LatencySummary: Sendable, Equatable, Codable {
     public var mean: Double
 }
 
+/// The sharded rounds' counters (``StressAggregation/sharded``).
+public struct ShardedCounters: Sendable, Equatable, Codable {
+    /// TABLEs sent (the first, and one per change of the live workers).
+    public var tables: Int
+    /// Attempts of a round beyond its first: a member was lost (the round starts over under a new
+    /// table), or (`--wrong-rate`) the digests were wrong.
+    public var attemptsRedone: Int
+    /// Times an attempt's ORDERs were sent again (it had not completed within `--retry-after`, at
+    /// least 3 typical rounds: a NODE or SLICE was lost).
+    public var ordersRepeated: Int
+    /// Lost workers that owned a non-empty slice of the current table.
+    public var ownersLost: Int
+    /// Reports of an earlier attempt or round.
+    public var staleReports: Int
+
+    public init(tables: Int, attemptsRedone: Int, ordersRepeated: Int, ownersLost: Int, staleReports: Int) {
+        self.tables = tables
+        self.attemptsRedone = attemptsRedone
+        self.ordersRepeated = ordersRepeated
+        self.ownersLost = ownersLost
+        self.staleReports = staleReports
+    }
+}
+
 /// What a stress run measured and found.
 public struct StressReport: Sendable, Equatable, Codable {
     /// The configuration.
@@ -126,8 +150,11 @@ public struct StressReport: Sendable, Equatable, Codable {
     /// Bytes per round of the coordinator and of each worker, and the busiest process against
     /// the all-reduce floor `2·(N−1)/N·4P`.
     public var bytesPerRound: StressBytes?
-    /// Wrong answers the audit caught (`--wrong-rate`): nodes whose two answers differed.
+    /// Wrong answers caught (`--wrong-rate`): with star, nodes whose two answers differed (the
+    /// audit); sharded, attempts whose digests differed from the expectation (computed again).
     public var wrongDetected = 0
+    /// The sharded rounds' counters (nil for star).
+    public var sharded: ShardedCounters?
 
     /// Every aggregate exact, no round lost, nothing leaked, not interrupted: `problems` is empty.
     public var passed: Bool
@@ -149,7 +176,7 @@ public struct StressReport: Sendable, Equatable, Codable {
         func rate(_ b: Double) -> String { cFormat("%.1f MiB/s", b / 1_048_576) }
         let c = config
         var lines: [String] = []
-        lines.append("ztrain stress: \(c.workers) worker \(mode), P = \(c.parameterCount), M = \(c.leafCount) leaves (\(c.leavesPerWorker) per worker), \(c.rounds) rounds, seed \(c.seed), \(endpoint)")
+        lines.append("ztrain stress: \(c.workers) worker \(mode), \(c.aggregation.rawValue), P = \(c.parameterCount), M = \(c.leafCount) leaves (\(c.leavesPerWorker) per worker), \(c.rounds) rounds, seed \(c.seed), \(endpoint)")
         lines.append(cFormat("rounds        %ld completed (%ld exact, %ld wrong), %ld lost, in %.2f s = %.2f rounds/s",
                             rounds, exactRounds, wrongAggregates, lostRounds, seconds, roundsPerSecond))
         let l = latencyMicros
@@ -185,7 +212,11 @@ public struct StressReport: Sendable, Equatable, Codable {
         }
         lines.append("faults        survived/injected: " + kinds.joined(separator: ", "))
         if config.wrongRate > 0 {
-            lines.append("audit         wrong answers injected \(faults[FaultKind.wrong.rawValue]?.injected ?? 0), detected \(wrongDetected) (nodes whose two answers differed), rounds still exact \(exactRounds)")
+            let how = config.aggregation == .sharded ? "attempts whose digests were wrong, computed again" : "nodes whose two answers differed"
+            lines.append("audit         wrong answers injected \(faults[FaultKind.wrong.rawValue]?.injected ?? 0), detected \(wrongDetected) (\(how)), rounds still exact \(exactRounds)")
+        }
+        if let s = sharded {
+            lines.append("sharded       tables \(s.tables), attempts redone \(s.attemptsRedone), orders repeated \(s.ordersRepeated), owners lost \(s.ownersLost), stale reports \(s.staleReports)")
         }
         lines.append("answers       late/duplicate \(lateOrDuplicate), invalid frames \(invalidFrames) (checksum \(checksumMismatches)), invalid answers \(invalidAnswers)")
         lines.append("orders        retried \(retried), speculative \(speculative), reassigned \(reassigned)")

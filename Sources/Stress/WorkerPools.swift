@@ -72,8 +72,13 @@ final class ThreadWorkers: WorkerPool {
         handles[serial] = handle
         let (config, endpoint, ledger, stop, logger) = (self.config, self.endpoint, self.ledger, self.stop, self.logger)
         detachThread {
-            let worker = StressWorker(config: config, serial: serial, sink: ledger, stop: stop, logger: logger)
-            handle.finish(worker.run(endpoint: endpoint))
+            if config.aggregation == .sharded {
+                let worker = ShardStressWorker(config: config, serial: serial, sink: ledger, stop: stop, logger: logger)
+                handle.finish(worker.run(endpoint: endpoint))
+            } else {
+                let worker = StressWorker(config: config, serial: serial, sink: ledger, stop: stop, logger: logger)
+                handle.finish(worker.run(endpoint: endpoint))
+            }
         }
     }
 

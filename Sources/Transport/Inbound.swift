@@ -98,6 +98,32 @@ public struct Delivery {
     }
 }
 
+extension Delivery {
+    /// Validates a message of header and one payload frame (any type but ASSIGN: checksum, header and
+    /// the type's rules, nothing materialized) and hands `body` the header and the payload as received,
+    /// without a copy (a sharded NODE's or SLICE's floats straight from the frame), or why it is invalid.
+    /// The view is valid only inside `body`.
+    ///
+    /// ```swift
+    /// d.openPayload(limits: limits) { checked, payload in
+    ///     if case .success(let v) = checked, v.header.type == .node { reduce(v.header, payload) }
+    /// }
+    /// ```
+    public func openPayload<R>(limits: Limits, _ body: (Result<Wire.Validated, WireError>, UnsafeRawBufferPointer) -> R) -> R {
+        if let framing { return body(.failure(framing), UnsafeRawBufferPointer(start: nil, count: 0)) }
+        guard frames.count == 2 else { return body(.failure(.wrongFrameCount(frames.count + 1)), UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return frames[0].withUnsafeBytes { h in
+            frames[1].withUnsafeBytes { p in
+                do throws(WireError) {
+                    return body(.success(try Wire.validate(header: h, payload: p, limits: limits)), p)
+                } catch {
+                    return body(.failure(error), p)
+                }
+            }
+        }
+    }
+}
+
 /// What an endpoint hands its owner for each message: a validated view, a decoded message, a
 /// frame it dropped and why, or a stranger's frame it dropped unread. Views point into the
 /// received frames and are valid only inside the callback that got them.

@@ -125,8 +125,10 @@ public final class RouterEndpoint {
         return n
     }
 
-    /// Reads the next waiting message, or nil when none is (or the socket failed; logged).
-    private func next() -> Delivery? {
+    /// Reads the next waiting message, or nil when none is (or the socket failed; logged). Unlike
+    /// ``receive(limits:max:isKnown:_:)`` it applies no stranger rule and opens nothing: for a
+    /// receiver that reads payloads in place (``Delivery/openPayload(limits:_:)``).
+    public func next() -> Delivery? {
         let frames: [ZeroMQ.Message]
         do {
             frames = try socket.receiveMultipartMessages(flags: .dontWait)

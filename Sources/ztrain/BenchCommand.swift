@@ -13,6 +13,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import Stress
 import Training
 import Support
 
@@ -32,13 +33,17 @@ struct BenchCommand: ParsableCommand {
             scripts/bench --pytorch does both), else from the figures recorded on the reference machine, marked \
             "recorded". Target 10 measures gloo's all_reduce in the same run with \
             scripts/pytorch_baseline.py --allreduce under --python (default python3 on the PATH); \
-            without torch its baseline reads "unavailable" with the reason.
+            without torch its baseline reads "unavailable" with the reason. Targets 10 and 11 have a row \
+            for the star and one for sharded aggregation (--aggregation picks one). --only crossover \
+            (not in a default run) times star against sharded rounds over P = 10^4 ... 10^7 with 2 and 4 \
+            worker processes.
 
             Examples:
               ztrain bench --json bench.json --markdown BENCHMARKS.md
               ztrain bench --only 1,2,gemm
               ztrain bench --quick
               ztrain bench --only round-vs-gloo,round-bytes --python /tmp/ztrain-torch/bin/python
+              ztrain bench --only crossover
             """)
 
     @Flag(help: "Tiny sizes and few repetitions (for tests): the same table, figures that mean nothing.")
@@ -62,7 +67,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Target 10: scripts/pytorch_baseline.py (default: found in the checkout the binary was built in, or in the current folder).", valueName: "path"))
     var baselineScript: String?
 
-    @Option(help: ArgumentHelp("Targets 10-11: passed on as ztrain stress --aggregation MODE (default: stress's own default, the star).", valueName: "mode"))
+    @Option(help: ArgumentHelp("Targets 10-11: measure only this mode (star or sharded; passed on as ztrain stress --aggregation MODE). Default: both, a row each.", valueName: "mode"))
     var aggregation: String?
 
     @OptionGroup var global: GlobalOptions
@@ -70,6 +75,9 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         if let o = only {
             do throws(BenchError) { _ = try BenchGroup.parse(o) } catch { throw ValidationError(error.description) }
+        }
+        if let a = aggregation, StressAggregation(rawValue: a) == nil {
+            throw ValidationError("--aggregation must be star or sharded (got '\(a)')")
         }
         if let p = pytorchJson {
             do throws(BenchError) { _ = try PyTorchFigures.load(path: p) } catch { throw ValidationError(error.description) }

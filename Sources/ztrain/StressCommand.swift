@@ -102,6 +102,12 @@ struct Stress: ParsableCommand {
     @Flag(help: "Measurement: workers generate each round's leaf gradients before the round begins (the round's clock then runs without the generation; for runs without faults).")
     var pregenerate = false
 
+    @Option(help: "star: the coordinator reduces every worker's node sums; sharded: the workers own slices of the parameters, reduce-scatter their node sums to the owners and all-gather the reduced slices, and report digests of the whole vector (checked bit for bit).")
+    var aggregation: StressAggregation = .star
+
+    @Option(help: "With --aggregation sharded: about this many floats per slice; each worker owns ⌈P / (workers × this)⌉ slices, so that reducing and sending pipeline.")
+    var sliceFloats: Int = 262_144
+
     @Option(help: .hidden)
     var perturbRound: Int?
 
@@ -134,6 +140,8 @@ struct Stress: ParsableCommand {
         c.wrongRate = wrongRate
         c.strangerHellos = strangerHellos
         c.pregenerate = pregenerate
+        c.aggregation = aggregation
+        c.sliceFloats = sliceFloats
         return c
     }
 
@@ -203,9 +211,15 @@ struct Stress: ParsableCommand {
         guard let path = workerLedger else { throw ValidationError("--worker-connect needs --worker-ledger") }
         let sink: FaultFile
         do { sink = try FaultFile(path: path) } catch { throw fail("\(error)") }
-        let worker = StressWorker(config: config, serial: workerSerial, sink: sink, stop: StopFlag(),
-                                  parentPID: parentPid, killSelf: true, logger: logger)
-        switch worker.run(endpoint: endpoint) {
+        let exit: WorkerExit
+        if aggregation == .sharded {
+            exit = ShardStressWorker(config: config, serial: workerSerial, sink: sink, stop: StopFlag(),
+                                     parentPID: parentPid, killSelf: true, logger: logger).run(endpoint: endpoint)
+        } else {
+            exit = StressWorker(config: config, serial: workerSerial, sink: sink, stop: StopFlag(),
+                                parentPID: parentPid, killSelf: true, logger: logger).run(endpoint: endpoint)
+        }
+        switch exit {
         case .shutdown, .stopped, .killed:
             return
         case .failed(let why):
@@ -215,3 +229,4 @@ struct Stress: ParsableCommand {
 }
 
 extension StressTransport: ExpressibleByArgument {}
+extension StressAggregation: ExpressibleByArgument {}

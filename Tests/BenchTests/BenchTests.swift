@@ -244,8 +244,9 @@ struct BenchTests {
     @Test func roundVsGlooTargetsCompareWithGlooOnTheRatio() {
         for sizes in [BenchSizes.full, .quick] {
             let t = BenchRunner.templatesRoundVsGloo(sizes)
-            #expect(t.map(\.name) == ["round-10m-vs-gloo", "round-1m-4w-vs-gloo"])
-            #expect(t.map(\.target) == ["10a", "10b"])
+            // a star and a sharded row per comparison
+            #expect(t.map(\.name) == ["round-10m-vs-gloo", "round-10m-vs-gloo-sharded", "round-1m-4w-vs-gloo", "round-1m-4w-vs-gloo-sharded"])
+            #expect(t.map(\.target) == ["10a", "10a", "10b", "10b"])
             for r in t {
                 #expect(r.unit == "ms" && r.goal.on == .ratio && r.goal.op == .atMost && r.goal.threshold == 1.0)
                 #expect(r.baselineName?.contains("gloo all_reduce") == true && r.baselineSource == .sameRun)
@@ -253,31 +254,50 @@ struct BenchTests {
             }
         }
         let cases = BenchRunner.glooCases(.full)
-        #expect(cases.map(\.workers) == [2, 4] && cases.map(\.parameters) == [10_000_000, 1_000_000])
+        #expect(cases.map(\.workers) == [2, 2, 4, 4] && cases.map(\.parameters) == [10_000_000, 10_000_000, 1_000_000, 1_000_000])
+        #expect(cases.map(\.aggregation) == [.star, .sharded, .star, .sharded])
+        #expect(BenchRunner.templatesRoundVsGloo(.full, modes: [.sharded]).map(\.name) == ["round-10m-vs-gloo-sharded", "round-1m-4w-vs-gloo-sharded"])
+        #expect(BenchRunner.templatesRoundVsGloo(.full, modes: [.star]).map(\.name) == ["round-10m-vs-gloo", "round-1m-4w-vs-gloo"])
         #expect(BenchRunner.templatesRoundVsGloo(.full)[0].goal.text.contains("moonshot 0.7"))
     }
 
     @Test func roundBytesTargetsAreAgainstTheAllReduceFloor() {
         let t = BenchRunner.templatesRoundBytes(.full)
-        #expect(t.map(\.name) == ["bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4"])
-        #expect(t.map(\.target) == ["11a", "11b", "11c"])
+        #expect(t.map(\.name) == ["bytes-busiest-n2", "bytes-busiest-n2-sharded", "bytes-busiest-n3", "bytes-busiest-n3-sharded",
+                                   "bytes-busiest-n4", "bytes-busiest-n4-sharded"])
+        #expect(t.map(\.target) == ["11a", "11a", "11b", "11b", "11c", "11c"])
         for (r, c) in zip(t, BenchRunner.bytesCases(.full)) {
             let floor = 2 * Double(c.workers - 1) / Double(c.workers) * 4 * Double(c.parameters)
             #expect(r.unit == "MB" && r.baseline == floor / 1e6)
             #expect(r.goal.on == .value && r.goal.op == .atMost)
             #expect(abs(r.goal.threshold - (1.1 * floor + BenchRunner.headerAllowance(workers: c.workers)) / 1e6) < 1e-9)
         }
-        #expect(BenchRunner.bytesCases(.full).map(\.workers) == [2, 3, 4])
+        #expect(BenchRunner.bytesCases(.full).map(\.workers) == [2, 2, 3, 3, 4, 4])
+        #expect(BenchRunner.bytesCases(.full, modes: [.star]).map(\.workers) == [2, 3, 4])
     }
 
     @Test func stressRunsArePregeneratedProcessesAndPassTheAggregationOn() {
-        let c = BenchRunner.glooCases(.quick)[1]
+        let c = BenchRunner.glooCases(.quick, modes: [.star])[1]
         let plain = BenchRunner.stressArguments(c, aggregation: nil)
         #expect(plain.first == "stress" && plain.contains("--processes") && plain.contains("--pregenerate"))
         #expect(!plain.contains("--aggregation"))
         #expect(Array(plain.drop { $0 != "--workers" }.prefix(2)) == ["--workers", "4"])
         let sharded = BenchRunner.stressArguments(c, aggregation: "sharded")
         #expect(Array(sharded.suffix(2)) == ["--aggregation", "sharded"])
+    }
+
+    @Test func crossoverComparesShardedWithStarAndRunsOnlyWhenAskedFor() throws {
+        #expect(try BenchGroup.parse("crossover") == [.crossover])
+        #expect(!BenchGroup.byDefault.contains(.crossover) && BenchGroup.byDefault.count == BenchGroup.allCases.count - 1)
+        #expect(BenchGroup.crossover.number == nil)
+        let cases = BenchRunner.crossoverCases(.full)
+        #expect(cases.map(\.workers) == [2, 2, 2, 2, 4, 4, 4, 4])
+        #expect(cases.map(\.parameters) == [10_000, 100_000, 1_000_000, 10_000_000, 10_000, 100_000, 1_000_000, 10_000_000])
+        #expect(cases.allSatisfy { $0.rounds >= 10 && $0.rounds <= 200 })
+        for t in BenchRunner.templatesCrossover(.full) {
+            #expect(t.unit == "ms" && t.goal.on == .ratio && t.goal.op == .atMost && t.goal.threshold == 1.0)
+            #expect(t.baselineName?.contains("star") == true && t.name.hasPrefix("crossover-n"))
+        }
     }
 
     @Test func roundBytesOfTheStressProtocol() {

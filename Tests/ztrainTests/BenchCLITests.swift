@@ -33,8 +33,8 @@ struct BenchCLITests {
         // the targets (10 and 11 count as "1"), the real-series figures (csv: parsing rate and memory; series:
         // many series), and the audit's cost (audit: H=32 and H=256)
         #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a"]), "targets: \(targets.sorted())")
-        // 15, targets 10a-b (against gloo) and 11a-c (bytes), and the audit's two
-        #expect(results.count == 22)
+        // 15, targets 10a-b (against gloo) and 11a-c (bytes), each for the star and sharded, and the audit's two
+        #expect(results.count == 27)
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
@@ -65,7 +65,7 @@ struct BenchCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.path("b.json")))) as? [String: Any])
         let results = try #require(root["results"] as? [[String: Any]])
-        #expect(results.compactMap { $0["target"] as? String } == ["10a", "10b"])
+        #expect(results.compactMap { $0["target"] as? String } == ["10a", "10a", "10b", "10b"])
         for entry in results {
             #expect(entry["baseline"] as? Double == 1000, "\(entry)")
             #expect(entry["baseline_source"] as? String == "same-run")

@@ -27,7 +27,12 @@ public enum AggregationChoice: String, Sendable, CaseIterable {
     /// hops (NODE, NORM, APPLY, SLICE); above it the star's 2·N·P floats through the coordinator's link
     /// dominate. Workers on the coordinator's machine (`train --workers`) share its cores and memory
     /// bandwidth, where the bytes do not shrink by being spread: measured on a 2-core machine, neither
-    /// mode wins at 10^6 or 10^7 parameters, so `auto` keeps star there (see BENCHMARKS.md).
+    /// mode wins at 10^6 or 10^7 parameters, so `auto` keeps star there (see BENCHMARKS.md). The
+    /// aggregation round alone (`ztrain bench --only crossover`: star against sharded `ztrain stress`
+    /// rounds, 2 and 4 worker processes over TCP loopback) crosses over between 10^4 and 10^5
+    /// parameters with 2 workers and between 10^5 and 10^6 with 4, sharded taking about half the
+    /// star's time from 10^6; a training step adds the NORM and APPLY hops on top, so the value stays
+    /// above the measured crossover.
     public static let autoCrossover = 1 << 20
 
     /// The mode for a model of `parameterCount` parameters trained by `workers` workers (`sameHost`:
