@@ -48,4 +48,6 @@ final class WatchHub {
     var watch: RunWatch?
     var core: CoordinatorCore?
     var timeline: TimelineWriter?
+    /// The last step whose `--hash-every` line was written (a rollback's replay passes steps again).
+    var hashedThrough = 0
 }

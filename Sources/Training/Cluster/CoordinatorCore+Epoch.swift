@@ -217,6 +217,9 @@ extension CoordinatorCore {
         m.loss = loss
         m.valLoss = valLoss
         metrics.append(m)
+        // a rollback's replay (audit, lost owner) closes its epochs again: each line is emitted once
+        guard metrics.count > epochsEmitted else { return }
+        epochsEmitted = metrics.count
         emit(.epoch(m))
     }
 
