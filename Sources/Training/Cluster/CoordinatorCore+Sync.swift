@@ -50,10 +50,13 @@ extension CoordinatorCore {
     /// Does the coordinator need the weights after the step being decided? Every
     /// ``AuditState/snapshotEvery`` steps (the snapshots a lost owner rolls back to, and the audit's),
     /// at an epoch's end (its evaluation, hash and decisions), at the last step of the step limit, at a
-    /// due checkpoint and at a due `--hash-every` hash.
+    /// due checkpoint and at a due `--hash-every` hash. With owner recovery also at the step after one
+    /// whose snapshot could not be taken (an epoch's end whose evaluation ran on while the next step
+    /// computed), so the rollback of a lost owner stays within about ``AuditState/snapshotEvery`` steps.
     var syncsAtThisStep: Bool {
         let next = state.step + 1
         if next % AuditState.snapshotEvery == 0 { return true }
+        if options.ownerRecovery, let last = auditing.snapshots.last, state.step - last.state.step >= AuditState.snapshotEvery { return true }
         if state.stepInEpoch + 1 >= state.stepsPerEpoch || config.steps == next { return true }
         if checkpointEvery > 0 && next % checkpointEvery == 0 { return true }
         return hashEvery > 0 && next % hashEvery == 0
