@@ -119,7 +119,12 @@ struct WorkerShard {
         owner = ShardOwner(plan: plan, owner: o, parameters: s.values,
                            optimizer: Optimizer(config: optimizer, step: Int(s.version), m: state0, v: state1),
                            stepsApplied: Int(s.version))
-        return retryEarly()
+        var out = retryEarly()
+        if let f = parkedFetch {
+            parkedFetch = nil
+            out += fetch(f)
+        }
+        return out
     }
 
     // MARK: - The weights
@@ -310,11 +315,10 @@ struct WorkerShard {
     /// The coordinator's FETCH: the slice this owner holds (the weights and optimizer state of the step
     /// it last applied), to the coordinator.
     mutating func fetch(_ f: FetchSlices) -> [WorkerEffect] {
-        guard let table, f.table <= table.version else {
-            parkedFetch = f
+        guard let table, f.table <= table.version, let o = owner else {
+            parkedFetch = f  // its table, or this owner's seed, is on the way
             return []
         }
-        guard let o = owner else { return [] }
         let s = ParameterSlice(version: UInt64(o.stepsApplied), range: o.range, values: o.parameters,
                                state: [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty })
         return [.send(envelope(.slice(s)))]
