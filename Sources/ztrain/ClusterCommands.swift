@@ -314,9 +314,11 @@ func runCoordinator(
                 if let w = hub.watch, let c = hub.core {
                     w.step(StepRecord(state: c.state, loss: loss, samplesPerSecond: sps, timing: timing, bytesIn: c.bytesIn, bytesOut: c.bytesOut))
                 }
-                // a rollback's replay (audit, lost owner) passes its steps again: each hash line is written once
-                if p.hashEvery > 0, s > hub.hashedThrough, let c = hub.core, writeError == nil {
+                // a lost owner's replay passes its steps again, with the same bits: each hash line is written
+                // once (an audit's rollback writes its corrected lines again)
+                if p.hashEvery > 0, let c = hub.core, s > hub.hashedThrough || c.rollbacks > hub.auditRollbacks, writeError == nil {
                     hub.hashedThrough = s
+                    hub.auditRollbacks = c.rollbacks
                     do { try p.recordHash(c.state, watch: hub.watch) } catch { writeError = error }
                 }
             case .epoch(let m):

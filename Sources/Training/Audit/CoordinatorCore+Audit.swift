@@ -141,7 +141,10 @@ extension CoordinatorCore {
         pendingEpoch = nil
         auditing.snapshots.removeAll { $0.state.step > snap.state.step }
         auditing.firstUnverified = auditing.firstUnverified.filter { $0.value < snap.state.step }
-        if counted { auditing.rollbacks += 1 }
+        if counted {
+            auditing.rollbacks += 1
+            epochsEmitted = min(epochsEmitted, snap.metricsCount)  // the replay's lines are the corrected ones
+        }
     }
 }
 

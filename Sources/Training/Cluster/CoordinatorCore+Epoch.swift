@@ -217,7 +217,7 @@ extension CoordinatorCore {
         m.loss = loss
         m.valLoss = valLoss
         metrics.append(m)
-        // a rollback's replay (audit, lost owner) closes its epochs again: each line is emitted once
+        // a lost owner's replay closes its epochs again, with the same bits: each line is emitted once
         guard metrics.count > epochsEmitted else { return }
         epochsEmitted = metrics.count
         emit(.epoch(m))

@@ -232,7 +232,8 @@ extension CoordinatorCore {
 
     /// An owner's updated slice at a sync step (the last one completes the step), or its answer to a FETCH.
     func shardSlice(_ slice: ParameterSlice, from peer: PeerID, workerID: UInt32, now: Double) -> [CoordinatorEffect] {
-        if shard?.fetch != nil { return fetchedSlice(slice, from: peer, workerID: workerID, now: now) }
+        // a FETCH's answer is of the step the coordinator holds; an update's, of the step after it
+        if let f = shard?.fetch, slice.version == UInt64(f.step) { return fetchedSlice(slice, from: peer, workerID: workerID, now: now) }
         guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, !a.acknowledge, slice.version == a.step,
               let o = s.table.owners.firstIndex(of: workerID), s.plan.range(ofOwner: o) == slice.range,
               !s.heard.contains(o) else { return [] }

@@ -65,7 +65,11 @@ extension CoordinatorCore {
     /// Asks every owner for the slice it holds (weights and optimizer state); once all are in, the run
     /// state is current (``weightsAreCurrent``, ``optimizerIsCurrent``) and the core goes on with
     /// `purpose` (``shardsFetched(_:now:)``). At once when the state is current already; after the step
-    /// when an APPLY is out. To add a use, add a ``ShardFetchPurpose`` and its continuation.
+    /// when an APPLY is out. A step being reduced goes on meanwhile (its APPLY leaves the owners after
+    /// the FETCH, so they answer with the step the coordinator holds). To add a use, add a
+    /// ``ShardFetchPurpose`` and its continuation in ``shardsFetched(_:now:)``.
+    ///
+    ///     return fetchShards(for: .stop(reason), now: now)   // the run's exact state, then the stop
     func fetchShards(for purpose: ShardFetchPurpose, now: Double) -> [CoordinatorEffect] {
         guard var s = shard, !(weightsAreCurrent && optimizerIsCurrent) else { return shardsFetched(purpose, now: now) }
         if case .applying = s.phase {

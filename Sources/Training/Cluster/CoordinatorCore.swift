@@ -100,8 +100,8 @@ public final class CoordinatorCore {
     public internal(set) var replans = 0
     /// Sharded: steps computed again after lost owners (each recovery replays from the last sync step).
     public internal(set) var replayedSteps = 0
-    /// Epoch lines emitted (``CoordinatorEvent/epoch(_:)``): a rollback's replay records its epochs
-    /// again without emitting them twice.
+    /// Epoch lines emitted (``CoordinatorEvent/epoch(_:)``): a lost owner's replay (exact) records its
+    /// epochs again without emitting them twice (an audit's rollback emits its corrected lines again).
     var epochsEmitted = 0
     /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
     var shardEndpoints: [UInt32: String] = [:]
