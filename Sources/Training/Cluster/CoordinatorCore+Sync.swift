@@ -47,6 +47,13 @@ extension CoordinatorCore {
         return s.weightsAt == state.step
     }
 
+    /// Is a stop waiting for the owners' slices (a sharded run stopped between sync steps)? The driver
+    /// then keeps carrying messages until the core is done.
+    public var stopAwaitsShards: Bool {
+        guard !isDone, let s = shard else { return false }
+        return s.fetch?.purpose.stopReason != nil || s.wanted?.stopReason != nil
+    }
+
     /// Does the coordinator need the weights after the step being decided? Every
     /// ``AuditState/snapshotEvery`` steps (the snapshots a lost owner rolls back to, and the audit's),
     /// at an epoch's end (its evaluation, hash and decisions), at the last step of the step limit, at a

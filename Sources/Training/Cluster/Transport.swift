@@ -106,7 +106,8 @@ public final class CoordinatorServer {
                 guard let t = stoppedAt else {
                     stoppedAt = now
                     feed(.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))"))
-                    continue
+                    if core.stopAwaitsShards { continue }
+                    break
                 }
                 if now - t > stopGraceSeconds { break }
             }
