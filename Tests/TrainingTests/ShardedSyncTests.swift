@@ -167,6 +167,32 @@ struct ShardedSyncTests {
         #expect(b.coordinator.state.parameters == reference, "stopped at \(checkpoint.counters.step)")
     }
 
+    /// A stop whose FETCH is never answered (an owner that hangs) settles, when asked again (the
+    /// driver's grace ran out), for the last sync step's snapshot: an exact, older state that resumes
+    /// to the same bits.
+    @Test func aStopWhoseFetchIsNotAnsweredFallsBackToTheLastSyncStep() throws {
+        let config = config(points: 300, batch: 40, steps: 40)
+        let series = try referenceSeries()
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let a = try SimulatedCluster(config: config, series: series, workers: 3, options: sharded(3))
+        a.filter = { _, env in
+            if case .fetch = env.message { return false }
+            return true
+        }
+        a.stopAt = 21
+        try a.run(maxTime: 30)
+        #expect(!a.coordinator.isDone && a.coordinator.stopAwaitsShards)
+        a.route(a.coordinator.shutdown(reason: "stopped again", now: a.now))
+        #expect(a.coordinator.isDone && a.coordinator.failure == nil && !a.coordinator.stopAwaitsShards)
+        #expect(a.coordinator.weightsAreCurrent && a.coordinator.optimizerIsCurrent)
+        let checkpoint = a.coordinator.checkpoint()
+        #expect(checkpoint.counters.step >= 16 && checkpoint.counters.step < 21, "fell back to step \(checkpoint.counters.step)")
+        let b = try SimulatedCluster(config: config, series: series, workers: 2, options: sharded(2), resume: checkpoint)
+        try b.run()
+        #expect(b.coordinator.failure == nil)
+        #expect(b.coordinator.state.parameters == reference)
+    }
+
     /// Workers that join between sync steps get the current weights (a FETCH first): the in-process bits.
     @Test func aWorkerJoiningBetweenSyncStepsGetsTheCurrentWeights() throws {
         let config = config(points: 300, batch: 40, steps: 40)
