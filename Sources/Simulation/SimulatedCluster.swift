@@ -65,6 +65,11 @@ public final class SimulatedCluster {
     public private(set) var traffic: [String: (sent: Int, received: Int)] = [:]
     /// Which messages ``traffic`` counts (default: all).
     public var counts: (Envelope) -> Bool = { _ in true }
+    /// Called whenever the coordinator's step changes (a rollback's too), with the core.
+    public var afterStep: (CoordinatorCore) -> Void = { _ in }
+    /// Stop the run (``CoordinatorCore/shutdown(reason:now:)``, as a signal does) once the coordinator
+    /// reaches this step; the cluster then runs until the coordinator is done.
+    public var stopAt: Int? = nil
     /// Seeded faults (nil: none, every message arrives in order at once).
     public var faults: SimulatedFaults? { didSet { rng = faults.map { SeededRNG(seed: $0.seed) } } }
     private var rng: SeededRNG?
@@ -80,9 +85,10 @@ public final class SimulatedCluster {
 
     /// Everything a ``CoordinatorCore`` and its ``WorkerCore``s take; `workerOptions` gives worker `i` its options.
     public init(config: TrainingConfig, series: Series, workers n: Int, threads: Int = 1, options: CoordinatorOptions? = nil,
-                resume: RunCheckpoint? = nil, workerOptions: ((Int) -> WorkerOptions)? = nil) throws {
+                resume: RunCheckpoint? = nil, workerOptions: ((Int) -> WorkerOptions)? = nil,
+                onEvent: @escaping (CoordinatorEvent) -> Void = { _ in }) throws {
         coordinator = try CoordinatorCore(config: config, series: series, options: options ?? CoordinatorOptions(workers: n),
-                                          runID: 42, resume: resume)
+                                          runID: 42, resume: resume, onEvent: onEvent)
         for i in 0..<n {
             let opts = workerOptions?(i) ?? WorkerOptions(threads: threads, host: "test", pid: Int32(1000 + i))
             let core = WorkerCore(options: opts)
@@ -111,8 +117,18 @@ public final class SimulatedCluster {
     /// Runs until the coordinator is done or `maxTime` virtual seconds pass.
     public func run(maxTime: Double = 600) throws {
         for (i, w) in workers.enumerated() where joinAt[i] == nil { post(w.core.hello(), from: w.peer) }
+        var seenStep = coordinator.state.step
         while !coordinator.isDone && now < maxTime {
+            if coordinator.state.step != seenStep {
+                seenStep = coordinator.state.step
+                afterStep(coordinator)
+            }
             if let s = stopAfterStep, coordinator.state.step >= s { return }
+            if let s = stopAt, coordinator.state.step >= s {
+                stopAt = nil
+                route(coordinator.shutdown(reason: "stopped", now: now))
+                continue
+            }
             for (i, step) in joinAt where coordinator.state.step >= step {
                 post(workers[i].core.hello(), from: workers[i].peer)
                 joinAt[i] = nil

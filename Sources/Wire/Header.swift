@@ -18,13 +18,16 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case shutdown = 8
     /// worker→coordinator: the worker leaves; payload is the reason.
     case bye = 9
-    /// Sharded aggregation (``ShardTable``, ``StepOrder``, ``NodeSlice``, ``NormPart``, ``ApplyStep``, ``ParameterSlice``).
+    /// Sharded aggregation (``ShardTable``, ``StepOrder``, ``NodeSlice``, ``NormPart``, ``ApplyStep``, ``ParameterSlice``,
+    /// ``FetchSlices``, ``AppliedStep``).
     case table = 10
     case order = 11
     case node = 12
     case norm = 13
     case apply = 14
     case slice = 15
+    case fetch = 16
+    case applied = 17
 
     /// Is this one of sharded aggregation's messages?
     public var isShard: Bool { rawValue >= 10 }
@@ -46,6 +49,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .norm: "norm"
         case .apply: "apply"
         case .slice: "slice"
+        case .fetch: "fetch"
+        case .applied: "applied"
         }
     }
 }

@@ -275,6 +275,10 @@ public enum Message: Sendable, Equatable {
     case apply(ApplyStep)
     /// owner→everyone (sharded): updated weights.
     case slice(ParameterSlice)
+    /// coordinator→owner (sharded): send the slice held (weights and optimizer state) to the coordinator.
+    case fetch(FetchSlices)
+    /// owner→coordinator (sharded): the step is applied (the answer to an APPLY between sync steps).
+    case applied(AppliedStep)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -294,6 +298,8 @@ public enum Message: Sendable, Equatable {
         case .norm: .norm
         case .apply: .apply
         case .slice: .slice
+        case .fetch: .fetch
+        case .applied: .applied
         }
     }
 }

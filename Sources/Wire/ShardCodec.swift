@@ -1,7 +1,7 @@
 import Support
 
 /// The codec of the sharded-aggregation messages (``ShardTable``, ``StepOrder``, ``NodeSlice``,
-/// ``NormPart``, ``ApplyStep``, ``ParameterSlice``): one payload frame each.
+/// ``NormPart``, ``ApplyStep``, ``ParameterSlice``, ``FetchSlices``, ``AppliedStep``): one payload frame each.
 ///
 /// | type | header fields | payload frame |
 /// |---|---|---|
@@ -9,8 +9,10 @@ import Support
 /// | ORDER | step, leaves, leaf count, count = windows, aux = table version | `count` UInt32 window starts |
 /// | NODE | step, node, leaf count, count = windows summed, aux = owner + table version (low 16 bits) << 16 + step windows << 32 | Float32 sums of the owner's elements |
 /// | NORM | step, range = blocks, count = flags (1: finite, 2: has loss), aux = loss sum's Float32 bits | Float64 per block |
-/// | APPLY | step, leaf count = table version, count = flags (1: a clip coefficient follows, 2: gather the optimizer state), aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
+/// | APPLY | step, leaf count = table version, count = flags (1: a clip coefficient follows, 2: gather the optimizer state, 4: answer with APPLIED, not 2 with 4), aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
 /// | SLICE | step = version, range = elements, count = 0, or 1 + k with k optimizer-state arrays | Float32 weights, then the k arrays (all finite) |
+/// | FETCH | step, leaf count = table version | nothing |
+/// | APPLIED | step, range = the owner's elements, leaf count = table version | nothing |
 extension Wire {
     /// Writes a sharded message's header fields and returns its payload (nil: not such a message).
     static func encodeShard(_ message: Message, into h: inout Header) -> [UInt8]? {
@@ -47,7 +49,7 @@ extension Wire {
             h.step = a.step
             h.leafCount = a.table
             h.aux = a.learningRate.bitPattern
-            h.count = a.gather ? 2 : 0
+            h.count = (a.gather ? 2 : 0) | (a.acknowledge ? 4 : 0)
             guard let c = a.clipCoefficient else { return [] }
             h.count |= 1
             return withUnsafeBytes(of: c.bitPattern.littleEndian) { Array($0) }
@@ -58,6 +60,16 @@ extension Wire {
             guard let state = s.state else { return littleEndianFrame(s.values) }
             h.count = UInt64(1 + state.count)
             return littleEndianFrame(s.values + state.flatMap { $0 })
+        case .fetch(let f):
+            h.step = f.step
+            h.leafCount = f.table
+            return []
+        case .applied(let a):
+            h.step = a.step
+            h.rangeLower = field32(a.range.lowerBound, "applied range.lowerBound")
+            h.rangeUpper = field32(a.range.upperBound, "applied range.upperBound")
+            h.leafCount = a.table
+            return []
         default:
             return nil
         }
@@ -137,15 +149,16 @@ extension Wire {
             for (v, name) in [(UInt64(h.rangeLower), "rangeLower"), (UInt64(h.rangeUpper), "rangeUpper")] {
                 try zero(v, name)
             }
-            guard h.count <= 3, payload.count == 8 * Int(h.count & 1) else {
-                throw .badLength("apply payload is \(payload.count) bytes with flags \(h.count); a clip coefficient is one Float64, and only flags 1 and 2 exist")
+            guard h.count <= 7, h.count & 6 != 6, payload.count == 8 * Int(h.count & 1) else {
+                throw .badLength("apply payload is \(payload.count) bytes with flags \(h.count); a clip coefficient is one Float64, and only flags 1, 2 and 4 exist (not 2 with 4)")
             }
             let lr = Double(bitPattern: h.aux)
             guard lr.isFinite else { throw .nonFinite("apply learning rate is \(lr)") }
             let c = h.count & 1 == 1 ? Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 0, as: UInt64.self))) : nil
             if let c, !c.isFinite { throw .nonFinite("apply clip coefficient is \(c)") }
             guard materialize else { return nil }
-            return .apply(ApplyStep(step: h.step, learningRate: lr, clipCoefficient: c, table: h.leafCount, gather: h.count & 2 != 0))
+            return .apply(ApplyStep(step: h.step, learningRate: lr, clipCoefficient: c, table: h.leafCount, gather: h.count & 2 != 0,
+                                    acknowledge: h.count & 4 != 0))
 
         case .slice:
             for (v, name) in [(UInt64(h.leafCount), "leafCount"), (h.aux, "aux")] { try zero(v, name) }
@@ -165,6 +178,19 @@ extension Wire {
             guard materialize else { return nil }
             let state = h.count == 0 ? nil : (0..<arrays).map { floats(payload, offset: 4 * range.count * (1 + $0), count: range.count) }
             return .slice(ParameterSlice(version: h.step, range: range, values: floats(payload, offset: 0, count: range.count), state: state))
+
+        case .fetch:
+            for (v, name) in [(UInt64(h.rangeLower), "rangeLower"), (UInt64(h.rangeUpper), "rangeUpper"), (h.count, "count"), (h.aux, "aux")] {
+                try zero(v, name)
+            }
+            guard payload.isEmpty else { throw .badLength("fetch payload is \(payload.count) bytes; FETCH has none") }
+            return materialize ? .fetch(FetchSlices(step: h.step, table: h.leafCount)) : nil
+
+        case .applied:
+            for (v, name) in [(h.count, "count"), (h.aux, "aux")] { try zero(v, name) }
+            guard h.rangeLower <= h.rangeUpper else { throw .badRange("applied range [\(h.rangeLower), \(h.rangeUpper)) is reversed") }
+            guard payload.isEmpty else { throw .badLength("applied payload is \(payload.count) bytes; APPLIED has none") }
+            return materialize ? .applied(AppliedStep(step: h.step, range: Int(h.rangeLower)..<Int(h.rangeUpper), table: h.leafCount)) : nil
 
         default:
             return nil

@@ -139,10 +139,16 @@ public struct ApplyStep: Sendable, Equatable {
     /// The owner sends its optimizer state with its slice to the coordinator (a checkpoint is due, or
     /// the run may end at this step).
     public var gather: Bool
+    /// Between sync steps: the owner answers the coordinator with an ``AppliedStep`` (no floats)
+    /// instead of its updated slice (the other workers get the slice as always). Never with ``gather``.
+    public var acknowledge: Bool
 
-    public init(step: UInt64, learningRate: Double, clipCoefficient: Double?, table: UInt32, gather: Bool = false) {
+    public init(step: UInt64, learningRate: Double, clipCoefficient: Double?, table: UInt32, gather: Bool = false,
+                acknowledge: Bool = false) {
+        precondition(!(gather && acknowledge), "an acknowledged APPLY gathers nothing")
         self.table = table
         self.gather = gather
+        self.acknowledge = acknowledge
         self.step = step
         self.learningRate = learningRate
         self.clipCoefficient = clipCoefficient
@@ -150,7 +156,7 @@ public struct ApplyStep: Sendable, Equatable {
 }
 
 /// A run of the weights after `version` updates (type ``MessageType/slice``; owner→everyone after an
-/// update, or the coordinator's whole vector to a worker that joins).
+/// update, an owner's answer to a ``FetchSlices``, or the coordinator's whole vector to a worker that joins).
 public struct ParameterSlice: Sendable, Equatable {
     /// Updates applied to these weights.
     public var version: UInt64
@@ -168,5 +174,45 @@ public struct ParameterSlice: Sendable, Equatable {
         self.version = version
         self.range = range
         self.values = values
+    }
+}
+
+/// The coordinator asks the owners for the slices they hold (type ``MessageType/fetch``,
+/// coordinator→owner): each answers with a ``ParameterSlice`` of the step it last applied, with its
+/// optimizer state. Sent between steps (no APPLY unanswered), so every owner answers the same step:
+/// the coordinator's copy of the weights is current again without waiting for a sync step (a graceful
+/// stop, a worker that joins between sync steps).
+///
+///     let fetch = FetchSlices(step: 21, table: 3)   // owners answer SLICE(version 21, their range, m, v)
+public struct FetchSlices: Sendable, Equatable {
+    /// The step the coordinator expects the owners to hold (updates applied).
+    public var step: UInt64
+    /// The version of the ``ShardTable`` the fetch is sent under (an owner holding an older table
+    /// waits for the newer one).
+    public var table: UInt32
+
+    public init(step: UInt64, table: UInt32) {
+        self.step = step
+        self.table = table
+    }
+}
+
+/// An owner applied a step (type ``MessageType/applied``, owner→coordinator): the answer to an APPLY
+/// between sync steps (``ApplyStep/acknowledge``), a header without floats. The updated slice went to
+/// every worker; the coordinator's copy of the weights stays at the last sync step.
+///
+///     let ack = AppliedStep(step: 22, range: 0..<8192, table: 3)
+public struct AppliedStep: Sendable, Equatable {
+    /// The step applied (updates applied).
+    public var step: UInt64
+    /// The owner's elements.
+    public var range: Range<Int>
+    /// The version of the ``ShardTable`` of the APPLY answered.
+    public var table: UInt32
+
+    public init(step: UInt64, range: Range<Int>, table: UInt32) {
+        self.step = step
+        self.range = range
+        self.table = table
     }
 }

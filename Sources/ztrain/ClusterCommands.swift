@@ -314,7 +314,11 @@ func runCoordinator(
                 if let w = hub.watch, let c = hub.core {
                     w.step(StepRecord(state: c.state, loss: loss, samplesPerSecond: sps, timing: timing, bytesIn: c.bytesIn, bytesOut: c.bytesOut))
                 }
-                if p.hashEvery > 0, let c = hub.core, writeError == nil {
+                // a lost owner's replay passes its steps again, with the same bits: each hash line is written
+                // once (an audit's rollback writes its corrected lines again)
+                if p.hashEvery > 0, let c = hub.core, s > hub.hashedThrough || c.rollbacks > hub.auditRollbacks, writeError == nil {
+                    hub.hashedThrough = s
+                    hub.auditRollbacks = c.rollbacks
                     do { try p.recordHash(c.state, watch: hub.watch) } catch { writeError = error }
                 }
             case .epoch(let m):
@@ -348,6 +352,7 @@ func runCoordinator(
                                  coordinator: true, logger: logger)
     hub.watch = watcher
     hub.core = core
+    core.hashEvery = p.hashEvery  // sharded: the hashed steps are sync steps
     core.observer = watcher
     defer {
         watcher?.close()
@@ -426,10 +431,10 @@ func runCoordinator(
     // a run that reached its end wrote it before telling the workers)
     var problems: [TrainingError] = []
     if core.failure == nil, !core.wroteEndCheckpoint, let writeCheckpoint {
-        if core.optimizerIsCurrent {
+        if core.optimizerIsCurrent && core.weightsAreCurrent {
             do { try writeCheckpoint(core.checkpoint()) } catch { problems.append(error) }
         } else {
-            // sharded: the owners' optimizer state of this step was not gathered (the run was stopped between checkpoints)
+            // sharded: the owners' state of this step could not be fetched (an owner was lost while the run stopped)
             logger.warning("stopped between checkpoints of a sharded run: the newest checkpoint stays the last one written")
         }
     }

@@ -48,4 +48,8 @@ final class WatchHub {
     var watch: RunWatch?
     var core: CoordinatorCore?
     var timeline: TimelineWriter?
+    /// The last step whose `--hash-every` line was written (a lost owner's replay passes steps again),
+    /// and the audit's rollbacks seen then (after one, the replayed steps' lines are written again).
+    var hashedThrough = 0
+    var auditRollbacks = 0
 }

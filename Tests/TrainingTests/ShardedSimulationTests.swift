@@ -65,9 +65,9 @@ struct ShardedSimulationTests {
         }
     }
 
-    /// No GRADIENT reaches the coordinator and no ASSIGN leaves it: per step it takes in the owners'
-    /// slices with their optimizer state (3·P floats with Adam, for owner recovery) and small NORMs, and
-    /// sends ORDERs and APPLYs (the weights go out once, to each joining worker).
+    /// No GRADIENT reaches the coordinator and no ASSIGN leaves it: per step it takes in small NORMs and
+    /// APPLIEDs, at sync steps the owners' slices with their optimizer state (3·P floats with Adam, for
+    /// owner recovery), and sends ORDERs and APPLYs (the weights go out once, to each joining worker).
     @Test func theCoordinatorCarriesNoGradient() throws {
         let config = config(clip: nil)
         let cluster = try SimulatedCluster(config: config, series: try referenceSeries(), workers: 3, options: sharded(3))
@@ -86,8 +86,8 @@ struct ShardedSimulationTests {
 
     /// Bytes per step of every process, sharded, with one tree node per worker (one micro-batch each) and
     /// P = 47 306 (12 blocks: slices within 4 % of P/N): a worker receives N − 1 node slices and N − 1
-    /// updated slices, 2·(N−1)/N·4P, and sends as much plus its updated slice to the coordinator,
-    /// (2N−1)/N·4P; the coordinator receives P. Headers and the small messages (ORDER, NORM, APPLY,
+    /// updated slices, 2·(N−1)/N·4P, and sends as much plus, at sync steps, its updated slice to the
+    /// coordinator, at most (2N−1)/N·4P; the coordinator receives at most P. Headers and the small messages (ORDER, NORM, APPLY,
     /// heartbeats) are the rest. The star coordinator's 2·N·4P is far above every one of them.
     @Test(arguments: [2, 3, 4])
     func everyProcessCarriesItsShareOfTheBytes(workers n: Int) throws {
@@ -196,8 +196,8 @@ struct ShardedSimulationTests {
         #expect(cluster.coordinator.state.step == 3)
     }
 
-    /// A killed or departing owner: its slices are re-planned among the survivors from the coordinator's
-    /// copy of every owner's state (gathered each step) and the step is taken again: the bits of a run
+    /// A killed or departing owner: the run goes back to its last sync step, its slices are re-planned
+    /// among the survivors from the snapshot there and the steps since replayed: the bits of a run
     /// without the fault, whatever the arrival order.
     @Test(arguments: [(3, 1, UInt64(1)), (4, 0, UInt64(2)), (4, 3, UInt64(3)), (2, 1, UInt64(4))])
     func aLostOwnerIsReplacedExactly(workers: Int, lost: Int, seed: UInt64) throws {

@@ -127,9 +127,15 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
         return .norm(NormPart(step: step, blocks: b..<(b + k), sumsOfSquares: (0..<k).map { _ in Double.random(in: 0...1e9, using: &rng) },
                               isFinite: Bool.random(using: &rng), lossSum: Bool.random(using: &rng) ? randomFloat(&rng) : nil))
     case .apply:
+        let gather = Bool.random(using: &rng)
         return .apply(ApplyStep(step: step, learningRate: Double.random(in: 0...1, using: &rng),
                                 clipCoefficient: Bool.random(using: &rng) ? Double.random(in: 0...1, using: &rng) : nil,
-                                table: UInt32.random(in: 0...UInt32.max, using: &rng), gather: Bool.random(using: &rng)))
+                                table: UInt32.random(in: 0...UInt32.max, using: &rng), gather: gather, acknowledge: !gather && Bool.random(using: &rng)))
+    case .fetch:
+        return .fetch(FetchSlices(step: step, table: UInt32.random(in: 0...UInt32.max, using: &rng)))
+    case .applied:
+        let start = Int.random(in: 0...100_000, using: &rng)
+        return .applied(AppliedStep(step: step, range: start..<(start + p), table: UInt32.random(in: 0...UInt32.max, using: &rng)))
     default:
         let start = Int.random(in: 0...100_000, using: &rng)
         let state: [[Float]]? = Bool.random(using: &rng) ? nil : (0..<Int.random(in: 0...2, using: &rng)).map { _ in randomFloats(p, &rng) }
@@ -160,7 +166,7 @@ func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64
         return Envelope(runID: runID, workerID: workerID, message: .shutdown(randomString(&rng, maxLength: 40)))
     case .bye:
         return Envelope(runID: runID, workerID: workerID, message: .bye(randomString(&rng, maxLength: 40)))
-    case .table, .order, .node, .norm, .apply, .slice:
+    case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied:
         return Envelope(runID: runID, workerID: workerID, message: randomShardMessage(type, &rng, maxP: maxP))
     }
 }

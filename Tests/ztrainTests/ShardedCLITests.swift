@@ -29,9 +29,9 @@ struct ShardedCLITests {
         }
     }
 
-    /// The coordinator carries no gradient in sharded mode: its bytes in are the owners' slices (P floats
-    /// a step; 3·P with the optimizer state for owner recovery), a fraction of the star run's nodes of
-    /// P + 1 floats each.
+    /// The coordinator carries no gradient in sharded mode: its bytes in are the owners' slices at sync
+    /// steps (P floats; 3·P with the optimizer state for owner recovery) and small messages, a fraction
+    /// of the star run's nodes of P + 1 floats each.
     @Test func theCoordinatorCarriesAFractionOfTheStarBytes() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -77,8 +77,8 @@ struct ShardedCLITests {
 @Suite("Chaos, sharded: a killed owner", .serialized)
 struct ShardedChaosTests {
     /// Three worker processes own the five slices of P = 17 030; one is SIGKILLed mid-run: the coordinator
-    /// re-plans the slices among the two left, seeds them from its copy of the owners' state and takes
-    /// the step again, and the run ends with the clean run's bits.
+    /// goes back to its last sync step, re-plans the slices among the two left, seeds them from the
+    /// snapshot there and replays, and the run ends with the clean run's bits.
     @Test func aKilledOwnerLeavesTheBitsOfACleanRun() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
@@ -104,6 +104,7 @@ struct ShardedChaosTests {
         #expect(coordinator.wait(timeout: 240), "the coordinator did not finish")
         let log = (try? String(contentsOf: tmp.url.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
         #expect(log.contains("take the slices over"), "no re-plan in the log:\n\(log.suffix(3000))")
+        if let line = log.split(separator: "\n").first(where: { $0.contains("take the slices over") }) { print("sharded chaos: \(line)") }
         let sharded = try loadModel(path: run + "/model.safetensors").parameters
         let reference = try loadModel(path: tmp.path("clean/model.safetensors")).parameters
         #expect(sharded == reference, "weights differ from the clean run")

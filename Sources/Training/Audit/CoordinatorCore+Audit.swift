@@ -129,8 +129,9 @@ extension CoordinatorCore {
         }
     }
 
-    /// Puts the run back as it stood at `snap` (the steps since are computed again).
-    func restore(_ snap: AuditSnapshot) {
+    /// Puts the run back as it stood at `snap` (the steps since are computed again); `counted`: one of
+    /// the audit's ``rollbacks`` (not a lost owner's rollback).
+    func restore(_ snap: AuditSnapshot, counted: Bool = true) {
         state = snap.state
         metrics = Array(metrics.prefix(snap.metricsCount))
         trainSeconds = snap.trainSeconds
@@ -140,7 +141,10 @@ extension CoordinatorCore {
         pendingEpoch = nil
         auditing.snapshots.removeAll { $0.state.step > snap.state.step }
         auditing.firstUnverified = auditing.firstUnverified.filter { $0.value < snap.state.step }
-        auditing.rollbacks += 1
+        if counted {
+            auditing.rollbacks += 1
+            epochsEmitted = min(epochsEmitted, snap.metricsCount)  // the replay's lines are the corrected ones
+        }
     }
 }
 

@@ -168,6 +168,8 @@ extension Message {
         case .norm: return "NORM"
         case .apply: return "APPLY"
         case .slice: return "SLICE"
+        case .fetch: return "FETCH"
+        case .applied: return "APPLIED"
         }
     }
 }

@@ -217,6 +217,9 @@ extension CoordinatorCore {
         m.loss = loss
         m.valLoss = valLoss
         metrics.append(m)
+        // a lost owner's replay closes its epochs again, with the same bits: each line is emitted once
+        guard metrics.count > epochsEmitted else { return }
+        epochsEmitted = metrics.count
         emit(.epoch(m))
     }
 

@@ -46,7 +46,10 @@ extension CoordinatorCore {
         case .slice(let slice):
             guard env.runID == runID else { return drop(peer, "SLICE for run \(env.runID), this run is \(runID)") }
             out += shardSlice(slice, from: peer, workerID: env.workerID, now: now)
-        case .welcome, .reject, .assign, .shutdown, .table, .order, .node, .apply:
+        case .applied(let ack):
+            guard env.runID == runID else { return drop(peer, "APPLIED for run \(env.runID), this run is \(runID)") }
+            out += shardApplied(ack, from: peer, workerID: env.workerID, now: now)
+        case .welcome, .reject, .assign, .shutdown, .table, .order, .node, .apply, .fetch:
             return drop(peer, "a worker sent a coordinator-only message (\(env.message.typeName))")
         }
         out += advance(now: now)

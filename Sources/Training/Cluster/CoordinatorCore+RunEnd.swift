@@ -1,9 +1,11 @@
 /// The run's end: stopping, the run-end checkpoint, checkpoints' answers, telling workers (and
 /// peers heard after the end) that the run is over, and the outcome.
 extension CoordinatorCore {
-    /// Stop now: tell every worker to shut down (a pending epoch is settled first).
+    /// Stop now: tell every worker to shut down (a pending epoch is settled first). A sharded run
+    /// between sync steps first fetches the owners' slices (``stopSharded(reason:now:)``).
     func stop(reason: String, now: Double) -> [CoordinatorEffect] {
-        sent(settlePendingEpoch(then: .stop(reason), now: now), now: now)
+        if let out = stopSharded(reason: reason, now: now) { return sent(out, now: now) }
+        return sent(settlePendingEpoch(then: .stop(reason), now: now), now: now)
     }
 
     /// Asks for `checkpoint` to be written; the core goes on with `then` once it is.

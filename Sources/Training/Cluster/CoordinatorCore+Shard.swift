@@ -2,7 +2,8 @@ import RNN
 import Wire
 
 /// The coordinator's state in sharded aggregation: the table, the norm's parts and the loss of the step
-/// being reduced, and the owners' updated slices being gathered.
+/// being reduced, the owners' updated slices being gathered (at a sync step) or their acknowledgements
+/// (between sync steps), and a fetch of the owners' slices in flight.
 struct CoordinatorShard {
     /// Where the step is.
     enum Phase {
@@ -34,8 +35,17 @@ struct CoordinatorShard {
     var gatheredV: [Float] = []
     /// The step at which the run state's optimizer was last current (seeded or gathered).
     var gatheredAt = -1
+    /// The step at which the run state's weights were last current (the run's start, a sync step, a
+    /// fetch, a rollback).
+    var weightsAt = -1
+    /// The owners' slices being fetched (``CoordinatorCore/fetchShards(for:now:)``).
+    var fetch: ShardFetch?
+    /// A fetch asked for while an APPLY was out: sent once that step is complete.
+    var wanted: ShardFetchPurpose?
 
+    /// Is a step or a fetch in flight?
     var busy: Bool {
+        if fetch != nil { return true }
         if case .idle = phase { return false }
         return true
     }
@@ -55,6 +65,8 @@ extension CoordinatorCore {
         let table = ShardTable(version: 1, parameterCount: parameterCount, owners: owners, peers: [])
         var s = CoordinatorShard(table: table, plan: plan, assembly: NormAssembly(plan: plan))
         s.endpoints = shardEndpoints
+        s.weightsAt = state.step  // the run state is the owners' seed: fresh, or a checkpoint's
+        s.gatheredAt = state.step
         shard = s
         return []
     }
@@ -102,18 +114,22 @@ extension CoordinatorCore {
         return s.table.owners.first { !live.contains($0) }
     }
 
-    /// An owner is gone: with ``CoordinatorOptions/ownerRecovery`` (the run state holds every owner's
-    /// optimizer state of the last step) the slices are re-planned among the live workers, the new owners
-    /// seeded from the run state and the step in flight taken again from its start (the same windows:
-    /// the bits of a run without the fault); else the run stops.
-    func recoverLostOwner(_ id: UInt32, now: Double, restart: Bool? = nil) -> [CoordinatorEffect] {
-        guard options.ownerRecovery, optimizerIsCurrent, var s = shard, parked == nil else {
+    /// An owner is gone: with ``CoordinatorOptions/ownerRecovery`` the run goes back to its last sync
+    /// step (the snapshot taken there: weights, every owner's optimizer state, the schedule), the slices
+    /// are re-planned among the live workers, the new owners seeded from the snapshot, every worker given
+    /// its weights, and the steps since are replayed (the same windows: the bits of a run without the
+    /// fault); else the run stops.
+    func recoverLostOwner(_ id: UInt32, now: Double) -> [CoordinatorEffect] {
+        guard options.ownerRecovery, shard != nil, parked == nil, let snap = auditing.snapshots.last else {
             return parked == nil ? failLostOwner(id) : []  // parked: tried again on the next tick
         }
         let live = liveWorkers.map(\.id).sorted()
         guard !live.isEmpty else { return failLostOwner(id) }
-        let inFlight = restart ?? (stepActive || s.busy)
-        aggregator.abandon()
+        let stopping = shard?.fetch?.purpose.stopReason ?? shard?.wanted?.stopReason
+        let from = state.step
+        rollBack(to: snap)
+        replayedSteps += from - state.step
+        guard var s = shard else { return [] }
         let owners = Array(live.prefix(max(1, min(live.count, ShardPlan.blockCount(parameterCount)))))
         s.plan = ShardPlan(parameterCount: parameterCount, owners: owners.count)
         s.assembly = NormAssembly(plan: s.plan)
@@ -122,22 +138,14 @@ extension CoordinatorCore {
         s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "", key: shardKeys[$0]) }
         s.seeded = false
         s.holding = []
-        s.phase = .idle
-        s.incoming = []
-        s.heard = []
-        s.gathering = false
         shard = s
         replans += 1
-        emit(.dropped(peer: PeerID([]), reason: "worker \(id), the owner of a slice, is gone: \(owners.count) owner(s) take the slices over from step \(state.step + 1)"))
+        emit(.dropped(peer: PeerID([]), reason: "worker \(id), the owner of a slice, is gone: \(owners.count) owner(s) take the slices over from step \(state.step + 1) (the last sync step; \(from - state.step) step(s) replayed)"))
         var out: [CoordinatorEffect] = []
         for w in live { if let p = membership.peer(of: w) { out.append(reply(p, w, .table(s.table))) } }
-        guard inFlight else { return out }
-        stepStart = now
-        stepCredits = [:]
-        out += prepareShardedStep()
-        out += send(aggregator.begin(step: UInt64(state.step), windows: stepWindows, microBatch: microBatch,
-                                     workers: liveWorkers.map(\.id), now: now))
-        return out
+        if let stopping { return out + settlePendingEpoch(then: .stop(stopping), now: now) }
+        guard started, !isDone else { return out }
+        return out + startStep(now: now)
     }
 
     func failLostOwner(_ id: UInt32) -> [CoordinatorEffect] {
@@ -182,24 +190,28 @@ extension CoordinatorCore {
             if let pending, let settled { return recordSettled(pending, settled, then: .none, now: now) }
             return finishRun()
         }
-        let gather = gathersAtThisStep
-        let a = ApplyStep(step: UInt64(state.step + 1), learningRate: lr, clipCoefficient: coef, table: s.table.version, gather: gather)
+        let sync = syncsAtThisStep
+        let gather = sync && gathersAtThisStep
+        let a = ApplyStep(step: UInt64(state.step + 1), learningRate: lr, clipCoefficient: coef, table: s.table.version, gather: gather,
+                          acknowledge: !sync)
         shard?.phase = .applying(a, lossSum: lossSum, optimizerStart: t1)
         shard?.gathering = gather
         if gather {
             shard?.gatheredM = state.optimizer.m
             shard?.gatheredV = state.optimizer.v
         }
-        shard?.incoming = state.parameters
+        shard?.incoming = sync ? state.parameters : []
         shard?.heard = []
         if let pending, let settled { return recordSettled(pending, settled, then: .applyShard, now: now) }
         return sendApply()
     }
 
-    /// With checkpoints on, the owners send their optimizer state with the updated slices at every step
-    /// after which a checkpoint may be written: one that is due, one that ends an epoch (the run may
-    /// stop there, and a deferred epoch's checkpoint is of its end) and the last of the step limit.
+    /// At a sync step (``syncsAtThisStep``) the owners also send their optimizer state: always with
+    /// owner recovery (the snapshot a lost owner rolls back to is exact), else at every step after which
+    /// a checkpoint may be written: one that is due, one that ends an epoch (the run may stop there, and
+    /// a deferred epoch's checkpoint is of its end) and the last of the step limit.
     var gathersAtThisStep: Bool {
+        guard syncsAtThisStep else { return false }
         if options.ownerRecovery { return true }
         guard checkpointEvery > 0 else { return false }
         let next = state.step + 1
@@ -218,9 +230,11 @@ extension CoordinatorCore {
         return s.table.owners.compactMap { id in membership.peer(of: id).map { reply($0, id, .apply(a)) } }
     }
 
-    /// An owner's updated slice; the last one completes the step.
+    /// An owner's updated slice at a sync step (the last one completes the step), or its answer to a FETCH.
     func shardSlice(_ slice: ParameterSlice, from peer: PeerID, workerID: UInt32, now: Double) -> [CoordinatorEffect] {
-        guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, slice.version == a.step,
+        // a FETCH's answer is of the step the coordinator holds; an update's, of the step after it
+        if let f = shard?.fetch, slice.version == UInt64(f.step) { return fetchedSlice(slice, from: peer, workerID: workerID, now: now) }
+        guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, !a.acknowledge, slice.version == a.step,
               let o = s.table.owners.firstIndex(of: workerID), s.plan.range(ofOwner: o) == slice.range,
               !s.heard.contains(o) else { return [] }
         if s.gathering {
@@ -248,6 +262,7 @@ extension CoordinatorCore {
         s.gatheredV = []
         shard = s
         let loss = state.completeSharded(parameters: weights, lossSum: lossSum, windows: stepWindows)
+        shard?.weightsAt = state.step
         if let (m, v) = gathered {
             do {
                 try state.adoptOptimizer(Optimizer(config: state.optimizer.config, step: state.optimizer.step, m: m, v: v))

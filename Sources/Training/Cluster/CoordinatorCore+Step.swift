@@ -23,10 +23,14 @@ extension CoordinatorCore {
 
     func startStep(now: Double) -> [CoordinatorEffect] {
         auditStepStart()
+        if shard != nil {
+            takeSyncSnapshot()
+            if let early = shardedStepStart(now: now) { return early }
+        }
         guard let n = state.nextBatch(into: &windows) else {
             return settlePendingEpoch(then: .finishRun, now: now)
         }
-        if let bad = state.parameters.firstIndex(where: { !$0.isFinite }) {
+        if weightsAreCurrent, let bad = state.parameters.firstIndex(where: { !$0.isFinite }) {
             // no worker takes non-finite weights (Wire refuses them): say it now, as in-process would
             // on the gradient these weights give, instead of asking again forever
             failure = .diverged("weight \(bad) is \(state.parameters[bad]) at step \(state.step + 1) (epoch \(state.epoch)); lower --lr or set --clip-norm")
@@ -37,7 +41,6 @@ extension CoordinatorCore {
         stepCredits = [:]
         stepTiming = StepTiming()
         if shard != nil {
-            if let id = lostOwner() { return recoverLostOwner(id, now: now, restart: true) }
             let prepared = prepareShardedStep()
             return prepared + send(aggregator.begin(step: UInt64(state.step), windows: n, microBatch: microBatch,
                                                     workers: liveWorkers.map(\.id), now: now))

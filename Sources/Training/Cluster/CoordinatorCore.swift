@@ -98,11 +98,19 @@ public final class CoordinatorCore {
     var shard: CoordinatorShard?
     /// Sharded: how often the slices were re-planned after an owner was lost.
     public internal(set) var replans = 0
+    /// Sharded: steps computed again after lost owners (each recovery replays from the last sync step).
+    public internal(set) var replayedSteps = 0
+    /// Epoch lines emitted (``CoordinatorEvent/epoch(_:)``): a lost owner's replay (exact) records its
+    /// epochs again without emitting them twice (an audit's rollback emits its corrected lines again).
+    var epochsEmitted = 0
     /// The workers' peer endpoints, from their HELLOs (sharded aggregation).
     var shardEndpoints: [UInt32: String] = [:]
     /// The workers' CURVE keys, from their HELLOs (sharded aggregation with CURVE; each on the allow-list).
     var shardKeys: [UInt32: String] = [:]
 
+    /// `--hash-every`: the weights are hashed after every this many steps (0: never); in a sharded run
+    /// those steps are sync steps (the coordinator holds the weights after them).
+    public var hashEvery = 0
     /// Every this many steps, a ``CoordinatorEffect/checkpoint(_:)`` (0: never). A checkpoint that
     /// cannot be written stops the run with that error as ``failure``: the work since the last good
     /// checkpoint would otherwise be lost to the next failure.
@@ -154,6 +162,7 @@ public final class CoordinatorCore {
             try RunState.check(counters: r.counters, config: config, split: prepared.split)
             state = RunState(config: config, split: prepared.split, parameters: r.parameters, m: r.m, v: r.v, counters: r.counters, best: r.best)
             metrics = r.metrics
+            epochsEmitted = r.metrics.count
             trainSeconds = r.trainSeconds
         } else {
             state = RunState(config: config, split: prepared.split, parameters: prepared.parameters)

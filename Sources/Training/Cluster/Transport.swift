@@ -95,13 +95,21 @@ public final class CoordinatorServer {
     ///
     /// The loop wakes on every message; timers (liveness, heartbeats, retries, speculation) are
     /// looked at when nothing arrived and otherwise at most once a millisecond, so a busy step
-    /// pays for them rarely.
+    /// pays for them rarely. A sharded run asked to stop between sync steps first fetches the
+    /// owners' slices (the exact state of the step it stops at): the loop goes on until the core is
+    /// done, at most ``stopGraceSeconds`` (then the core goes back to its last sync step).
     public func run(stop: StopFlag) {
         var lastTick = -1.0
+        var stoppedAt: Double?
         while !core.isDone {
             if stop.isSet {
-                feed(.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))"))
-                break
+                guard let t = stoppedAt else {
+                    stoppedAt = now
+                    feed(.shutdown(reason: "the coordinator was stopped (signal \(stop.signal))"))
+                    if core.stopAwaitsShards { continue }
+                    break
+                }
+                if now - t > stopGraceSeconds { break }
             }
             var readable = false
             do {
@@ -124,6 +132,9 @@ public final class CoordinatorServer {
             feed(.shutdown(reason: "the run stopped"))
         }
     }
+
+    /// How long a stop waits for the owners' slices (sharded) before it settles for the last sync step.
+    public var stopGraceSeconds: Double { core.options.liveness + 1 }
 
     /// How long the coordinator stays after the end for workers it has not told yet: a worker
     /// declared dead (paused, slow) heartbeats within `--heartbeat` and says HELLO again after
@@ -533,7 +544,7 @@ public final class WorkerClient {
     private func handle(_ env: Envelope, receivedAt: ContinuousClock.Instant) {
         if core.isSharded && core.phase == .ready {
             switch env.message {
-            case .table, .order, .node, .apply, .slice: return handleSharded(env, receivedAt: receivedAt)
+            case .table, .order, .node, .apply, .slice, .fetch: return handleSharded(env, receivedAt: receivedAt)
             default: break
             }
         }

@@ -173,6 +173,7 @@ public final class WorkerCore {
         case .slice(let s): out = shard?.take(s) ?? []
         case .node(let n): out = shard?.receive(n) ?? []
         case .apply(let a): out = shard?.apply(a) ?? []
+        case .fetch(let f): out = shard?.fetch(f) ?? []
         case .order(let o):
             if let a = shard?.admit(o) { out = order(a) }
             return out
@@ -201,9 +202,9 @@ public final class WorkerCore {
         case .shutdown:
             phase = .done
             return [.exit(nil)]
-        case .table, .slice, .node, .apply, .order:
+        case .table, .slice, .node, .apply, .order, .fetch:
             return sharded(env)
-        case .hello, .ready, .gradient, .bye, .norm:
+        case .hello, .ready, .gradient, .bye, .norm, .applied:
             ignored += 1
             return []
         }

@@ -10,7 +10,8 @@ import Wire
 /// Per step: ORDER (parked until the weights of its step are held) → the computation's GRADIENTs cut
 /// into NODEs, one per owner (this worker's own slice stays here) → as an owner, the step's nodes in any
 /// order (``ShardOwner``), the loss too for the last owner → NORM to the coordinator → APPLY → SLICE to
-/// every worker of the table and to the coordinator.
+/// every worker of the table, and to the coordinator the SLICE at a sync step or an APPLIED (no floats)
+/// between them; a FETCH is answered with the SLICE held (weights and optimizer state).
 struct WorkerShard {
     let runID: UInt64
     let workerID: UInt32
@@ -40,8 +41,12 @@ struct WorkerShard {
     private var early: [NodeSlice] = []
     /// The coordinator's seed of this owner (its slice's weights and optimizer state), until the table names it.
     private var seed: ParameterSlice?
+    /// The seed last used (a re-planned table that comes after its seed uses it again).
+    private var lastSeed: ParameterSlice?
     /// An APPLY that names a table this worker has not received yet.
     private var parkedApply: ApplyStep?
+    /// A FETCH that names a table this worker has not received yet.
+    private var parkedFetch: FetchSlices?
     /// The ORDER waiting for the weights of its step.
     private(set) var parkedOrder: StepOrder?
     /// Bound on buffered messages (a misbehaving peer cannot grow them without limit).
@@ -69,13 +74,17 @@ struct WorkerShard {
         let p = ShardPlan(parameterCount: parameterCount, owners: t.owners.count)
         let index = t.owners.firstIndex(of: workerID)
         if let old = plan, p != old || index != ownerIndex || t.owners != oldOwners {
-            // re-planned (an owner was lost): the step starts over under the new owners, seeded anew
+            // re-planned (an owner was lost): the run goes back to the coordinator's last sync step,
+            // whose whole weights come (or came) with the table; the step starts over under the new
+            // owners, seeded anew (a seed that came before this table is used now)
             owner = nil
+            seed = seed ?? lastSeed
             next = []
             nextHeard = []
             later = []
             early = early.filter { $0.table == UInt16(truncatingIfNeeded: t.version) }
             parkedApply = nil
+            parkedFetch = nil
             normSent = false
         } else if p != plan || index != ownerIndex {
             owner = nil
@@ -87,6 +96,10 @@ struct WorkerShard {
         if let a = parkedApply, a.table <= t.version {
             parkedApply = nil
             out += apply(a)
+        }
+        if let f = parkedFetch, f.table <= t.version {
+            parkedFetch = nil
+            out += fetch(f)
         }
         return out
     }
@@ -100,12 +113,18 @@ struct WorkerShard {
         let needsV = optimizer.kind == .adam
         guard state.count == (needsM ? 1 : 0) + (needsV ? 1 : 0) else { return [] }
         seed = nil
+        lastSeed = s
         let state0 = needsM ? state[0] : []
         let state1 = needsV ? state[state.count - 1] : []
         owner = ShardOwner(plan: plan, owner: o, parameters: s.values,
                            optimizer: Optimizer(config: optimizer, step: Int(s.version), m: state0, v: state1),
                            stepsApplied: Int(s.version))
-        return retryEarly()
+        var out = retryEarly()
+        if let f = parkedFetch {
+            parkedFetch = nil
+            out += fetch(f)
+        }
+        return out
     }
 
     // MARK: - The weights
@@ -114,12 +133,14 @@ struct WorkerShard {
     mutating func take(_ s: ParameterSlice) -> [WorkerEffect] {
         guard s.range.upperBound <= parameterCount, s.values.count == s.range.count else { return [] }
         if s.state != nil {
+            // a seed: the coordinator's start of this owner (the run's start, or a rollback)
+            owner = nil
             seed = s
             return makeOwnerIfReady()
         }
         let v = Int(s.version)
         if s.range == 0..<parameterCount {
-            guard v > version else { return [] }
+            // the coordinator's whole vector (a join, or a rollback to its last sync step): it wins
             previous = v == version + 1 ? weights : []
             weights = s.values
             version = v
@@ -178,7 +199,7 @@ struct WorkerShard {
             parkedOrder = nil
             return Assign(step: o.step, leaves: o.leaves, leafCount: o.leafCount, weights: previous, windows: o.windows)
         }
-        if Int(o.step) > version { parkedOrder = o }
+        parkedOrder = o  // a later step, or a rollback's step whose whole weights are on the way
         return nil
     }
 
@@ -283,11 +304,24 @@ struct WorkerShard {
         let s = ParameterSlice(version: UInt64(step), range: o.range, values: o.parameters)
         var gathered = s
         if a.gather { gathered.state = [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty } }
-        var out: [WorkerEffect] = [.send(envelope(.slice(gathered)))]
+        var out: [WorkerEffect] = [.send(envelope(a.acknowledge ? .applied(AppliedStep(step: UInt64(step), range: o.range, table: a.table))
+                                                                : .slice(gathered)))]
         for peer in table.peers where peer.worker != workerID { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
         out += take(s)
         out += retryEarly()
         return out
+    }
+
+    /// The coordinator's FETCH: the slice this owner holds (the weights and optimizer state of the step
+    /// it last applied), to the coordinator.
+    mutating func fetch(_ f: FetchSlices) -> [WorkerEffect] {
+        guard let table, f.table <= table.version, let o = owner else {
+            parkedFetch = f  // its table, or this owner's seed, is on the way
+            return []
+        }
+        let s = ParameterSlice(version: UInt64(o.stepsApplied), range: o.range, values: o.parameters,
+                               state: [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty })
+        return [.send(envelope(.slice(s)))]
     }
 
     /// Nodes that came early, tried again.

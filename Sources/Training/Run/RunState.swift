@@ -438,13 +438,14 @@ extension RunState {
     /// The second half: the owners' updated weights of the step decided by
     /// ``decideSharded(lossSum:windows:norm:finite:evaluation:keepClosed:settled:)``. The optimizer's
     /// state stays with the owners (this state counts its steps; ``adoptOptimizer(_:)`` takes the gathered
-    /// state for a checkpoint).
+    /// state for a checkpoint). `updated` nil: a step between sync steps, whose weights stay with the
+    /// owners (``parameters`` are then those of the last sync step until ``adoptParameters(_:)``).
     ///
     /// - Returns: the step's mean loss.
     @discardableResult
-    public mutating func completeSharded(parameters updated: [Float], lossSum: Float, windows count: Int) -> Double {
-        precondition(updated.count == parameters.count && count >= 1)
-        parameters = updated
+    public mutating func completeSharded(parameters updated: [Float]?, lossSum: Float, windows count: Int) -> Double {
+        precondition((updated?.count ?? parameters.count) == parameters.count && count >= 1)
+        if let updated { parameters = updated }
         optimizer = Optimizer(config: optimizer.config, step: optimizer.step + 1, m: optimizer.m, v: optimizer.v)
         scheduler.afterStep()
         step += 1
@@ -455,6 +456,15 @@ extension RunState {
         epochLossSum += loss
         if stepInEpoch >= stepsPerEpoch || config.steps.map({ step >= $0 }) == true { epochEnded = true }
         return loss / Double(count)
+    }
+
+    /// Takes the weights fetched from the owners (sharded: the weights of this step, after steps
+    /// completed without them); refuses a vector of another size.
+    public mutating func adoptParameters(_ fetched: [Float]) throws(TrainingError) {
+        guard fetched.count == parameters.count else {
+            throw .invalidConfig("the owners' weights (\(fetched.count) values) do not fit this run (\(parameters.count) values)")
+        }
+        parameters = fetched
     }
 
     /// Takes the optimizer state gathered from the owners (``Optimizer/joining(_:)``) for a checkpoint;
