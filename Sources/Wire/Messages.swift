@@ -60,12 +60,20 @@ public struct Hello: Sendable, Equatable, Codable {
     /// Sharded aggregation with CURVE: the Z85 public key of the worker's key pair (its peer router's
     /// server key; the coordinator passes it to the other workers in ``ShardTable``). Nil without CURVE.
     public var peerKey: String?
+    /// What the process is: nil, a worker (it computes); ``Hello/shardRole``, a dedicated owner of a
+    /// slice in sharded aggregation (`ztrain shard`: it computes nothing and never holds the whole
+    /// weights). Left out of a worker's JSON.
+    public var role: String?
+
+    /// The ``role`` of a `ztrain shard` process.
+    public static let shardRole = "shard"
 
     /// A hello.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), host: String, pid: Int32, threads: Int,
-        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil, peerKey: String? = nil
+        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil, peerKey: String? = nil, role: String? = nil
     ) {
+        self.role = role
         self.peer = peer
         self.peerKey = peerKey
         self.protocolVersion = protocolVersion
@@ -80,7 +88,7 @@ public struct Hello: Sendable, Equatable, Codable {
         case protocolVersion = "protocol_version"
         case host, pid, threads
         case ztrainVersion = "ztrain_version"
-        case expect, peer
+        case expect, peer, role
         case peerKey = "peer_key"
     }
 }

@@ -45,10 +45,11 @@ struct CoordinatorShard {
 /// the norm, the step rule (``RunState/decideSharded(lossSum:windows:norm:finite:evaluation:keepClosed:settled:)``),
 /// APPLY, and the updated slices gathered into the run's weights.
 extension CoordinatorCore {
-    /// The owners are fixed when the run starts: the ready workers in id order, at most one per block.
+    /// The owners are fixed when the run starts: the ready shard processes in id order, else the ready
+    /// workers, at most one per block.
     func startSharding(now: Double) -> [CoordinatorEffect] {
         guard options.aggregation == .sharded, shard == nil else { return [] }
-        let ids = liveWorkers.map(\.id).sorted()
+        let ids = ownerCandidates
         let blocks = ShardPlan.blockCount(parameterCount)
         let owners = Array(ids.prefix(max(1, min(ids.count, blocks))))
         let plan = ShardPlan(parameterCount: parameterCount, owners: owners.count)
@@ -64,11 +65,11 @@ extension CoordinatorCore {
         guard var s = shard else { return [] }
         var out: [CoordinatorEffect] = []
         let live = liveWorkers.sorted { $0.id < $1.id }
-        let peers = live.map { ShardTable.Peer(worker: $0.id, endpoint: s.endpoints[$0.id] ?? "", key: shardKeys[$0.id]) }
+        let peers = tablePeers(s.endpoints)
         if peers != s.table.peers {
             s.table.version += 1
             s.table.peers = peers
-            for w in live { if let p = membership.peer(of: w.id) { out.append(reply(p, w.id, .table(s.table))) } }
+            for w in peers { if let p = membership.peer(of: w.worker) { out.append(reply(p, w.worker, .table(s.table))) } }
         }
         for w in live where !s.holding.contains(w.id) {
             guard let p = membership.peer(of: w.id) else { continue }
@@ -98,7 +99,7 @@ extension CoordinatorCore {
     /// Is an owner gone? Then the run cannot go on exactly (its slice's optimizer state is lost).
     func lostOwner() -> UInt32? {
         guard let s = shard else { return nil }
-        let live = Set(liveWorkers.map(\.id))
+        let live = liveHolders
         return s.table.owners.first { !live.contains($0) }
     }
 
@@ -110,7 +111,7 @@ extension CoordinatorCore {
         guard options.ownerRecovery, optimizerIsCurrent, var s = shard, parked == nil else {
             return parked == nil ? failLostOwner(id) : []  // parked: tried again on the next tick
         }
-        let live = liveWorkers.map(\.id).sorted()
+        let live = ownerCandidates
         guard !live.isEmpty else { return failLostOwner(id) }
         let inFlight = restart ?? (stepActive || s.busy)
         aggregator.abandon()
@@ -119,7 +120,7 @@ extension CoordinatorCore {
         s.assembly = NormAssembly(plan: s.plan)
         s.table.owners = owners
         s.table.version += 1
-        s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "", key: shardKeys[$0]) }
+        s.table.peers = tablePeers(s.endpoints)
         s.seeded = false
         s.holding = []
         s.phase = .idle
@@ -130,7 +131,7 @@ extension CoordinatorCore {
         replans += 1
         emit(.dropped(peer: PeerID([]), reason: "worker \(id), the owner of a slice, is gone: \(owners.count) owner(s) take the slices over from step \(state.step + 1)"))
         var out: [CoordinatorEffect] = []
-        for w in live { if let p = membership.peer(of: w) { out.append(reply(p, w, .table(s.table))) } }
+        for w in s.table.peers { if let p = membership.peer(of: w.worker) { out.append(reply(p, w.worker, .table(s.table))) } }
         guard inFlight else { return out }
         stepStart = now
         stepCredits = [:]

@@ -17,6 +17,9 @@ struct WorkerShard {
     let parameterCount: Int
     let microBatch: Int
     let optimizer: OptimizerConfig
+    /// False in a `ztrain shard` process: it computes nothing, so it neither assembles the whole weights
+    /// from the owners' slices nor takes orders (only its own slice and its optimizer state are held).
+    let holdsWeights: Bool
     private(set) var table: ShardTable?
     private(set) var plan: ShardPlan?
     /// This worker's slice index in ``plan`` (nil: not an owner).
@@ -47,7 +50,8 @@ struct WorkerShard {
     /// Bound on buffered messages (a misbehaving peer cannot grow them without limit).
     static let maxBuffered = 4096
 
-    init(runID: UInt64, workerID: UInt32, parameterCount: Int, microBatch: Int, optimizer: OptimizerConfig) {
+    init(runID: UInt64, workerID: UInt32, parameterCount: Int, microBatch: Int, optimizer: OptimizerConfig, holdsWeights: Bool = true) {
+        self.holdsWeights = holdsWeights
         self.runID = runID
         self.workerID = workerID
         self.parameterCount = parameterCount
@@ -117,6 +121,7 @@ struct WorkerShard {
             seed = s
             return makeOwnerIfReady()
         }
+        guard holdsWeights else { return [] }
         let v = Int(s.version)
         if s.range == 0..<parameterCount {
             guard v > version else { return [] }
@@ -165,7 +170,7 @@ struct WorkerShard {
 
     /// The ORDER to compute now (its step's weights are held), or nil (parked until they are).
     mutating func admit(_ o: StepOrder) -> Assign? {
-        guard let table, o.table >= table.version else { return nil }  // an order of an older table: moot
+        guard holdsWeights, let table, o.table >= table.version else { return nil }  // an order of an older table: moot
         if o.table > table.version {
             parkedOrder = o  // its table is on the way: the nodes must be cut by it
             return nil
@@ -284,7 +289,7 @@ struct WorkerShard {
         var gathered = s
         if a.gather { gathered.state = [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty } }
         var out: [WorkerEffect] = [.send(envelope(.slice(gathered)))]
-        for peer in table.peers where peer.worker != workerID { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
+        for peer in table.peers where peer.worker != workerID && peer.shard != true { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
         out += take(s)
         out += retryEarly()
         return out
