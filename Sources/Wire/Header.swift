@@ -25,9 +25,11 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case norm = 13
     case apply = 14
     case slice = 15
+    /// worker→coordinator: the bytes the process received and sent so far over all its sockets (``Traffic``).
+    case traffic = 16
 
     /// Is this one of sharded aggregation's messages?
-    public var isShard: Bool { rawValue >= 10 }
+    public var isShard: Bool { (10...15).contains(rawValue) }
 
     public var description: String {
         switch self {
@@ -46,6 +48,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .norm: "norm"
         case .apply: "apply"
         case .slice: "slice"
+        case .traffic: "traffic"
         }
     }
 }

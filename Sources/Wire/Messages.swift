@@ -283,6 +283,8 @@ public enum Message: Sendable, Equatable {
     case apply(ApplyStep)
     /// owner→everyone (sharded): updated weights.
     case slice(ParameterSlice)
+    /// worker→coordinator: the worker's byte counters so far.
+    case traffic(Traffic)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -302,6 +304,7 @@ public enum Message: Sendable, Equatable {
         case .norm: .norm
         case .apply: .apply
         case .slice: .slice
+        case .traffic: .traffic
         }
     }
 }
@@ -323,5 +326,19 @@ public struct Envelope: Sendable, Equatable {
         self.runID = runID
         self.workerID = workerID
         self.message = message
+    }
+}
+
+/// A worker's (or shard's) byte counters (type ``MessageType/traffic``, worker→coordinator): the bytes it
+/// received and sent so far over all its sockets (the coordinator's link and the peer links), headers
+/// included. Sent with its heartbeats and after each computation; the payload is the two counts as
+/// UInt64 LE (16 bytes). The coordinator records the newest per worker (metrics.jsonl, summary.json).
+public struct Traffic: Sendable, Equatable {
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+
+    public init(bytesIn: UInt64, bytesOut: UInt64) {
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
     }
 }

@@ -172,7 +172,7 @@ struct ShardProcessCLITests {
     @Test func twoWorkersAndTwoShardsGiveTheInProcessBits() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
-        let training = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "4"]
+        let training = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "20"]
         let a = try runZtrain(["train", "--in-process", "--quiet", "--out", tmp.path("a")] + training)
         #expect(a.status == 0, "\(a.stderr)")
         let run = tmp.path("s")
@@ -199,5 +199,13 @@ struct ShardProcessCLITests {
         let records = (summary["workers"] as? [[String: Any]]) ?? []
         #expect(records.filter { $0["shard"] as? Bool == true }.count == 2, "\(records)")
         #expect(records.filter { $0["shard"] as? Bool == true }.allSatisfy { ($0["steps"] as? Int) == 0 }, "\(records)")
+        // every process's bytes a step: a shard takes in its slice of the two workers' nodes (one each: half
+        // of 4P from each, 4P in all, P = 17 030), never the whole weights beside them
+        let last = try #require(try TrafficCLITests.processes(run).last)
+        #expect(Set(last.compactMap { $0["role"] as? String }) == ["coordinator", "worker", "shard"], "\(last)")
+        for s in last where s["role"] as? String == "shard" {
+            let i = s["bytes_in_per_step"] as? Double ?? 0
+            #expect(i > 0.8 * 4 * 17_030 && i < 1.6 * 4 * 17_030, "shard in \(i) a step")
+        }
     }
 }

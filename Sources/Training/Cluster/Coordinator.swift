@@ -100,13 +100,17 @@ public struct WorkerRecord: Sendable, Codable {
     public var lateOrDuplicate = 0
     /// True for a `ztrain shard` process (a dedicated owner: it gets no orders); nil for a worker.
     public var shard: Bool?
+    /// The bytes the process received and sent over all its sockets (its link to the coordinator and
+    /// its peer links), as it last reported them (``Traffic``); nil: it reported none.
+    public var processBytesIn: Int?
+    public var processBytesOut: Int?
     var lastHeard = 0.0
     var lastSent = 0.0
     /// When the WELCOME went out (for the handshake timeout).
     var welcomedAt = 0.0
 
     enum CodingKeys: String, CodingKey {
-        case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate, shard
+        case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate, shard, processBytesIn, processBytesOut
     }
 }
 
@@ -174,6 +178,7 @@ extension Message {
         case .norm: return "NORM"
         case .apply: return "APPLY"
         case .slice: return "SLICE"
+        case .traffic: return "TRAFFIC"
         }
     }
 }

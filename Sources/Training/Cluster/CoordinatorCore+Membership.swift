@@ -41,6 +41,9 @@ extension CoordinatorCore {
             emit(.workerLost(w, reassigned: orders.count))
             out += send(orders)
             if started, !isDone, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
+        case .traffic(let t):
+            guard workers[peer]?.id == env.workerID, env.runID == runID else { return drop(peer, "TRAFFIC from an unknown peer") }
+            noteTraffic(t, from: peer)
         case .norm(let part):
             out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
         case .slice(let slice):

@@ -281,6 +281,9 @@ public final class WorkerClient {
     private var lastHandshakeFailure: HandshakeMonitor.Failure?
     /// Sharded aggregation: the links to the other workers (nil: not bound).
     private let peers: PeerLinks?
+    /// A step's message or a heartbeat went out: the byte counters follow (TRAFFIC) once the loop
+    /// has handled what is waiting.
+    private var trafficDue = false
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
@@ -355,6 +358,7 @@ public final class WorkerClient {
         var lastParentCheck = -1.0
         while computing || core.phase != .done {
             healthFile?.beat(now: now)
+            reportTraffic()
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
                 return "stopped by signal \(stop.signal)"
@@ -511,7 +515,9 @@ public final class WorkerClient {
         for effect in effects {
             switch effect {
             case .send(let m): send(m)
-            case .sendPeer(let id, let m): peers?.send(m, to: id)
+            case .sendPeer(let id, let m):
+                peers?.send(m, to: id)
+                trafficDue = true
             case .peers(let t): peers?.connect(t, selfID: core.workerID)
             case .compute(let o): order = o
             case .exit: break
@@ -599,6 +605,22 @@ public final class WorkerClient {
         // never block on a coordinator that is gone: the message is lost, the coordinator retries
         // (a worker pretending to speak another version: tests of the refusal)
         if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
+        switch env.message {
+        case .gradient, .heartbeat, .norm, .slice: trafficDue = true
+        default: break
+        }
+    }
+
+    /// The bytes this process received and sent so far, over the coordinator's link and the peer links.
+    public var traffic: Traffic {
+        Traffic(bytesIn: UInt64(dealer.bytesIn + (peers?.bytesIn ?? 0)), bytesOut: UInt64(dealer.bytesOut + (peers?.bytesOut ?? 0)))
+    }
+
+    /// TRAFFIC to the coordinator, when a step's message or a heartbeat went out since the last.
+    private func reportTraffic() {
+        guard trafficDue, core.phase == .ready else { return }
+        trafficDue = false
+        dealer.send(Envelope(runID: core.runID, workerID: core.workerID, message: .traffic(traffic)), version: core.options.protocolVersion)
     }
 
     public func close() {

@@ -206,7 +206,7 @@ public final class WorkerCore {
             return [.exit(nil)]
         case .table, .slice, .node, .apply, .order:
             return sharded(env)
-        case .hello, .ready, .gradient, .bye, .norm:
+        case .hello, .ready, .gradient, .bye, .norm, .traffic:
             ignored += 1
             return []
         }
