@@ -13,16 +13,16 @@ struct TrafficCLITests {
         }
     }
 
-    /// Star, two workers, one tree node each a step (P = 17 030): the coordinator takes in two GRADIENTs
-    /// of 4·(P + 1) bytes a step, and what the workers say they sent is what it took in; each worker
-    /// takes in an ASSIGN's weights, 4·P, a step (a speculative copy or an audit's second run is more; a
-    /// worker's counters reach the coordinator a step or so late, so an epoch's mean can be a few steps off).
+    /// Star, two workers, one tree node each a step (P = 17 030), no speculative copies or audits: the
+    /// coordinator takes in two GRADIENTs of 4·(P + 1) bytes a step, and each worker takes in an ASSIGN's
+    /// weights, 4·P, and sends a GRADIENT (its counters go just ahead of its GRADIENT, so the coordinator
+    /// holds them as of each step's start).
     @Test func aStarCoordinatorTakesInTwoGradientsAStep() throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let run = tmp.path("star")
         let r = try runZtrain(["train", "--workers", "2", "--hidden", "128", "--batch", "40", "--micro-batch", "20", "--epochs", "3",
-                               "--quiet", "--out", run], timeout: 180)
+                               "--no-speculation", "--audit-rate", "0", "--quiet", "--out", run], timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         let epochs = try Self.processes(run)
         #expect(epochs.count == 3, "\(epochs)")
@@ -36,10 +36,10 @@ struct TrafficCLITests {
         var sent = 0.0
         for w in workers {
             let i = w["bytes_in_per_step"] as? Double ?? 0, o = w["bytes_out_per_step"] as? Double ?? 0
-            #expect(i > 0.75 * p && i < 2 * p && o > 0.5 * p && o < 2 * p, "worker in \(i), out \(o) a step, 4P = \(p)")
+            #expect(i > p && i < 1.2 * p && o > p && o < 1.2 * p, "worker in \(i), out \(o) a step, 4P = \(p)")
             sent += o
         }
-        #expect(abs(sent - cin) < 0.25 * cin, "the workers sent \(sent) a step, the coordinator took in \(cin)")
+        #expect(abs(sent - cin) < 0.05 * cin, "the workers sent \(sent) a step, the coordinator took in \(cin)")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json"))) as? [String: Any])
         // the totals: what the workers say they sent, the coordinator took in (but their last step's answers)
         let records = (summary["workers"] as? [[String: Any]]) ?? []

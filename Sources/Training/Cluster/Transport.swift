@@ -281,8 +281,8 @@ public final class WorkerClient {
     private var lastHandshakeFailure: HandshakeMonitor.Failure?
     /// Sharded aggregation: the links to the other workers (nil: not bound).
     private let peers: PeerLinks?
-    /// A step's message or a heartbeat went out: the byte counters follow (TRAFFIC) once the loop
-    /// has handled what is waiting.
+    /// A heartbeat or a message to another worker went out: the byte counters follow (TRAFFIC) once
+    /// the loop has handled what is waiting (a step's answer to the coordinator takes them along first).
     private var trafficDue = false
 
     /// Computations expected to take less than this many seconds run on the poll thread.
@@ -546,7 +546,11 @@ public final class WorkerClient {
         guard case .assign = env.message, core.phase == .ready else {
             if case .welcome(let w, _) = env.message {
                 lastCompute = .infinity
-                if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
+                // a shard process keeps malloc's own mmap for large blocks: its frames come and go a slice at
+                // a time, and each freed one leaves at once (reused blocks would keep its peak resident)
+                if 4 * w.parameterCount >= LargeBuffers.threshold {
+                    if core.options.isShard { LargeBuffers.release() } else { LargeBuffers.reuse() }
+                }
             }
             let before = core.phase
             for reply in core.handle(env) { send(reply) }
@@ -604,11 +608,17 @@ public final class WorkerClient {
         }
         // never block on a coordinator that is gone: the message is lost, the coordinator retries
         // (a worker pretending to speak another version: tests of the refusal)
-        if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
         switch env.message {
-        case .gradient, .heartbeat, .norm, .slice: trafficDue = true
-        default: break
+        case .gradient, .norm, .slice:
+            // the counters go just ahead of a step's answer, on the same link: when the coordinator
+            // ends a step, it holds every worker's counters as of that step's start
+            trafficDue = true
+            reportTraffic()
+        default:
+            break
         }
+        if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
+        if case .heartbeat = env.message { trafficDue = true }
     }
 
     /// The bytes this process received and sent so far, over the coordinator's link and the peer links.
@@ -616,7 +626,7 @@ public final class WorkerClient {
         Traffic(bytesIn: UInt64(dealer.bytesIn + (peers?.bytesIn ?? 0)), bytesOut: UInt64(dealer.bytesOut + (peers?.bytesOut ?? 0)))
     }
 
-    /// TRAFFIC to the coordinator, when a step's message or a heartbeat went out since the last.
+    /// TRAFFIC to the coordinator, when due.
     private func reportTraffic() {
         guard trafficDue, core.phase == .ready else { return }
         trafficDue = false

@@ -238,9 +238,10 @@ struct WorkerShard {
             if early.count < Self.maxBuffered { early.append(n) }
             return []
         }
+        owner = nil  // `o` alone holds the slice's buffers: changing it copies none of them
         if step == o.stepsApplied + 1, o.phase == .idle {
             let stepPlan = StepPlan(windows: n.windows, microBatch: microBatch)
-            guard stepPlan.leafCount == n.leafCount, (try? o.begin(step: step, plan: stepPlan)) != nil else { return [] }
+            guard stepPlan.leafCount == n.leafCount, (try? o.begin(step: step, plan: stepPlan)) != nil else { owner = o; return [] }
             loss.reset(leafCount: stepPlan.leafCount)
             normSent = false
         }
@@ -280,7 +281,8 @@ struct WorkerShard {
         guard var o = owner else { return [] }
         let step = Int(a.step)
         if o.stepsApplied < step {
-            guard (try? o.apply(step: step, clipCoefficient: a.clipCoefficient, learningRate: a.learningRate)) != nil else { return [] }
+            owner = nil  // as in receive: no copy of the slice's weights and optimizer state
+            guard (try? o.apply(step: step, clipCoefficient: a.clipCoefficient, learningRate: a.learningRate)) != nil else { owner = o; return [] }
             owner = o
         } else if o.stepsApplied > step {
             return []
