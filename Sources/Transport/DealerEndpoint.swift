@@ -138,6 +138,16 @@ public final class DealerEndpoint {
     /// `version` overrides the header's protocol version (tests of a peer that speaks another).
     @discardableResult
     public func send(_ envelope: Envelope, version: UInt16 = Wire.protocolVersion) -> SendOutcome {
+        if case .slice(let s) = envelope.message, s.state == nil, version == Wire.protocolVersion {
+            // an owner's updated slice goes from its weights' storage, shared by every peer's copy
+            let values: ZeroMQ.Message
+            do { values = try weightsFrame(s.values) } catch {
+                unsent += 1
+                logger.log(level: drops.level, "send failed: \(error)")
+                return .failed(error)
+            }
+            return send(frames: [Wire.sliceHeader(runID: envelope.runID, workerID: envelope.workerID, s), values])
+        }
         var frames = Wire.encode(envelope)
         if version != Wire.protocolVersion {
             frames[0][4] = UInt8(truncatingIfNeeded: version)
