@@ -606,8 +606,6 @@ public final class WorkerClient {
             g.sendNanos = nanoseconds(since: r)
             env.message = .gradient(g)
         }
-        // never block on a coordinator that is gone: the message is lost, the coordinator retries
-        // (a worker pretending to speak another version: tests of the refusal)
         switch env.message {
         case .gradient, .norm, .slice:
             // the counters go just ahead of a step's answer, on the same link: when the coordinator
@@ -617,6 +615,8 @@ public final class WorkerClient {
         default:
             break
         }
+        // never block on a coordinator that is gone: the message is lost, the coordinator retries
+        // (a worker pretending to speak another version: tests of the refusal)
         if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
         if case .heartbeat = env.message { trafficDue = true }
     }
