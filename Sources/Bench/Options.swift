@@ -37,6 +37,8 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
     case crossover
     /// `train --workers 2` at the default `--audit-rate` against 0, H=32 and H=256.
     case audit
+    /// Peak RSS of a dedicated owner (`ztrain shard`) against its slice's bytes, P ≈ 10⁷, 2 workers + 2 shards.
+    case ownerMemory = "owner-memory"
     /// Real series: CSV parsing rate and peak memory on one core (a long-format file).
     case csv
     /// Real series: `train --workers 2` against in-process on at least 10 million windows of many series.
@@ -62,7 +64,7 @@ public enum BenchGroup: String, CaseIterable, Sendable, Comparable {
         case .observe: 9
         case .roundVsGloo: 10
         case .roundBytes: 11
-        case .crossover, .audit, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
+        case .crossover, .audit, .ownerMemory, .csv, .manySeries, .memcpy, .gemm, .zmq: nil
         }
     }
 

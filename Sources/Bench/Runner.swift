@@ -121,6 +121,7 @@ public final class BenchRunner {
             for t in templatesCrossover() { try attempt([t]) { () throws(BenchError) in [try crossover(t)] } }
         }
         if selection.contains(.audit) { try attempt(templatesAudit()) { () throws(BenchError) in try auditOverhead() } }
+        if selection.contains(.ownerMemory) { try attempt([templateOwnerMemory()]) { () throws(BenchError) in try ownerMemory() } }
         if selection.contains(.csv) || selection.contains(.manySeries) {
             try attempt(templatesSeries()) { () throws(BenchError) in try seriesBenchmarks() }
         }

@@ -30,6 +30,21 @@ public enum LargeBuffers {
         #endif
     }
 
+    /// Switches the process to mapping every large block on its own and unmapping it when freed
+    /// (idempotent): a fixed mmap threshold of ``threshold`` bytes, so glibc's rising dynamic threshold
+    /// never moves blocks of tens of MB into the heap, where freed ones stay resident. For a process
+    /// whose large buffers come and go (a shard process: a node's slice in, the updated slice out),
+    /// its resident memory is then what it holds. Elsewhere than glibc a no-op.
+    public static func release() {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let M_MMAP_THRESHOLD: Int32 = -3  // <malloc.h>
+        _ = mallopt(M_MMAP_THRESHOLD, Int32(threshold))
+        #endif
+    }
+
     /// Hands free heap pages back to the system (`malloc_trim(0)`; glibc only, elsewhere a no-op).
     public static func trim() {
         #if canImport(Glibc)

@@ -34,6 +34,10 @@ public final class DealerEndpoint {
     private let t0 = ContinuousClock.now
     /// Messages that could not be sent (no connection, or the queue full).
     public private(set) var unsent = 0
+    /// Bytes of the messages read and sent so far (header and payload frames; for a ROUTER not the
+    /// routing id): cheap counters, for the bytes a process reports (``Traffic``).
+    public private(set) var bytesIn = 0
+    public private(set) var bytesOut = 0
 
     /// Connects to every address of `connect` (the peers may come up later; messages wait for them).
     ///
@@ -93,7 +97,9 @@ public final class DealerEndpoint {
         guard frames.count == 2 || frames.count == 3 else {
             return Delivery(peer: [], frames: [], framing: .wrongFrameCount(frames.count))
         }
-        return Delivery(peer: [], frames: frames, framing: nil)
+        let d = Delivery(peer: [], frames: frames, framing: nil)
+        bytesIn += d.bytes
+        return d
     }
 
     /// Reads up to `max` waiting messages, without blocking, and hands each to `body` (see
@@ -132,6 +138,16 @@ public final class DealerEndpoint {
     /// `version` overrides the header's protocol version (tests of a peer that speaks another).
     @discardableResult
     public func send(_ envelope: Envelope, version: UInt16 = Wire.protocolVersion) -> SendOutcome {
+        if case .slice(let s) = envelope.message, s.state == nil, version == Wire.protocolVersion {
+            // an owner's updated slice goes from its weights' storage, shared by every peer's copy
+            let values: ZeroMQ.Message
+            do { values = try weightsFrame(s.values) } catch {
+                unsent += 1
+                logger.log(level: drops.level, "send failed: \(error)")
+                return .failed(error)
+            }
+            return send(frames: [Wire.sliceHeader(runID: envelope.runID, workerID: envelope.workerID, s), values])
+        }
         var frames = Wire.encode(envelope)
         if version != Wire.protocolVersion {
             frames[0][4] = UInt8(truncatingIfNeeded: version)
@@ -154,6 +170,7 @@ public final class DealerEndpoint {
         }
         var bytes = 0
         for f in frames { bytes += f.withUnsafeBytes { $0.count } }
+        bytesOut += bytes
         return .sent(bytes: bytes)
     }
 

@@ -36,6 +36,10 @@ public final class RouterEndpoint {
     private let strangerFrameBytes: Int
     /// Messages that could not be sent (peer gone or not reading).
     public private(set) var unsent = 0
+    /// Bytes of the messages read and sent so far (header and payload frames; for a ROUTER not the
+    /// routing id): cheap counters, for the bytes a process reports (``Traffic``).
+    public private(set) var bytesIn = 0
+    public private(set) var bytesOut = 0
     /// Bytes of strangers' frames dropped unread.
     public private(set) var strangerBytesDropped = 0
     private var strangerBytesSinceTrim = 0
@@ -139,7 +143,9 @@ public final class RouterEndpoint {
         guard frames.count == 3, !frames[0].isEmpty else {
             return Delivery(peer: frames.first?.bytes ?? [], frames: [], framing: .wrongFrameCount(frames.count))
         }
-        return Delivery(peer: frames[0].bytes, frames: Array(frames[1...]), framing: nil)
+        let d = Delivery(peer: frames[0].bytes, frames: Array(frames[1...]), framing: nil)
+        bytesIn += d.bytes
+        return d
     }
 
     /// Dropped floods leave freed blocks in the heap: hands them back to the system (at most once a second).
@@ -199,6 +205,7 @@ public final class RouterEndpoint {
         }
         var bytes = 0
         for f in frames { bytes += f.withUnsafeBytes { $0.count } }
+        bytesOut += bytes
         return .sent(bytes: bytes)
     }
 

@@ -28,9 +28,11 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case slice = 15
     case fetch = 16
     case applied = 17
+    /// worker→coordinator: the bytes the process received and sent so far over all its sockets (``Traffic``).
+    case traffic = 18
 
     /// Is this one of sharded aggregation's messages?
-    public var isShard: Bool { rawValue >= 10 }
+    public var isShard: Bool { (10...17).contains(rawValue) }
 
     public var description: String {
         switch self {
@@ -51,6 +53,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .slice: "slice"
         case .fetch: "fetch"
         case .applied: "applied"
+        case .traffic: "traffic"
         }
     }
 }

@@ -60,12 +60,20 @@ public struct Hello: Sendable, Equatable, Codable {
     /// Sharded aggregation with CURVE: the Z85 public key of the worker's key pair (its peer router's
     /// server key; the coordinator passes it to the other workers in ``ShardTable``). Nil without CURVE.
     public var peerKey: String?
+    /// What the process is: nil, a worker (it computes); ``Hello/shardRole``, a dedicated owner of a
+    /// slice in sharded aggregation (`ztrain shard`: it computes nothing and never holds the whole
+    /// weights). Left out of a worker's JSON.
+    public var role: String?
+
+    /// The ``role`` of a `ztrain shard` process.
+    public static let shardRole = "shard"
 
     /// A hello.
     public init(
         protocolVersion: Int = Int(Wire.protocolVersion), host: String, pid: Int32, threads: Int,
-        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil, peerKey: String? = nil
+        ztrainVersion: String, expect: Expectation? = nil, peer: String? = nil, peerKey: String? = nil, role: String? = nil
     ) {
+        self.role = role
         self.peer = peer
         self.peerKey = peerKey
         self.protocolVersion = protocolVersion
@@ -80,7 +88,7 @@ public struct Hello: Sendable, Equatable, Codable {
         case protocolVersion = "protocol_version"
         case host, pid, threads
         case ztrainVersion = "ztrain_version"
-        case expect, peer
+        case expect, peer, role
         case peerKey = "peer_key"
     }
 }
@@ -279,6 +287,8 @@ public enum Message: Sendable, Equatable {
     case fetch(FetchSlices)
     /// owner→coordinator (sharded): the step is applied (the answer to an APPLY between sync steps).
     case applied(AppliedStep)
+    /// worker→coordinator: the worker's byte counters so far.
+    case traffic(Traffic)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -300,6 +310,7 @@ public enum Message: Sendable, Equatable {
         case .slice: .slice
         case .fetch: .fetch
         case .applied: .applied
+        case .traffic: .traffic
         }
     }
 }
@@ -321,5 +332,19 @@ public struct Envelope: Sendable, Equatable {
         self.runID = runID
         self.workerID = workerID
         self.message = message
+    }
+}
+
+/// A worker's (or shard's) byte counters (type ``MessageType/traffic``, worker→coordinator): the bytes it
+/// received and sent so far over all its sockets (the coordinator's link and the peer links), headers
+/// included. Sent with its heartbeats and after each computation; the payload is the two counts as
+/// UInt64 LE (16 bytes). The coordinator records the newest per worker (metrics.jsonl, summary.json).
+public struct Traffic: Sendable, Equatable {
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+
+    public init(bytesIn: UInt64, bytesOut: UInt64) {
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
     }
 }

@@ -16,10 +16,14 @@ public struct ShardTable: Sendable, Equatable, Codable {
         public var worker: UInt32
         public var endpoint: String
         public var key: String?
-        public init(worker: UInt32, endpoint: String, key: String? = nil) {
+        /// True for a `ztrain shard` process (an owner that computes nothing and holds no whole weights:
+        /// no SLICE goes to it); left out of the JSON for a worker.
+        public var shard: Bool?
+        public init(worker: UInt32, endpoint: String, key: String? = nil, shard: Bool? = nil) {
             self.worker = worker
             self.endpoint = endpoint
             self.key = key
+            self.shard = shard
         }
     }
 

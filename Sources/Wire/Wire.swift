@@ -80,6 +80,10 @@ public enum Wire {
             payload = JSON.encode(ready)
         case .heartbeat:
             payload = []
+        case .traffic(let t):
+            payload = []
+            withUnsafeBytes(of: t.bytesIn.littleEndian) { payload.append(contentsOf: $0) }
+            withUnsafeBytes(of: t.bytesOut.littleEndian) { payload.append(contentsOf: $0) }
         case .assign(let a):
             let weights = littleEndianFrame(a.weights)
             let windows = a.windows.withUnsafeBufferPointer { windowsFrame($0) }
@@ -391,6 +395,14 @@ public enum Wire {
                 throw .badLength("heartbeat payload is \(payload.count) bytes, must be empty")
             }
             return (0, .heartbeat)
+
+        case .traffic:
+            guard payload.count == 16 else {
+                throw .badLength("traffic payload is \(payload.count) bytes, must be 16 (bytes in, bytes out)")
+            }
+            let bytesIn = UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let bytesOut = UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            return (0, .traffic(Traffic(bytesIn: bytesIn, bytesOut: bytesOut)))
 
         case .assign:
             throw .wrongFrameCount(2)  // three frames: see `assignParts`

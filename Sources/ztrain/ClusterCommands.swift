@@ -44,6 +44,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "How steps are aggregated: star (every gradient through the coordinator, which sends the weights back), sharded (workers own slices of the parameters: reduce-scatter and all-gather between the workers, the same bits), or auto (sharded from \(AggregationChoice.autoCrossover) parameters with 2+ workers on other machines; star for train --workers, whose workers share this machine).")
     var aggregation: AggregationChoice = .star
 
+    @Option(help: "Sharded: 'ztrain shard' processes (dedicated owners of the slices) to wait for besides the workers; the shards there when the run starts own the slices, else the workers do.")
+    var shards: Int = 0
+
     @Flag(help: "Sharded: the owners do not send their optimizer state to the coordinator every step (P floats into it a step instead of 3·P with Adam); a lost owner then stops the run (resume it from a checkpoint).")
     var noOwnerRecovery = false
 
@@ -62,12 +65,15 @@ struct ClusterOptions: ParsableArguments {
         if let m = minWorkers, !(1...workers).contains(m) { throw ValidationError("--min-workers must be in 1...\(workers) (got \(m))") }
         if let m = maxWorkers, m < workers { throw ValidationError("--max-workers must be at least --workers \(workers) (got \(m))") }
         if let r = retryAfter, !(r.isFinite && r > 0) { throw ValidationError("--retry-after must be a positive number of seconds") }
+        guard (0...256).contains(shards) else { throw ValidationError("--shards must be in 0...256 (got \(shards))") }
+        if shards > 0 && aggregation == .star { throw ValidationError("--shards needs --aggregation sharded (shard processes own slices of a sharded run)") }
         var o = CoordinatorOptions(workers: workers, minWorkers: minWorkers, joinTimeout: joinTimeout,
                                    liveness: liveness, heartbeat: max(0.05, liveness / 3), retryAfter: retryAfter,
                                    speculate: !noSpeculation, maxWorkers: maxWorkers)
         o.sharedData = sharedData
         o.aggregationChoice = aggregation
         o.ownerRecovery = !noOwnerRecovery
+        o.shards = shards
         o.auditRate = auditRate
         return o
     }
@@ -260,9 +266,11 @@ struct Worker: ParsableCommand {
 /// Runs a worker until the coordinator shuts it down; throws (exit 1) with the reason otherwise.
 func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVersion: UInt16 = Wire.protocolVersion,
                parentPID: Int32?, connectTimeout: Double, reconnectTimeout: Double, security: CurveClientSecurity? = nil,
-               healthFile: HealthFile? = nil, peerBind: String? = nil, fault: (wrongRate: Double, seed: UInt64) = (0, 0), logger: Logger) throws {
+               healthFile: HealthFile? = nil, peerBind: String? = nil, fault: (wrongRate: Double, seed: UInt64) = (0, 0),
+               isShard: Bool = false, logger: Logger) throws {
     let k = threads ?? ProcessInfo.processInfo.activeProcessorCount
     var workerOptions = WorkerOptions(threads: k, expect: expect, protocolVersion: protocolVersion)
+    workerOptions.isShard = isShard
     workerOptions.faultWrongRate = fault.wrongRate
     workerOptions.faultSeed = fault.seed
     if fault.wrongRate > 0 { logger.warning("testing aid: corrupting one value of \(fault.wrongRate) of the answers (--fault-wrong-rate)") }
@@ -274,14 +282,14 @@ func runWorker(connect: String, threads: Int?, expect: Expectation?, protocolVer
     client.healthFile = healthFile
     let stop = StopFlag()
     let trap = SignalTrap(stop)
-    logger.info("worker connecting to \(connect) with \(k) thread(s)")
+    logger.info(isShard ? "shard connecting to \(connect)" : "worker connecting to \(connect) with \(k) thread(s)")
     let problem = client.run(stop: stop, parentPID: parentPID, connectTimeout: connectTimeout, reconnectTimeout: reconnectTimeout)
     client.close()
     _ = trap
     if let p = problem {
         throw fail(p)
     }
-    logger.info("worker \(core.workerID) done after \(core.steps) assignments")
+    logger.info(isShard ? "shard \(core.workerID) done" : "worker \(core.workerID) done after \(core.steps) assignments")
 }
 
 /// Runs a coordinator until the run ends; with `spawnWorkers > 0` also starts and reaps local workers.
@@ -296,6 +304,7 @@ func runCoordinator(
     var options = options
     options.aggregation = options.aggregationChoice.resolve(parameterCount: ParameterLayout(config.model).count, workers: options.workers,
                                                             sameHost: spawnWorkers > 0)
+    if options.aggregation != .sharded { options.shards = 0 }  // auto chose star: shard processes are refused
     // sharded with CURVE: the workers' peer links are CURVE too, admitting the allow-listed keys of the table
     options.peerKeys = security?.allowed
     let progress = ProgressReporter(logger: logger, live: !global.quiet && ProgressReporter.stderrIsTerminal,
@@ -326,7 +335,7 @@ func runCoordinator(
                 hub.watch?.epoch(m)
                 if hub.watch?.writesEpochLines != true, writeError == nil { do { try p.dir.append(m) } catch { writeError = error } }
             case .joined(let w):
-                logger.info("worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
+                logger.info(w.shard == true ? "shard \(w.id) joined: \(w.host) pid \(w.pid)" : "worker \(w.id) joined: \(w.host) pid \(w.pid), \(w.threads) thread(s)")
                 hub.timeline?.name(process: w.id, host: w.host, pid: w.pid)
             case .fingerprintMismatch(let w):
                 logger.warning("worker \(w.id) (\(w.host) pid \(w.pid)) computes different bits for the same gradient (numerics fingerprint differs): its machine, compiler or build differs; results will not be bit-identical")

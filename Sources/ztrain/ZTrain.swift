@@ -22,7 +22,7 @@ struct ZTrain: ParsableCommand {
         commandName: "ztrain",
         abstract: "Train a vanilla RNN (Elman) on time series, in one process or data-parallel over ZeroMQ.",
         version: ztrainVersion,
-        subcommands: [Train.self, Coordinator.self, Worker.self, Launch.self, Keygen.self, Predict.self, ForecastCommand.self, Diff.self, Stress.self,
+        subcommands: [Train.self, Coordinator.self, Worker.self, ShardCommand.self, Launch.self, Keygen.self, Predict.self, ForecastCommand.self, Diff.self, Stress.self,
                       BenchCommand.self, BenchPeerCommand.self],
         defaultSubcommand: nil
     )

@@ -90,6 +90,24 @@ struct StreamingTreeTests {
             #expect(tree.root().map(bits) == want)
         }
     }
+
+    /// The buffers are the nodes waiting at once, log2 M for leaves in order or in reverse order (not one
+    /// per slot that ever held a node, M); a second step reuses them; and the bits are the reference's.
+    @Test func holdsOnlyTheBuffersOfTheNodesWaiting() {
+        var rng = SplitMix(seed: 9)
+        let m = 8, width = 64
+        let ls = leaves(m, width, &rng)
+        let want = bits(reference(ls, m))
+        for (order, buffers) in [(Array(0..<m), 3), (Array((0..<m).reversed()), 3), ([0, 7, 1, 6, 2, 5, 3, 4], 4)] {
+            var tree = StreamingTree(leafCount: m, width: width)
+            for step in 0..<2 {
+                tree.reset(leafCount: m)
+                for i in order { tree.insert(block: i..<(i + 1), values: ls[i]) }
+                #expect(tree.root().map(bits) == want)
+                #expect(tree.buffersHeld == buffers, "order \(order), step \(step)")
+            }
+        }
+    }
 }
 
 struct SplitMix {

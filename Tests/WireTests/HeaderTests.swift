@@ -40,7 +40,8 @@ import Wire
     }
 
     @Test func messageTypeValues() {
-        #expect(MessageType.allCases.map(\.rawValue) == Array(1...17))
+        #expect(MessageType.allCases.map(\.rawValue) == Array(1...18))
+        #expect(MessageType.traffic.rawValue == 18)
         #expect(MessageType.hello.rawValue == 1 && MessageType.bye.rawValue == 9)
         #expect(MessageType.table.rawValue == 10 && MessageType.slice.rawValue == 15 && MessageType.applied.rawValue == 17)
         #expect(MessageType.allCases.filter(\.isShard) == [.table, .order, .node, .norm, .apply, .slice, .fetch, .applied])

@@ -266,3 +266,25 @@ struct SharedDataWelcomeTests {
         }
     }
 }
+
+@Suite struct SliceHeaderTests {
+    /// The header a sender uses to send a SLICE's weights from the array itself is ``Wire/encode(_:)``'s,
+    /// and its payload is the array's bytes.
+    @Test func sliceHeaderIsTheEncodedHeader() throws {
+        let values = (0..<5000).map { Float($0) * 0.25 - 7 }
+        let e = Envelope(runID: 9, workerID: 4, message: .slice(ParameterSlice(version: 12, range: 4096..<9096, values: values)))
+        let frames = Wire.encode(e)
+        #expect(Wire.sliceHeader(runID: 9, workerID: 4, ParameterSlice(version: 12, range: 4096..<9096, values: values)) == frames[0])
+        #expect(frames[1] == values.withUnsafeBytes { Array($0) })
+        #expect(try Wire.decode(frames: [frames[0], values.withUnsafeBytes { Array($0) }], limits: Limits(maxPayloadBytes: 1 << 20)) == e)
+    }
+}
+
+@Suite struct TrafficMessageTests {
+    @Test func trafficRoundTripsAsSixteenBytes() throws {
+        let e = Envelope(runID: 3, workerID: 2, message: .traffic(Traffic(bytesIn: 1 << 40, bytesOut: 12345)))
+        let frames = Wire.encode(e)
+        #expect(frames.count == 2 && frames[1].count == 16)
+        #expect(try Wire.decode(frames: frames, limits: .handshake) == e)
+    }
+}

@@ -162,6 +162,7 @@ func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64
     case .gradient:
         return Envelope(runID: runID, workerID: workerID, message: .gradient(randomGradient(&rng, maxP: maxP)))
     case .heartbeat: return Envelope(runID: runID, workerID: workerID, message: .heartbeat)
+    case .traffic: return Envelope(runID: runID, workerID: workerID, message: .traffic(Traffic(bytesIn: rng.next(), bytesOut: rng.next())))
     case .shutdown:
         return Envelope(runID: runID, workerID: workerID, message: .shutdown(randomString(&rng, maxLength: 40)))
     case .bye:

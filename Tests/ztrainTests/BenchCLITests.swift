@@ -31,10 +31,11 @@ struct BenchCLITests {
         let results = try #require(root["results"] as? [[String: Any]])
         let targets = Set(results.compactMap { ($0["target"] as? String)?.prefix(1) }.map(String.init))
         // the targets (10 and 11 count as "1"), the real-series figures (csv: parsing rate and memory; series:
-        // many series), and the audit's cost (audit: H=32 and H=256)
-        #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a"]), "targets: \(targets.sorted())")
-        // 15, targets 10a-b (against gloo) and 11a-c (bytes), each for the star and sharded, and the audit's two
-        #expect(results.count == 27)
+        // many series), the audit's cost (audit: H=32 and H=256) and a dedicated owner's memory (owner)
+        #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a", "o"]), "targets: \(targets.sorted())")
+        // 15, targets 10a-b (against gloo) and 11a-c (bytes), each for the star and sharded, the audit's two and the owner's memory
+        #expect(results.count == 28)
+        #expect(results.contains { $0["name"] as? String == "owner-memory" })
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {

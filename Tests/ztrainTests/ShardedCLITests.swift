@@ -165,3 +165,48 @@ struct ShardedLaunchTests {
         #expect(launched == inProcess)
     }
 }
+
+@Suite("Shard processes from the command line")
+struct ShardProcessCLITests {
+    /// `coordinator --shards 2` + two `worker`s + two `shard`s (dedicated owners, computing nothing) over
+    /// ipc://: the bits of `--in-process`, every process ends, and the summary lists the shards.
+    @Test func twoWorkersAndTwoShardsGiveTheInProcessBits() throws {
+        let tmp = try TempDir()
+        defer { tmp.cleanup() }
+        let training = ["--hidden", "128", "--steps", "12", "--batch", "40", "--micro-batch", "20"]
+        let a = try runZtrain(["train", "--in-process", "--quiet", "--out", tmp.path("a")] + training)
+        #expect(a.status == 0, "\(a.stderr)")
+        let run = tmp.path("s")
+        let endpoint = "ipc://\(tmp.path("c.sock"))"
+        var children: [Child] = []
+        defer { for c in children where c.isRunning { c.kill9() } }
+        let coordinator = try Child("coordinator", ["coordinator", "--bind", endpoint, "--workers", "2", "--shards", "2", "--liveness", "30",
+                                                    "--aggregation", "sharded", "--out", run, "--log-level", "info"] + training,
+                                    log: tmp.url.appendingPathComponent("coordinator.log"))
+        children.append(coordinator)
+        for i in 0..<2 {
+            children.append(try Child("shard\(i)", ["shard", "--connect", endpoint, "--log-level", "info"],
+                                      log: tmp.url.appendingPathComponent("shard\(i).log")))
+            children.append(try Child("worker\(i)", ["worker", "--connect", endpoint, "--threads", "1", "--log-level", "info"],
+                                      log: tmp.url.appendingPathComponent("worker\(i).log")))
+        }
+        #expect(coordinator.wait(timeout: 240), "the coordinator did not finish:\n\(children.map { $0.tail() }.joined(separator: "\n"))")
+        for c in children { #expect(c.wait(timeout: 30), "\(c.tail())") }
+        let log = (try? String(contentsOf: tmp.url.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("shard 1 joined") || log.contains("shard 2 joined"), "\(log.suffix(2000))")
+        let w = try loadModel(path: run + "/model.safetensors", expecting: nil).parameters
+        #expect(w == (try loadModel(path: tmp.path("a/model.safetensors"), expecting: nil).parameters))
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json"))) as? [String: Any])
+        let records = (summary["workers"] as? [[String: Any]]) ?? []
+        #expect(records.filter { $0["shard"] as? Bool == true }.count == 2, "\(records)")
+        #expect(records.filter { $0["shard"] as? Bool == true }.allSatisfy { ($0["steps"] as? Int) == 0 }, "\(records)")
+        // every process's bytes a step: a shard takes in its slice of the two workers' nodes (one each: half
+        // of 4P from each, 4P in all, P = 17 030), never the whole weights beside them
+        let last = try #require(try TrafficCLITests.processes(run).last)
+        #expect(Set(last.compactMap { $0["role"] as? String }) == ["coordinator", "worker", "shard"], "\(last)")
+        for s in last where s["role"] as? String == "shard" {
+            let i = s["bytes_in_per_step"] as? Double ?? 0
+            #expect(i > 0.8 * 4 * 17_030 && i < 1.6 * 4 * 17_030, "shard in \(i) a step")
+        }
+    }
+}

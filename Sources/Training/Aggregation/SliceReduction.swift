@@ -73,6 +73,12 @@ public struct SliceReduction: Sendable {
         try tree.withRoot(body)
     }
 
+    /// Calls `body` with the slice's reduced sums to change in place (scratch until the next
+    /// ``reset(leafCount:)``) once every leaf is in; nil before.
+    public mutating func withMutableResult<R>(_ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R? {
+        tree.withMutableRoot(body)
+    }
+
     /// A copy of the reduced sums, or nil if a leaf is missing.
     public func result() -> [Float]? { tree.root() }
 }

@@ -20,8 +20,10 @@ import RNN
 /// large widths the element range is split across threads; each element's sum is unchanged, so
 /// the bits are too.
 ///
-/// Storage: one `width`-float buffer per slot that ever held a node (slot `i` holds the node
-/// starting at leaf `i`), allocated once and reused by ``reset()``.
+/// Storage: one `width`-float buffer per node held at once (slot `i` holds the node starting at leaf
+/// `i`): a node merged into its sibling gives its buffer back to a pool the next waiting node takes
+/// from, and a node meeting its waiting right sibling is summed into that sibling's buffer, so a step
+/// whose nodes arrive in order holds one buffer (the root), and the buffers are reused across steps.
 public struct StreamingTree: Sendable {
     /// Values per node.
     public let width: Int
@@ -30,6 +32,8 @@ public struct StreamingTree: Sendable {
     /// The perfect tree's leaf count, the next power of two ≥ M.
     private var top: Int
     private var slots: [[Float]] = []
+    /// Buffers of merged nodes, for the next node that waits.
+    private var spare: [[Float]] = []
     /// `size[i]`: the size (a power of two) of the node held in slot `i`; 0 = empty.
     private var size: [Int] = []
     /// Leaves covered by inserted nodes.
@@ -54,10 +58,15 @@ public struct StreamingTree: Sendable {
         leafCount = m
         top = CanonicalTree.paddedSize(m)
         if slots.count < m { slots += [[Float]](repeating: [], count: m - slots.count) }
+        for i in slots.indices { release(i) }
         size = [Int](repeating: 0, count: m)
         have = [Bool](repeating: false, count: m)
         missing = m
     }
+
+    /// Node buffers allocated (held by a waiting node, or pooled for the next): the most nodes that
+    /// waited at once in any step so far.
+    public var buffersHeld: Int { slots.reduce(0) { $0 + ($1.isEmpty ? 0 : 1) } + spare.count }
 
     /// Is every leaf in (and the root summed)?
     public var isComplete: Bool { missing == 0 }
@@ -104,17 +113,17 @@ public struct StreamingTree: Sendable {
                 if r >= leafCount { s *= 2; continue }  // empty right half: the parent is this node
                 guard size[r] == s else { break }
                 // node(a, 2s) = node(a, s) + node(r, s)
-                ensureSlot(a)
                 combine(into: a, left: pending, right: r)
                 pending = nil
                 size[r] = 0
+                release(r)
                 s *= 2
             } else {
                 let l = a - s
                 guard size[l] == s else { break }
                 // node(l, 2s) = node(l, s) + node(a, s)
                 addRight(into: l, right: pending.map { .value($0) } ?? .slot(a))
-                if pending == nil { size[a] = 0 }
+                if pending == nil { size[a] = 0; release(a) }
                 pending = nil
                 a = l
                 s *= 2
@@ -150,7 +159,21 @@ public struct StreamingTree: Sendable {
     // MARK: - the passes over the values
 
     private mutating func ensureSlot(_ i: Int) {
-        if slots[i].count != width { slots[i] = [Float](repeating: 0, count: width) }
+        if slots[i].count != width { slots[i] = spare.popLast() ?? [Float](repeating: 0, count: width) }
+    }
+
+    /// Slot `i`'s buffer back to the pool.
+    private mutating func release(_ i: Int) {
+        guard !slots[i].isEmpty else { return }
+        spare.append(slots[i])
+        slots[i] = []
+    }
+
+    /// Calls `body` with the root's values to change in place (the caller's scratch for the rest of the
+    /// step: the next ``reset(leafCount:)`` forgets them) once every leaf is in; nil before.
+    public mutating func withMutableRoot<R>(_ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R? {
+        guard isComplete else { return nil }
+        return slots[0].withUnsafeMutableBufferPointer { body($0) }
     }
 
     private enum Right {
@@ -158,33 +181,41 @@ public struct StreamingTree: Sendable {
         case slot(Int)
     }
 
-    /// `slot[a] = left + slot[r]`, `left` being `pending` or `slot[a]` itself.
+    /// `slot[a] = left + slot[r]`, `left` being `pending` or `slot[a]` itself. A pending left is summed
+    /// into slot `r`'s buffer (the same `left + right` of each element), which then becomes slot `a`'s;
+    /// slot `r` is left holding slot `a`'s old buffer, if any, for the caller to release.
     private mutating func combine(into a: Int, left: Source?, right r: Int) {
-        let rightValues = slots[r]  // a reference, not a copy: slot r is not written below
-        rightValues.withUnsafeBufferPointer { rp in
-            slots[a].withUnsafeMutableBufferPointer { dst in
-                let d = UncheckedPointer(dst.baseAddress), rr = UncheckedPointer(UnsafeMutablePointer(mutating: rp.baseAddress))
-                switch left {
-                case nil:
+        guard let left else {
+            let rightValues = slots[r]  // a reference, not a copy: slot r is not written below
+            rightValues.withUnsafeBufferPointer { rp in
+                slots[a].withUnsafeMutableBufferPointer { dst in
+                    let d = UncheckedPointer(dst.baseAddress), rr = UncheckedPointer(UnsafeMutablePointer(mutating: rp.baseAddress))
                     Self.chunked(width) { lo, hi in
                         guard let d = d.p, let rr = rr.p else { return }
                         for k in lo..<hi { d[k] = d[k] + rr[k] }
                     }
-                case .floats(let f)?:
-                    let src = UncheckedPointer(UnsafeMutablePointer(mutating: f.baseAddress))
-                    Self.chunked(width) { lo, hi in
-                        guard let d = d.p, let rr = rr.p, let f = src.p else { return }
-                        for k in lo..<hi { d[k] = f[k] + rr[k] }
-                    }
-                case .littleEndian(let b)?:
-                    let src = UncheckedRaw(b.baseAddress)
-                    Self.chunked(width) { lo, hi in
-                        guard let d = d.p, let rr = rr.p, let b = src.p else { return }
-                        for k in lo..<hi { d[k] = Self.load(b, k) + rr[k] }
-                    }
+                }
+            }
+            return
+        }
+        slots[r].withUnsafeMutableBufferPointer { dst in
+            let rr = UncheckedPointer(dst.baseAddress)
+            switch left {
+            case .floats(let f):
+                let src = UncheckedPointer(UnsafeMutablePointer(mutating: f.baseAddress))
+                Self.chunked(width) { lo, hi in
+                    guard let rr = rr.p, let f = src.p else { return }
+                    for k in lo..<hi { rr[k] = f[k] + rr[k] }
+                }
+            case .littleEndian(let b):
+                let src = UncheckedRaw(b.baseAddress)
+                Self.chunked(width) { lo, hi in
+                    guard let rr = rr.p, let b = src.p else { return }
+                    for k in lo..<hi { rr[k] = Self.load(b, k) + rr[k] }
                 }
             }
         }
+        slots.swapAt(a, r)
     }
 
     /// `slot[l] = slot[l] + right`.

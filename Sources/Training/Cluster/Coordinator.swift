@@ -54,6 +54,10 @@ public struct CoordinatorOptions: Sendable {
     /// must announce one of these keys in HELLO (``Hello/peerKey``); the table passes it to the other
     /// workers, whose peer routers admit exactly the table's keys.
     public var peerKeys: Set<String>?
+    /// Sharded: `ztrain shard` processes (dedicated owners) to wait for before the run starts, besides
+    /// ``workers`` (after ``joinTimeout`` the run starts with those there). The shards ready when the run
+    /// starts own the slices; without any, the workers do.
+    public var shards = 0
     /// What `--aggregation` asked for (the launcher resolves `auto` into ``aggregation`` once the model is known).
     public var aggregationChoice: AggregationChoice = .star
     /// The fraction of each step's leaf runs also computed by a second worker and compared bit for
@@ -94,13 +98,19 @@ public struct WorkerRecord: Sendable, Codable {
     public var bytesIn = 0
     public var bytesOut = 0
     public var lateOrDuplicate = 0
+    /// True for a `ztrain shard` process (a dedicated owner: it gets no orders); nil for a worker.
+    public var shard: Bool?
+    /// The bytes the process received and sent over all its sockets (its link to the coordinator and
+    /// its peer links), as it last reported them (``Traffic``); nil: it reported none.
+    public var processBytesIn: Int?
+    public var processBytesOut: Int?
     var lastHeard = 0.0
     var lastSent = 0.0
     /// When the WELCOME went out (for the handshake timeout).
     var welcomedAt = 0.0
 
     enum CodingKeys: String, CodingKey {
-        case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate
+        case id, host, pid, threads, phase, fingerprintMatches, steps, blocks, samples, computeSeconds, bytesIn, bytesOut, lateOrDuplicate, shard, processBytesIn, processBytesOut
     }
 }
 
@@ -170,6 +180,7 @@ extension Message {
         case .slice: return "SLICE"
         case .fetch: return "FETCH"
         case .applied: return "APPLIED"
+        case .traffic: return "TRAFFIC"
         }
     }
 }

@@ -106,6 +106,7 @@ extension CoordinatorCore {
         m.timing = epochTiming.scaled(1 / Double(max(1, epochSteps)))
         m.bytesIn = bytesIn
         m.bytesOut = bytesOut
+        m.processes = epochTraffic(steps: epochSteps)
         m.speculative = aggregator.speculative
         m.retried = aggregator.retried
         m.reassigned = aggregator.reassigned

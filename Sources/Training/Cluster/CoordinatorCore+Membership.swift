@@ -28,7 +28,7 @@ extension CoordinatorCore {
                 return drop(peer, "READY from an unknown or not-welcomed worker")
             }
             emit(.joined(w))
-            if ready.numericsFingerprint != fingerprint { emit(.fingerprintMismatch(w)) }
+            if w.shard != true, ready.numericsFingerprint != fingerprint { emit(.fingerprintMismatch(w)) }
         case .gradient(let g):
             out += g.sums.withUnsafeBufferPointer { sums in
                 gradient(GradientInfo(g, runID: env.runID, workerID: env.workerID), values: .floats(sums), peer: peer, now: now)
@@ -41,6 +41,9 @@ extension CoordinatorCore {
             emit(.workerLost(w, reassigned: orders.count))
             out += send(orders)
             if started, !isDone, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
+        case .traffic(let t):
+            guard workers[peer]?.id == env.workerID, env.runID == runID else { return drop(peer, "TRAFFIC from an unknown peer") }
+            noteTraffic(t, from: peer)
         case .norm(let part):
             out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
         case .slice(let slice):
@@ -111,6 +114,11 @@ extension CoordinatorCore {
 
     /// A HELLO: WELCOME, REJECT, or nothing (``Membership/hello(_:from:now:)``).
     func welcome(peer: PeerID, hello: Hello, now: Double) -> [CoordinatorEffect] {
+        if hello.role == Hello.shardRole, options.aggregation != .sharded, membership.workers[peer] == nil {
+            let reason = "a shard process takes part in sharded aggregation only: run the coordinator with --aggregation sharded, or stop this shard"
+            emit(.rejected(peer: peer, reason: reason))
+            return [reply(peer, 0, .reject(reason))]
+        }
         if options.aggregation == .sharded && (hello.peer ?? "").isEmpty && membership.workers[peer] == nil {
             let reason = "this run aggregates sharded and the worker announced no peer endpoint: give it --peer-bind (an address the other workers reach), or run a ztrain that has it"
             emit(.rejected(peer: peer, reason: reason))
@@ -139,14 +147,15 @@ extension CoordinatorCore {
                 shard?.endpoints[id] = endpoint
             }
             if options.peerKeys != nil, let key = hello.peerKey { shardKeys[id] = key }
+            let isShard = hello.role == Hello.shardRole
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,
                 parameterCount: parameterCount, microBatch: microBatch,
                 heartbeatMillis: Int(options.heartbeat * 1000), livenessMillis: Int(options.liveness * 1000),
-                sharedData: options.sharedData ? true : nil,
+                sharedData: options.sharedData || isShard ? true : nil,  // a shard process is sent no series
                 aggregation: options.aggregation == .sharded ? Aggregation.sharded.rawValue : nil)
-            return [reply(peer, id, .welcome(w, series: options.sharedData ? [] : series.values))]
+            return [reply(peer, id, .welcome(w, series: options.sharedData || isShard ? [] : series.values))]
         }
     }
 

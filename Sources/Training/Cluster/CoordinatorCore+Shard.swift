@@ -55,10 +55,11 @@ struct CoordinatorShard {
 /// the norm, the step rule (``RunState/decideSharded(lossSum:windows:norm:finite:evaluation:keepClosed:settled:)``),
 /// APPLY, and the updated slices gathered into the run's weights.
 extension CoordinatorCore {
-    /// The owners are fixed when the run starts: the ready workers in id order, at most one per block.
+    /// The owners are fixed when the run starts: the ready shard processes in id order, else the ready
+    /// workers, at most one per block.
     func startSharding(now: Double) -> [CoordinatorEffect] {
         guard options.aggregation == .sharded, shard == nil else { return [] }
-        let ids = liveWorkers.map(\.id).sorted()
+        let ids = ownerCandidates
         let blocks = ShardPlan.blockCount(parameterCount)
         let owners = Array(ids.prefix(max(1, min(ids.count, blocks))))
         let plan = ShardPlan(parameterCount: parameterCount, owners: owners.count)
@@ -76,11 +77,11 @@ extension CoordinatorCore {
         guard var s = shard else { return [] }
         var out: [CoordinatorEffect] = []
         let live = liveWorkers.sorted { $0.id < $1.id }
-        let peers = live.map { ShardTable.Peer(worker: $0.id, endpoint: s.endpoints[$0.id] ?? "", key: shardKeys[$0.id]) }
+        let peers = tablePeers(s.endpoints)
         if peers != s.table.peers {
             s.table.version += 1
             s.table.peers = peers
-            for w in live { if let p = membership.peer(of: w.id) { out.append(reply(p, w.id, .table(s.table))) } }
+            for w in peers { if let p = membership.peer(of: w.worker) { out.append(reply(p, w.worker, .table(s.table))) } }
         }
         for w in live where !s.holding.contains(w.id) {
             guard let p = membership.peer(of: w.id) else { continue }
@@ -110,7 +111,7 @@ extension CoordinatorCore {
     /// Is an owner gone? Then the run cannot go on exactly (its slice's optimizer state is lost).
     func lostOwner() -> UInt32? {
         guard let s = shard else { return nil }
-        let live = Set(liveWorkers.map(\.id))
+        let live = liveHolders
         return s.table.owners.first { !live.contains($0) }
     }
 
@@ -123,7 +124,7 @@ extension CoordinatorCore {
         guard options.ownerRecovery, shard != nil, parked == nil, let snap = auditing.snapshots.last else {
             return parked == nil ? failLostOwner(id) : []  // parked: tried again on the next tick
         }
-        let live = liveWorkers.map(\.id).sorted()
+        let live = ownerCandidates
         guard !live.isEmpty else { return failLostOwner(id) }
         let stopping = shard?.fetch?.purpose.stopReason ?? shard?.wanted?.stopReason
         let from = state.step
@@ -135,14 +136,14 @@ extension CoordinatorCore {
         s.assembly = NormAssembly(plan: s.plan)
         s.table.owners = owners
         s.table.version += 1
-        s.table.peers = live.map { ShardTable.Peer(worker: $0, endpoint: s.endpoints[$0] ?? "", key: shardKeys[$0]) }
+        s.table.peers = tablePeers(s.endpoints)
         s.seeded = false
         s.holding = []
         shard = s
         replans += 1
         emit(.dropped(peer: PeerID([]), reason: "worker \(id), the owner of a slice, is gone: \(owners.count) owner(s) take the slices over from step \(state.step + 1) (the last sync step; \(from - state.step) step(s) replayed)"))
         var out: [CoordinatorEffect] = []
-        for w in live { if let p = membership.peer(of: w) { out.append(reply(p, w, .table(s.table))) } }
+        for w in s.table.peers { if let p = membership.peer(of: w.worker) { out.append(reply(p, w.worker, .table(s.table))) } }
         if let stopping { return out + settlePendingEpoch(then: .stop(stopping), now: now) }
         guard started, !isDone else { return out }
         return out + startStep(now: now)

@@ -9,7 +9,8 @@ extension CoordinatorCore {
         if !started {
             let ready = liveWorkers.count
             let waited = firstSeen.map { now - $0 } ?? 0
-            guard ready >= options.workers || (ready >= options.minWorkers && waited > options.joinTimeout) else { return [] }
+            let shardsIn = membership.liveShards.count >= options.shards
+            guard (ready >= options.workers && shardsIn) || (ready >= options.minWorkers && waited > options.joinTimeout) else { return [] }
             started = true
             wallStart = now
             emit(.started(workers: ready))

@@ -43,6 +43,8 @@ public final class CoordinatorCore {
     public var retried: Int { aggregator.retried }
     public var speculative: Int { aggregator.speculative }
     public internal(set) var bytesIn = 0
+    /// Each process's byte counters (in, out) at the last epoch's end, by worker id (0: the coordinator).
+    var trafficMark: [UInt32: (Int, Int)] = [:]
     public internal(set) var bytesOut = 0
     public internal(set) var trainSeconds = 0.0
     /// Bytes of frames from strangers dropped unread.

@@ -37,8 +37,11 @@ public struct Membership {
         maxPendingHandshakes = max(1, options.maxPendingHandshakes ?? min(8, (64 << 20) / welcomeBytes))
     }
 
-    /// Ready workers, by id.
-    public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready }.sorted { $0.id < $1.id } }
+    /// Ready workers (the processes that compute; not the shard processes), by id.
+    public var liveWorkers: [WorkerRecord] { workers.values.filter { $0.phase == .ready && $0.shard != true }.sorted { $0.id < $1.id } }
+
+    /// Ready `ztrain shard` processes (dedicated owners in sharded aggregation), by id.
+    public var liveShards: [WorkerRecord] { workers.values.filter { $0.phase == .ready && $0.shard == true }.sorted { $0.id < $1.id } }
 
     /// Is `peer` a welcomed or ready worker (one whose frames are worth validating)?
     public func isWorker(_ peer: PeerID) -> Bool {
@@ -85,6 +88,7 @@ public struct Membership {
         let id = nextWorkerID
         nextWorkerID += 1
         var record = WorkerRecord(id: id, host: hello.host, pid: hello.pid, threads: hello.threads, phase: .welcomed)
+        if hello.role == Hello.shardRole { record.shard = true }
         record.lastHeard = now
         record.welcomedAt = now
         workers[peer] = record
@@ -115,7 +119,7 @@ public struct Membership {
         guard var w = workers[peer], w.phase == .welcomed, id == w.id else { return nil }
         w.phase = .ready
         w.threads = ready.threads
-        w.fingerprintMatches = ready.numericsFingerprint == fingerprint
+        w.fingerprintMatches = w.shard == true ? nil : ready.numericsFingerprint == fingerprint  // a shard computes nothing
         workers[peer] = w
         return w
     }

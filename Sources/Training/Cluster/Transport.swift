@@ -292,6 +292,9 @@ public final class WorkerClient {
     private var lastHandshakeFailure: HandshakeMonitor.Failure?
     /// Sharded aggregation: the links to the other workers (nil: not bound).
     private let peers: PeerLinks?
+    /// A heartbeat or a message to another worker went out: the byte counters follow (TRAFFIC) once
+    /// the loop has handled what is waiting (a step's answer to the coordinator takes them along first).
+    private var trafficDue = false
 
     /// Computations expected to take less than this many seconds run on the poll thread.
     public var inlineLimit = 0.05
@@ -366,6 +369,7 @@ public final class WorkerClient {
         var lastParentCheck = -1.0
         while computing || core.phase != .done {
             healthFile?.beat(now: now)
+            reportTraffic()
             if stop.isSet {
                 send(Envelope(runID: core.runID, workerID: core.workerID, message: .bye("stopped by signal \(stop.signal)")))
                 return "stopped by signal \(stop.signal)"
@@ -522,7 +526,9 @@ public final class WorkerClient {
         for effect in effects {
             switch effect {
             case .send(let m): send(m)
-            case .sendPeer(let id, let m): peers?.send(m, to: id)
+            case .sendPeer(let id, let m):
+                peers?.send(m, to: id)
+                trafficDue = true
             case .peers(let t): peers?.connect(t, selfID: core.workerID)
             case .compute(let o): order = o
             case .exit: break
@@ -551,7 +557,11 @@ public final class WorkerClient {
         guard case .assign = env.message, core.phase == .ready else {
             if case .welcome(let w, _) = env.message {
                 lastCompute = .infinity
-                if 4 * w.parameterCount >= LargeBuffers.threshold { LargeBuffers.reuse() }
+                // a shard process keeps malloc's own mmap for large blocks: its frames come and go a slice at
+                // a time, and each freed one leaves at once (reused blocks would keep its peak resident)
+                if 4 * w.parameterCount >= LargeBuffers.threshold {
+                    if core.options.isShard { LargeBuffers.release() } else { LargeBuffers.reuse() }
+                }
             }
             let before = core.phase
             for reply in core.handle(env) { send(reply) }
@@ -607,9 +617,31 @@ public final class WorkerClient {
             g.sendNanos = nanoseconds(since: r)
             env.message = .gradient(g)
         }
+        switch env.message {
+        case .gradient, .norm, .slice:
+            // the counters go just ahead of a step's answer, on the same link: when the coordinator
+            // ends a step, it holds every worker's counters as of that step's start
+            trafficDue = true
+            reportTraffic()
+        default:
+            break
+        }
         // never block on a coordinator that is gone: the message is lost, the coordinator retries
         // (a worker pretending to speak another version: tests of the refusal)
         if dealer.send(env, version: core.options.protocolVersion).bytes != nil { lastSent = now }
+        if case .heartbeat = env.message { trafficDue = true }
+    }
+
+    /// The bytes this process received and sent so far, over the coordinator's link and the peer links.
+    public var traffic: Traffic {
+        Traffic(bytesIn: UInt64(dealer.bytesIn + (peers?.bytesIn ?? 0)), bytesOut: UInt64(dealer.bytesOut + (peers?.bytesOut ?? 0)))
+    }
+
+    /// TRAFFIC to the coordinator, when due.
+    private func reportTraffic() {
+        guard trafficDue, core.phase == .ready else { return }
+        trafficDue = false
+        dealer.send(Envelope(runID: core.runID, workerID: core.workerID, message: .traffic(traffic)), version: core.options.protocolVersion)
     }
 
     public func close() {

@@ -26,6 +26,9 @@ public struct WorkerOptions: Sendable {
     /// (``Welcome/sharedData``); the endpoint supplies it (the core does no I/O). Nil: such a WELCOME is
     /// answered with BYE.
     public var loadData: (@Sendable (TrainingConfig) throws -> Series)? = nil
+    /// A `ztrain shard` process: a dedicated owner of a slice in sharded aggregation. It says so in
+    /// HELLO (``Hello/role``), takes no series, computes nothing and never holds the whole weights.
+    public var isShard = false
 
     public init(threads: Int, expect: Expectation? = nil, host: String = ProcessInfo.processInfo.hostName,
                 pid: Int32 = ProcessInfo.processInfo.processIdentifier, protocolVersion: UInt16 = Wire.protocolVersion) {
@@ -118,7 +121,7 @@ public final class WorkerCore {
         Envelope(runID: 0, workerID: 0, message: .hello(Hello(
             protocolVersion: Int(options.protocolVersion), host: options.host, pid: options.pid,
             threads: options.threads, ztrainVersion: ztrainVersion, expect: options.expect, peer: peerEndpoint,
-            peerKey: peerKey)))
+            peerKey: peerKey, role: options.isShard ? Hello.shardRole : nil)))
     }
 
     /// Forgets the run and starts over with a new HELLO (the coordinator went silent: it may have been
@@ -204,7 +207,7 @@ public final class WorkerCore {
             return [.exit(nil)]
         case .table, .slice, .node, .apply, .order, .fetch:
             return sharded(env)
-        case .hello, .ready, .gradient, .bye, .norm, .applied:
+        case .hello, .ready, .gradient, .bye, .norm, .applied, .traffic:
             ignored += 1
             return []
         }
@@ -225,6 +228,7 @@ public final class WorkerCore {
               ParameterLayout(cfg.model).count == w.parameterCount, w.microBatch >= 1 else {
             return fail("WELCOME is inconsistent: \(w.channels) channels, \(w.parameterCount) parameters for model \(cfg.model)")
         }
+        if options.isShard { return welcomeShard(w, config: cfg, fail: fail) }
         let s: Series
         if w.sharedData == true {
             guard let load = options.loadData else {
@@ -248,20 +252,25 @@ public final class WorkerCore {
             }
             s = received
         }
-        runID = w.runID
-        workerID = w.workerID
-        config = cfg
+        adopt(w, config: cfg)
         series = s
-        liveness = Double(max(100, w.livenessMillis)) / 1000
-        heartbeat = Double(max(10, w.heartbeatMillis)) / 1000
         engine = GradientEngine(config: cfg.model, microBatch: w.microBatch, threads: options.threads)
         shard = w.aggregation == Aggregation.sharded.rawValue
             ? WorkerShard(runID: w.runID, workerID: w.workerID, parameterCount: w.parameterCount, microBatch: w.microBatch,
                           optimizer: cfg.optimizer)
             : nil
-        phase = .ready
         let fp = numericsFingerprint(config: cfg.model, series: s, microBatch: w.microBatch)
         return [Envelope(runID: runID, workerID: workerID, message: .ready(Ready(numericsFingerprint: fp, threads: options.threads)))]
+    }
+
+    /// Takes the run, the id and the timing WELCOME gives; the worker is ready.
+    func adopt(_ w: Welcome, config cfg: TrainingConfig) {
+        runID = w.runID
+        workerID = w.workerID
+        config = cfg
+        liveness = Double(max(100, w.livenessMillis)) / 1000
+        heartbeat = Double(max(10, w.heartbeatMillis)) / 1000
+        phase = .ready
     }
 
     /// An ASSIGN: its last answer again, or a computation for the driver (everything it says is

@@ -18,6 +18,9 @@ struct WorkerShard {
     let parameterCount: Int
     let microBatch: Int
     let optimizer: OptimizerConfig
+    /// False in a `ztrain shard` process: it computes nothing, so it neither assembles the whole weights
+    /// from the owners' slices nor takes orders (only its own slice and its optimizer state are held).
+    let holdsWeights: Bool
     private(set) var table: ShardTable?
     private(set) var plan: ShardPlan?
     /// This worker's slice index in ``plan`` (nil: not an owner).
@@ -52,7 +55,8 @@ struct WorkerShard {
     /// Bound on buffered messages (a misbehaving peer cannot grow them without limit).
     static let maxBuffered = 4096
 
-    init(runID: UInt64, workerID: UInt32, parameterCount: Int, microBatch: Int, optimizer: OptimizerConfig) {
+    init(runID: UInt64, workerID: UInt32, parameterCount: Int, microBatch: Int, optimizer: OptimizerConfig, holdsWeights: Bool = true) {
+        self.holdsWeights = holdsWeights
         self.runID = runID
         self.workerID = workerID
         self.parameterCount = parameterCount
@@ -138,6 +142,7 @@ struct WorkerShard {
             seed = s
             return makeOwnerIfReady()
         }
+        guard holdsWeights else { return [] }
         let v = Int(s.version)
         if s.range == 0..<parameterCount {
             // the coordinator's whole vector (a join, or a rollback to its last sync step): it wins
@@ -186,7 +191,7 @@ struct WorkerShard {
 
     /// The ORDER to compute now (its step's weights are held), or nil (parked until they are).
     mutating func admit(_ o: StepOrder) -> Assign? {
-        guard let table, o.table >= table.version else { return nil }  // an order of an older table: moot
+        guard holdsWeights, let table, o.table >= table.version else { return nil }  // an order of an older table: moot
         if o.table > table.version {
             parkedOrder = o  // its table is on the way: the nodes must be cut by it
             return nil
@@ -254,9 +259,10 @@ struct WorkerShard {
             if early.count < Self.maxBuffered { early.append(n) }
             return []
         }
+        owner = nil  // `o` alone holds the slice's buffers: changing it copies none of them
         if step == o.stepsApplied + 1, o.phase == .idle {
             let stepPlan = StepPlan(windows: n.windows, microBatch: microBatch)
-            guard stepPlan.leafCount == n.leafCount, (try? o.begin(step: step, plan: stepPlan)) != nil else { return [] }
+            guard stepPlan.leafCount == n.leafCount, (try? o.begin(step: step, plan: stepPlan)) != nil else { owner = o; return [] }
             loss.reset(leafCount: stepPlan.leafCount)
             normSent = false
         }
@@ -296,7 +302,8 @@ struct WorkerShard {
         guard var o = owner else { return [] }
         let step = Int(a.step)
         if o.stepsApplied < step {
-            guard (try? o.apply(step: step, clipCoefficient: a.clipCoefficient, learningRate: a.learningRate)) != nil else { return [] }
+            owner = nil  // as in receive: no copy of the slice's weights and optimizer state
+            guard (try? o.apply(step: step, clipCoefficient: a.clipCoefficient, learningRate: a.learningRate)) != nil else { owner = o; return [] }
             owner = o
         } else if o.stepsApplied > step {
             return []
@@ -306,7 +313,7 @@ struct WorkerShard {
         if a.gather { gathered.state = [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty } }
         var out: [WorkerEffect] = [.send(envelope(a.acknowledge ? .applied(AppliedStep(step: UInt64(step), range: o.range, table: a.table))
                                                                 : .slice(gathered)))]
-        for peer in table.peers where peer.worker != workerID { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
+        for peer in table.peers where peer.worker != workerID && peer.shard != true { out.append(.sendPeer(peer.worker, envelope(.slice(s)))) }
         out += take(s)
         out += retryEarly()
         return out

@@ -42,6 +42,9 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     /// Data-parallel runs: bytes received and sent by the coordinator so far.
     public var bytesIn: Int? = nil
     public var bytesOut: Int? = nil
+    /// Data-parallel runs: every process's bytes in and out per step, the mean over the epoch's steps
+    /// (the coordinator's own count; each worker's and shard's as it reported them, ``ProcessTraffic``).
+    public var processes: [ProcessTraffic]? = nil
     /// Data-parallel runs, so far in the run: speculative copies for stragglers, orders given again,
     /// leaves of lost workers reassigned, late or duplicate answers ignored, bad frames dropped.
     public var speculative: Int? = nil

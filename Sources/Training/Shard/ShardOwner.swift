@@ -72,8 +72,11 @@ public struct ShardOwner: Sendable {
         public var isFinite: Bool
     }
 
+    /// The slice's reduction; its root also serves as the averaged gradient while a step is applied
+    /// (no buffer of its own: the owner holds its weights, the optimizer state and this).
     private var reduction: SliceReduction
-    private var gradient: [Float]
+    /// One block of the averaged gradient, for its sum of squares.
+    private var blockScratch: [Float]
     private var sums: [Double]
     private var finite = true
     private var windows = 0
@@ -93,7 +96,7 @@ public struct ShardOwner: Sendable {
         self.stepsApplied = stepsApplied
         current = stepsApplied
         reduction = SliceReduction(elements: 0..<range.count, leafCount: 1)
-        gradient = [Float](repeating: 0, count: range.count)
+        blockScratch = [Float](repeating: 0, count: min(range.count, ShardPlan.blockSize))
         sums = [Double](repeating: 0, count: blocks.count)
     }
 
@@ -159,8 +162,10 @@ public struct ShardOwner: Sendable {
             throw .notReady("apply(step: \(step)) while \(phase): every node of the step must be in first")
         }
         guard finite else { throw .nonFinite(step: step) }
-        gradient.withUnsafeMutableBufferPointer { g in
-            if let c = clipCoefficient { GradientNorm.scale(g, by: c) }
+        let c = Float(windows)
+        _ = reduction.withMutableResult { g in
+            for i in 0..<g.count { g[i] = g[i] / c }  // the averaged gradient, as finishReduction saw it
+            if let coef = clipCoefficient { GradientNorm.scale(g, by: coef) }
             parameters.withUnsafeMutableBufferPointer { p in
                 optimizer.update(p, gradient: UnsafeBufferPointer(g), learningRate: learningRate)
             }
@@ -175,21 +180,27 @@ public struct ShardOwner: Sendable {
         phase = .idle
     }
 
-    /// `gradient = sums / windows`, its finiteness and its blocks' sums of squares (as `RunState.apply`).
+    /// The finiteness of `sums / windows` and its blocks' sums of squares (as `RunState.apply`), a block
+    /// at a time (each block's sum is its own, so the bits are those of the whole slice's).
     private mutating func finishReduction() {
         let c = Float(windows)
         var allFinite = true
+        let b = ShardPlan.blockSize
         reduction.withResult { root in
-            gradient.withUnsafeMutableBufferPointer { g in
-                for i in 0..<g.count {
-                    g[i] = root[i] / c
-                    allFinite = allFinite && g[i].isFinite
+            blockScratch.withUnsafeMutableBufferPointer { g in
+                sums.withUnsafeMutableBufferPointer { out in
+                    for k in 0..<out.count {
+                        let lo = k * b, hi = min(lo + b, root.count)
+                        for i in lo..<hi {
+                            g[i - lo] = root[i] / c
+                            allFinite = allFinite && g[i - lo].isFinite
+                        }
+                        GradientNorm.blockSumsOfSquares(UnsafeBufferPointer(rebasing: g[0..<(hi - lo)]),
+                                                        into: UnsafeMutableBufferPointer(rebasing: out[k..<(k + 1)]))
+                    }
                 }
             }
         }
         finite = allFinite
-        gradient.withUnsafeBufferPointer { g in
-            sums.withUnsafeMutableBufferPointer { GradientNorm.blockSumsOfSquares(g, into: $0) }
-        }
     }
 }
