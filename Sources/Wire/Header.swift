@@ -25,6 +25,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case norm = 13
     case apply = 14
     case slice = 15
+    /// worker→coordinator (sharded): the digest of one tree node it computed (the audit's evidence).
+    case digest = 16
 
     /// Is this one of sharded aggregation's messages?
     public var isShard: Bool { rawValue >= 10 }
@@ -46,6 +48,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .norm: "norm"
         case .apply: "apply"
         case .slice: "slice"
+        case .digest: "digest"
         }
     }
 }

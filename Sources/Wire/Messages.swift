@@ -275,6 +275,8 @@ public enum Message: Sendable, Equatable {
     case apply(ApplyStep)
     /// owner→everyone (sharded): updated weights.
     case slice(ParameterSlice)
+    /// worker→coordinator (sharded): the digest of a tree node's sums it computed.
+    case digest(NodeDigest)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -294,6 +296,7 @@ public enum Message: Sendable, Equatable {
         case .norm: .norm
         case .apply: .apply
         case .slice: .slice
+        case .digest: .digest
         }
     }
 }

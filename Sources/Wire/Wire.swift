@@ -87,7 +87,7 @@ public enum Wire {
             let h = assignHeader(runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
                                  leafCount: a.leafCount, windows: a.windows.count, checksum: checksum)
             return [h.encode(), weights, windows]
-        case .table, .order, .node, .norm, .apply, .slice:
+        case .table, .order, .node, .norm, .apply, .slice, .digest:
             payload = encodeShard(e.message, into: &header) ?? []
         case .gradient(let g):
             payload = []
@@ -398,7 +398,7 @@ public enum Wire {
         case .gradient:
             return try gradient(h, payload, limits, materialize: materialize)
 
-        case .table, .order, .node, .norm, .apply, .slice:
+        case .table, .order, .node, .norm, .apply, .slice, .digest:
             return (0, try shardBody(h, payload, limits, materialize: materialize))
         }
     }

@@ -14,9 +14,10 @@ private func auditConfig(steps: Int, seed: UInt64) -> TrainingConfig {
 
 /// A simulated cluster of `n` workers where worker `faulty` corrupts `wrongRate` of its answers.
 private func cluster(_ config: TrainingConfig, series: Series, workers n: Int, auditRate: Double,
-                     faulty: Int?, wrongRate: Double, faultSeed: UInt64 = 0) throws -> SimulatedCluster {
+                     faulty: Int?, wrongRate: Double, faultSeed: UInt64 = 0, aggregation: Aggregation = .star) throws -> SimulatedCluster {
     var options = CoordinatorOptions(workers: n)
     options.auditRate = auditRate
+    options.aggregation = aggregation
     return try SimulatedCluster(config: config, series: series, workers: n, options: options) { i in
         var o = WorkerOptions(threads: 1, host: "test", pid: Int32(1000 + i))
         if i == faulty {
@@ -57,11 +58,12 @@ struct AuditTests {
     /// (c) A worker wrong on every answer is caught in the first step whose audit involves it,
     /// quarantined (named with host and pid), refused when it says HELLO again, and the run ends
     /// with the clean run's bits.
-    @Test func aWorkerWrongOnEveryAnswerIsCaughtAtItsFirstAudit() throws {
+    @Test(arguments: [Aggregation.star, .sharded])
+    func aWorkerWrongOnEveryAnswerIsCaughtAtItsFirstAudit(_ aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 80, seed: 3)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: 1, wrongRate: 1)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: 1, wrongRate: 1, aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first)
@@ -86,15 +88,24 @@ struct AuditTests {
 
     /// (b) At --audit-rate 1 every answer is compared before the update: the faulty worker is
     /// caught at its first wrong answer, no wrong update is ever applied (no rollback).
-    @Test func fullAuditCatchesTheFirstWrongAnswerWithoutRollback() throws {
+    @Test(arguments: [Aggregation.star, .sharded])
+    func fullAuditCatchesTheFirstWrongAnswerWithoutRollback(_ aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 40, seed: 5)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 2, wrongRate: 0.2, faultSeed: 7)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 2, wrongRate: 0.2, faultSeed: 7, aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first)
         #expect(q.pid == 1002)
+        // caught at its first wrong answer: the first step in which its own run (the third) or the run it
+        // audits (the second) comes out corrupted
+        let runs = shard(items: StepPlan(windows: config.batch, microBatch: config.microBatch).leafCount, workers: 3)
+        let first = try #require((0..<40).first { s in
+            FaultInjection.corrupts(rate: 0.2, seed: 7, step: UInt64(s), leaves: runs[2])
+                || FaultInjection.corrupts(rate: 0.2, seed: 7, step: UInt64(s), leaves: runs[1])
+        })
+        #expect(q.step == first + 1, "\(aggregation)")
         #expect(c.coordinator.rollbacks == 0)
         #expect(c.coordinator.auditMismatches >= 1)
         #expect(c.coordinator.state.parameters.elementsEqual(reference))
@@ -103,12 +114,13 @@ struct AuditTests {
     /// (a) A worker that corrupts one value of half its answers, --audit-rate 0.05, 3 workers: in
     /// 10 of 10 seeded runs it is caught within 100 steps and quarantined, its unverified answers
     /// are rolled back and replayed, and the final weights are the clean run's bits.
-    @Test(arguments: Array(UInt64(1)...10))
-    func anOccasionallyWrongWorkerIsCaughtAndLeavesNoTrace(seed: UInt64) throws {
+    @Test(arguments: Array(UInt64(1)...10), [Aggregation.star, .sharded])
+    func anOccasionallyWrongWorkerIsCaughtAndLeavesNoTrace(seed: UInt64, aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 120, seed: seed)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed,
+                            aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first, "seed \(seed): never caught")

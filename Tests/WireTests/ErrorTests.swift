@@ -71,7 +71,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
         #expect(text.contains("peer speaks protocol \(version), this build speaks 3"))
     }
 
-    @Test(arguments: [UInt8(0), 16, 255])
+    @Test(arguments: [UInt8(0), 17, 255])
     func unknownType(_ type: UInt8) {
         var (h, p) = validGradient()
         h[6] = type

@@ -40,10 +40,11 @@ import Wire
     }
 
     @Test func messageTypeValues() {
-        #expect(MessageType.allCases.map(\.rawValue) == Array(1...15))
+        #expect(MessageType.allCases.map(\.rawValue) == Array(1...16))
         #expect(MessageType.hello.rawValue == 1 && MessageType.bye.rawValue == 9)
         #expect(MessageType.table.rawValue == 10 && MessageType.slice.rawValue == 15)
-        #expect(MessageType.allCases.filter(\.isShard) == [.table, .order, .node, .norm, .apply, .slice])
+        #expect(MessageType.allCases.filter(\.isShard) == [.table, .order, .node, .norm, .apply, .slice, .digest])
+        #expect(MessageType.digest.rawValue == 16)
     }
 
     @Test func headerRoundTrip() throws {

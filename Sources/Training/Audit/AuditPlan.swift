@@ -131,10 +131,11 @@ extension StepAggregator {
         return out
     }
 
-    /// Notes the digest of an answer for an audited node; a second, different digest is a dispute.
-    mutating func recordAudit(worker: UInt32, block: Range<Int>, values: StreamingTree.Source) {
+    /// Notes the digest of an answer for an audited node (computed only for those); a second,
+    /// different digest is a dispute.
+    mutating func recordAudit(worker: UInt32, block: Range<Int>, digest: () -> UInt64) {
         guard var seen = audit.digests[block], seen[worker] == nil else { return }
-        let d = AuditBook.digest(values)
+        let d = digest()
         if let other = seen.values.first, other != d {
             seen[worker] = d
             audit.mismatches += 1

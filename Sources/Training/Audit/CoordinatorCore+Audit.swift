@@ -55,7 +55,8 @@ extension CoordinatorCore {
             auditing.pendingRollback = nil
             restore(snap)
         }
-        guard aggregator.auditPlan != nil, pendingEpoch == nil, parked == nil else { return }
+        // a sharded run's state is the owners' only at some step starts: a snapshot is taken there
+        guard aggregator.auditPlan != nil, pendingEpoch == nil, parked == nil, stateIsCurrent else { return }
         if let last = auditing.snapshots.last, state.step - last.state.step < AuditState.snapshotEvery { return }
         auditing.snapshots.append(AuditSnapshot(state: state, metricsCount: metrics.count, trainSeconds: trainSeconds,
                                                 epochTiming: epochTiming, epochSteps: epochSteps, epochTrain: epochTrain))
@@ -109,16 +110,15 @@ extension CoordinatorCore {
             auditing.pendingRollback = back
             if parked == nil { return out + startStep(now: now) }
         }
-        return out + send(aggregator.begin(step: aggregator.step, windows: stepWindows, microBatch: microBatch,
-                                           workers: liveWorkers.map(\.id), now: now))
+        return out + retakeStep(now: now)
     }
 
     /// The digest of tree node `block` of the step in flight, computed here.
     func referenceDigest(block: Range<Int>) -> UInt64 {
         if auditing.engine == nil { auditing.engine = GradientEngine(config: config.model, microBatch: microBatch, threads: 1) }
-        guard let engine = auditing.engine else { return 0 }
+        guard let engine = auditing.engine, let weights = tieBreakWeights() else { return 0 }
         let n = stepWindows
-        return state.parameters.withUnsafeBufferPointer { p in
+        return weights.withUnsafeBufferPointer { p in
             series.values.withUnsafeBufferPointer { s in
                 windows.withUnsafeBufferPointer { w in
                     let nodes = engine.compute(params: p, series: s, windows: UnsafeBufferPointer(rebasing: w[0..<n]), run: block)
@@ -141,6 +141,8 @@ extension CoordinatorCore {
         auditing.snapshots.removeAll { $0.state.step > snap.state.step }
         auditing.firstUnverified = auditing.firstUnverified.filter { $0.value < snap.state.step }
         auditing.rollbacks += 1
+        // sharded: the owners and every worker start again from the snapshot's weights and optimizer state
+        reseedShards()
     }
 }
 

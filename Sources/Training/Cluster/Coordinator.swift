@@ -168,6 +168,7 @@ extension Message {
         case .norm: return "NORM"
         case .apply: return "APPLY"
         case .slice: return "SLICE"
+        case .digest: return "DIGEST"
         }
     }
 }

@@ -43,6 +43,8 @@ extension CoordinatorCore {
             if started, !isDone, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
         case .norm(let part):
             out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
+        case .digest(let d):
+            out += shardDigest(d, from: peer, runID: env.runID, workerID: env.workerID, now: now)
         case .slice(let slice):
             guard env.runID == runID else { return drop(peer, "SLICE for run \(env.runID), this run is \(runID)") }
             out += shardSlice(slice, from: peer, workerID: env.workerID, now: now)

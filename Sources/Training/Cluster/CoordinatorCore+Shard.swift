@@ -72,7 +72,8 @@ extension CoordinatorCore {
         }
         for w in live where !s.holding.contains(w.id) {
             guard let p = membership.peer(of: w.id) else { continue }
-            out.append(reply(p, w.id, .slice(ParameterSlice(version: UInt64(state.step), range: 0..<parameterCount, values: state.parameters))))
+            out.append(reply(p, w.id, .slice(ParameterSlice(version: UInt64(state.step), range: 0..<parameterCount, values: state.parameters,
+                                                             generation: s.table.generation ?? 0))))
             s.holding.insert(w.id)
         }
         if !s.seeded {
@@ -82,7 +83,7 @@ extension CoordinatorCore {
                 let r = s.plan.range(ofOwner: o)
                 let part = state.optimizer.slice(r)
                 let seed = ParameterSlice(version: UInt64(state.step), range: r, values: Array(state.parameters[r]),
-                                          state: [part.m, part.v].filter { !$0.isEmpty })
+                                          state: [part.m, part.v].filter { !$0.isEmpty }, generation: s.table.generation ?? 0)
                 out.append(reply(p, id, .slice(seed)))
             }
             s.seeded = true
@@ -150,7 +151,7 @@ extension CoordinatorCore {
         guard var s = shard, case .reducing = s.phase, let w = membership.workers[peer], w.phase == .ready, w.id == workerID else {
             return []
         }
-        guard part.step == UInt64(state.step + 1) else { return [] }
+        guard part.step == UInt64(state.step + 1), part.generation == s.table.generation ?? 0 else { return [] }
         guard let o = s.table.owners.firstIndex(of: workerID), s.plan.blocks(ofOwner: o) == part.blocks,
               (o == s.plan.owners - 1) == (part.lossSum != nil) else {
             return drop(peer, "NORM from worker \(workerID) for blocks it does not own")
@@ -159,9 +160,8 @@ extension CoordinatorCore {
                                                                 sumsOfSquares: part.sumsOfSquares, isFinite: part.isFinite))) ?? false
         if added, let l = part.lossSum { s.lossSum = l }
         shard = s
-        guard s.assembly.isComplete, s.lossSum != nil, parked == nil else { return [] }
-        aggregator.abandon()  // every leaf is in: no order is retried
-        return finishStep(now: now)
+        // every leaf is in; the step is decided once its audit is settled too
+        return decideShardedIfSettled(now: now)
     }
 
     /// The step rule on a step the owners reduced; APPLY to every owner, or the run stops.
@@ -221,6 +221,7 @@ extension CoordinatorCore {
     /// An owner's updated slice; the last one completes the step.
     func shardSlice(_ slice: ParameterSlice, from peer: PeerID, workerID: UInt32, now: Double) -> [CoordinatorEffect] {
         guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, slice.version == a.step,
+              slice.generation == s.table.generation ?? 0,
               let o = s.table.owners.firstIndex(of: workerID), s.plan.range(ofOwner: o) == slice.range,
               !s.heard.contains(o) else { return [] }
         if s.gathering {

@@ -15,6 +15,11 @@ extension CoordinatorCore {
             emit(.started(workers: ready))
             _ = startSharding(now: now)
         }
+        if shard != nil {
+            // a sharded step whose last awaited digest settled its audit (or whose audit was given up)
+            let decided = decideShardedIfSettled(now: now)
+            if !decided.isEmpty { return decided }
+        }
         if shard?.busy == true { return [] }
         // a step whose last awaited answer was an audit given up (its worker lost) is complete now
         guard !stepActive else { return shard == nil && aggregator.isComplete ? finishStep(now: now) : [] }

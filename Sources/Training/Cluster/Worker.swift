@@ -203,7 +203,7 @@ public final class WorkerCore {
             return [.exit(nil)]
         case .table, .slice, .node, .apply, .order:
             return sharded(env)
-        case .hello, .ready, .gradient, .bye, .norm:
+        case .hello, .ready, .gradient, .bye, .norm, .digest:
             ignored += 1
             return []
         }
