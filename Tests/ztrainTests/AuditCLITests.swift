@@ -6,8 +6,10 @@ import Testing
 struct AuditCLITests {
     /// Three worker processes, one corrupting half its answers (`--fault-wrong-rate`): the audit
     /// quarantines it (summary.json names its pid, metrics.jsonl counts the mismatch) and the
-    /// weights are the in-process run's bits.
-    @Test func aFaultyWorkerProcessIsQuarantinedAndTheWeightsStayExact() throws {
+    /// weights are the in-process run's bits, with both aggregations (sharded: the workers send the
+    /// coordinator their answers' digests, the owners apply a step once its audit agrees).
+    @Test(arguments: ["star", "sharded"])
+    func aFaultyWorkerProcessIsQuarantinedAndTheWeightsStayExact(_ aggregation: String) throws {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let common = ["--hidden", "16", "--steps", "60", "--batch", "32", "--micro-batch", "4", "--quiet"]
@@ -25,7 +27,7 @@ struct AuditCLITests {
             return p
         }
         let coordinator = try start(["coordinator", "--bind", endpoint, "--workers", "3", "--audit-rate", "0.2",
-                                     "--out", tmp.path("b")] + common)
+                                     "--aggregation", aggregation, "--out", tmp.path("b")] + common)
         let worker = ["worker", "--connect", endpoint, "--threads", "1", "--connect-timeout", "30"]
         let honest = try (0..<2).map { _ in try start(worker) }
         let faulty = try start(worker + ["--fault-wrong-rate", "0.5", "--fault-seed", "3"])
