@@ -86,6 +86,29 @@ struct AuditTests {
         #expect(why.contains("quarantined"))
     }
 
+    /// A quarantined worker's CURVE key (announced in HELLO) is refused too: a fresh process on
+    /// another host with the same key does not get in; another key does.
+    @Test func aQuarantinedWorkersKeyIsRefused() throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 20, seed: 3)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 1, wrongRate: 1)
+        for (i, w) in c.workers.enumerated() { w.core.peerKey = "key-\(i)" }
+        try c.run()
+        let q = try #require(c.coordinator.quarantined.first)
+        #expect(q.key == "key-1")
+        var members = c.coordinator.membership
+        let hello = { (key: String) in Hello(host: "elsewhere", pid: 4242, threads: 1, ztrainVersion: ztrainVersion, peerKey: key) }
+        guard case .refused(let why) = members.hello(hello("key-1"), from: PeerID([9, 9]), now: 1e6) else {
+            Issue.record("a quarantined worker's key was let back in")
+            return
+        }
+        #expect(why.contains("quarantined") && why.contains("key-1"))
+        guard case .welcome = members.hello(hello("key-7"), from: PeerID([9, 8]), now: 1e6) else {
+            Issue.record("another key was refused")
+            return
+        }
+    }
+
     /// (b) At --audit-rate 1 every answer is compared before the update: the faulty worker is
     /// caught at its first wrong answer, no wrong update is ever applied (no rollback).
     @Test(arguments: [Aggregation.star, .sharded])

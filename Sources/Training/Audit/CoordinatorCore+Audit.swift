@@ -15,6 +15,8 @@ struct AuditState {
     var pendingRollback: AuditSnapshot?
     /// Rollbacks done.
     var rollbacks = 0
+    /// The CURVE key each worker announced in HELLO (a quarantined worker's is refused).
+    var keys: [UInt32: String] = [:]
     /// Steps between snapshots.
     static let snapshotEvery = 16
     /// Snapshots kept (older ones are thinned, the first one stays).
@@ -93,7 +95,7 @@ extension CoordinatorCore {
         var back: AuditSnapshot?
         for (id, reason) in wrong.sorted(by: { $0.key < $1.key }) {
             guard let peer = membership.peer(of: id), var w = membership.workers[peer] else { continue }
-            let entry = QuarantineEntry(worker: id, host: w.host, pid: w.pid, step: state.step + 1, reason: reason)
+            let entry = QuarantineEntry(worker: id, host: w.host, pid: w.pid, step: state.step + 1, reason: reason, key: auditing.keys[id])
             membership.quarantine.add(entry)
             w.phase = .quarantined
             membership.workers[peer] = w

@@ -138,6 +138,7 @@ extension CoordinatorCore {
                 shard?.endpoints[id] = endpoint
             }
             if options.peerKeys != nil, let key = hello.peerKey { shardKeys[id] = key }
+            if let key = hello.peerKey { auditing.keys[id] = key }
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,
