@@ -5,13 +5,16 @@ import Foundation
 #endif
 import Training
 
-/// What the audit costs: `train --workers 2` at the default `--audit-rate` against
-/// `--audit-rate 0`, at H=32 (global batch 64) and H=256 (global batch 996), in pairs in this
-/// invocation (which goes first alternates).
+/// What the audit costs: `train --workers 2` at `--audit-rate 0.05` (the rate the overhead goal is
+/// set at; the default is lower) against `--audit-rate 0`, at H=32 (global batch 64) and H=256
+/// (global batch 996), in pairs in this invocation (which goes first alternates).
 extension BenchRunner {
+    /// The audit rate measured against 0.
+    static let benchAuditRate = 0.05
+
     func templatesAudit() -> [BenchResult] {
         [32, 256].map { h in
-            BenchResult(name: "audit-overhead-h\(h)", target: "audit", title: "train --workers 2, H=\(h): --audit-rate \(CoordinatorOptions.defaultAuditRate) vs 0",
+            BenchResult(name: "audit-overhead-h\(h)", target: "audit", title: "train --workers 2, H=\(h): --audit-rate \(Self.benchAuditRate) vs 0",
                         value: nil, unit: "samples/s", baselineName: "the same runs with --audit-rate 0", baselineSource: .sameRun,
                         goal: Goal(on: .ratio, op: .atLeast, threshold: 0.9, text: "≥ 0.9× off"), detail: "")
         }
@@ -31,7 +34,7 @@ extension BenchRunner {
             }
             var off: [Double] = [], on: [Double] = []
             let runs = max(quick ? 1 : 5, sizes.clusterRuns)
-            let rate = CoordinatorOptions.defaultAuditRate
+            let rate = Self.benchAuditRate
             for i in 0..<runs {
                 for side in i % 2 == 0 ? [false, true] : [true, false] {
                     let r = try train(args(steps, side ? rate : 0), label: side ? "audit-on" : "audit-off", sampleMemory: false)
