@@ -69,6 +69,8 @@ struct AuditTests {
         let q = try #require(c.coordinator.quarantined.first)
         #expect(c.coordinator.quarantined.count == 1)
         #expect(q.host == "test" && q.pid == 1001)
+        // the third worker broke the tie: the majority of three
+        #expect(q.reason.contains("differ from those of workers"), "\(q.reason)")
         // its index among the workers (by id) at the start: it is the first or auditor of run k
         let ids = c.coordinator.workers.values.map(\.id).sorted()
         let k = try #require(ids.firstIndex(of: q.worker))
@@ -84,6 +86,24 @@ struct AuditTests {
             return
         }
         #expect(why.contains("quarantined"))
+    }
+
+    /// With two workers there is no third to break a tie: the coordinator computes the node itself
+    /// (sharded too: its weights are the step's), the wrong one is quarantined, the run ends on the
+    /// other with the clean run's bits.
+    @Test(arguments: [Aggregation.star, .sharded])
+    func withTwoWorkersTheCoordinatorBreaksTheTie(_ aggregation: Aggregation) throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 40, seed: 4)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let c = try cluster(config, series: series, workers: 2, auditRate: 0.2, faulty: 1, wrongRate: 1, aggregation: aggregation)
+        try c.run()
+        #expect(c.coordinator.failure == nil)
+        let q = try #require(c.coordinator.quarantined.first)
+        #expect(q.pid == 1001)
+        #expect(q.reason.contains("differ from the coordinator's own"), "\(q.reason)")
+        #expect(c.coordinator.state.step == 40)
+        #expect(c.coordinator.state.parameters.elementsEqual(reference))
     }
 
     /// A quarantined worker's CURVE key (announced in HELLO) is refused too: a fresh process on

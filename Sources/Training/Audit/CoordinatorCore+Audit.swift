@@ -19,6 +19,8 @@ struct AuditState {
     var keys: [UInt32: String] = [:]
     /// Steps between snapshots.
     static let snapshotEvery = 16
+    /// How long a dispute waits for its referee's answer before the coordinator decides it itself.
+    static func refereeTimeout(_ retryAfter: Double) -> Double { max(1, 4 * retryAfter) }
     /// Snapshots kept (older ones are thinned, the first one stays).
     static let maxSnapshots = 32
 }
@@ -77,18 +79,39 @@ extension CoordinatorCore {
         auditing.firstUnverified[worker] = state.step
     }
 
-    /// Settles the step's disputes: the coordinator computes each disputed node itself, quarantines
-    /// every worker whose answer differs, and computes the step again without them (its tree may
-    /// hold a wrong node); when a quarantined worker's unverified answers are in earlier steps, the
-    /// run goes back to the last snapshot before them and replays.
+    /// Settles the step's disputes: a third live worker is asked for each disputed node and the
+    /// majority of the three answers decides (the coordinator computes the node itself when there is no
+    /// third worker, when the three differ, or when the referee does not answer in time); every worker
+    /// whose answer is wrong is quarantined, and the step is computed again without them (its tree, or
+    /// its owners' reduction, may hold a wrong node); when a quarantined worker's unverified answers are
+    /// in earlier steps, the run goes back to the last snapshot before them and replays.
     func settleDisputes(now: Double) -> [CoordinatorEffect] {
+        guard aggregator.audit.hasDisputes else { return [] }
+        var referrals: [Order] = []
+        var waiting = false
+        let live = liveWorkers.map(\.id).sorted()
+        for d in aggregator.audit.disputes {
+            if let r = d.referee {
+                if d.digests[r] == nil && live.contains(r) && now - d.referred <= AuditState.refereeTimeout(options.retryAfter) { waiting = true }
+            } else if let third = live.first(where: { d.digests[$0] == nil }), let o = aggregator.refer(d.block, to: third, now: now) {
+                referrals.append(o)
+                waiting = true
+            }
+        }
+        if waiting { return send(referrals) }
         let disputes = aggregator.takeDisputes()
-        guard !disputes.isEmpty else { return [] }
         var wrong: [UInt32: String] = [:]
         for d in disputes {
+            let where_ = "its sums of leaves \(d.block) at step \(d.step + 1)"
+            if d.digests.count >= 3, let (right, voters) = Self.majority(d.digests) {
+                for (w, digest) in d.digests where digest != right {
+                    wrong[w] = "\(where_) differ from those of workers \(voters.map(String.init).joined(separator: " and ")) (digest \(WeightsHash.hex(digest)), theirs \(WeightsHash.hex(right)))"
+                }
+                continue
+            }
             let reference = referenceDigest(block: d.block)
             for (w, digest) in d.digests where digest != reference {
-                wrong[w] = "its sums of leaves \(d.block) at step \(d.step + 1) differ from the coordinator's own (digest \(WeightsHash.hex(digest)), expected \(WeightsHash.hex(reference)))"
+                wrong[w] = "\(where_) differ from the coordinator's own (digest \(WeightsHash.hex(digest)), expected \(WeightsHash.hex(reference)))"
             }
         }
         var out: [CoordinatorEffect] = []
@@ -113,6 +136,14 @@ extension CoordinatorCore {
             if parked == nil { return out + startStep(now: now) }
         }
         return out + retakeStep(now: now)
+    }
+
+    /// The digest that at least two of the answers share, and who gave it (nil: no majority).
+    static func majority(_ digests: [UInt32: UInt64]) -> (UInt64, [UInt32])? {
+        let votes = Dictionary(grouping: digests.keys.sorted(), by: { digests[$0] ?? 0 })
+        guard let best = votes.max(by: { $0.value.count < $1.value.count }), best.value.count >= 2,
+              votes.values.filter({ $0.count == best.value.count }).count == 1 else { return nil }
+        return (best.key, best.value)
     }
 
     /// The digest of tree node `block` of the step in flight, computed here.

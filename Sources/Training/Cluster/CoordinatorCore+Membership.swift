@@ -97,6 +97,8 @@ extension CoordinatorCore {
             }
         }
         if started, !isDone, parked == nil, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
+        // a dispute whose referee was lost or is late is decided by the coordinator
+        if stepActive, aggregator.audit.hasDisputes { out += settleDisputes(now: now) }
         if stepActive {
             let live = liveWorkers.map(\.id)
             out += send(aggregator.overdue(now: now, timeout: options.retryAfter, live: live))
