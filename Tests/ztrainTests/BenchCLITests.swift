@@ -33,9 +33,9 @@ struct BenchCLITests {
         // the targets (10 and 11 count as "1"), the real-series figures (csv: parsing rate and memory; series:
         // many series), and the audit's cost (audit: H=32 and H=256)
         #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a"]), "targets: \(targets.sorted())")
-        // 15, targets 10a-b (against gloo) and 11a-c (bytes), and the audit's two
-        #expect(results.count == 22)
-        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256"]))
+        // 15, targets 10a-b (against gloo) and 11a-c (bytes), and the audit's four (0.05 and the default, H=32 and H=256)
+        #expect(results.count == 24)
+        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256", "audit-default-h32", "audit-default-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
             for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {

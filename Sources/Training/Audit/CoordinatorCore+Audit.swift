@@ -53,12 +53,22 @@ extension CoordinatorCore {
         m.quarantined = quarantined.count
     }
 
-    /// At a step's start: a pending rollback, then a snapshot when one is due.
-    func auditStepStart() {
+    /// At a step's start: a pending rollback, then a snapshot when one is due. Returns whether the
+    /// run went back.
+    @discardableResult
+    func auditStepStart() -> Bool {
+        var rolledBack = false
         if let snap = auditing.pendingRollback, parked == nil {
             auditing.pendingRollback = nil
             restore(snap)
+            rolledBack = true
         }
+        defer { takeSnapshotIfDue() }
+        return rolledBack
+    }
+
+    /// A snapshot of the run at this step start, when one is due.
+    private func takeSnapshotIfDue() {
         // a sharded run's state is the owners' only at some step starts: a snapshot is taken there
         guard aggregator.auditPlan != nil, pendingEpoch == nil, parked == nil, stateIsCurrent else { return }
         if let last = auditing.snapshots.last, state.step - last.state.step < AuditState.snapshotEvery { return }

@@ -69,6 +69,7 @@ extension CoordinatorCore {
         s.table.generation = (s.table.generation ?? 0) + 1
         s.table.peers = []  // the table goes out again (a newer version) at the next step's preparation
         s.seeded = false
+        s.gatheredAt = state.step  // the owners will hold the run state's optimizer state
         s.holding = []
         s.phase = .idle
         s.lossSum = nil

@@ -27,7 +27,10 @@ extension CoordinatorCore {
     }
 
     func startStep(now: Double) -> [CoordinatorEffect] {
-        auditStepStart()
+        if auditStepStart(), checkpointEvery > 0 {
+            // a checkpoint written since the snapshot may hold the steps just dropped: the restored run replaces it
+            return checkpoint(RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds), then: .startStep)
+        }
         guard let n = state.nextBatch(into: &windows) else {
             return settlePendingEpoch(then: .finishRun, now: now)
         }
