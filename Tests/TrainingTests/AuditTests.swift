@@ -202,3 +202,28 @@ struct AuditTests {
     }
 }
 
+
+/// The audit under a lossy network: reordered, delayed, duplicated and dropped messages (sharded too, where
+/// stale NORMs, SLICEs and DIGESTs of an older generation are in flight after a reseed).
+@Suite("Audit on a reordering, duplicating network")
+struct AuditFaultTests {
+    @Test(arguments: [Aggregation.star, .sharded], [UInt64(1), 2, 3])
+    func aWrongWorkerIsCaughtAndTheBitsStayExact(_ aggregation: Aggregation, seed: UInt64) throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 60, seed: seed)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.2, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed,
+                            aggregation: aggregation)
+        var faults = SimulatedFaults(seed: seed)
+        faults.reorder = true
+        faults.maxDelay = 0.05
+        faults.duplicate = 0.05
+        faults.dropStepTraffic = 0.02
+        c.faults = faults
+        try c.run()
+        #expect(c.coordinator.failure == nil)
+        #expect(c.coordinator.quarantined.count == 1, "\(aggregation) seed \(seed)")
+        #expect(c.coordinator.state.step == 60, "\(aggregation) seed \(seed)")
+        #expect(c.coordinator.state.parameters.elementsEqual(reference), "\(aggregation) seed \(seed)")
+    }
+}
