@@ -30,9 +30,11 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case applied = 17
     /// worker→coordinator: the bytes the process received and sent so far over all its sockets (``Traffic``).
     case traffic = 18
+    /// worker→coordinator (sharded): the digest of one tree node it computed (the audit's evidence).
+    case digest = 19
 
     /// Is this one of sharded aggregation's messages?
-    public var isShard: Bool { (10...17).contains(rawValue) }
+    public var isShard: Bool { (10...17).contains(rawValue) || self == .digest }
 
     public var description: String {
         switch self {
@@ -54,6 +56,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .fetch: "fetch"
         case .applied: "applied"
         case .traffic: "traffic"
+        case .digest: "digest"
         }
     }
 }

@@ -289,6 +289,8 @@ public enum Message: Sendable, Equatable {
     case applied(AppliedStep)
     /// worker→coordinator: the worker's byte counters so far.
     case traffic(Traffic)
+    /// worker→coordinator (sharded): the digest of a tree node's sums it computed.
+    case digest(NodeDigest)
 
     /// The header's type byte for this message.
     public var type: MessageType {
@@ -311,6 +313,7 @@ public enum Message: Sendable, Equatable {
         case .fetch: .fetch
         case .applied: .applied
         case .traffic: .traffic
+        case .digest: .digest
         }
     }
 }

@@ -1,18 +1,19 @@
 import Support
 
 /// The codec of the sharded-aggregation messages (``ShardTable``, ``StepOrder``, ``NodeSlice``,
-/// ``NormPart``, ``ApplyStep``, ``ParameterSlice``, ``FetchSlices``, ``AppliedStep``): one payload frame each.
+/// ``NormPart``, ``ApplyStep``, ``ParameterSlice``, ``FetchSlices``, ``AppliedStep``, ``NodeDigest``): one payload frame each (none for the last three).
 ///
 /// | type | header fields | payload frame |
 /// |---|---|---|
 /// | TABLE | none | UTF-8 JSON |
 /// | ORDER | step, leaves, leaf count, count = windows, aux = table version | `count` UInt32 window starts |
 /// | NODE | step, node, leaf count, count = windows summed, aux = owner + table version (low 16 bits) << 16 + step windows << 32 | Float32 sums of the owner's elements |
-/// | NORM | step, range = blocks, count = flags (1: finite, 2: has loss), aux = loss sum's Float32 bits | Float64 per block |
+/// | NORM | step, range = blocks, leaf count = generation, count = flags (1: finite, 2: has loss), aux = loss sum's Float32 bits | Float64 per block |
 /// | APPLY | step, leaf count = table version, count = flags (1: a clip coefficient follows, 2: gather the optimizer state, 4: answer with APPLIED, not 2 with 4), aux = learning rate's Float64 bits | the coefficient's Float64, or nothing |
-/// | SLICE | step = version, range = elements, count = 0, or 1 + k with k optimizer-state arrays | Float32 weights, then the k arrays (all finite) |
+/// | SLICE | step = version, range = elements, leaf count = generation, count = 0, or 1 + k with k optimizer-state arrays | Float32 weights, then the k arrays (all finite) |
 /// | FETCH | step, leaf count = table version | nothing |
 /// | APPLIED | step, range = the owner's elements, leaf count = table version | nothing |
+/// | DIGEST | step, node, leaf count, count = generation, aux = digest | none |
 extension Wire {
     /// Writes a sharded message's header fields and returns its payload (nil: not such a message).
     static func encodeShard(_ message: Message, into h: inout Header) -> [UInt8]? {
@@ -40,6 +41,7 @@ extension Wire {
             h.rangeLower = field32(p.blocks.lowerBound, "norm blocks.lowerBound")
             h.rangeUpper = field32(p.blocks.upperBound, "norm blocks.upperBound")
             h.count = (p.isFinite ? 1 : 0) | (p.lossSum != nil ? 2 : 0)
+            h.leafCount = p.generation
             h.aux = UInt64(p.lossSum?.bitPattern ?? 0)
             var payload: [UInt8] = []
             payload.reserveCapacity(8 * p.sumsOfSquares.count)
@@ -57,6 +59,7 @@ extension Wire {
             h.step = s.version
             h.rangeLower = field32(s.range.lowerBound, "slice range.lowerBound")
             h.rangeUpper = field32(s.range.upperBound, "slice range.upperBound")
+            h.leafCount = s.generation
             guard let state = s.state else { return littleEndianFrame(s.values) }
             h.count = UInt64(1 + state.count)
             return littleEndianFrame(s.values + state.flatMap { $0 })
@@ -69,6 +72,14 @@ extension Wire {
             h.rangeLower = field32(a.range.lowerBound, "applied range.lowerBound")
             h.rangeUpper = field32(a.range.upperBound, "applied range.upperBound")
             h.leafCount = a.table
+            return []
+        case .digest(let d):
+            h.step = d.step
+            h.rangeLower = field32(d.block.lowerBound, "digest block.lowerBound")
+            h.rangeUpper = field32(d.block.upperBound, "digest block.upperBound")
+            h.leafCount = field32(d.leafCount, "digest leafCount")
+            h.count = UInt64(d.generation)
+            h.aux = d.digest
             return []
         default:
             return nil
@@ -130,7 +141,6 @@ extension Wire {
                                    values: floats(payload, offset: 0, count: n), table: UInt16(truncatingIfNeeded: h.aux >> 16)))
 
         case .norm:
-            try zero(UInt64(h.leafCount), "leafCount")
             guard h.rangeLower <= h.rangeUpper else { throw .badRange("norm blocks [\(h.rangeLower), \(h.rangeUpper)) are reversed") }
             guard h.count <= 3 else { throw .unexpectedField("norm flags are \(h.count); only 1 (finite) and 2 (has loss) exist") }
             let hasLoss = h.count & 2 != 0
@@ -143,7 +153,7 @@ extension Wire {
             guard materialize else { return nil }
             let sums = (0..<blocks.count).map { Double(bitPattern: UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) }
             return .norm(NormPart(step: h.step, blocks: blocks, sumsOfSquares: sums, isFinite: h.count & 1 != 0,
-                                  lossSum: hasLoss ? Float(bitPattern: UInt32(h.aux)) : nil))
+                                  lossSum: hasLoss ? Float(bitPattern: UInt32(h.aux)) : nil, generation: h.leafCount))
 
         case .apply:
             for (v, name) in [(UInt64(h.rangeLower), "rangeLower"), (UInt64(h.rangeUpper), "rangeUpper")] {
@@ -161,7 +171,7 @@ extension Wire {
                                     acknowledge: h.count & 4 != 0))
 
         case .slice:
-            for (v, name) in [(UInt64(h.leafCount), "leafCount"), (h.aux, "aux")] { try zero(v, name) }
+            try zero(h.aux, "aux")
             guard h.count <= 3 else { throw .unexpectedField("slice count is \(h.count); 0 (weights), or 1 + up to 2 optimizer-state arrays") }
             guard h.rangeLower < h.rangeUpper else { throw .badRange("slice [\(h.rangeLower), \(h.rangeUpper)) is empty") }
             let range = Int(h.rangeLower)..<Int(h.rangeUpper)
@@ -177,7 +187,15 @@ extension Wire {
             }
             guard materialize else { return nil }
             let state = h.count == 0 ? nil : (0..<arrays).map { floats(payload, offset: 4 * range.count * (1 + $0), count: range.count) }
-            return .slice(ParameterSlice(version: h.step, range: range, values: floats(payload, offset: 0, count: range.count), state: state))
+            return .slice(ParameterSlice(version: h.step, range: range, values: floats(payload, offset: 0, count: range.count), state: state,
+                                         generation: h.leafCount))
+
+        case .digest:
+            let (block, m) = try leafRange(h, "block")
+            guard h.count <= UInt64(UInt32.max) else { throw .badRange("digest generation \(h.count) does not fit 32 bits") }
+            guard payload.isEmpty else { throw .badLength("digest payload is \(payload.count) bytes, must be empty") }
+            guard materialize else { return nil }
+            return .digest(NodeDigest(step: h.step, block: block, leafCount: m, digest: h.aux, generation: UInt32(h.count)))
 
         case .fetch:
             for (v, name) in [(UInt64(h.rangeLower), "rangeLower"), (UInt64(h.rangeUpper), "rangeUpper"), (h.count, "count"), (h.aux, "aux")] {

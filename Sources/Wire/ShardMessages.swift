@@ -35,18 +35,23 @@ public struct ShardTable: Sendable, Equatable, Codable {
     public var owners: [UInt32]
     /// Every worker of the run (owners and the others) with its peer endpoint.
     public var peers: [Peer]
+    /// Grows when the coordinator reseeds the owners and the weights (an audit's rollback, or a step
+    /// taken again without a quarantined worker): a worker given a newer generation drops the weights,
+    /// owner and slices it holds and waits for the coordinator's. Nil (left out of the JSON): 0.
+    public var generation: UInt32?
 
-    public init(version: UInt32, parameterCount: Int, owners: [UInt32], peers: [Peer]) {
+    public init(version: UInt32, parameterCount: Int, owners: [UInt32], peers: [Peer], generation: UInt32? = nil) {
         self.version = version
         self.parameterCount = parameterCount
         self.owners = owners
         self.peers = peers
+        self.generation = generation
     }
 
     enum CodingKeys: String, CodingKey {
         case version
         case parameterCount = "parameter_count"
-        case owners, peers
+        case owners, peers, generation
     }
 }
 
@@ -119,8 +124,11 @@ public struct NormPart: Sendable, Equatable {
     public var isFinite: Bool
     /// The step's loss sum (the last owner only).
     public var lossSum: Float?
+    /// The ``ShardTable/generation`` the owner reduced the step under (an older one's part is stale).
+    public var generation: UInt32 = 0
 
-    public init(step: UInt64, blocks: Range<Int>, sumsOfSquares: [Double], isFinite: Bool, lossSum: Float?) {
+    public init(step: UInt64, blocks: Range<Int>, sumsOfSquares: [Double], isFinite: Bool, lossSum: Float?, generation: UInt32 = 0) {
+        self.generation = generation
         self.step = step
         self.blocks = blocks
         self.sumsOfSquares = sumsOfSquares
@@ -172,9 +180,12 @@ public struct ParameterSlice: Sendable, Equatable {
     /// SGD's momentum, or none), when the slice carries it: an owner's answer to a gathering APPLY, or
     /// the coordinator seeding an owner. Nil: the weights alone.
     public var state: [[Float]]?
+    /// The ``ShardTable/generation`` the weights belong to (a slice of an older generation is stale).
+    public var generation: UInt32 = 0
 
-    public init(version: UInt64, range: Range<Int>, values: [Float], state: [[Float]]? = nil) {
+    public init(version: UInt64, range: Range<Int>, values: [Float], state: [[Float]]? = nil, generation: UInt32 = 0) {
         self.state = state
+        self.generation = generation
         self.version = version
         self.range = range
         self.values = values
@@ -218,5 +229,30 @@ public struct AppliedStep: Sendable, Equatable {
         self.step = step
         self.range = range
         self.table = table
+    }
+}
+
+/// The digest of one tree node's sums as a worker computed them (type ``MessageType/digest``,
+/// worker→coordinator, sharded aggregation): the coordinator never sees a sharded run's sums, so
+/// the audit compares these. Workers send one for every node they compute, so none can tell which
+/// nodes are audited.
+public struct NodeDigest: Sendable, Equatable {
+    /// The optimizer step.
+    public var step: UInt64
+    /// The tree node.
+    public var block: Range<Int>
+    /// Leaves of the step, M.
+    public var leafCount: Int
+    /// XXH64 of the node's `P + 1` sums as little-endian Float32, xor their byte count.
+    public var digest: UInt64
+    /// The ``ShardTable/generation`` the node was computed under (an older one's digest is stale).
+    public var generation: UInt32 = 0
+
+    public init(step: UInt64, block: Range<Int>, leafCount: Int, digest: UInt64, generation: UInt32 = 0) {
+        self.generation = generation
+        self.step = step
+        self.block = block
+        self.leafCount = leafCount
+        self.digest = digest
     }
 }

@@ -91,7 +91,7 @@ public enum Wire {
             let h = assignHeader(runID: e.runID, workerID: e.workerID, step: a.step, leaves: a.leaves,
                                  leafCount: a.leafCount, windows: a.windows.count, checksum: checksum)
             return [h.encode(), weights, windows]
-        case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied:
+        case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied, .digest:
             payload = encodeShard(e.message, into: &header) ?? []
         case .gradient(let g):
             payload = []
@@ -410,7 +410,7 @@ public enum Wire {
         case .gradient:
             return try gradient(h, payload, limits, materialize: materialize)
 
-        case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied:
+        case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied, .digest:
             return (0, try shardBody(h, payload, limits, materialize: materialize))
         }
     }

@@ -14,9 +14,10 @@ private func auditConfig(steps: Int, seed: UInt64) -> TrainingConfig {
 
 /// A simulated cluster of `n` workers where worker `faulty` corrupts `wrongRate` of its answers.
 private func cluster(_ config: TrainingConfig, series: Series, workers n: Int, auditRate: Double,
-                     faulty: Int?, wrongRate: Double, faultSeed: UInt64 = 0) throws -> SimulatedCluster {
+                     faulty: Int?, wrongRate: Double, faultSeed: UInt64 = 0, aggregation: Aggregation = .star) throws -> SimulatedCluster {
     var options = CoordinatorOptions(workers: n)
     options.auditRate = auditRate
+    options.aggregation = aggregation
     return try SimulatedCluster(config: config, series: series, workers: n, options: options) { i in
         var o = WorkerOptions(threads: 1, host: "test", pid: Int32(1000 + i))
         if i == faulty {
@@ -57,16 +58,19 @@ struct AuditTests {
     /// (c) A worker wrong on every answer is caught in the first step whose audit involves it,
     /// quarantined (named with host and pid), refused when it says HELLO again, and the run ends
     /// with the clean run's bits.
-    @Test func aWorkerWrongOnEveryAnswerIsCaughtAtItsFirstAudit() throws {
+    @Test(arguments: [Aggregation.star, .sharded])
+    func aWorkerWrongOnEveryAnswerIsCaughtAtItsFirstAudit(_ aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 80, seed: 3)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: 1, wrongRate: 1)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: 1, wrongRate: 1, aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first)
         #expect(c.coordinator.quarantined.count == 1)
         #expect(q.host == "test" && q.pid == 1001)
+        // the third worker broke the tie: the majority of three
+        #expect(q.reason.contains("differ from those of workers"), "\(q.reason)")
         // its index among the workers (by id) at the start: it is the first or auditor of run k
         let ids = c.coordinator.workers.values.map(\.id).sorted()
         let k = try #require(ids.firstIndex(of: q.worker))
@@ -84,17 +88,67 @@ struct AuditTests {
         #expect(why.contains("quarantined"))
     }
 
+    /// With two workers there is no third to break a tie: the coordinator computes the node itself
+    /// (sharded too: its weights are the step's), the wrong one is quarantined, the run ends on the
+    /// other with the clean run's bits.
+    @Test(arguments: [Aggregation.star, .sharded])
+    func withTwoWorkersTheCoordinatorBreaksTheTie(_ aggregation: Aggregation) throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 40, seed: 4)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let c = try cluster(config, series: series, workers: 2, auditRate: 0.2, faulty: 1, wrongRate: 1, aggregation: aggregation)
+        try c.run()
+        #expect(c.coordinator.failure == nil)
+        let q = try #require(c.coordinator.quarantined.first)
+        #expect(q.pid == 1001)
+        #expect(q.reason.contains("differ from the coordinator's own"), "\(q.reason)")
+        #expect(c.coordinator.state.step == 40)
+        #expect(c.coordinator.state.parameters.elementsEqual(reference))
+    }
+
+    /// A quarantined worker's CURVE key (announced in HELLO) is refused too: a fresh process on
+    /// another host with the same key does not get in; another key does.
+    @Test func aQuarantinedWorkersKeyIsRefused() throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 20, seed: 3)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 1, wrongRate: 1)
+        for (i, w) in c.workers.enumerated() { w.core.peerKey = "key-\(i)" }
+        try c.run()
+        let q = try #require(c.coordinator.quarantined.first)
+        #expect(q.key == "key-1")
+        var members = c.coordinator.membership
+        let hello = { (key: String) in Hello(host: "elsewhere", pid: 4242, threads: 1, ztrainVersion: ztrainVersion, peerKey: key) }
+        guard case .refused(let why) = members.hello(hello("key-1"), from: PeerID([9, 9]), now: 1e6) else {
+            Issue.record("a quarantined worker's key was let back in")
+            return
+        }
+        #expect(why.contains("quarantined") && why.contains("key-1"))
+        guard case .welcome = members.hello(hello("key-7"), from: PeerID([9, 8]), now: 1e6) else {
+            Issue.record("another key was refused")
+            return
+        }
+    }
+
     /// (b) At --audit-rate 1 every answer is compared before the update: the faulty worker is
     /// caught at its first wrong answer, no wrong update is ever applied (no rollback).
-    @Test func fullAuditCatchesTheFirstWrongAnswerWithoutRollback() throws {
+    @Test(arguments: [Aggregation.star, .sharded])
+    func fullAuditCatchesTheFirstWrongAnswerWithoutRollback(_ aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 40, seed: 5)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 2, wrongRate: 0.2, faultSeed: 7)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 1, faulty: 2, wrongRate: 0.2, faultSeed: 7, aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first)
         #expect(q.pid == 1002)
+        // caught at its first wrong answer: the first step in which its own run (the third) or the run it
+        // audits (the second) comes out corrupted
+        let runs = shard(items: StepPlan(windows: config.batch, microBatch: config.microBatch).leafCount, workers: 3)
+        let first = try #require((0..<40).first { s in
+            FaultInjection.corrupts(rate: 0.2, seed: 7, step: UInt64(s), leaves: runs[2])
+                || FaultInjection.corrupts(rate: 0.2, seed: 7, step: UInt64(s), leaves: runs[1])
+        })
+        #expect(q.step == first + 1, "\(aggregation)")
         #expect(c.coordinator.rollbacks == 0)
         #expect(c.coordinator.auditMismatches >= 1)
         #expect(c.coordinator.state.parameters.elementsEqual(reference))
@@ -103,12 +157,13 @@ struct AuditTests {
     /// (a) A worker that corrupts one value of half its answers, --audit-rate 0.05, 3 workers: in
     /// 10 of 10 seeded runs it is caught within 100 steps and quarantined, its unverified answers
     /// are rolled back and replayed, and the final weights are the clean run's bits.
-    @Test(arguments: Array(UInt64(1)...10))
-    func anOccasionallyWrongWorkerIsCaughtAndLeavesNoTrace(seed: UInt64) throws {
+    @Test(arguments: Array(UInt64(1)...10), [Aggregation.star, .sharded])
+    func anOccasionallyWrongWorkerIsCaughtAndLeavesNoTrace(seed: UInt64, aggregation: Aggregation) throws {
         let series = try referenceSeries()
         let config = auditConfig(steps: 120, seed: seed)
         let reference = try InProcessTrainer(config: config, series: series).run().parameters
-        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed)
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.05, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed,
+                            aggregation: aggregation)
         try c.run()
         #expect(c.coordinator.failure == nil)
         let q = try #require(c.coordinator.quarantined.first, "seed \(seed): never caught")
@@ -147,3 +202,28 @@ struct AuditTests {
     }
 }
 
+
+/// The audit under a lossy network: reordered, delayed, duplicated and dropped messages (sharded too, where
+/// stale NORMs, SLICEs and DIGESTs of an older generation are in flight after a reseed).
+@Suite("Audit on a reordering, duplicating network")
+struct AuditFaultTests {
+    @Test(arguments: [Aggregation.star, .sharded], [UInt64(1), 2, 3])
+    func aWrongWorkerIsCaughtAndTheBitsStayExact(_ aggregation: Aggregation, seed: UInt64) throws {
+        let series = try referenceSeries()
+        let config = auditConfig(steps: 60, seed: seed)
+        let reference = try InProcessTrainer(config: config, series: series).run().parameters
+        let c = try cluster(config, series: series, workers: 3, auditRate: 0.2, faulty: Int(seed % 3), wrongRate: 0.5, faultSeed: seed,
+                            aggregation: aggregation)
+        var faults = SimulatedFaults(seed: seed)
+        faults.reorder = true
+        faults.maxDelay = 0.05
+        faults.duplicate = 0.05
+        faults.dropStepTraffic = 0.02
+        c.faults = faults
+        try c.run()
+        #expect(c.coordinator.failure == nil)
+        #expect(c.coordinator.quarantined.count == 1, "\(aggregation) seed \(seed)")
+        #expect(c.coordinator.state.step == 60, "\(aggregation) seed \(seed)")
+        #expect(c.coordinator.state.parameters.elementsEqual(reference), "\(aggregation) seed \(seed)")
+    }
+}

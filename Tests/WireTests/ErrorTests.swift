@@ -71,7 +71,7 @@ private func isCase(_ e: WireError?, _ name: String) -> Bool {
         #expect(text.contains("peer speaks protocol \(version), this build speaks 3"))
     }
 
-    @Test(arguments: [UInt8(0), 19, 255])  // 19: the first type after the last (18, TRAFFIC)
+    @Test(arguments: [UInt8(0), 20, 255])  // 20: the first type after the last (19, DIGEST)
     func unknownType(_ type: UInt8) {
         var (h, p) = validGradient()
         h[6] = type

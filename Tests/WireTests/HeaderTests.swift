@@ -40,11 +40,11 @@ import Wire
     }
 
     @Test func messageTypeValues() {
-        #expect(MessageType.allCases.map(\.rawValue) == Array(1...18))
-        #expect(MessageType.traffic.rawValue == 18)
+        #expect(MessageType.allCases.map(\.rawValue) == Array(1...19))
+        #expect(MessageType.traffic.rawValue == 18 && MessageType.digest.rawValue == 19)
         #expect(MessageType.hello.rawValue == 1 && MessageType.bye.rawValue == 9)
         #expect(MessageType.table.rawValue == 10 && MessageType.slice.rawValue == 15 && MessageType.applied.rawValue == 17)
-        #expect(MessageType.allCases.filter(\.isShard) == [.table, .order, .node, .norm, .apply, .slice, .fetch, .applied])
+        #expect(MessageType.allCases.filter(\.isShard) == [.table, .order, .node, .norm, .apply, .slice, .fetch, .applied, .digest])
     }
 
     @Test func headerRoundTrip() throws {

@@ -110,7 +110,8 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
     case .table:
         let owners = (0..<Int.random(in: 1...5, using: &rng)).map { _ in UInt32.random(in: 1...UInt32.max, using: &rng) }
         return .table(ShardTable(version: UInt32.random(in: 0...UInt32.max, using: &rng), parameterCount: p, owners: owners,
-                                 peers: owners.map { ShardTable.Peer(worker: $0, endpoint: "tcp://127.0.0.1:\($0 % 60000)") }))
+                                 peers: owners.map { ShardTable.Peer(worker: $0, endpoint: "tcp://127.0.0.1:\($0 % 60000)") },
+                                 generation: Bool.random(using: &rng) ? nil : UInt32.random(in: 0...UInt32.max, using: &rng)))
     case .order:
         let n = Int.random(in: m...(m + 20), using: &rng)
         return .order(StepOrder(step: step, leaves: lo..<hi, leafCount: m,
@@ -125,7 +126,8 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
         let b = Int.random(in: 0...1000, using: &rng)
         let k = Int.random(in: 0...8, using: &rng)
         return .norm(NormPart(step: step, blocks: b..<(b + k), sumsOfSquares: (0..<k).map { _ in Double.random(in: 0...1e9, using: &rng) },
-                              isFinite: Bool.random(using: &rng), lossSum: Bool.random(using: &rng) ? randomFloat(&rng) : nil))
+                              isFinite: Bool.random(using: &rng), lossSum: Bool.random(using: &rng) ? randomFloat(&rng) : nil,
+                              generation: Bool.random(using: &rng) ? 0 : UInt32.random(in: 0...UInt32.max, using: &rng)))
     case .apply:
         let gather = Bool.random(using: &rng)
         return .apply(ApplyStep(step: step, learningRate: Double.random(in: 0...1, using: &rng),
@@ -136,10 +138,14 @@ func randomShardMessage(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int 
     case .applied:
         let start = Int.random(in: 0...100_000, using: &rng)
         return .applied(AppliedStep(step: step, range: start..<(start + p), table: UInt32.random(in: 0...UInt32.max, using: &rng)))
+    case .digest:
+        return .digest(NodeDigest(step: step, block: lo..<hi, leafCount: m, digest: rng.next(),
+                                  generation: Bool.random(using: &rng) ? 0 : UInt32.random(in: 0...UInt32.max, using: &rng)))
     default:
         let start = Int.random(in: 0...100_000, using: &rng)
         let state: [[Float]]? = Bool.random(using: &rng) ? nil : (0..<Int.random(in: 0...2, using: &rng)).map { _ in randomFloats(p, &rng) }
-        return .slice(ParameterSlice(version: step, range: start..<(start + p), values: randomFloats(p, &rng), state: state))
+        return .slice(ParameterSlice(version: step, range: start..<(start + p), values: randomFloats(p, &rng), state: state,
+                                     generation: Bool.random(using: &rng) ? 0 : UInt32.random(in: 0...UInt32.max, using: &rng)))
     }
 }
 
@@ -167,7 +173,7 @@ func randomEnvelope(_ type: MessageType, _ rng: inout SplitMix64, maxP: Int = 64
         return Envelope(runID: runID, workerID: workerID, message: .shutdown(randomString(&rng, maxLength: 40)))
     case .bye:
         return Envelope(runID: runID, workerID: workerID, message: .bye(randomString(&rng, maxLength: 40)))
-    case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied:
+    case .table, .order, .node, .norm, .apply, .slice, .fetch, .applied, .digest:
         return Envelope(runID: runID, workerID: workerID, message: randomShardMessage(type, &rng, maxP: maxP))
     }
 }

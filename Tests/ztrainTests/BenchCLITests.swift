@@ -33,10 +33,11 @@ struct BenchCLITests {
         // the targets (10 and 11 count as "1"), the real-series figures (csv: parsing rate and memory; series:
         // many series), the audit's cost (audit: H=32 and H=256) and a dedicated owner's memory (owner)
         #expect(targets == Set((1...9).map(String.init) + ["c", "s", "a", "o"]), "targets: \(targets.sorted())")
-        // 15, targets 10a-b (against gloo) and 11a-c (bytes), each for the star and sharded, the audit's two and the owner's memory
-        #expect(results.count == 28)
+        // 15, targets 10a-b (against gloo) and 11a-c (bytes), each for the star and sharded, the audit's four (0.05 and
+        // the default, H=32 and H=256) and the owner's memory
+        #expect(results.count == 30)
         #expect(results.contains { $0["name"] as? String == "owner-memory" })
-        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256"]))
+        #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["round-10m-vs-gloo", "round-1m-4w-vs-gloo", "bytes-busiest-n2", "bytes-busiest-n3", "bytes-busiest-n4", "audit-overhead-h32", "audit-overhead-h256", "audit-default-h32", "audit-default-h256"]))
         #expect(Set(results.compactMap { $0["name"] as? String }).isSuperset(of: ["csv-parse", "csv-peak-memory", "many-series-workers2"]))
         for entry in results {
             for key in ["name", "value", "unit", "baseline", "ratio", "goal", "met"] {

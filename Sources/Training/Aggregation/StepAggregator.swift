@@ -138,7 +138,7 @@ public struct StepAggregator: Sendable {
         guard samples == self.samples(in: block) else {
             return .invalid("leaves \(block) hold \(self.samples(in: block)) windows, the answer says \(samples)")
         }
-        recordAudit(worker: worker, block: block, values: values)
+        recordAudit(worker: worker, block: block) { AuditBook.digest(values) }
         guard tree.insert(block: block, values: values) else {
             if !audit.involves(worker, block) { lateOrDuplicate += 1 }
             settle()
@@ -146,6 +146,23 @@ public struct StepAggregator: Sendable {
         }
         settle()
         if firstDone == nil && !isBusy(worker) { firstDone = now }
+        return .accepted
+    }
+
+    /// The digest of an answer whose sums went elsewhere (sharded aggregation: to the slices' owners):
+    /// checked as ``accept(worker:step:block:leafCount:samples:sums:now:)`` checks an answer, then
+    /// recorded for the audit. Nothing enters the tree; `.accepted` says the digest was taken.
+    public mutating func acceptDigest(worker: UInt32, step s: UInt64, block: Range<Int>, leafCount m: Int, digest: UInt64) -> Verdict {
+        guard active, s == step else {
+            if s < step || !active { lateOrDuplicate += 1; return .lateOrDuplicate }
+            return .invalid("a digest for step \(s) while step \(step) runs")
+        }
+        guard m == leafCount else { return .invalid("a digest for \(m) leaves; step \(step) has \(leafCount)") }
+        let mine = assignments[worker] ?? []
+        guard mine.contains(where: { CanonicalTree.blocks(of: $0.run, leafCount: leafCount).contains(block) }) || audit.involves(worker, block) else {
+            return .invalid("leaves \(block) were not asked of worker \(worker)")
+        }
+        recordAudit(worker: worker, block: block) { digest }
         return .accepted
     }
 

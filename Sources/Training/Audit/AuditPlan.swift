@@ -38,8 +38,12 @@ public struct AuditDispute: Sendable, Equatable {
     public var step: UInt64
     /// The tree node (as a run of leaves: computing it alone gives that one node).
     public var block: Range<Int>
-    /// Each answering worker's digest of the node's sums (``AuditBook/digest(_:)``).
+    /// Each answering worker's digest of the node's sums (``AuditBook/digest(_:)``), the referee's too
+    /// once it answered.
     public var digests: [UInt32: UInt64]
+    /// A third worker asked for the node to break the tie (nil: none asked), and when.
+    public var referee: UInt32?
+    public var referred = 0.0
 }
 
 /// The audit of the step in flight, kept by ``StepAggregator``: the audited runs, who answers
@@ -105,9 +109,11 @@ public struct AuditBook: Sendable {
         return out
     }
 
-    /// Was `worker` asked for an audited run holding `block` (as its first worker or its auditor)?
+    /// Was `worker` asked for an audited run holding `block` (as its first worker or its auditor), or
+    /// for a disputed `block` as its referee?
     func involves(_ worker: UInt32, _ block: Range<Int>) -> Bool {
         runs.contains { ($0.auditor == worker || $0.primary == worker) && $0.blocks.contains(block) }
+            || disputes.contains { $0.referee == worker && $0.block == block }
     }
 }
 
@@ -131,18 +137,18 @@ extension StepAggregator {
         return out
     }
 
-    /// Notes the digest of an answer for an audited node; a second, different digest is a dispute.
-    mutating func recordAudit(worker: UInt32, block: Range<Int>, values: StreamingTree.Source) {
+    /// Notes the digest of an answer for an audited node (computed only for those); a second,
+    /// different digest is a dispute (a referee's answer joins it).
+    mutating func recordAudit(worker: UInt32, block: Range<Int>, digest: () -> UInt64) {
         guard var seen = audit.digests[block], seen[worker] == nil else { return }
-        let d = AuditBook.digest(values)
-        if let other = seen.values.first, other != d {
-            seen[worker] = d
+        seen[worker] = digest()
+        audit.digests[block] = seen
+        if let k = audit.disputes.firstIndex(where: { $0.block == block }) {
+            audit.disputes[k].digests = seen
+        } else if Set(seen.values).count > 1 {
             audit.mismatches += 1
             audit.disputes.append(AuditDispute(step: step, block: block, digests: seen))
-        } else {
-            seen[worker] = d
         }
-        audit.digests[block] = seen
         for i in audit.runs.indices where !audit.runs[i].matched {
             let r = audit.runs[i]
             if r.blocks.allSatisfy({ (audit.digests[$0]?.count ?? 0) >= 2 && Set(audit.digests[$0]!.values).count == 1 }) {
@@ -185,5 +191,14 @@ extension StepAggregator {
     public mutating func takeDisputes() -> [AuditDispute] {
         defer { audit.disputes = [] }
         return audit.disputes
+    }
+
+    /// Asks `referee`, a worker that answered neither side, to compute disputed node `block` too (its
+    /// digest joins the dispute: the majority of three breaks the tie).
+    mutating func refer(_ block: Range<Int>, to referee: UInt32, now: Double) -> Order? {
+        guard let k = audit.disputes.firstIndex(where: { $0.block == block }), audit.disputes[k].referee == nil else { return nil }
+        audit.disputes[k].referee = referee
+        audit.disputes[k].referred = now
+        return Order(worker: referee, run: block, speculative: true)
     }
 }

@@ -181,6 +181,7 @@ extension Message {
         case .fetch: return "FETCH"
         case .applied: return "APPLIED"
         case .traffic: return "TRAFFIC"
+        case .digest: return "DIGEST"
         }
     }
 }

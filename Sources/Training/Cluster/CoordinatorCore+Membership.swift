@@ -46,6 +46,8 @@ extension CoordinatorCore {
             noteTraffic(t, from: peer)
         case .norm(let part):
             out += shardNorm(part, from: peer, workerID: env.workerID, now: now)
+        case .digest(let d):
+            out += shardDigest(d, from: peer, runID: env.runID, workerID: env.workerID, now: now)
         case .slice(let slice):
             guard env.runID == runID else { return drop(peer, "SLICE for run \(env.runID), this run is \(runID)") }
             out += shardSlice(slice, from: peer, workerID: env.workerID, now: now)
@@ -101,6 +103,8 @@ extension CoordinatorCore {
             }
         }
         if started, !isDone, parked == nil, let id = lostOwner() { out += recoverLostOwner(id, now: now) }
+        // a dispute whose referee was lost or is late is decided by the coordinator
+        if stepActive, aggregator.audit.hasDisputes { out += settleDisputes(now: now) }
         if stepActive {
             let live = liveWorkers.map(\.id)
             out += send(aggregator.overdue(now: now, timeout: options.retryAfter, live: live))
@@ -148,6 +152,7 @@ extension CoordinatorCore {
             }
             if options.peerKeys != nil, let key = hello.peerKey { shardKeys[id] = key }
             let isShard = hello.role == Hello.shardRole
+            if let key = hello.peerKey { auditing.keys[id] = key }
             let w = Welcome(
                 protocolVersion: Int(Wire.protocolVersion), runID: runID, workerID: id, config: configObject,
                 points: series.count, channels: series.channels, seriesHash: seriesHash,

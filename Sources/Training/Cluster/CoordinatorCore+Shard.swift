@@ -85,7 +85,8 @@ extension CoordinatorCore {
         }
         for w in live where !s.holding.contains(w.id) {
             guard let p = membership.peer(of: w.id) else { continue }
-            out.append(reply(p, w.id, .slice(ParameterSlice(version: UInt64(state.step), range: 0..<parameterCount, values: state.parameters))))
+            out.append(reply(p, w.id, .slice(ParameterSlice(version: UInt64(state.step), range: 0..<parameterCount, values: state.parameters,
+                                                             generation: s.table.generation ?? 0))))
             s.holding.insert(w.id)
         }
         if !s.seeded {
@@ -95,7 +96,7 @@ extension CoordinatorCore {
                 let r = s.plan.range(ofOwner: o)
                 let part = state.optimizer.slice(r)
                 let seed = ParameterSlice(version: UInt64(state.step), range: r, values: Array(state.parameters[r]),
-                                          state: [part.m, part.v].filter { !$0.isEmpty })
+                                          state: [part.m, part.v].filter { !$0.isEmpty }, generation: s.table.generation ?? 0)
                 out.append(reply(p, id, .slice(seed)))
             }
             s.seeded = true
@@ -159,7 +160,7 @@ extension CoordinatorCore {
         guard var s = shard, case .reducing = s.phase, let w = membership.workers[peer], w.phase == .ready, w.id == workerID else {
             return []
         }
-        guard part.step == UInt64(state.step + 1) else { return [] }
+        guard part.step == UInt64(state.step + 1), part.generation == s.table.generation ?? 0 else { return [] }
         guard let o = s.table.owners.firstIndex(of: workerID), s.plan.blocks(ofOwner: o) == part.blocks,
               (o == s.plan.owners - 1) == (part.lossSum != nil) else {
             return drop(peer, "NORM from worker \(workerID) for blocks it does not own")
@@ -168,9 +169,8 @@ extension CoordinatorCore {
                                                                 sumsOfSquares: part.sumsOfSquares, isFinite: part.isFinite))) ?? false
         if added, let l = part.lossSum { s.lossSum = l }
         shard = s
-        guard s.assembly.isComplete, s.lossSum != nil, parked == nil else { return [] }
-        aggregator.abandon()  // every leaf is in: no order is retried
-        return finishStep(now: now)
+        // every leaf is in; the step is decided once its audit is settled too
+        return decideShardedIfSettled(now: now)
     }
 
     /// The step rule on a step the owners reduced; APPLY to every owner, or the run stops.
@@ -236,6 +236,7 @@ extension CoordinatorCore {
         // a FETCH's answer is of the step the coordinator holds; an update's, of the step after it
         if let f = shard?.fetch, slice.version == UInt64(f.step) { return fetchedSlice(slice, from: peer, workerID: workerID, now: now) }
         guard var s = shard, case .applying(let a, let lossSum, let t1) = s.phase, !a.acknowledge, slice.version == a.step,
+              slice.generation == s.table.generation ?? 0,
               let o = s.table.owners.firstIndex(of: workerID), s.plan.range(ofOwner: o) == slice.range,
               !s.heard.contains(o) else { return [] }
         if s.gathering {

@@ -16,6 +16,11 @@ extension CoordinatorCore {
             emit(.started(workers: ready))
             _ = startSharding(now: now)
         }
+        if shard != nil {
+            // a sharded step whose last awaited digest settled its audit (or whose audit was given up)
+            let decided = decideShardedIfSettled(now: now)
+            if !decided.isEmpty { return decided }
+        }
         if shard?.busy == true { return [] }
         // a step whose last awaited answer was an audit given up (its worker lost) is complete now
         guard !stepActive else { return shard == nil && aggregator.isComplete ? finishStep(now: now) : [] }
@@ -23,7 +28,10 @@ extension CoordinatorCore {
     }
 
     func startStep(now: Double) -> [CoordinatorEffect] {
-        auditStepStart()
+        if auditStepStart(), checkpointEvery > 0 {
+            // a checkpoint written since the snapshot may hold the steps just dropped: the restored run replaces it
+            return checkpoint(RunCheckpoint(runID: runID, state: state, metrics: metrics, trainSeconds: trainSeconds), then: .startStep)
+        }
         if shard != nil {
             takeSyncSnapshot()
             if let early = shardedStepStart(now: now) { return early }

@@ -12,6 +12,8 @@ public enum ShardFetchPurpose: Sendable, Equatable {
     case stop(String)
     /// Workers joined (or came back) between sync steps: they get the current weights, then the step starts.
     case join
+    /// The audit's tie-break: the coordinator computes a disputed node with the step's weights.
+    case dispute
 
     /// The stop's reason, for ``stop(_:)``.
     var stopReason: String? {
@@ -95,6 +97,7 @@ extension CoordinatorCore {
         switch purpose {
         case .stop(let reason): return settlePendingEpoch(then: .stop(reason), now: now)
         case .join: return startStep(now: now)
+        case .dispute: return settleDisputes(now: now)
         }
     }
 
@@ -169,19 +172,7 @@ extension CoordinatorCore {
     /// Puts the run back at `snap` (a sync step's snapshot): nothing in flight, the run state current.
     func rollBack(to snap: AuditSnapshot) {
         aggregator.abandon()
-        restore(snap, counted: false)
-        guard var s = shard else { return }
-        s.phase = .idle
-        s.incoming = []
-        s.heard = []
-        s.gathering = false
-        s.gatheredM = []
-        s.gatheredV = []
-        s.fetch = nil
-        s.wanted = nil
-        s.weightsAt = state.step
-        s.gatheredAt = state.step
-        shard = s
+        restore(snap, counted: false)  // sharded: reseeds the owners and every worker (``reseedShards()``)
     }
 
     /// A stop of a sharded run whose state is not current: the owners' slices are fetched first (an

@@ -182,8 +182,8 @@ public final class CoordinatorCore {
         configObject = config.wireObject
         windows = [Int](repeating: 0, count: state.batch)
         aggregator = StepAggregator(width: prepared.parameters.count + 1)
-        // the audit compares answers the coordinator receives: sharded runs send theirs to the owners (not audited yet)
-        if options.auditRate > 0 && options.aggregation == .star { aggregator.auditPlan = AuditPlan(rate: options.auditRate, seed: config.seed) }
+        // the audit compares the digests of answers: star-mode GRADIENTs, sharded DIGESTs
+        if options.auditRate > 0 { aggregator.auditPlan = AuditPlan(rate: options.auditRate, seed: config.seed) }
         self.onEvent = onEvent
     }
 

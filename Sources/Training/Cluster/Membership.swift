@@ -84,7 +84,7 @@ public struct Membership {
             deferredHellos += 1
             return .deferred(open: pending)
         }
-        if let reason = mismatch(hello) ?? quarantine.refusal(host: hello.host, pid: hello.pid) { return .refused(reason) }
+        if let reason = mismatch(hello) ?? quarantine.refusal(host: hello.host, pid: hello.pid, key: hello.peerKey) { return .refused(reason) }
         let id = nextWorkerID
         nextWorkerID += 1
         var record = WorkerRecord(id: id, host: hello.host, pid: hello.pid, threads: hello.threads, phase: .welcomed)

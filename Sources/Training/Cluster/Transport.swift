@@ -33,6 +33,8 @@ public final class CoordinatorServer {
     public var healthFile: HealthFile?
     /// Gets the loop's timer ticks (straggler report, metrics).
     public var observer: (any CoordinatorObserver)?
+    /// Quarantined workers whose CURVE keys left the allow-list.
+    private var revokedKeys = 0
 
     /// Binds `bind` (`tcp://HOST:PORT`, `tcp://127.0.0.1:*`, `ipc://PATH`).
     ///
@@ -185,6 +187,7 @@ public final class CoordinatorServer {
     /// Sends the core's outputs without blocking (a peer that does not read must not stall the
     /// run; liveness and retries take care of what is lost).
     private func send(_ out: [Outgoing]) {
+        revokeQuarantinedKeys()
         for o in out {
             let t = clock.now
             // an ASSIGN's weights go out straight from the run's parameter buffer (protocol v2)
@@ -195,6 +198,19 @@ public final class CoordinatorServer {
             _ = core.perform(core.handle(.sent(peer: o.peer, bytes: bytes, seconds: seconds(since: t), isAssign: isAssign,
                                                at: isAssign ? at : nil), now: at), now: now)
         }
+    }
+
+    /// A quarantined worker's CURVE key leaves the allow-list: a process holding it cannot even
+    /// connect again (its HELLO would be refused too, ``Quarantine/refusal(host:pid:key:)``).
+    private func revokeQuarantinedKeys() {
+        let q = core.quarantined
+        guard q.count > revokedKeys else { return }
+        for e in q[revokedKeys...] {
+            guard let key = e.key, router.allowedKeys.contains(key) else { continue }
+            router.allowedKeys.remove(key)
+            logger.warning("CURVE key \(key) of quarantined worker \(e.worker) (\(e.host) pid \(e.pid)) removed from the allow-list")
+        }
+        revokedKeys = q.count
     }
 
     /// Connections the CURVE allow-list refused (unknown keys, plaintext clients, failed handshakes).

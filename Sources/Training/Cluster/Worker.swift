@@ -207,7 +207,7 @@ public final class WorkerCore {
             return [.exit(nil)]
         case .table, .slice, .node, .apply, .order, .fetch:
             return sharded(env)
-        case .hello, .ready, .gradient, .bye, .norm, .applied, .traffic:
+        case .hello, .ready, .gradient, .bye, .norm, .applied, .traffic, .digest:
             ignored += 1
             return []
         }

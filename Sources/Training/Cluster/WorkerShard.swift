@@ -52,6 +52,9 @@ struct WorkerShard {
     private var parkedFetch: FetchSlices?
     /// The ORDER waiting for the weights of its step.
     private(set) var parkedOrder: StepOrder?
+    /// The table's generation: a newer one means the coordinator reseeds everything (an audit's
+    /// rollback, or a step taken again without a quarantined worker).
+    private(set) var generation: UInt32 = 0
     /// Bound on buffered messages (a misbehaving peer cannot grow them without limit).
     static let maxBuffered = 4096
 
@@ -74,13 +77,16 @@ struct WorkerShard {
         if let old = table, old.version >= t.version { return [] }
         guard t.parameterCount == parameterCount else { return [] }
         let oldOwners = table?.owners ?? []
+        let reseeded = (t.generation ?? 0) > generation
+        if reseeded { dropForReseed(generation: t.generation ?? 0) }
         table = t
         let p = ShardPlan(parameterCount: parameterCount, owners: t.owners.count)
         let index = t.owners.firstIndex(of: workerID)
-        if let old = plan, p != old || index != ownerIndex || t.owners != oldOwners {
-            // re-planned (an owner was lost): the run goes back to the coordinator's last sync step,
-            // whose whole weights come (or came) with the table; the step starts over under the new
-            // owners, seeded anew (a seed that came before this table is used now)
+        if reseeded {
+            early = early.filter { $0.table == UInt16(truncatingIfNeeded: t.version) }
+        } else if let old = plan, p != old || index != ownerIndex || t.owners != oldOwners {
+            // re-planned: the step starts over under the new owners, seeded anew (a seed that came
+            // before this table is used now)
             owner = nil
             seed = seed ?? lastSeed
             next = []
@@ -96,6 +102,12 @@ struct WorkerShard {
         plan = p
         ownerIndex = index
         var out: [WorkerEffect] = [.peers(t)]
+        if reseeded {
+            // the coordinator's seed and weights of this generation that came before the table
+            let waiting = later
+            later = []
+            for s in waiting { out += take(s) }
+        }
         out += makeOwnerIfReady()
         if let a = parkedApply, a.table <= t.version {
             parkedApply = nil
@@ -131,11 +143,37 @@ struct WorkerShard {
         return out
     }
 
+    /// A newer generation: the weights, the owner and everything buffered of the older one are
+    /// dropped (stale slices of it that arrive later are refused by their generation); the
+    /// coordinator sends the weights and the owners' seeds of the new one.
+    private mutating func dropForReseed(generation g: UInt32) {
+        generation = g
+        owner = nil
+        seed = nil
+        weights = []
+        version = -1
+        next = []
+        nextHeard = []
+        previous = []
+        later.removeAll { $0.generation != g }
+        parkedApply = nil
+        parkedFetch = nil
+        lastSeed = nil
+        normSent = false
+        plan = nil
+        ownerIndex = nil
+    }
+
     // MARK: - The weights
 
     /// A run of the weights: the coordinator's whole vector (a joining worker) or an owner's updated slice.
     mutating func take(_ s: ParameterSlice) -> [WorkerEffect] {
-        guard s.range.upperBound <= parameterCount, s.values.count == s.range.count else { return [] }
+        guard s.range.upperBound <= parameterCount, s.values.count == s.range.count, s.generation >= generation else { return [] }
+        if s.generation > generation {
+            // of a generation whose table is on the way
+            if later.count < Self.maxBuffered { later.append(s) }
+            return []
+        }
         if s.state != nil {
             // a seed: the coordinator's start of this owner (the run's start, or a rollback)
             owner = nil
@@ -151,7 +189,7 @@ struct WorkerShard {
             version = v
             next = []
             nextHeard = []
-            later.removeAll { Int($0.version) <= v }
+            later.removeAll { $0.generation == generation && Int($0.version) <= v }
             return settleWeights()
         }
         guard version >= 0, let plan else {
@@ -183,8 +221,8 @@ struct WorkerShard {
     /// After the weights moved on: slices of the next version that came early, then the parked ORDER.
     private mutating func settleWeights() -> [WorkerEffect] {
         var out: [WorkerEffect] = []
-        let ready = later.filter { Int($0.version) == version + 1 }
-        later.removeAll { Int($0.version) <= version + 1 }
+        let ready = later.filter { $0.generation == generation && Int($0.version) == version + 1 }
+        later.removeAll { $0.generation == generation && Int($0.version) <= version + 1 }
         for s in ready { out += take(s) }
         return out
     }
@@ -222,6 +260,10 @@ struct WorkerShard {
         guard let table, let plan else { return [] }
         var out: [WorkerEffect] = []
         for case .gradient(let g) in replies.map(\.message) where g.sums.count == parameterCount + 1 {
+            // the audit's evidence: the coordinator compares the digests of audited nodes
+            let digest = g.sums.withUnsafeBufferPointer { AuditBook.digest(.floats($0)) }
+            out.append(.send(envelope(.digest(NodeDigest(step: g.step, block: g.block, leafCount: g.leafCount, digest: digest,
+                                                         generation: generation)))))
             for o in 0..<plan.owners {
                 let r = plan.range(ofOwner: o)
                 let last = o == plan.owners - 1
@@ -289,7 +331,7 @@ struct WorkerShard {
         }
         normSent = true
         return [.send(envelope(.norm(NormPart(step: UInt64(part.step), blocks: part.blocks, sumsOfSquares: part.sumsOfSquares,
-                                             isFinite: part.isFinite, lossSum: lossSum))))]
+                                             isFinite: part.isFinite, lossSum: lossSum, generation: generation))))]
     }
 
     /// The coordinator's APPLY: the update of this owner's slice, sent to every worker of the table and
@@ -308,7 +350,7 @@ struct WorkerShard {
         } else if o.stepsApplied > step {
             return []
         }
-        let s = ParameterSlice(version: UInt64(step), range: o.range, values: o.parameters)
+        let s = ParameterSlice(version: UInt64(step), range: o.range, values: o.parameters, generation: generation)
         var gathered = s
         if a.gather { gathered.state = [o.optimizer.m, o.optimizer.v].filter { !$0.isEmpty } }
         var out: [WorkerEffect] = [.send(envelope(a.acknowledge ? .applied(AppliedStep(step: UInt64(step), range: o.range, table: a.table))
