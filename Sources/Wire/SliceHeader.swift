@@ -13,6 +13,7 @@ extension Wire {
         #endif
         return Header(type: .slice, runID: runID, step: s.version, workerID: workerID,
                       rangeLower: field32(s.range.lowerBound, "slice range.lowerBound"),
-                      rangeUpper: field32(s.range.upperBound, "slice range.upperBound"), checksum: checksum).encode()
+                      rangeUpper: field32(s.range.upperBound, "slice range.upperBound"), leafCount: s.generation,
+                      checksum: checksum).encode()
     }
 }

@@ -58,6 +58,7 @@ public final class HandshakeMonitor {
         let endpoint = "inproc://ztrain-handshake-\(UInt64.random(in: 0...UInt64.max))"
         let handle = try socket.rawHandle("zmq_socket_monitor")
         let events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+            | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
         guard zmq_socket_monitor(handle, endpoint, events) == 0 else {
             throw ZMQError.last("zmq_socket_monitor(\(endpoint))")
         }
@@ -71,11 +72,16 @@ public final class HandshakeMonitor {
     /// The monitor socket (to poll together with others).
     public var socket: Socket { pair }
 
-    /// The failures reported since the last call (non-blocking).
+    /// Has a handshake of the watched socket succeeded (seen by a ``poll()`` so far)? A CURVE client
+    /// knows from then on that the server admitted its key.
+    public private(set) var succeeded = false
+
+    /// The failures reported since the last call (non-blocking); a success sets ``succeeded``.
     public func poll() -> [Failure] {
         var out: [Failure] = []
         while let frames = try? pair.receiveMultipart(flags: .dontWait) {
-            if let f = Self.decode(frames) { out.append(f) }
+            guard let f = Self.decode(frames) else { continue }
+            if f.event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED { succeeded = true } else { out.append(f) }
         }
         return out
     }

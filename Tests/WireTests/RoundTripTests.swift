@@ -270,11 +270,14 @@ struct SharedDataWelcomeTests {
 @Suite struct SliceHeaderTests {
     /// The header a sender uses to send a SLICE's weights from the array itself is ``Wire/encode(_:)``'s,
     /// and its payload is the array's bytes.
-    @Test func sliceHeaderIsTheEncodedHeader() throws {
+    /// (A table generation, the audit's reseed, travels in it too: a receiver drops another generation's slices.)
+    @Test(arguments: [UInt32(0), 3])
+    func sliceHeaderIsTheEncodedHeader(generation: UInt32) throws {
         let values = (0..<5000).map { Float($0) * 0.25 - 7 }
-        let e = Envelope(runID: 9, workerID: 4, message: .slice(ParameterSlice(version: 12, range: 4096..<9096, values: values)))
+        let slice = ParameterSlice(version: 12, range: 4096..<9096, values: values, generation: generation)
+        let e = Envelope(runID: 9, workerID: 4, message: .slice(slice))
         let frames = Wire.encode(e)
-        #expect(Wire.sliceHeader(runID: 9, workerID: 4, ParameterSlice(version: 12, range: 4096..<9096, values: values)) == frames[0])
+        #expect(Wire.sliceHeader(runID: 9, workerID: 4, slice) == frames[0])
         #expect(frames[1] == values.withUnsafeBytes { Array($0) })
         #expect(try Wire.decode(frames: [frames[0], values.withUnsafeBytes { Array($0) }], limits: Limits(maxPayloadBytes: 1 << 20)) == e)
     }

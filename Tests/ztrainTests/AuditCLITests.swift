@@ -38,7 +38,7 @@ struct AuditCLITests {
         }
         let deadline = Date().addingTimeInterval(120)
         while coordinator.isRunning && Date() < deadline { usleep(50_000) }
-        #expect(!coordinator.isRunning, "the coordinator did not finish")
+        try #require(!coordinator.isRunning, "the coordinator did not finish")  // (the defer ends every process)
         coordinator.waitUntilExit()
         #expect(coordinator.terminationStatus == 0)
         let wa = try loadModel(path: tmp.path("a/model.safetensors"), expecting: nil).parameters

@@ -20,7 +20,9 @@ import ZeroMQ
 /// current table (the coordinator puts there only keys of its allow-list); each DEALER is a CURVE
 /// client with the same pair and the peer's key from the table as server key, so it reaches only the
 /// holder of that key's secret. A connection refused because this router had not read the table yet
-/// is made again (``maintain()``); refusals are counted (``refusedConnections``) and logged at most
+/// is made again (``maintain()``), and what was sent on it before its handshake succeeded is sent
+/// again (a refused handshake ends the connection with its queue: the messages would be lost and the
+/// step would wait for them); refusals are counted (``refusedConnections``) and logged at most
 /// once per 5 s per kind.
 ///
 ///     let links = try PeerLinks(bind: "tcp://127.0.0.1:*", curve: security?.certificate, logger: logger)
@@ -42,7 +44,13 @@ final class PeerLinks {
         var refused = false
         /// Dials after a refusal in a row (the wait before the next one doubles: 0.1 s up to 2 s).
         var redials = 0
+        /// CURVE: what was sent before the peer's router admitted this link (a refused handshake ends
+        /// the connection and its queue), sent again on the next dial; emptied once a handshake succeeded.
+        var unconfirmed: [Envelope] = []
+        var confirmed = false
     }
+    /// Messages kept per link until its handshake succeeded (the oldest go first beyond it).
+    static let maxUnconfirmed = 256
     private var dealers: [UInt32: Link] = [:]
     private let logger: Logger
     private let t0 = ContinuousClock.now
@@ -111,7 +119,7 @@ final class PeerLinks {
         }
     }
 
-    private func dial(_ peer: ShardTable.Peer, redials: Int = 0) {
+    private func dial(_ peer: ShardTable.Peer, redials: Int = 0, resend: [Envelope] = []) {
         var options = EndpointOptions()
         options.linger = .milliseconds(200)
         options.reconnectInterval = .milliseconds(100)
@@ -125,7 +133,9 @@ final class PeerLinks {
         }
         do {
             let dealer = try DealerEndpoint(connect: [peer.endpoint], options: options, monitorHandshakes: curve != nil, logger: logger)
-            dealers[peer.worker] = Link(endpoint: peer.endpoint, key: peer.key, dealer: dealer, since: seconds(since: t0), redials: redials)
+            dealers[peer.worker] = Link(endpoint: peer.endpoint, key: peer.key, dealer: dealer, since: seconds(since: t0), redials: redials,
+                                        confirmed: curve == nil)
+            for envelope in resend { send(envelope, to: peer.worker) }
         } catch {
             logger.warning("cannot connect to worker \(peer.worker) at \(peer.endpoint): \(error)")
         }
@@ -143,22 +153,33 @@ final class PeerLinks {
                 d.refused = true
                 dealers[id] = d
             }
+            if !d.confirmed, !d.refused, d.dealer.handshakes?.succeeded == true {
+                d.confirmed = true
+                d.unconfirmed = []
+                dealers[id] = d
+            }
             guard d.refused, now - d.since >= min(2, 0.1 * Double(1 << min(d.redials, 5))) else { continue }
             logger.debug("worker \(id) at \(d.endpoint) refused this worker's peer link; connecting again")
             d.dealer.close()
             dealers[id] = nil
             redials += 1
-            dial(ShardTable.Peer(worker: id, endpoint: d.endpoint, key: d.key), redials: d.redials + 1)
+            dial(ShardTable.Peer(worker: id, endpoint: d.endpoint, key: d.key), redials: d.redials + 1, resend: d.unconfirmed)
         }
     }
 
     /// Sends `envelope` to worker `id` (dropped, and logged at debug level, when it has no link).
     func send(_ envelope: Envelope, to id: UInt32) {
-        guard let d = dealers[id]?.dealer else {
+        guard var link = dealers[id] else {
             logger.debug("no link to worker \(id): \(envelope.message.type) dropped")
             return
         }
-        if let b = d.send(envelope).bytes { bytesOut += b }
+        if !link.confirmed {
+            // until the peer's router admitted this link, a refusal would lose what it queued
+            if link.unconfirmed.count >= Self.maxUnconfirmed { link.unconfirmed.removeFirst() }
+            link.unconfirmed.append(envelope)
+            dealers[id] = link
+        }
+        if let b = link.dealer.send(envelope).bytes { bytesOut += b }
     }
 
     /// Reads what the other workers sent (bad frames are logged by the endpoint and dropped).
