@@ -85,15 +85,19 @@ extension CoordinatorCore {
 
     /// Takes the step in flight again without the quarantined workers: in star mode the orders go out
     /// again; in sharded mode the owners (whose reduction may hold a wrong node) are reseeded from the
-    /// run state first, or, when the run state is not the owners', the run goes back to the last
-    /// snapshot (always taken where it is).
+    /// run state first, fetched from them when it is not theirs (between sync steps), or, when a
+    /// quarantined worker owned a slice, the run goes back to the last snapshot (always taken where it is).
     func retakeStep(now: Double) -> [CoordinatorEffect] {
         guard shard != nil else {
             return send(aggregator.begin(step: aggregator.step, windows: stepWindows, microBatch: microBatch,
                                          workers: liveWorkers.map(\.id), now: now))
         }
         guard stateIsCurrent else {
-            // (a dispute the coordinator computed fetched the owners' state, so this is a majority's retake)
+            // between sync steps: the owners' state of the step comes first (a FETCH), unless a quarantined
+            // worker owned a slice (its state, maybe wrong, is gone with it: back to the last snapshot)
+            if let s = shard, Set(s.table.owners).isSubset(of: liveHolders) {
+                return s.fetch == nil ? fetchShards(for: .retake, now: now) : []
+            }
             if let snap = auditing.snapshots.last {
                 auditing.pendingRollback = snap
                 return parked == nil ? startStep(now: now) : []

@@ -14,6 +14,8 @@ public enum ShardFetchPurpose: Sendable, Equatable {
     case join
     /// The audit's tie-break: the coordinator computes a disputed node with the step's weights.
     case dispute
+    /// The audit quarantined a worker: the owners are reseeded with the step's state and it is taken again.
+    case retake
 
     /// The stop's reason, for ``stop(_:)``.
     var stopReason: String? {
@@ -98,6 +100,7 @@ extension CoordinatorCore {
         case .stop(let reason): return settlePendingEpoch(then: .stop(reason), now: now)
         case .join: return startStep(now: now)
         case .dispute: return settleDisputes(now: now)
+        case .retake: return retakeStep(now: now)
         }
     }
 
